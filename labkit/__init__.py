@@ -1,0 +1,20 @@
+"""labkit: the helpers behind IPC Lab's notebooks.
+
+Run functions in real child processes safely (:func:`run`, :func:`start`,
+:func:`run_workers`), create private named kernel objects
+(:mod:`labkit.objects`), and check exercises (:func:`check`). Lesson modules
+(``labkit.signals``, ``labkit.pipes``, ...) build their experiments on these.
+"""
+from . import objects
+from .checking import check
+from .errors import ChildError, LabError, LabTimeout, NoSpaceError, NotSupportedHere
+from .processes import (ChildResult, ExitStatus, process_tree, plot_process_tree, run,
+                        run_workers, start, start_workers, to_signal)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "run", "start", "run_workers", "start_workers", "ChildResult", "ExitStatus", "to_signal",
+    "process_tree", "plot_process_tree", "objects", "check",
+    "LabError", "LabTimeout", "ChildError", "NoSpaceError", "NotSupportedHere",
+]

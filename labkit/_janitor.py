@@ -1,0 +1,207 @@
+"""The session janitor: a small process that cleans up after a kernel that dies.
+
+A notebook kernel can end without running any of its own code: the user
+restarts it, it runs out of memory, it is killed with SIGKILL. Then no
+``finally`` block and no ``atexit`` handler runs, and the kernel's children
+and its named kernel objects would stay behind. So the first time labkit
+starts a child or creates an object, it also starts this janitor, a separate
+process (not a child of the kernel) that
+
+* learns from the kernel, one short line at a time over a pipe, which process
+  groups and named objects are alive, and each group's deadline;
+* kills a group whose deadline has passed by more than a grace period, so a
+  child started with :func:`labkit.start` and never waited for still ends;
+* when the kernel is gone (a pidfd becomes readable), kills the groups still
+  registered and removes the objects, plus anything in ``/dev/shm`` or
+  ``/dev/mqueue`` that carries the session's name prefix, then exits.
+
+It runs as ``python -m labkit._janitor``, imports only the standard library
+and posix_ipc, and never runs notebook code. Lines are shorter than
+``PIPE_BUF``, so writes from the kernel and from its forked children never
+interleave.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+GRACE = 2.0  # seconds past a deadline before the janitor steps in
+SHM_DIR = Path("/dev/shm")
+MQUEUE_DIR = Path("/dev/mqueue")
+
+# The session: the process that imported labkit first. Forked children keep it.
+UID = os.getuid()
+SESSION_PID = os.getpid()
+PREFIX = f"labkit_{UID}_{SESSION_PID}_"
+FIFO_DIR = Path(tempfile.gettempdir()) / f"labkit_{UID}_{SESSION_PID}"
+
+
+class JanitorClient:
+    """The kernel's end of the pipe to its janitor, started on first use."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen | None = None
+        self._fd: int | None = None
+        self._lock = threading.Lock()
+        self._broken = False
+
+    @property
+    def pid(self) -> int | None:
+        """The janitor's pid, or None before it starts."""
+        return self._proc.pid if self._proc is not None else None
+
+    def start(self) -> None:
+        """Start the janitor for this session unless one already watches it."""
+        with self._lock:
+            if self._fd is not None or self._broken:
+                return
+            try:
+                self._proc = subprocess.Popen(
+                    [sys.executable, "-m", "labkit._janitor", str(os.getpid()), PREFIX,
+                     str(FIFO_DIR)],
+                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL, start_new_session=True,
+                    cwd=Path(__file__).resolve().parent.parent)
+            except OSError:
+                self._broken = True  # no janitor: cleanup then relies on with blocks and atexit
+                return
+            assert self._proc.stdin is not None
+            self._fd = self._proc.stdin.fileno()
+            atexit.register(self.stop, os.getpid())
+
+    def send(self, line: str) -> None:
+        """Tell the janitor about a group or an object; ignored if there is no janitor."""
+        if self._fd is None:
+            return
+        try:
+            os.write(self._fd, (line + "\n").encode())
+        except OSError:  # the janitor is gone; nothing more to tell it
+            self._fd = None
+
+    def stop(self, owner: int) -> None:
+        """At a normal exit: let the janitor clean up, then reap it (it is our child)."""
+        if os.getpid() != owner or self._proc is None:
+            return
+        self.send("bye")
+        try:
+            self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+
+
+CLIENT = JanitorClient()
+
+
+# --- the janitor process -------------------------------------------------------------
+
+
+def unlink_name(kind: str, name: str) -> bool:
+    """Remove a named object by kind and name; False if it was already gone."""
+    import posix_ipc
+
+    unlinkers = {"shm": posix_ipc.unlink_shared_memory, "sem": posix_ipc.unlink_semaphore,
+                 "mq": getattr(posix_ipc, "unlink_message_queue", None), "fifo": os.unlink}
+    try:
+        unlinkers[kind](name)
+    except (OSError, posix_ipc.Error):
+        return False  # already removed by its owner
+    return True
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (it may belong to another user)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _sweep(prefix: str, fifo_dir: Path) -> None:
+    """Remove every object named with this session's prefix."""
+    if SHM_DIR.is_dir():
+        for entry in os.listdir(SHM_DIR):
+            if entry.startswith(prefix):
+                unlink_name("shm", "/" + entry)
+            elif entry.startswith("sem." + prefix):
+                unlink_name("sem", "/" + entry[4:])
+    if MQUEUE_DIR.is_dir():
+        for entry in os.listdir(MQUEUE_DIR):
+            if entry.startswith(prefix):
+                unlink_name("mq", "/" + entry)
+    shutil.rmtree(fifo_dir, ignore_errors=True)
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass  # the group has already ended
+
+
+def _watch(kernel_pid: int, pidfd: int | None, prefix: str, fifo_dir: Path) -> None:
+    groups: dict[int, float] = {}           # process group -> deadline (monotonic clock)
+    objects: set[tuple[str, str]] = set()   # (kind, name)
+    pending, reading = b"", True
+    while True:
+        waits = [deadline + GRACE - time.monotonic() for deadline in groups.values()]
+        fds = ([0] if reading else []) + ([pidfd] if pidfd is not None else [])
+        ready, _, _ = select.select(fds, [], [], max(0.0, min(waits + [1.0])))
+        if pidfd in ready or (pidfd is None and not pid_alive(kernel_pid)):
+            break  # the kernel has ended, however it ended
+        if 0 in ready:
+            chunk = os.read(0, 65536)
+            reading = bool(chunk)  # at EOF keep watching the kernel itself
+            *lines, pending = (pending + chunk).split(b"\n")
+            if b"bye" in lines:
+                break  # a normal exit: clean up what is left, the kernel then reaps us
+            for line in lines:
+                op, kind, name, *deadline = line.decode().split(" ")
+                if kind == "pg" and op == "+":
+                    groups[int(name)] = float(deadline[0])
+                elif kind == "pg":
+                    groups.pop(int(name), None)
+                elif op == "+":
+                    objects.add((kind, name))
+                else:
+                    objects.discard((kind, name))
+        for pgid, deadline in list(groups.items()):
+            if time.monotonic() > deadline + GRACE:
+                _kill_group(pgid)
+                del groups[pgid]
+    for pgid in groups:
+        _kill_group(pgid)
+    for kind, name in objects:
+        unlink_name(kind, name)
+    _sweep(prefix, fifo_dir)
+
+
+def main(argv: list[str]) -> None:
+    kernel_pid, prefix, fifo_dir = int(argv[0]), argv[1], Path(argv[2])
+    try:
+        pidfd: int | None = os.pidfd_open(kernel_pid)  # type: ignore[attr-defined]
+    except (AttributeError, OSError):
+        pidfd = None  # no pidfd (macOS, old kernel): poll the kernel once a second
+    from labkit._platform import set_process_name
+
+    set_process_name("labkit-janitor")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C meant for the notebook is not for us
+    os.chdir("/")
+    _watch(kernel_pid, pidfd, prefix, fifo_dir)
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

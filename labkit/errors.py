@@ -1,0 +1,53 @@
+"""The exceptions labkit raises, named after the situation a student meets.
+
+Every error says what happened and what to do about it; an ``OSError`` from
+the kernel is kept as ``__cause__`` so the errno is still there for those who
+want it.
+"""
+from __future__ import annotations
+
+__all__ = ["LabError", "LabTimeout", "ChildError", "NoSpaceError", "NotSupportedHere"]
+
+
+class LabError(Exception):
+    """Base class of every labkit error."""
+
+
+class LabTimeout(LabError, TimeoutError):
+    """A child or worker did not finish in time and was killed.
+
+    ``results`` holds what the processes that did finish returned.
+    """
+
+    def __init__(self, message: str, results: list | None = None) -> None:
+        super().__init__(message)
+        self.results = results or []
+
+
+class ChildError(LabError):
+    """The function run in a child raised, or the child died, so there is no value.
+
+    ``remote_traceback`` is the child's traceback as text (empty if it died
+    from a signal), ``exception`` the original exception when it could be
+    sent back.
+    """
+
+    def __init__(self, message: str, remote_traceback: str = "",
+                 exception: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.remote_traceback = remote_traceback
+        self.exception = exception
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.remote_traceback:
+            text += "\n\nTraceback in the child:\n" + self.remote_traceback.rstrip()
+        return text
+
+
+class NoSpaceError(LabError, OSError):
+    """There is not enough room for a kernel object (``/dev/shm`` full, queue limits)."""
+
+
+class NotSupportedHere(LabError, NotImplementedError):
+    """The feature needs Linux (or a newer kernel) and this machine lacks it."""

@@ -1,0 +1,367 @@
+"""Named kernel objects (shared memory, semaphores, message queues, FIFOs), made safe.
+
+Every named object labkit makes comes from here, so three promises hold
+everywhere:
+
+* **private and exclusive**: created with ``O_CREAT | O_EXCL`` and mode
+  ``0600``, so nobody else on the machine can read it and nobody can plant
+  an object under our name beforehand;
+* **unique and recognisable**: named ``labkit_<uid>_<session pid>_<label>_<random>``,
+  so two students, two kernels or two runs never collide, and ``labkit clean``
+  can tell whose object it is and whether its session still lives;
+* **owned**: each object belongs to a scope (a ``with`` block, or the session
+  itself) and is removed when the scope ends; the session janitor removes
+  what is left if the kernel dies.
+
+Shared memory is reserved with ``posix_fallocate`` when it is created: a full
+``/dev/shm`` is then a clear :class:`~labkit.errors.NoSpaceError` instead of a
+SIGBUS that kills the process on its first write.
+"""
+from __future__ import annotations
+
+import atexit
+import errno
+import os
+import re
+import secrets
+import shutil
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import posix_ipc
+
+from ._janitor import (CLIENT, FIFO_DIR, MQUEUE_DIR, PREFIX, SHM_DIR, UID, pid_alive,
+                       unlink_name)
+from ._platform import MACOS
+from .errors import LabError, NoSpaceError, NotSupportedHere
+
+__all__ = [
+    "lab_name", "scope", "Scope", "shared_memory", "semaphore", "message_queue", "fifo",
+    "remove", "ObjectInfo", "list_objects", "clean", "shm_free_bytes", "format_bytes",
+    "mqueue_limits",
+]
+
+MODE = 0o600
+_LABEL = re.compile(r"[A-Za-z0-9]{1,12}")
+_NAME = re.compile(r"labkit_(\d+)_(\d+)_")
+
+
+def _check_label(label: str) -> None:
+    if not isinstance(label, str) or not _LABEL.fullmatch(label):
+        raise ValueError(f"label must be 1 to 12 letters or digits, got {label!r}")
+
+
+def lab_name(label: str = "obj") -> str:
+    """A fresh name for a POSIX object, unique to this user and session.
+
+    >>> lab_name("demo")  # doctest: +SKIP
+    '/labkit_1000_4242_demo_9f3ac1'
+    """
+    _check_label(label)
+    return f"/{PREFIX}{label}_{secrets.token_hex(3)}"
+
+
+def format_bytes(n: float) -> str:
+    """``format_bytes(65536)`` gives ``'64.0 KiB'``."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def shm_free_bytes() -> int:
+    """Free bytes in ``/dev/shm`` (where Linux keeps POSIX shared memory and semaphores)."""
+    st = os.statvfs(SHM_DIR)
+    return st.f_bavail * st.f_frsize
+
+
+def _no_space(size: int, free: int) -> NoSpaceError:
+    return NoSpaceError(
+        f"cannot reserve {format_bytes(size)} of shared memory: /dev/shm has only "
+        f"{format_bytes(free)} free. Use a smaller size, remove leftovers with "
+        "`labkit clean`, or give the machine more: `docker run --shm-size=1g`, or a "
+        "memory-backed emptyDir on Kubernetes (see `labkit doctor`).")
+
+
+class Scope:
+    """Owns named objects and removes them all when it ends.
+
+    >>> with scope() as objs:                    # doctest: +SKIP
+    ...     shm = objs.shared_memory(4096)       # a posix_ipc.SharedMemory
+    ...     lock = objs.semaphore(1)             # a posix_ipc.Semaphore
+    ... # both are unlinked here, even after an exception
+    """
+
+    def __init__(self) -> None:
+        self._owned: list[tuple[str, str, Any]] = []
+
+    def __enter__(self) -> Scope:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _own(self, kind: str, name: str, obj: Any) -> Any:
+        self._owned.append((kind, name, obj))
+        CLIENT.send(f"+ {kind} {name}")
+        return obj
+
+    def shared_memory(self, size: int, label: str = "shm") -> posix_ipc.SharedMemory:
+        """Create a private shared memory object of ``size`` bytes, all zero, space reserved.
+
+        Raises ValueError for a size that is not a positive int, and
+        NoSpaceError when ``/dev/shm`` cannot hold it.
+        """
+        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+            raise ValueError(f"size must be a whole number of bytes > 0, got {size!r}")
+        free = shm_free_bytes()
+        if size > free:
+            raise _no_space(size, free)
+        CLIENT.start()
+        name = lab_name(label)
+        shm = posix_ipc.SharedMemory(name, posix_ipc.O_CREX, mode=MODE, size=0)
+        try:
+            os.fchmod(shm.fd, MODE)  # the umask can only remove bits; make the mode exact
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(shm.fd, 0, size)
+            else:  # macOS: no reservation, so a full disk shows only on first write
+                os.ftruncate(shm.fd, size)
+        except OSError as e:
+            shm.close_fd()
+            shm.unlink()
+            if e.errno in (errno.ENOSPC, errno.EFBIG):
+                raise _no_space(size, shm_free_bytes()) from e
+            raise
+        return self._own("shm", name, shm)
+
+    def semaphore(self, value: int = 1, label: str = "sem") -> posix_ipc.Semaphore:
+        """Create a private named semaphore with initial ``value`` (1 makes it a lock)."""
+        if isinstance(value, bool) or not isinstance(value, int) or not (
+                0 <= value <= posix_ipc.SEMAPHORE_VALUE_MAX):
+            raise ValueError(f"value must be a whole number from 0 to "
+                             f"{posix_ipc.SEMAPHORE_VALUE_MAX}, got {value!r}")
+        CLIENT.start()
+        name = lab_name(label)
+        sem = posix_ipc.Semaphore(name, posix_ipc.O_CREX, mode=MODE, initial_value=value)
+        return self._own("sem", name, sem)
+
+    def message_queue(self, max_messages: int = 10, max_message_size: int = 8192,
+                      label: str = "mq") -> posix_ipc.MessageQueue:
+        """Create a private POSIX message queue (Linux's defaults: 10 messages of 8 KiB)."""
+        if MACOS or not posix_ipc.MESSAGE_QUEUES_SUPPORTED:
+            raise NotSupportedHere("this system has no POSIX message queues (macOS lacks "
+                                   "them); use a pipe or a Unix socket instead")
+        for what, v in (("max_messages", max_messages), ("max_message_size", max_message_size)):
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise ValueError(f"{what} must be a whole number > 0, got {v!r}")
+        CLIENT.start()
+        name = lab_name(label)
+        try:
+            mq = posix_ipc.MessageQueue(name, posix_ipc.O_CREX, mode=MODE,
+                                        max_messages=max_messages,
+                                        max_message_size=max_message_size)
+        except (ValueError, OSError) as e:
+            raise _queue_error(max_messages, max_message_size) from e
+        return self._own("mq", name, mq)
+
+    def fifo(self, label: str = "fifo") -> Path:
+        """Create a named pipe (FIFO) in a private directory and return its path."""
+        _check_label(label)
+        CLIENT.start()
+        _private_dir(FIFO_DIR)
+        path = FIFO_DIR / f"{label}_{secrets.token_hex(3)}"
+        os.mkfifo(path, MODE)
+        return self._own("fifo", str(path), path)
+
+    def remove(self, obj: Any) -> None:
+        """Close and unlink one object now (idempotent)."""
+        for i, (kind, name, owned) in enumerate(self._owned):
+            if owned is obj:
+                del self._owned[i]
+                _destroy(kind, name, owned)
+                CLIENT.send(f"- {kind} {name}")
+                return
+        raise ValueError(f"{obj!r} is not owned by this scope (already removed?)")
+
+    def close(self) -> None:
+        """Remove every object this scope still owns, newest first."""
+        while self._owned:
+            self.remove(self._owned[-1][2])
+
+
+def _queue_error(max_messages: int, max_message_size: int) -> LabError:
+    limits = mqueue_limits()
+    need = max_messages * max_message_size
+    return NoSpaceError(
+        f"cannot create a message queue of {max_messages} messages x {max_message_size} "
+        f"bytes ({format_bytes(need)}). Limits here: at most {limits['msg_max']} messages "
+        f"and {limits['msgsize_max']} bytes per message for ordinary users, and "
+        f"{format_bytes(limits['rlimit'])} for all your queues together (RLIMIT_MSGQUEUE), "
+        f"which is about {max(limits['rlimit'] // max(need, 1), 0)} queues of this size. "
+        "Close queues you no longer need (posix_ipc reports this as 'too many open "
+        "files', which it is not), or raise the limits: see `labkit doctor`.")
+
+
+def mqueue_limits() -> dict[str, int]:
+    """Linux's POSIX message queue limits: per queue, per system, and per user (bytes)."""
+    import resource
+
+    limits = {}
+    for key, default in (("msg_max", 10), ("msgsize_max", 8192), ("queues_max", 256)):
+        try:
+            limits[key] = int(Path(f"/proc/sys/fs/mqueue/{key}").read_text())
+        except OSError:
+            limits[key] = default
+    soft = resource.getrlimit(resource.RLIMIT_MSGQUEUE)[0] if hasattr(
+        resource, "RLIMIT_MSGQUEUE") else 0
+    limits["rlimit"] = soft if soft != resource.RLIM_INFINITY else 2**62
+    return limits
+
+
+def _private_dir(path: Path) -> None:
+    """Make ``path`` a directory only we can enter, refusing one someone else planted."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        st = os.lstat(path)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != UID or st.st_mode & 0o077:
+            raise LabError(f"{path} exists but is not a private directory of yours; "
+                           "remove it and try again") from None
+
+
+def _destroy(kind: str, name: str, obj: Any) -> None:
+    if kind == "shm":
+        if obj.fd >= 0:
+            obj.close_fd()
+    elif kind in ("sem", "mq"):
+        obj.close()
+    unlink_name(kind, name)  # False if another process that shared it unlinked it first
+
+
+SESSION = Scope()
+atexit.register(SESSION.close)
+if os.path.isdir(FIFO_DIR):  # only this process can have made it; a stale one from a reused pid
+    shutil.rmtree(FIFO_DIR, ignore_errors=True)
+
+
+def scope() -> Scope:
+    """A ``with`` block that owns objects: ``with labkit.objects.scope() as objs: ...``."""
+    return Scope()
+
+
+def shared_memory(size: int, label: str = "shm") -> posix_ipc.SharedMemory:
+    """A session-owned shared memory object; see :meth:`Scope.shared_memory`.
+
+    >>> shm = shared_memory(4096)   # doctest: +SKIP
+    >>> remove(shm)                 # or leave it: it goes when the kernel ends
+    """
+    return SESSION.shared_memory(size, label)
+
+
+def semaphore(value: int = 1, label: str = "sem") -> posix_ipc.Semaphore:
+    """A session-owned semaphore; see :meth:`Scope.semaphore`."""
+    return SESSION.semaphore(value, label)
+
+
+def message_queue(max_messages: int = 10, max_message_size: int = 8192,
+                  label: str = "mq") -> posix_ipc.MessageQueue:
+    """A session-owned message queue; see :meth:`Scope.message_queue`."""
+    return SESSION.message_queue(max_messages, max_message_size, label)
+
+
+def fifo(label: str = "fifo") -> Path:
+    """A session-owned FIFO path; see :meth:`Scope.fifo`."""
+    return SESSION.fifo(label)
+
+
+def remove(obj: Any) -> None:
+    """Remove a session-owned object now."""
+    SESSION.remove(obj)
+
+
+# --- what is left on the machine -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One lab object found on the machine."""
+
+    kind: str          # "shm", "sem", "mq" or "fifo"
+    name: str          # the POSIX name ("/labkit_...") or the FIFO's path
+    uid: int           # owner
+    size: int          # bytes (0 for semaphores and FIFOs)
+    mode: int          # permission bits
+    session_pid: int   # the process whose session created it
+    alive: bool        # whether that process still runs
+
+    def __str__(self) -> str:
+        state = "live session" if self.alive else "session gone"
+        return (f"{self.kind:<4} {self.name}  {format_bytes(self.size):>9}  "
+                f"mode {self.mode:o}  uid {self.uid}  pid {self.session_pid} ({state})")
+
+
+def list_objects(all_users: bool = False) -> list[ObjectInfo]:
+    """The lab's objects on this machine: yours, or everyone's with ``all_users=True``.
+
+    >>> [o.name for o in list_objects()]  # doctest: +SKIP
+    ['/labkit_1000_4242_shm_9f3ac1']
+    """
+    found: list[ObjectInfo] = []
+
+    def add(kind: str, name: str, entry: str, path: Path) -> None:
+        m = _NAME.match(entry)
+        if not m:
+            return
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return  # removed while we looked
+        if not all_users and (st.st_uid != UID or int(m.group(1)) != UID):
+            return
+        pid = int(m.group(2))
+        size = st.st_size if kind in ("shm", "mq") else 0
+        found.append(ObjectInfo(kind, name, st.st_uid, size, stat.S_IMODE(st.st_mode), pid,
+                                pid_alive(pid)))
+
+    if SHM_DIR.is_dir():
+        for entry in sorted(os.listdir(SHM_DIR)):
+            if entry.startswith("sem."):
+                add("sem", "/" + entry[4:], entry[4:], SHM_DIR / entry)
+            else:
+                add("shm", "/" + entry, entry, SHM_DIR / entry)
+    if MQUEUE_DIR.is_dir():
+        for entry in sorted(os.listdir(MQUEUE_DIR)):
+            add("mq", "/" + entry, entry, MQUEUE_DIR / entry)
+    tmp = Path(tempfile.gettempdir())
+    for d in sorted(tmp.glob("labkit_*_*")):
+        if d.is_dir() and not d.is_symlink():
+            for f in sorted(d.iterdir()):
+                add("fifo", str(f), d.name + "_", f)
+    return found
+
+
+def clean(dry_run: bool = False) -> list[ObjectInfo]:
+    """Remove your lab objects whose session has ended, and return them.
+
+    Another user's objects and those of a running session are never touched.
+
+    >>> for obj in clean(): print("removed", obj)  # doctest: +SKIP
+    """
+    removed = []
+    for info in list_objects():
+        if info.alive or info.uid != UID:
+            continue
+        if not dry_run:
+            if not unlink_name(info.kind, info.name):
+                continue  # gone meanwhile
+            if info.kind == "fifo":
+                try:
+                    os.rmdir(Path(info.name).parent)
+                except OSError:
+                    pass  # other FIFOs of that session are still there
+        removed.append(info)
+    return removed

@@ -1,0 +1,925 @@
+"""Run Python functions in real child processes, safely, from a notebook cell.
+
+A bare ``os.fork()`` in a Jupyter kernel is a trap: a child that raises and
+skips ``os._exit`` carries on as a second kernel, its output never reaches the
+cell under test runners, a hung child hangs the cell, and a forgotten
+``waitpid`` leaves a zombie. This module is the one place in labkit that
+forks, and it closes each of those traps:
+
+* **the child** resets SIGINT to the default, leaves the kernel's process
+  group (the interrupt button is for the kernel), asks to be killed if the
+  kernel dies (``PR_SET_PDEATHSIG``), adopts its orphaned descendants
+  (``PR_SET_CHILD_SUBREAPER``), sends its standard streams and its result
+  through pipes, kills and reaps whatever it left running, and always ends
+  with ``os._exit``;
+* **the parent** reads every pipe in one loop, streams each line to the cell
+  as it arrives, reaps its children, and enforces one deadline. On timeout or
+  on KeyboardInterrupt it freezes each child's process group (SIGSTOP, so a
+  fork bomb cannot outrun it), kills it and every descendant, and reaps the
+  orphans it adopts meanwhile. Nothing a call started outlives the call.
+
+We fork rather than use ``multiprocessing`` because students must be able to
+run functions defined in a cell (``spawn`` and ``forkserver`` cannot pickle
+them) and because the lessons are about ``fork`` itself.
+"""
+from __future__ import annotations
+
+import errno
+import faulthandler
+import math
+import os
+import pickle
+import selectors
+import signal
+import struct
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+import psutil
+
+from ._janitor import CLIENT
+from ._platform import quiet_fork, set_parent_death_signal, set_subreaper, subreaper
+from .errors import ChildError, LabError, LabTimeout
+
+__all__ = [
+    "ExitStatus", "ChildResult", "WorkerResults", "Child", "Workers",
+    "run", "start", "run_workers", "start_workers", "to_signal",
+    "ProcessNode", "process_tree", "plot_process_tree",
+]
+
+DEFAULT_TIMEOUT = 10.0
+MAX_WORKERS = 256
+_EX_HARNESS = 70        # exit code when labkit's own harness failed (EX_SOFTWARE)
+_LEFTOVER_GRACE = 0.5   # seconds a finished child's pipes may stay open before we kill holders
+_HEADER = struct.Struct("!I")
+_UNKNOWN = -1           # wait status of a child that another waitpid reaped
+
+
+# --- exit statuses -------------------------------------------------------------------
+
+
+def to_signal(sig: int | str | signal.Signals) -> signal.Signals:
+    """Turn ``"SIGUSR1"``, ``"usr1"``, ``10`` or ``signal.SIGUSR1`` into ``signal.SIGUSR1``.
+
+    >>> to_signal("term")
+    <Signals.SIGTERM: 15>
+    """
+    if isinstance(sig, signal.Signals):
+        return sig
+    try:
+        if isinstance(sig, str):
+            name = sig.strip().upper()
+            return signal.Signals[name if name.startswith("SIG") else "SIG" + name]
+        if isinstance(sig, int) and not isinstance(sig, bool):
+            return signal.Signals(sig)
+    except (KeyError, ValueError):
+        pass
+    valid = ", ".join(f"{s.name} ({s.value})" for s in sorted(signal.Signals, key=int))
+    raise ValueError(f"{sig!r} is not a signal on this system; valid signals: {valid}")
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    """How a process ended: an exit code, or the signal that killed it.
+
+    >>> str(ExitStatus.from_wait_status(0x0300))
+    'exited with code 3'
+    >>> str(ExitStatus.from_wait_status(11))
+    'killed by SIGSEGV (Segmentation fault)'
+    """
+
+    code: int | None
+    signal: int | None = None
+    core_dumped: bool = False
+
+    @classmethod
+    def from_wait_status(cls, status: int) -> ExitStatus:
+        """Decode the raw status that ``os.waitpid`` returns."""
+        if status == _UNKNOWN:
+            return cls(None)
+        if os.WIFEXITED(status):
+            return cls(os.WEXITSTATUS(status))
+        if os.WIFSIGNALED(status):
+            return cls(None, os.WTERMSIG(status), os.WCOREDUMP(status))
+        raise ValueError(f"wait status {status:#x} is not that of an ended process "
+                         "(a stopped one?)")
+
+    @property
+    def ok(self) -> bool:
+        """True for exit code 0."""
+        return self.code == 0
+
+    @property
+    def signal_name(self) -> str | None:
+        """``"SIGSEGV"`` for a process killed by signal 11, else None."""
+        if self.signal is None:
+            return None
+        try:
+            return signal.Signals(self.signal).name
+        except ValueError:
+            return f"signal {self.signal}"
+
+    def __str__(self) -> str:
+        if self.code is None and self.signal is None:
+            return "ended, but its status went to another waitpid (an os.wait() in a cell?)"
+        if self.signal is None:
+            return f"exited with code {self.code}"
+        text = f"killed by {self.signal_name}"
+        description = signal.strsignal(self.signal)
+        if description:
+            text += f" ({description})"
+        return text + (", core dumped" if self.core_dumped else "")
+
+
+# --- results -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChildResult:
+    """What one child process did: its value or exception, exit status and output.
+
+    ``value`` gives the return value, or raises :class:`ChildError` with the
+    child's traceback when the function raised or the child died.
+    """
+
+    name: str
+    pid: int
+    status: ExitStatus
+    wait_status: int                   # the raw status os.waitpid gave, before decoding
+    stdout: str
+    stderr: str
+    seconds: float
+    returned: bool
+    error_type: str | None = None      # the exception's class name, if the function raised
+    error_message: str = ""
+    traceback: str = ""
+    leftovers: tuple[str, ...] = ()    # processes the function left behind (labkit ended them)
+    escaped: tuple[int, ...] = ()      # pids of forks that returned out of the function
+    _value: Any = field(default=None, repr=False)
+    _exception: BaseException | None = field(default=None, repr=False)
+
+    @property
+    def value(self) -> Any:
+        """The function's return value (raises :class:`ChildError` if there is none)."""
+        if self.returned:
+            return self._value
+        raise ChildError(self.failure, self.traceback, self._exception)
+
+    @property
+    def exception(self) -> BaseException | None:
+        """The exception the function raised, if it could be sent back."""
+        return self._exception
+
+    @property
+    def failure(self) -> str:
+        """Why there is no value, in one sentence ("" if the function returned)."""
+        if self.returned:
+            return ""
+        if self.error_type == "labkit.unpicklable":
+            return f"{self.name} (pid {self.pid}) returned {self.error_message}"
+        if self.error_type:
+            return f"{self.name} (pid {self.pid}) raised {self.error_type}: {self.error_message}"
+        return f"{self.name} (pid {self.pid}) {self.status} without returning a value"
+
+    def __repr__(self) -> str:
+        outcome = f"returned {self._value!r}" if self.returned else self.failure
+        extra = f"; left behind: {', '.join(self.leftovers)}" if self.leftovers else ""
+        if self.escaped:
+            extra += f"; forks that returned out of the function: {list(self.escaped)}"
+        return (f"<ChildResult {self.name} pid={self.pid}: {outcome}; {self.status}; "
+                f"{self.seconds * 1000:.1f} ms{extra}>")
+
+
+class WorkerResults(list):
+    """The results of a group of workers, in worker order (a list of ChildResult)."""
+
+    @property
+    def values(self) -> list[Any]:
+        """Every worker's return value; raises ChildError naming the first that failed."""
+        return [r.value for r in self]
+
+    def __repr__(self) -> str:
+        return "\n".join(repr(r) for r in self)
+
+
+# --- the child side ------------------------------------------------------------------
+
+
+def _send(fd: int, record: dict) -> None:
+    data = pickle.dumps(record)
+    data = _HEADER.pack(len(data)) + data
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _pack(obj: Any) -> bytes | None:
+    try:
+        return pickle.dumps(obj)
+    except Exception:  # noqa: BLE001 - any object may refuse pickling in its own way
+        return None
+
+
+def _call(fn: Callable, args: tuple, kwargs: dict) -> tuple[dict, int]:
+    """Run fn; describe how it ended as a record of plain data, and an exit code."""
+    try:
+        value = fn(*args, **kwargs)
+    except SystemExit as e:
+        code = e.code
+        if code is None:
+            code = 0
+        elif not isinstance(code, int):
+            print(code, file=sys.stderr)
+            code = 1
+        return {"kind": "exit", "code": code}, code & 0xFF
+    except BaseException as e:  # noqa: BLE001 - the child reports everything, even KeyboardInterrupt
+        tb = "".join(traceback.format_exception(type(e), e, e.__traceback__.tb_next
+                                                if e.__traceback__ else None))
+        return {"kind": "raised", "type": type(e).__name__, "message": str(e),
+                "traceback": tb, "payload": _pack(e)}, 1
+    payload = _pack(value)
+    if payload is None:
+        return {"kind": "unpicklable", "type": type(value).__name__}, 1
+    return {"kind": "ok", "payload": payload}, 0
+
+
+def _end_leftovers() -> list[str]:
+    """Kill and reap every descendant the function left; describe what they were.
+
+    The child is a subreaper, so descendants whose parents died are its own
+    children now, and ``waitpid(-1)`` can reap all of them.
+    """
+    try:  # a peek (WNOWAIT): is there any child at all?
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return []  # no children, so (as a subreaper) no descendants at all
+    described: dict[int, str] = {}
+    statuses: dict[int, int] = {}
+    me = psutil.Process()
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        try:
+            kids = me.children(recursive=True)
+        except psutil.Error:
+            kids = []
+        for kid in kids:
+            try:
+                zombie = kid.status() == psutil.STATUS_ZOMBIE
+                if kid.pid not in described:
+                    described[kid.pid] = "zombie" if zombie else kid.name()
+                if not zombie:
+                    kid.kill()
+            except psutil.Error:
+                pass  # it ended while we looked
+        try:
+            while True:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+                if pid == 0:
+                    break
+                statuses[pid] = status
+        except ChildProcessError:
+            break  # no children at all: everything is reaped
+        time.sleep(0.002)
+    notes = []
+    for pid, what in described.items():
+        ended = (str(ExitStatus.from_wait_status(statuses[pid])) if pid in statuses
+                 else "still there")
+        if what == "zombie":
+            notes.append(f"pid {pid}: a zombie that nobody waited for ({ended})")
+        else:
+            notes.append(f"pid {pid} ({what}): still running, killed")
+    return notes
+
+
+def _fresh_stdio(out_w: int, err_w: int) -> None:
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(out_w, 1)
+    os.dup2(err_w, 2)
+    os.close(out_w)
+    os.close(err_w)
+    # New stream objects: the kernel's own ones talk to threads that do not exist here.
+    sys.stdin = open(0, closefd=False)  # noqa: SIM115 - lives as long as the child
+    sys.stdout = open(1, "w", buffering=1, closefd=False, encoding="utf-8",  # noqa: SIM115
+                      errors="backslashreplace")
+    sys.stderr = open(2, "w", buffering=1, closefd=False, encoding="utf-8",  # noqa: SIM115
+                      errors="backslashreplace")
+
+
+def _child_main(fn: Callable, args: tuple, kwargs: dict, parent: int, res_w: int, out_w: int,
+                err_w: int, close: Iterable[int], barrier: tuple[int, int] | None) -> NoReturn:
+    code = _EX_HARNESS
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        faulthandler.disable()  # a fault kills the child by its signal, as in C; the parent says so
+        os.setpgid(0, 0)
+        set_parent_death_signal(signal.SIGKILL)
+        if os.getppid() != parent:
+            return  # the parent died before the death signal was armed
+        set_subreaper(True)
+        for fd in close:
+            os.close(fd)
+        _fresh_stdio(out_w, err_w)
+        if barrier is not None:
+            ready_w, go_r = barrier
+            os.write(ready_w, b".")
+            os.close(ready_w)
+            os.read(go_r, 1)  # returns at EOF: when the parent has closed the write end
+            os.close(go_r)
+        me = os.getpid()
+        record, code = _call(fn, args, kwargs)
+        if os.getpid() != me:
+            # A fork made inside fn returned out of it: end it here, never in our code.
+            _send(res_w, {"kind": "escaped", "pid": os.getpid()})
+            code = _EX_HARNESS
+            return
+        record["leftovers"] = _end_leftovers()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass  # the function closed or broke its own stream
+        _send(res_w, record)
+    finally:
+        os._exit(code)
+
+
+# --- the parent side -----------------------------------------------------------------
+
+
+class _Proc:
+    """One forked child as the parent sees it: pid, pipes, output, status."""
+
+    def __init__(self, name: str, pid: int, pipes: dict[str, int], deadline: float,
+                 prefix: str) -> None:
+        self.name, self.pid, self.pipes, self.prefix = name, pid, pipes, prefix
+        self.data = {kind: bytearray() for kind in pipes}
+        self.partial = {kind: b"" for kind in pipes}
+        self.status: int | None = None
+        self.started = time.monotonic()
+        self.ended: float | None = None
+        self.deadline = deadline
+        CLIENT.send(f"+ pg {pid} {deadline}")
+
+    @property
+    def done(self) -> bool:
+        return self.status is not None and not self.pipes
+
+    def poll(self, block: bool = False) -> None:
+        if self.status is not None:
+            return
+        try:
+            pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:  # someone else reaped it (a raw os.wait in a cell)
+            pid, status = self.pid, _UNKNOWN
+        if pid:
+            self.status = status
+            self.ended = time.monotonic()
+            CLIENT.send(f"- pg {self.pid}")
+
+    def read(self, kind: str, sel: selectors.BaseSelector, show: bool) -> None:
+        fd = self.pipes[kind]
+        chunk = os.read(fd, 65536)
+        if chunk:
+            self.data[kind] += chunk
+            if show and kind != "res":
+                self._stream(kind, chunk)
+        else:
+            self.close_pipe(kind, sel)
+            if show and kind != "res" and self.partial[kind]:
+                self._stream(kind, b"\n")
+
+    def _stream(self, kind: str, chunk: bytes) -> None:
+        *lines, self.partial[kind] = (self.partial[kind] + chunk).split(b"\n")
+        if lines:
+            out = sys.stdout if kind == "out" else sys.stderr
+            out.write("".join(self.prefix + line.decode("utf-8", "replace") + "\n"
+                              for line in lines))
+            out.flush()
+
+    def close_pipe(self, kind: str, sel: selectors.BaseSelector | None) -> None:
+        fd = self.pipes.pop(kind, None)
+        if fd is not None:
+            if sel is not None:
+                sel.unregister(fd)
+            os.close(fd)
+
+    def kill_tree(self) -> None:
+        """Freeze the child's group, then kill it and every descendant."""
+        if self.status is not None:
+            try:
+                os.killpg(self.pid, signal.SIGKILL)  # members left behind by a killed child
+            except OSError:
+                pass
+            return
+        try:
+            os.killpg(self.pid, signal.SIGSTOP)
+        except OSError:
+            pass  # already gone, or it moved: the walk below still finds descendants
+        try:
+            victims = psutil.Process(self.pid).children(recursive=True)
+        except psutil.Error:
+            victims = []
+        for target in (self.pid, *(v.pid for v in victims)):
+            try:
+                os.kill(target, signal.SIGKILL)
+            except OSError:
+                pass
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+    def result(self) -> ChildResult:
+        assert self.status is not None and self.ended is not None
+        records = _records(bytes(self.data.get("res", b"")))
+        main = next((r for r in records if r["kind"] != "escaped"), {"kind": "died"})
+        escaped = tuple(r["pid"] for r in records if r["kind"] == "escaped")
+        common = dict(name=self.name, pid=self.pid,
+                      status=ExitStatus.from_wait_status(self.status),
+                      wait_status=self.status,
+                      stdout=self.data["out"].decode("utf-8", "replace"),
+                      stderr=self.data["err"].decode("utf-8", "replace"),
+                      seconds=self.ended - self.started, escaped=escaped,
+                      leftovers=tuple(main.get("leftovers", ())))
+        kind = main["kind"]
+        if kind == "ok":
+            try:
+                return ChildResult(returned=True, _value=pickle.loads(main["payload"]), **common)
+            except Exception as e:  # noqa: BLE001 - unpickling runs arbitrary class code
+                return ChildResult(returned=False, error_type="labkit.unpicklable",
+                                   error_message=f"a value the parent could not unpickle "
+                                                 f"({type(e).__name__}: {e})", **common)
+        if kind == "unpicklable":
+            return ChildResult(returned=False, error_type="labkit.unpicklable",
+                               error_message=f"a {main['type']}, which cannot be pickled to "
+                                             "send it back to the parent; return plain data "
+                                             "(numbers, strings, lists, dicts)", **common)
+        if kind == "raised":
+            exception = None
+            if main["payload"] is not None:
+                try:
+                    exception = pickle.loads(main["payload"])
+                except Exception:  # noqa: BLE001 - many exception classes do not unpickle
+                    exception = None
+            return ChildResult(returned=False, error_type=main["type"],
+                               error_message=main["message"], traceback=main["traceback"],
+                               _exception=exception, **common)
+        return ChildResult(returned=False, **common)  # exited (sys.exit) or died from a signal
+
+
+def _records(data: bytes) -> list[dict]:
+    records, pos = [], 0
+    while pos + _HEADER.size <= len(data):
+        (n,) = _HEADER.unpack_from(data, pos)
+        pos += _HEADER.size
+        if pos + n > len(data):
+            break  # cut short: the writer was killed mid-record
+        records.append(pickle.loads(data[pos:pos + n]))
+        pos += n
+    return records
+
+
+def _check_timeout(timeout: float) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (
+            math.isfinite(timeout) and timeout > 0):
+        raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+    return float(timeout)
+
+
+def _spawn(fn: Callable, args: tuple, kwargs: dict, name: str, deadline: float, prefix: str,
+           close: list[int], barrier: tuple[int, int] | None = None) -> _Proc:
+    if not callable(fn):
+        raise TypeError(f"expected a function to run in the child, got {fn!r}")
+    CLIENT.start()
+    pipes: dict[str, int] = {}
+    ends: list[int] = []
+    try:
+        for kind in ("res", "out", "err"):
+            r, w = os.pipe()
+            pipes[kind] = r
+            ends.append(w)
+        parent = os.getpid()
+        with quiet_fork():
+            pid = os.fork()
+    except OSError as e:
+        for fd in (*pipes.values(), *ends):
+            os.close(fd)
+        raise _fork_error(name, e) from e
+    if pid == 0:
+        _child_main(fn, args, kwargs, parent, *ends, close=[*pipes.values(), *close],
+                    barrier=barrier)
+    for fd in ends:
+        os.close(fd)
+    try:
+        os.setpgid(pid, pid)  # the child does it too; whoever is first wins the race
+    except OSError:
+        pass  # the child has already exec'd or ended
+    return _Proc(name, pid, pipes, deadline, prefix)
+
+
+def _fork_error(name: str, e: OSError) -> LabError:
+    import resource
+
+    which, flag = ((resource.RLIMIT_NOFILE, "-n") if e.errno in (errno.EMFILE, errno.ENFILE)
+                   else (resource.RLIMIT_NPROC, "-u"))
+    soft = resource.getrlimit(which)[0]
+    limit = "unlimited" if soft == resource.RLIM_INFINITY else str(soft)
+    what = "open files" if flag == "-n" else "processes"
+    return LabError(f"could not start {name}: {e.strerror or e}. The limit of {what} here "
+                    f"(ulimit {flag}) is {limit}; end what you no longer need (close files, "
+                    "wait for children), use fewer workers, or see `labkit doctor`.")
+
+
+class _Group:
+    """Children started together, waited for together, ended together."""
+
+    def __init__(self, procs: list[_Proc], timeout: float, show: bool) -> None:
+        self._procs = procs
+        self._timeout = timeout
+        self._show = show
+        self._results: list[ChildResult] | None = None
+
+    def __enter__(self) -> _Group:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._results is None:
+            self._stop()
+
+    @property
+    def running(self) -> bool:
+        """True while any of the processes has not ended."""
+        for p in self._procs:
+            p.poll()
+        return any(p.status is None for p in self._procs)
+
+    def _wait(self, timeout: float | None) -> list[ChildResult]:
+        if self._results is not None:
+            return self._results
+        deadline = min(p.deadline for p in self._procs)
+        if timeout is not None:
+            deadline = min(deadline, time.monotonic() + _check_timeout(timeout))
+        self._collect(deadline)
+        self._results = [p.result() for p in self._procs]
+        return self._results
+
+    def _stop(self) -> list[ChildResult]:
+        if self._results is None:
+            for p in self._procs:
+                p.kill_tree()
+            self._collect(time.monotonic() + 5.0)
+            self._results = [p.result() for p in self._procs]
+        return self._results
+
+    def _collect(self, deadline: float) -> None:
+        """Read all pipes, stream output, reap; on timeout or interrupt end everything."""
+        me = psutil.Process()
+        before = {c.pid for c in me.children()}
+        sel = selectors.DefaultSelector()
+        for p in self._procs:
+            for kind, fd in p.pipes.items():
+                sel.register(fd, selectors.EVENT_READ, (p, kind))
+        with subreaper():
+            try:
+                while not all(p.done for p in self._procs):
+                    left = deadline - time.monotonic()
+                    if left <= 0 and any(p.status is None for p in self._procs):
+                        raise self._timeout_error()
+                    events = sel.select(min(max(left, 0), 0.05))
+                    if left <= 0 and not events:  # all ended; their pipes hold nothing more
+                        for p in self._procs:
+                            for kind in list(p.pipes):
+                                p.close_pipe(kind, sel)
+                    for key, _ in events:
+                        p, kind = key.data
+                        p.read(kind, sel, self._show)
+                    for p in self._procs:
+                        p.poll()
+                        if p.status is not None and p.pipes and p.ended is not None:
+                            self._end_holders(p, sel)
+            except BaseException:
+                for p in self._procs:
+                    p.kill_tree()
+                for p in self._procs:
+                    p.poll(block=True)
+                    for kind in list(p.pipes):
+                        p.close_pipe(kind, sel)
+                raise
+            finally:
+                sel.close()
+                _reap_adopted(me, before | {p.pid for p in self._procs})
+
+    @staticmethod
+    def _end_holders(p: _Proc, sel: selectors.BaseSelector) -> None:
+        """A child ended but its pipes are still open: descendants outlived it."""
+        late = time.monotonic() - p.ended  # type: ignore[operator]
+        if late > _LEFTOVER_GRACE:
+            p.kill_tree()
+        if late > 2 * _LEFTOVER_GRACE:
+            for kind in list(p.pipes):
+                p.close_pipe(kind, sel)
+
+    def _timeout_error(self) -> LabTimeout:
+        late = [p for p in self._procs if p.status is None or p.pipes]
+        names = [p.name for p in late]
+        limit = self._timeout
+        if len(names) == 1:
+            message = f"{names[0]} did not finish in {limit:.1f} s; it was killed"
+        else:
+            message = (f"{', '.join(names[:-1])} and {names[-1]} did not finish in "
+                       f"{limit:.1f} s; they were killed")
+        finished = [p.result() for p in self._procs if p not in late]
+        return LabTimeout(message, finished)
+
+
+def _reap_adopted(me: psutil.Process, known: set[int]) -> None:
+    """Kill and reap orphans that became our children while we were their subreaper."""
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        try:
+            adopted = [c for c in me.children() if c.pid not in known]
+        except psutil.Error:
+            return
+        if not adopted:
+            return
+        for c in adopted:
+            try:
+                c.kill()
+                os.waitpid(c.pid, os.WNOHANG)
+            except (psutil.Error, ChildProcessError):
+                pass
+        time.sleep(0.002)
+
+
+class Child(_Group):
+    """A function running in a child process, as returned by :func:`start`.
+
+    Use it as a context manager: leaving the block ends the child (and all it
+    started) if it is still running.
+    """
+
+    def __init__(self, proc: _Proc, timeout: float, show: bool) -> None:
+        super().__init__([proc], timeout, show)
+
+    @property
+    def pid(self) -> int:
+        """The child's process id."""
+        return self._procs[0].pid
+
+    def send_signal(self, sig: int | str | signal.Signals) -> None:
+        """Send a signal to the child: ``child.send_signal("SIGUSR1")``."""
+        signum = to_signal(sig)
+        p = self._procs[0]
+        p.poll()
+        if p.status is not None:
+            raise LabError(f"{p.name} (pid {p.pid}) has already ended "
+                           f"({ExitStatus.from_wait_status(p.status)}); there is nothing "
+                           f"to send {signum.name} to")
+        os.kill(p.pid, signum)
+
+    def wait(self, timeout: float | None = None) -> ChildResult:
+        """Wait for the child to end and return its result.
+
+        Waits at most ``timeout`` seconds (default: what is left of the
+        timeout given to :func:`start`); then kills it and raises LabTimeout.
+        """
+        return self._wait(timeout)[0]
+
+    def stop(self) -> ChildResult:
+        """End the child now (SIGKILL to it and its descendants) and return its result."""
+        return self._stop()[0]
+
+    def __repr__(self) -> str:
+        state = "running" if self._results is None else "ended"
+        return f"<Child {self._procs[0].name} pid={self.pid} {state}>"
+
+
+class Workers(_Group):
+    """A group of worker processes, as returned by :func:`start_workers`."""
+
+    @property
+    def pids(self) -> list[int]:
+        """The workers' process ids, in worker order."""
+        return [p.pid for p in self._procs]
+
+    def wait(self, timeout: float | None = None) -> WorkerResults:
+        """Wait for every worker; on timeout kill them all and raise LabTimeout."""
+        return WorkerResults(self._wait(timeout))
+
+    def stop(self) -> WorkerResults:
+        """End every worker now and return their results."""
+        return WorkerResults(self._stop())
+
+    def __repr__(self) -> str:
+        state = "running" if self._results is None else "ended"
+        return f"<Workers {len(self._procs)} pids={self.pids} {state}>"
+
+
+def start(fn: Callable, *args: Any, timeout: float = DEFAULT_TIMEOUT, show: bool = True,
+          name: str = "child", **kwargs: Any) -> Child:
+    """Start ``fn(*args, **kwargs)`` in a child process and return at once.
+
+    The child is killed, with all it started, after ``timeout`` seconds, when
+    :meth:`Child.stop` is called, or when the ``with`` block ends.
+
+    >>> import time
+    >>> with start(time.sleep, 10, timeout=5) as child:
+    ...     child.send_signal("SIGTERM")
+    ...     print(child.wait().status)
+    killed by SIGTERM (Terminated)
+    """
+    timeout = _check_timeout(timeout)
+    deadline = time.monotonic() + timeout
+    return Child(_spawn(fn, args, kwargs, name, deadline, "", []), timeout, show)
+
+
+def run(fn: Callable, *args: Any, timeout: float = DEFAULT_TIMEOUT, show: bool = True,
+        **kwargs: Any) -> ChildResult:
+    """Run ``fn(*args, **kwargs)`` in a child process and wait for it.
+
+    The child's printed output appears in the cell (``show=False`` keeps it
+    only in the result). After ``timeout`` seconds the child and everything
+    it started are killed and :class:`LabTimeout` is raised; an interrupt
+    (the stop button) does the same and raises KeyboardInterrupt.
+
+    >>> import os
+    >>> r = run(os.getpid)
+    >>> r.value == r.pid != os.getpid()
+    True
+    >>> str(run(os._exit, 3).status)
+    'exited with code 3'
+    """
+    with start(fn, *args, timeout=timeout, show=show, **kwargs) as child:
+        return child.wait()
+
+
+def start_workers(fn: Callable, n: int, *args: Any, timeout: float = DEFAULT_TIMEOUT,
+                  show: bool = True, **kwargs: Any) -> Workers:
+    """Start ``n`` workers, each running ``fn(i, *args, **kwargs)`` with its index ``i``.
+
+    Every worker is forked first and waits at a start barrier; they are
+    released together, so they really run at the same time. Each output line
+    is shown prefixed with ``[worker i]``.
+
+    >>> with start_workers(pow, 3, 2) as ws:
+    ...     ws.wait().values
+    [0, 1, 4]
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_WORKERS:
+        raise ValueError(f"n must be a whole number of workers from 1 to {MAX_WORKERS}, "
+                         f"got {n!r}")
+    timeout = _check_timeout(timeout)
+    deadline = time.monotonic() + timeout
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    procs: list[_Proc] = []
+    try:
+        for i in range(n):
+            inherited = [fd for p in procs for fd in p.pipes.values()]
+            procs.append(_spawn(fn, (i, *args), kwargs, f"worker {i}", deadline,
+                                f"[worker {i}] ", [ready_r, go_w, *inherited],
+                                barrier=(ready_w, go_r)))
+        os.close(ready_w)
+        ready_w = -1
+        _await_ready(ready_r, n, deadline)
+    except BaseException:
+        group = Workers(procs, timeout, show)
+        if procs:
+            group._stop()
+        raise
+    finally:
+        for fd in (ready_r, ready_w, go_r):
+            if fd >= 0:
+                os.close(fd)
+        os.close(go_w)  # EOF on the go pipe: every worker starts now
+    return Workers(procs, timeout, show)
+
+
+def _await_ready(ready_r: int, n: int, deadline: float) -> None:
+    count = 0
+    while count < n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise LabTimeout(f"only {count} of {n} workers reached the start barrier in time; "
+                             "they were killed")
+        ready = selectors.DefaultSelector()
+        ready.register(ready_r, selectors.EVENT_READ)
+        events = ready.select(left)
+        ready.close()
+        if events:
+            chunk = os.read(ready_r, n)
+            if not chunk:
+                raise LabError(f"{n - count} workers died before the start barrier")
+            count += len(chunk)
+
+
+def run_workers(fn: Callable, n: int, *args: Any, timeout: float = DEFAULT_TIMEOUT,
+                show: bool = True, **kwargs: Any) -> WorkerResults:
+    """Run ``n`` workers together (see :func:`start_workers`) and wait for all of them.
+
+    >>> run_workers(pow, 3, 2).values
+    [0, 1, 4]
+    """
+    with start_workers(fn, n, *args, timeout=timeout, show=show, **kwargs) as workers:
+        return workers.wait()
+
+
+# --- the process tree ----------------------------------------------------------------
+
+
+@dataclass
+class ProcessNode:
+    """One process in a tree snapshot taken from the live system."""
+
+    pid: int
+    ppid: int
+    name: str
+    status: str
+    children: list[ProcessNode] = field(default_factory=list)
+
+    def walk(self) -> Iterable[ProcessNode]:
+        """This node and all below it, parents first."""
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+
+def process_tree(pid: int | None = None, max_depth: int = 6) -> ProcessNode:
+    """Snapshot the tree of processes below ``pid`` (default: this process).
+
+    >>> tree = process_tree()
+    >>> tree.pid == os.getpid()
+    True
+    """
+    root = psutil.Process(pid if pid is not None else os.getpid())
+
+    def node(p: psutil.Process, depth: int) -> ProcessNode:
+        with p.oneshot():
+            try:
+                name, status, ppid = p.name(), p.status(), p.ppid()
+            except psutil.ZombieProcess:
+                name, status, ppid = "?", psutil.STATUS_ZOMBIE, p.ppid()
+        kids = []
+        if depth < max_depth:
+            try:
+                kids = [node(c, depth + 1) for c in sorted(p.children(), key=lambda c: c.pid)]
+            except psutil.Error:
+                pass  # it ended while we looked
+        return ProcessNode(p.pid, ppid, name, status, kids)
+
+    return node(root, 0)
+
+
+def plot_process_tree(tree: ProcessNode, title: str = "Process tree",
+                      labels: dict[int, str] | None = None, ax: Any = None) -> Any:
+    """Draw a tree snapshot: one box per process (pid, name, state), parents above children.
+
+    ``labels`` replaces the name of some pids (``{os.getpid(): "this kernel"}``).
+    Zombies are drawn in red, stopped processes in orange. Returns the axes.
+    """
+    labels = labels or {}
+    import matplotlib.pyplot as plt
+
+    positions: dict[int, tuple[float, float]] = {}
+    next_leaf = [0.0]
+
+    def place(n: ProcessNode, depth: int) -> float:
+        if n.children:
+            xs = [place(c, depth + 1) for c in n.children]
+            x = sum(xs) / len(xs)
+        else:
+            x = next_leaf[0]
+            next_leaf[0] += 1
+        positions[n.pid] = (x, -depth)
+        return x
+
+    place(tree, 0)
+    width = max(next_leaf[0], 1)
+    depth = 1 - min(y for _, y in positions.values())
+    if ax is None:
+        _, ax = plt.subplots(figsize=(min(2.2 * width + 1, 14), 1.4 * depth + 0.8))
+    colours = {psutil.STATUS_ZOMBIE: "#f4a6a6", psutil.STATUS_STOPPED: "#f7c97f"}
+    for n in tree.walk():
+        x, y = positions[n.pid]
+        for c in n.children:
+            cx, cy = positions[c.pid]
+            ax.plot([x, cx], [y - 0.18, cy + 0.18], color="grey", lw=1, zorder=1)
+        ax.text(x, y, f"{n.pid}\n{labels.get(n.pid, n.name)[:16]}\n{n.status}",
+                ha="center", va="center",
+                fontsize=8, zorder=2,
+                bbox={"boxstyle": "round", "fc": colours.get(n.status, "#cfe3f7"), "ec": "grey"})
+    ax.set_xlim(-0.7, width - 0.3)
+    ax.set_ylim(-depth + 0.5, 0.5)
+    ax.set_yticks([-d for d in range(depth)], [f"depth {d}" for d in range(depth)])
+    ax.set_xticks([])
+    ax.set_title(title)
+    ax.set_ylabel("generation below the root")
+    for side in ("top", "right", "bottom"):
+        ax.spines[side].set_visible(False)
+    return ax

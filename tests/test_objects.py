@@ -1,0 +1,152 @@
+"""labkit.objects: named kernel objects that are private, exclusive, unique and owned."""
+from __future__ import annotations
+
+import os
+import resource
+import stat
+
+import posix_ipc
+import pytest
+
+from labkit import objects, run
+from labkit.errors import LabError, NoSpaceError
+from labkit.objects import list_objects, scope
+
+
+def _mode(path: str) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_shared_memory_is_private_unique_reserved_and_removed():
+    with scope() as objs:
+        a = objs.shared_memory(1 << 20)
+        b = objs.shared_memory(4096)
+        path = f"/dev/shm{a.name}"
+        assert a.name != b.name and a.name.startswith(f"/labkit_{os.getuid()}_{os.getpid()}_shm_")
+        assert _mode(path) == 0o600
+        st = os.stat(path)
+        assert st.st_size == 1 << 20 and st.st_blocks * 512 >= 1 << 20  # reserved, not sparse
+    assert not os.path.exists(path)
+
+
+def test_objects_are_removed_even_when_the_block_raises():
+    with pytest.raises(RuntimeError), scope() as objs:
+        shm = objs.shared_memory(4096)
+        sem = objs.semaphore(0)
+        raise RuntimeError("boom")
+    assert not os.path.exists(f"/dev/shm{shm.name}")
+    assert not os.path.exists(f"/dev/shm/sem.{sem.name[1:]}")
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "4096", True, None])
+def test_bad_sizes_are_refused_clearly(bad):
+    with pytest.raises(ValueError, match="size must be a whole number of bytes > 0"):
+        objects.shared_memory(bad)
+
+
+def test_a_size_beyond_the_free_space_is_a_clear_error_and_leaves_nothing():
+    free = objects.shm_free_bytes()
+    with pytest.raises(NoSpaceError, match=r"/dev/shm has only .* free.*--shm-size"):
+        objects.shared_memory(free + (1 << 30))
+
+
+def test_reservation_turns_a_full_filesystem_into_an_error_not_a_sigbus(monkeypatch):
+    # Pretend the free-space check passed: posix_fallocate itself must then refuse.
+    monkeypatch.setattr(objects, "shm_free_bytes", lambda: 1 << 62)
+    too_big = os.statvfs("/dev/shm").f_blocks * os.statvfs("/dev/shm").f_frsize * 2
+    with pytest.raises(NoSpaceError, match="cannot reserve"):
+        objects.shared_memory(too_big)
+
+
+def test_semaphore_is_private_and_takes_its_value():
+    with scope() as objs:
+        sem = objs.semaphore(3)
+        assert sem.value == 3
+        assert _mode(f"/dev/shm/sem.{sem.name[1:]}") == 0o600
+
+
+@pytest.mark.parametrize("bad", [-1, 2**40, 1.0, "1"])
+def test_bad_semaphore_values_are_refused(bad):
+    with pytest.raises(ValueError, match="value must be a whole number from 0 to"):
+        objects.semaphore(bad)
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/mqueue"), reason="/dev/mqueue is not mounted")
+def test_message_queue_is_private():
+    with scope() as objs:
+        mq = objs.message_queue(4, 128)
+        assert mq.max_messages == 4 and mq.max_message_size == 128
+        assert _mode(f"/dev/mqueue{mq.name}") == 0o600
+
+
+@pytest.mark.parametrize("kwargs", [{"max_messages": 0}, {"max_message_size": -1}])
+def test_bad_queue_sizes_are_refused(kwargs):
+    with pytest.raises(ValueError, match="must be a whole number > 0"):
+        objects.message_queue(**kwargs)
+
+
+def _exhaust_queues() -> str:
+    resource.setrlimit(resource.RLIMIT_MSGQUEUE, (200_000, 200_000))
+    with scope() as objs:
+        try:
+            for _ in range(10):
+                objs.message_queue()
+        except NoSpaceError as e:
+            return str(e)
+    return "no error"
+
+
+def test_the_queue_limit_error_says_what_happened_and_what_to_do():
+    message = run(_exhaust_queues).value
+    assert "RLIMIT_MSGQUEUE" in message and "not" in message and "too many open files" in message
+
+
+def test_fifo_lives_in_a_private_directory_and_goes_away():
+    with scope() as objs:
+        path = objs.fifo()
+        assert stat.S_ISFIFO(os.stat(path).st_mode) and _mode(path) == 0o600
+        assert _mode(path.parent) == 0o700
+    assert not path.exists()
+
+
+def test_a_planted_fifo_directory_is_refused(tmp_path, monkeypatch):
+    planted = tmp_path / "planted"
+    planted.mkdir(mode=0o777)
+    os.chmod(planted, 0o777)
+    monkeypatch.setattr(objects, "FIFO_DIR", planted)
+    with pytest.raises(LabError, match="not a private directory"):
+        objects.fifo()
+
+
+@pytest.mark.parametrize("bad", ["", "has space", "slash/no", "x" * 13, 5])
+def test_bad_labels_are_refused(bad):
+    with pytest.raises(ValueError, match="label must be 1 to 12 letters or digits"):
+        objects.lab_name(bad)
+
+
+def test_removing_twice_or_a_foreign_object_is_refused():
+    shm = objects.shared_memory(4096)
+    objects.remove(shm)
+    with pytest.raises(ValueError, match="not owned by this scope"):
+        objects.remove(shm)
+
+
+def _dead_pid() -> int:
+    return run(os.getpid).value  # a process that has ended and been reaped
+
+
+def test_clean_removes_only_objects_of_ended_sessions():
+    dead = _dead_pid()
+    stale_name = f"/labkit_{os.getuid()}_{dead}_shm_abcdef"
+    stale = posix_ipc.SharedMemory(stale_name, posix_ipc.O_CREX, mode=0o600, size=4096)
+    stale.close_fd()
+    with scope() as objs:
+        live = objs.shared_memory(4096)
+        found = {o.name: o for o in list_objects()}
+        assert not found[stale_name].alive and found[live.name].alive
+        would = [o.name for o in objects.clean(dry_run=True)]
+        assert stale_name in would and live.name not in would
+        assert os.path.exists(f"/dev/shm{stale_name}")
+        assert stale_name in [o.name for o in objects.clean()]
+        assert not os.path.exists(f"/dev/shm{stale_name}")
+        assert os.path.exists(f"/dev/shm{live.name}")

@@ -1,0 +1,337 @@
+"""labkit.processes: children that always end, report back, and leave nothing behind."""
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import psutil
+import pytest
+
+import labkit
+from labkit import ChildError, ExitStatus, LabTimeout, run, run_workers, start, start_workers
+from labkit.errors import LabError
+
+
+def test_run_returns_the_value_from_another_process():
+    r = run(os.getpid)
+    assert r.value == r.pid != os.getpid()
+    assert r.status.ok and str(r.status) == "exited with code 0"
+
+
+def test_child_output_reaches_the_cell_and_the_result(capsys):
+    def chatty():
+        print("to stdout")
+        print("to stderr", file=sys.stderr)
+        os.write(1, b"raw write\n")
+
+    r = run(chatty)
+    out, err = capsys.readouterr()
+    assert "to stdout\n" in out and "raw write\n" in out and "to stderr\n" in err
+    assert r.stdout == "to stdout\nraw write\n" and r.stderr == "to stderr\n"
+
+
+def test_show_false_keeps_output_out_of_the_cell(capsys):
+    r = run(print, "quiet", show=False)
+    assert capsys.readouterr().out == "" and r.stdout == "quiet\n"
+
+
+def test_exception_in_the_child_comes_back_with_its_traceback():
+    def fails():
+        raise ValueError("bad input")
+
+    r = run(fails, show=False)
+    assert not r.returned and r.error_type == "ValueError" and r.status.code == 1
+    assert isinstance(r.exception, ValueError)
+    with pytest.raises(ChildError, match="raised ValueError: bad input") as info:
+        r.value
+    assert "in fails" in info.value.remote_traceback
+
+
+def test_sys_exit_in_the_child_sets_the_exit_code():
+    r = run(sys.exit, 3)
+    assert r.status == ExitStatus(3) and not r.returned
+    assert "exited with code 3 without returning" in r.failure
+
+
+def test_a_child_killed_by_a_signal_is_reported_by_name():
+    def segfault():
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        ctypes.string_at(0)
+
+    r = run(segfault)
+    assert r.status.signal == signal.SIGSEGV and r.status.signal_name == "SIGSEGV"
+    assert str(r.status).startswith("killed by SIGSEGV")
+    with pytest.raises(ChildError, match="killed by SIGSEGV"):
+        r.value
+
+
+def test_an_unpicklable_return_value_is_a_clear_error():
+    r = run(lambda: (lambda: None))
+    with pytest.raises(ChildError, match="cannot be pickled"):
+        r.value
+
+
+def test_child_starts_with_default_sigint_in_its_own_group():
+    r = run(lambda: (signal.getsignal(signal.SIGINT) == signal.SIG_DFL,
+                     os.getpgid(0) == os.getpid()))
+    assert r.value == (True, True)
+
+
+def test_a_hanging_child_is_killed_at_the_timeout():
+    with pytest.raises(LabTimeout, match=r"child did not finish in 0\.3 s; it was killed"):
+        run(time.sleep, 30, timeout=0.3)
+
+
+def _family_with_escapee(w: int) -> None:
+    pids = []
+    for detach in (False, True):
+        pid = os.fork()
+        if pid == 0:
+            if detach:
+                os.setsid()  # leaves the process group: only the tree walk can find it
+            if os.fork() == 0:
+                time.sleep(60)
+                os._exit(0)
+            time.sleep(60)
+            os._exit(0)
+        pids.append(pid)
+    time.sleep(0.2)
+    kids = psutil.Process().children(recursive=True)
+    os.write(w, " ".join(str(k.pid) for k in kids).encode())
+    time.sleep(60)
+
+
+def test_timeout_kills_every_descendant_even_one_that_left_the_group():
+    r, w = os.pipe()
+    with pytest.raises(LabTimeout):
+        run(_family_with_escapee, w, timeout=1.0)
+    os.close(w)
+    pids = [int(p) for p in os.read(r, 1000).split()]
+    os.close(r)
+    assert len(pids) == 4
+    time.sleep(0.1)
+    assert not [p for p in pids if psutil.pid_exists(p)
+                and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf"), "5", True, None])
+def test_bad_timeouts_are_refused_clearly(bad):
+    with pytest.raises(ValueError, match="timeout must be a number of seconds > 0"):
+        run(os.getpid, timeout=bad)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 1000, 2.5, True])
+def test_bad_worker_counts_are_refused_clearly(bad):
+    with pytest.raises(ValueError, match="n must be a whole number of workers"):
+        run_workers(os.getpid, bad)
+
+
+def test_something_that_is_not_a_function_is_refused():
+    with pytest.raises(TypeError, match="expected a function"):
+        run(42)
+
+
+def test_workers_get_their_index_and_report_in_order(capsys):
+    results = run_workers(lambda i, base: print(f"hello {i}") or base + i, 3, 10)
+    assert results.values == [10, 11, 12]
+    assert len({r.pid for r in results}) == 3
+    out = capsys.readouterr().out
+    assert all(f"[worker {i}] hello {i}\n" in out for i in range(3))
+
+
+def _siblings(i: int) -> int:
+    return len(psutil.Process(os.getppid()).children())
+
+
+def test_no_worker_starts_before_all_were_forked():
+    # Until wait() the parent reaps nobody, so finished workers still count (as zombies).
+    with start_workers(_siblings, 6, timeout=10) as workers:
+        counts = workers.wait().values
+    assert min(counts) >= 6
+
+
+def test_the_timeout_names_the_worker_that_hung_and_keeps_the_others():
+    def maybe_hang(i):
+        if i == 1:
+            time.sleep(30)
+        return i
+
+    with pytest.raises(LabTimeout, match=r"^worker 1 did not finish in 1\.0 s; it was killed$") as info:
+        run_workers(maybe_hang, 3, timeout=1.0)
+    assert sorted(r.value for r in info.value.results) == [0, 2]
+
+
+def test_values_names_the_worker_that_failed():
+    def second_fails(i):
+        if i == 1:
+            raise RuntimeError("worker trouble")
+        return i
+
+    results = run_workers(second_fails, 2, show=False)
+    with pytest.raises(ChildError, match="worker 1 .* raised RuntimeError: worker trouble"):
+        results.values
+
+
+def test_an_interrupt_kills_the_children_and_propagates():
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_workers(lambda i: time.sleep(30), 3, timeout=20)
+    finally:
+        timer.cancel()
+    # no_leaks checks that nothing is left
+
+
+def test_leftover_children_are_ended_and_reported():
+    def careless():
+        if os.fork() == 0:
+            time.sleep(60)
+            os._exit(0)
+        if os.fork() == 0:
+            os._exit(0)
+        time.sleep(0.1)
+        return "done"
+
+    r = run(careless)
+    assert r.value == "done"
+    assert len(r.leftovers) == 2
+    assert any("zombie" in note for note in r.leftovers)
+    assert any("still running, killed" in note for note in r.leftovers)
+
+
+def test_a_fork_that_returns_out_of_the_function_is_stopped_and_reported():
+    r = run(lambda: os.fork() and "parent")
+    assert r.value == "parent" and len(r.escaped) == 1
+
+
+def test_start_then_signal_then_wait():
+    with start(time.sleep, 30, timeout=10) as child:
+        assert child.running
+        child.send_signal("TERM")
+        r = child.wait()
+    assert r.status.signal_name == "SIGTERM"
+    with pytest.raises(LabError, match="has already ended"):
+        child.send_signal(signal.SIGUSR1)
+
+
+def test_stop_and_the_with_block_end_a_running_child():
+    with start(time.sleep, 30) as child:
+        pass
+    assert not child.running
+    other = start(time.sleep, 30)
+    assert other.stop().status.signal_name == "SIGKILL"
+
+
+def test_a_child_nobody_waits_for_is_killed_after_its_deadline():
+    child = start(time.sleep, 60, timeout=0.2)
+    deadline = time.monotonic() + 10  # the janitor steps in 2 s after the deadline
+    while child.running and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert child.wait().status.signal_name == "SIGKILL"
+
+
+FAKE_KERNEL = textwrap.dedent("""
+    import os, sys, time
+    import labkit
+
+    def family():
+        if os.fork() == 0:
+            time.sleep(60)
+            os._exit(0)
+        time.sleep(60)
+
+    child = labkit.start(family, timeout=60)
+    shm = labkit.objects.shared_memory(4096)
+    sem = labkit.objects.semaphore(1)
+    time.sleep(0.3)
+    import psutil
+    pids = [child.pid] + [p.pid for p in psutil.Process(child.pid).children()]
+    print(" ".join(map(str, pids)), shm.name, sem.name, flush=True)
+    time.sleep(60)
+""")
+
+
+def test_when_the_kernel_dies_its_children_and_objects_go_too():
+    kernel = subprocess.Popen([sys.executable, "-c", FAKE_KERNEL], stdout=subprocess.PIPE,
+                              text=True)
+    *pids, shm, sem = kernel.stdout.readline().split()
+    assert os.path.exists(f"/dev/shm{shm}") and os.path.exists(f"/dev/shm/sem.{sem[1:]}")
+    kernel.kill()
+    kernel.wait()
+    deadline = time.monotonic() + 10
+    def gone(pid):
+        return (not psutil.pid_exists(int(pid))
+                or psutil.Process(int(pid)).status() == psutil.STATUS_ZOMBIE)
+    while time.monotonic() < deadline and not (
+            all(gone(p) for p in pids) and not os.path.exists(f"/dev/shm{shm}")
+            and not os.path.exists(f"/dev/shm/sem.{sem[1:]}")):
+        time.sleep(0.1)
+    assert all(gone(p) for p in pids)
+    assert not os.path.exists(f"/dev/shm{shm}")
+    assert not os.path.exists(f"/dev/shm/sem.{sem[1:]}")
+    kernel.stdout.close()
+
+
+@pytest.mark.parametrize("spelling", ["SIGUSR1", "USR1", "usr1", " sigusr1 ",
+                                      int(signal.SIGUSR1), signal.SIGUSR1])
+def test_signals_can_be_named_in_every_usual_way(spelling):
+    assert labkit.to_signal(spelling) is signal.SIGUSR1
+
+
+@pytest.mark.parametrize("bad", ["SIGFOO", "", 0, 999, 1.5, None])
+def test_a_bad_signal_name_lists_the_valid_ones(bad):
+    with pytest.raises(ValueError, match=r"is not a signal on this system; valid signals: "
+                                         r"SIGHUP \(1\), SIGINT \(2\)"):
+        labkit.to_signal(bad)
+
+
+def test_exit_status_decodes_codes_and_signals():
+    assert str(ExitStatus.from_wait_status(0)) == "exited with code 0"
+    assert ExitStatus.from_wait_status(0x0300) == ExitStatus(3)
+    killed = ExitStatus.from_wait_status(signal.SIGKILL)
+    assert killed.signal == 9 and killed.code is None and not killed.ok
+    with pytest.raises(ValueError, match="not that of an ended process"):
+        ExitStatus.from_wait_status(0x137f)  # stopped by SIGSTOP
+
+
+def _tree_builder(w: int) -> None:
+    for _ in range(2):
+        if os.fork() == 0:
+            if os.fork() == 0:
+                time.sleep(30)
+                os._exit(0)
+            time.sleep(30)
+            os._exit(0)
+    os.write(w, b"ready")
+    time.sleep(30)
+
+
+def test_process_tree_sees_the_live_family_and_draws_it():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    r, w = os.pipe()
+    with start(_tree_builder, w, timeout=10) as head:
+        os.read(r, 5)
+        time.sleep(0.1)
+        tree = labkit.process_tree()
+        node = next(n for n in tree.walk() if n.pid == head.pid)
+        assert len(node.children) == 2
+        assert all(len(c.children) == 1 for c in node.children)
+        ax = labkit.plot_process_tree(tree, labels={head.pid: "head"})
+        texts = [t.get_text() for t in ax.texts]
+        assert any(t.startswith(f"{head.pid}\nhead\n") for t in texts)
+        assert len(texts) == sum(1 for _ in tree.walk())
+    os.close(r)
+    os.close(w)
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
