@@ -1,0 +1,341 @@
+"""Exercise checks: run a student's answer on real processes and say what is right.
+
+Each lesson's checks live in ``labkit/checks/<topic>.py`` and register
+themselves with an :class:`Exercise`. :func:`check` is what a notebook calls;
+the instructor's grader calls :func:`run_checks` and gets the same results as
+plain data.
+
+Two rules keep a broken or hostile answer from doing harm:
+
+* the checks run in a child process with a timeout, so a hanging answer
+  cannot freeze the kernel;
+* the answer itself only ever runs through :func:`call`, in a further child
+  of its own, so whatever it does to its process (forks, signal handlers,
+  patched modules) dies with that process and cannot touch the verdict.
+  :func:`call` also measures the answer's hygiene: descriptors it left open,
+  children it did not reap, named objects it did not remove.
+"""
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._janitor import MQUEUE_DIR, SHM_DIR, unlink_name
+from .errors import ChildError, LabTimeout
+from .processes import ChildResult, run
+
+__all__ = ["check", "run_checks", "CheckResult", "CheckReport", "Exercise", "CheckFailed",
+           "NotDone", "call", "expect", "expect_clean", "exercises"]
+
+PASSED, FAILED, NOT_DONE, ERROR = "passed", "failed", "not done", "error"
+
+
+class CheckFailed(AssertionError):
+    """Raised by a check when the answer is wrong; the message tells the student why."""
+
+
+class NotDone(Exception):
+    """The answer still raises NotImplementedError: the exercise has not been attempted."""
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one check, as plain data (the grader stores these)."""
+
+    exercise: str
+    check: str
+    status: str        # passed, failed, not done or error
+    points: float
+    max_points: float
+    message: str = ""
+    hint: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.status == PASSED
+
+
+@dataclass
+class _Check:
+    name: str
+    points: float
+    hint: str
+    fn: Callable[[Any], None]
+
+
+@dataclass
+class Exercise:
+    """A graded exercise: an id like ``"00.exit_code"``, a title and its checks.
+
+    Checks are added with the :meth:`check` decorator, in the order they run::
+
+        EXIT = Exercise("00.exit_code", "Return a value through the exit status")
+
+        @EXIT.check("7 comes back as 7", hint="Exit with os._exit(value).")
+        def _(answer):
+            expect(call(answer, lambda: 7).value == 7, "...")
+    """
+
+    id: str
+    title: str
+    timeout: float = 30.0
+    checks: list[_Check] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.id in _REGISTRY:
+            raise ValueError(f"exercise {self.id!r} is defined twice")
+        _REGISTRY[self.id] = self
+
+    def check(self, name: str, points: float = 1, hint: str = "") -> Callable:
+        """Register the decorated function as the next check of this exercise."""
+        def register(fn: Callable[[Any], None]) -> Callable[[Any], None]:
+            self.checks.append(_Check(name, points, hint, fn))
+            return fn
+        return register
+
+    @property
+    def max_points(self) -> float:
+        return sum(c.points for c in self.checks)
+
+
+_REGISTRY: dict[str, Exercise] = {}
+
+
+def exercises(lesson: str | None = None) -> dict[str, Exercise]:
+    """Every registered exercise, or those of one lesson (``exercises("00")``)."""
+    from . import checks  # noqa: F401 - importing it registers every lesson's checks
+
+    return {k: v for k, v in sorted(_REGISTRY.items())
+            if lesson is None or k.split(".")[0] == lesson.split("_")[0]}
+
+
+def _lookup(exercise_id: str) -> Exercise:
+    known = exercises()
+    if exercise_id not in known:
+        lesson = str(exercise_id).split(".")[0]
+        near = [k for k in known if k.startswith(lesson + ".")] or list(known)
+        raise ValueError(f"no exercise {exercise_id!r}; exercises are: {', '.join(near)}")
+    return known[exercise_id]
+
+
+# --- what checks use -----------------------------------------------------------------
+
+
+def expect(condition: object, message: str) -> None:
+    """Fail the check with ``message`` unless ``condition`` holds."""
+    if not condition:
+        raise CheckFailed(message)
+
+
+_answer_pid = 0
+
+
+def answer_pid() -> int:
+    """The pid of the process running the answer (inside :func:`call`)."""
+    return _answer_pid
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One call of the answer: its result and the hygiene problems it had."""
+
+    result: ChildResult
+    problems: tuple[str, ...]
+
+    @property
+    def value(self) -> Any:
+        """What the answer returned; a failed check if it raised or its process died."""
+        if self.result.escaped:
+            raise CheckFailed(_escape_message(self.result))
+        if not self.result.returned:
+            raise CheckFailed(_no_value_message(self.result))
+        return self.result.value[0]
+
+
+def _escape_message(r: ChildResult) -> str:
+    pids = ", ".join(map(str, r.escaped))
+    return (f"a child process your function forked (pid {pids}) returned from your function "
+            "instead of ending: a child must always finish with os._exit(code), even when "
+            "its work raises (use try/finally)")
+
+
+def _no_value_message(r: ChildResult) -> str:
+    if r.error_type:
+        last = r.traceback.strip().splitlines()[-1] if r.traceback.strip() else ""
+        return f"your function raised {r.error_type}: {r.error_message} ({last})"
+    return (f"the process running your function {r.status} before your function returned "
+            "(did it call exec or os._exit itself, instead of in a child?)")
+
+
+def _open_fds() -> dict[int, str]:
+    fds = {}
+    for entry in os.listdir("/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"):
+        fd = int(entry)
+        try:
+            os.fstat(fd)
+            fds[fd] = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue  # the descriptor listdir itself used, now closed
+    return fds
+
+
+def _named_objects() -> set[tuple[str, str]]:
+    found = set()
+    for directory, kind in ((SHM_DIR, "shm"), (MQUEUE_DIR, "mq")):
+        if directory.is_dir():
+            for entry in os.listdir(directory):
+                if kind == "shm" and entry.startswith("sem."):
+                    found.add(("sem", "/" + entry[4:]))
+                else:
+                    found.add((kind, "/" + entry))
+    return found
+
+
+def _measured(answer: Callable, args: tuple, kwargs: dict) -> tuple[Any, list[str]]:
+    """Call the answer in this (forked) process and note what it left behind."""
+    global _answer_pid
+    me = _answer_pid = os.getpid()
+    fds, objects = _open_fds(), _named_objects()
+    value = answer(*args, **kwargs)
+    if os.getpid() != me:  # a fork that returned: the harness reports it as escaped
+        return value, []
+    problems = [f"file descriptor {fd} ({what}) was left open"
+                for fd, what in sorted(_open_fds().items()) if fd not in fds]
+    for kind, name in sorted(_named_objects() - objects):
+        problems.append(f"{kind} {name} was left behind (labkit removed it)")
+        unlink_name(kind, name)
+    return value, problems
+
+
+CALL_TIMEOUT = 5.0  # seconds one call of an answer may take, unless a check says otherwise
+
+
+def call(answer: Any, *args: Any, timeout: float | None = None, **kwargs: Any) -> Attempt:
+    """Run the student's ``answer(*args, **kwargs)`` in a child process of its own.
+
+    Raises NotDone if the answer still raises NotImplementedError, and
+    CheckFailed if it is not a function or does not finish in ``timeout``
+    seconds (default :data:`CALL_TIMEOUT`).
+    """
+    timeout = CALL_TIMEOUT if timeout is None else timeout
+    if not callable(answer):
+        raise CheckFailed(f"expected a function, got {answer!r}")
+    try:
+        r = run(_measured, answer, args, kwargs, timeout=timeout, show=False)
+    except LabTimeout:
+        raise CheckFailed(f"your function did not finish in {timeout:g} s and was stopped "
+                          "(is it waiting for something that never comes: a child that "
+                          "never ends, a pipe end still open?)") from None
+    if r.error_type == "NotImplementedError":
+        raise NotDone()
+    problems = list(r.value[1]) if r.returned else []
+    problems += [f"{note} (labkit ended it)" for note in r.leftovers]
+    if r.escaped:
+        problems.append(_escape_message(r))
+    return Attempt(r, tuple(problems))
+
+
+def expect_clean(attempt: Attempt) -> None:
+    """Fail the check if the answer leaked a descriptor, a child or a named object."""
+    if attempt.problems:
+        raise CheckFailed("your function did not clean up: " + "; ".join(attempt.problems))
+
+
+# --- running the checks --------------------------------------------------------------
+
+
+def _run_all(exercise_id: str, answer: Any) -> list[CheckResult]:
+    ex = _lookup(exercise_id)
+    results = []
+    for c in ex.checks:
+        try:
+            c.fn(answer)
+        except NotDone:
+            results.append(CheckResult(ex.id, c.name, NOT_DONE, 0, c.points,
+                                       "not done yet: replace `raise NotImplementedError` "
+                                       "with your code", c.hint))
+        except CheckFailed as e:
+            results.append(CheckResult(ex.id, c.name, FAILED, 0, c.points, str(e), c.hint))
+        except Exception as e:  # noqa: BLE001 - a broken check must not hide the others
+            results.append(CheckResult(ex.id, c.name, ERROR, 0, c.points,
+                                       f"the check itself failed ({type(e).__name__}: {e}); "
+                                       "please tell your instructor", c.hint))
+        else:
+            results.append(CheckResult(ex.id, c.name, PASSED, c.points, c.points))
+    return results
+
+
+def run_checks(exercise_id: str, answer: Any) -> list[CheckResult]:
+    """Run every check of an exercise in a child process and return the results.
+
+    >>> results = run_checks("00.exit_code", None)     # doctest: +SKIP
+    >>> results[0].status
+    'failed'
+    """
+    ex = _lookup(exercise_id)
+    try:
+        return run(_run_all, exercise_id, answer, timeout=ex.timeout, show=False).value
+    except (LabTimeout, ChildError) as e:
+        why = (f"the checks did not finish in {ex.timeout:g} s" if isinstance(e, LabTimeout)
+               else f"the checking process failed: {e}")
+        return [CheckResult(ex.id, c.name, ERROR, 0, c.points, why, c.hint) for c in ex.checks]
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """What :func:`check` shows in the cell: each check, its points, and hints."""
+
+    exercise: str
+    title: str
+    results: list[CheckResult]
+
+    @property
+    def score(self) -> float:
+        return sum(r.points for r in self.results)
+
+    @property
+    def max_score(self) -> float:
+        return sum(r.max_points for r in self.results)
+
+    def _line(self, r: CheckResult) -> str:
+        mark = {PASSED: "PASS", FAILED: "FAIL", NOT_DONE: "TODO", ERROR: "ERR "}[r.status]
+        text = f"  [{mark}] {r.check} ({r.points:g}/{r.max_points:g})"
+        if r.status != PASSED:
+            text += f": {r.message}"
+            if r.hint and r.status == FAILED:
+                text += f"\n         hint: {r.hint}"
+        return text
+
+    def __repr__(self) -> str:
+        head = f"{self.exercise} {self.title}: {self.score:g}/{self.max_score:g} points"
+        return "\n".join([head, *(self._line(r) for r in self.results)])
+
+    def _repr_html_(self) -> str:
+        colours = {PASSED: "#1a7f37", FAILED: "#cf222e", NOT_DONE: "#9a6700", ERROR: "#8250df"}
+        rows = []
+        for r in self.results:
+            detail = html.escape(r.message)
+            if r.hint and r.status == FAILED:
+                detail += f"<br><i>Hint: {html.escape(r.hint)}</i>"
+            rows.append(f"<tr><td style='color:{colours[r.status]};font-weight:bold'>"
+                        f"{html.escape(r.status)}</td><td>{html.escape(r.check)}</td>"
+                        f"<td>{r.points:g}/{r.max_points:g}</td>"
+                        f"<td style='text-align:left'>{detail}</td></tr>")
+        return (f"<div><b>{html.escape(self.exercise)} {html.escape(self.title)}</b>: "
+                f"{self.score:g}/{self.max_score:g} points<table>"
+                "<tr><th>result</th><th>check</th><th>points</th><th>details</th></tr>"
+                + "".join(rows) + "</table></div>")
+
+
+def check(exercise_id: str, answer: Any) -> CheckReport:
+    """Check your answer to an exercise on real processes and show the verdict.
+
+    >>> check("00.exit_code", exit_code_of)   # doctest: +SKIP
+    00.exit_code Return a value through the exit status: 4/4 points
+      [PASS] ...
+    """
+    ex = _lookup(exercise_id)
+    return CheckReport(ex.id, ex.title, run_checks(exercise_id, answer))

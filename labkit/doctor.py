@@ -1,0 +1,167 @@
+"""``labkit doctor``: is this machine ready for the lab, and if not, what to change.
+
+Each finding has a verdict (ok, note, warn, fail) and, where something
+should change, the fix: the Docker flag, the Kubernetes setting or the
+sysctl. Containers are where labs break (a 64 MB ``/dev/shm``, a low process
+limit, an init that never reaps zombies), so those get the most care.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._janitor import MQUEUE_DIR, SHM_DIR
+from ._platform import LINUX, MACOS
+from .objects import mqueue_limits, format_bytes, list_objects
+
+__all__ = ["Finding", "diagnose", "report"]
+
+OK, NOTE, WARN, FAIL = "ok", "note", "warn", "FAIL"
+SHM_WANTED = 256 * 2**20
+NPROC_WANTED = 256
+REAPING_INITS = {"systemd", "init", "tini", "docker-init", "dumb-init", "catatonit",
+                 "s6-svscan", "runit", "openrc-init", "launchd"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line of the doctor's report."""
+
+    verdict: str
+    topic: str
+    detail: str
+    fix: str = ""
+
+    def __str__(self) -> str:
+        text = f"[{self.verdict:>4}] {self.topic}: {self.detail}"
+        return text + (f"\n         fix: {self.fix}" if self.fix else "")
+
+
+def _python() -> Finding:
+    v = sys.version_info
+    text = f"Python {platform.python_version()} ({sys.executable})"
+    if v < (3, 10):
+        return Finding(FAIL, "python", text, "install Python 3.10 or newer")
+    if v >= (3, 14):
+        return Finding(NOTE, "python", text + "; multiprocessing now starts workers with "
+                       "forkserver by default: labkit always names its start method")
+    if v >= (3, 12):
+        return Finding(NOTE, "python", text + "; a raw os.fork() in a cell warns that the "
+                       "kernel is multi-threaded (lesson 00 explains why)")
+    return Finding(OK, "python", text)
+
+
+def _system() -> Finding:
+    if MACOS:
+        return Finding(WARN, "system", "macOS: no POSIX message queues, no F_GETPIPE_SZ, no "
+                       "prctl; lessons 02 and 06 stop with a clear error where they need them",
+                       "use Linux (a VM, a container, or WSL 2 on Windows)")
+    if not LINUX:
+        return Finding(FAIL, "system", f"{sys.platform} is not supported", "use Linux")
+    release = platform.release()
+    if "microsoft" in release.lower() and "WSL2" not in release:
+        return Finding(WARN, "system", f"WSL 1 ({release}) lacks real POSIX IPC",
+                       "upgrade the distribution to WSL 2: wsl --set-version <distro> 2")
+    return Finding(OK, "system", f"Linux {release}")
+
+
+def _posix_ipc() -> Finding:
+    try:
+        import posix_ipc
+    except ImportError:
+        return Finding(FAIL, "posix_ipc", "not installed", "pip install posix_ipc")
+    queues = "with" if posix_ipc.MESSAGE_QUEUES_SUPPORTED else "WITHOUT"
+    return Finding(OK, "posix_ipc", f"version {posix_ipc.VERSION}, {queues} message queues")
+
+
+def _cores() -> Finding:
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if (n or 1) < 2:
+        return Finding(WARN, "cores", f"{n} core: races between processes show rarely on one "
+                       "core", "give the machine or container at least 2 CPUs")
+    return Finding(OK, "cores", f"{n} usable")
+
+
+def _shm() -> Finding:
+    if not SHM_DIR.is_dir():
+        return Finding(FAIL if LINUX else NOTE, "/dev/shm", "missing",
+                       "mount a tmpfs there: mount -t tmpfs -o size=1g tmpfs /dev/shm")
+    st = os.statvfs(SHM_DIR)
+    size, free = st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
+    text = f"{format_bytes(size)}, {format_bytes(free)} free"
+    if size < SHM_WANTED or free < SHM_WANTED // 2:
+        return Finding(WARN, "/dev/shm", text + " (small: Docker and Kubernetes give 64 MB)",
+                       "docker run --shm-size=1g ...; on Kubernetes mount an emptyDir with "
+                       "medium: Memory at /dev/shm; or remove leftovers with `labkit clean`")
+    return Finding(OK, "/dev/shm", text)
+
+
+def _mqueue() -> list[Finding]:
+    limits = mqueue_limits()
+    text = (f"{limits['msg_max']} messages of at most {limits['msgsize_max']} bytes per "
+            f"queue, {limits['queues_max']} queues, {format_bytes(limits['rlimit'])} per "
+            "user (RLIMIT_MSGQUEUE)")
+    found = []
+    if limits["msg_max"] < 10 or limits["msgsize_max"] < 8192 or limits["rlimit"] < 819200:
+        found.append(Finding(WARN, "message queues", text + ": below Linux's defaults",
+                             "sysctl fs.mqueue.msg_max=10 fs.mqueue.msgsize_max=8192; "
+                             "ulimit -q 819200"))
+    else:
+        found.append(Finding(OK, "message queues", text))
+    if LINUX and not MQUEUE_DIR.is_dir():
+        found.append(Finding(NOTE, "/dev/mqueue", "not mounted: queues work, but leftovers "
+                             "cannot be listed or cleaned by name",
+                             "mount -t mqueue none /dev/mqueue (as root)"))
+    return found
+
+
+def _processes() -> Finding:
+    soft = resource.getrlimit(resource.RLIMIT_NPROC)[0]
+    if soft == resource.RLIM_INFINITY:
+        return Finding(OK, "process limit", "unlimited (ulimit -u)")
+    text = f"{soft} processes per user (ulimit -u)"
+    if os.geteuid() == 0:
+        text += "; root is not held to it"
+    if soft < NPROC_WANTED:
+        return Finding(WARN, "process limit", text, "ulimit -u 4096; in Docker raise "
+                       "--pids-limit; on Kubernetes the pod's pids limit")
+    return Finding(OK, "process limit", text)
+
+
+def _init() -> Finding:
+    try:
+        name = Path("/proc/1/comm").read_text().strip()
+    except OSError:
+        return Finding(NOTE, "PID 1", "unknown (no /proc/1)")
+    if name in REAPING_INITS:
+        return Finding(OK, "PID 1", f"{name}, which reaps orphaned processes")
+    return Finding(NOTE, "PID 1", f"{name}: if it does not reap orphans, every orphan that "
+                   "exits stays a zombie (labkit's own children never orphan)",
+                   "docker run --init ...; or tini as the container's entry point")
+
+
+def _leftovers() -> Finding:
+    objs = list_objects()
+    stale = [o for o in objs if not o.alive]
+    if stale:
+        return Finding(WARN, "leftovers", f"{len(stale)} lab object(s) of ended sessions: "
+                       + ", ".join(o.name for o in stale[:5]), "labkit clean")
+    return Finding(OK, "leftovers", f"none ({len(objs)} object(s) of live sessions)")
+
+
+def diagnose() -> list[Finding]:
+    """Every check, in the order the report prints them."""
+    return [_python(), _system(), _posix_ipc(), _cores(), _shm(), *_mqueue(), _processes(),
+            _init(), _leftovers()]
+
+
+def report(findings: list[Finding]) -> str:
+    """The findings as text, with a verdict line at the end."""
+    worst = ("not ready" if any(f.verdict == FAIL for f in findings)
+             else "ready, with warnings" if any(f.verdict == WARN for f in findings)
+             else "ready")
+    return "\n".join([*map(str, findings), f"IPC Lab on this machine: {worst}"])

@@ -1,0 +1,97 @@
+"""Make the student notebooks in ``exercises/`` from the solutions in ``solutions/``.
+
+``solutions/NN_topic.ipynb`` is the single source. Inside it, solution code
+sits between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` (the nbgrader
+convention); in code cells that span becomes a placeholder raising
+NotImplementedError, indented like the code it replaces, and in Markdown
+cells (answers to written questions) it becomes "*Your answer here.*".
+Outputs and execution counts are cleared. ``--check`` only compares, so a
+test can insist that ``exercises/`` is up to date.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+__all__ = ["strip_solutions", "release", "find_root", "Released"]
+
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+_CODE_STUB = ["# YOUR CODE HERE", 'raise NotImplementedError("exercise not done yet")']
+_TEXT_STUB = ["*Your answer here.*"]
+
+
+def strip_solutions(source: str, code: bool = True, where: str = "cell") -> str:
+    """Replace each solution block of one cell's source with the student placeholder.
+
+    >>> print(strip_solutions("def f():\\n    ### BEGIN SOLUTION\\n    return 1\\n    ### END SOLUTION"))
+    def f():
+        # YOUR CODE HERE
+        raise NotImplementedError("exercise not done yet")
+    """
+    out: list[str] = []
+    indent: str | None = None
+    for number, line in enumerate(source.split("\n"), 1):
+        marker = line.strip()
+        if marker == BEGIN:
+            if indent is not None:
+                raise ValueError(f"{where}, line {number}: {BEGIN} inside another solution")
+            indent = re.match(r"\s*", line).group(0)
+            out.extend(indent + stub for stub in (_CODE_STUB if code else _TEXT_STUB))
+        elif marker == END:
+            if indent is None:
+                raise ValueError(f"{where}, line {number}: {END} without {BEGIN}")
+            indent = None
+        elif indent is None:
+            out.append(line)
+    if indent is not None:
+        raise ValueError(f"{where}: {BEGIN} is never closed by {END}")
+    return "\n".join(out)
+
+
+def _exercise_of(solution: Path) -> str:
+    nb = nbformat.read(solution, as_version=4)
+    for i, cell in enumerate(nb.cells):
+        cell.source = strip_solutions(cell.source, cell.cell_type == "code",
+                                      f"{solution.name}, cell {i}")
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+    return nbformat.writes(nb) + "\n"
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The course folder: the first of ``start`` and its parents that has ``solutions/``."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "solutions").is_dir() and (folder / "exercises").is_dir():
+            return folder
+    raise FileNotFoundError(f"no course folder (with solutions/ and exercises/) at or above "
+                            f"{here}; run this from the IPC Lab checkout or pass --root")
+
+
+@dataclass(frozen=True)
+class Released:
+    """What :func:`release` did for one notebook."""
+
+    solution: Path
+    exercise: Path
+    changed: bool
+
+
+def release(root: Path, check: bool = False) -> list[Released]:
+    """Write (or, with ``check=True``, only compare) every exercise notebook.
+
+    >>> stale = [r for r in release(find_root(), check=True) if r.changed]  # doctest: +SKIP
+    """
+    done = []
+    for solution in sorted((root / "solutions").glob("*.ipynb")):
+        exercise = root / "exercises" / solution.name
+        text = _exercise_of(solution)
+        changed = not exercise.exists() or exercise.read_text() != text
+        if changed and not check:
+            exercise.write_text(text)
+        done.append(Released(solution, exercise, changed))
+    return done

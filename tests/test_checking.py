@@ -1,0 +1,129 @@
+"""labkit.checking: checks run answers on real processes, safely, and report clearly."""
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from labkit import checking, objects
+from labkit.checking import (ERROR, FAILED, NOT_DONE, PASSED, CheckReport, Exercise, call,
+                             check, expect, expect_clean, run_checks)
+
+
+@pytest.fixture()
+def toy():
+    ex = Exercise("99.toy", "A toy exercise", timeout=5.0)
+
+    @ex.check("doubles 2", points=2, hint="Multiply by two.")
+    def _(answer):
+        got = call(answer, 2).value
+        expect(got == 4, f"double(2) returned {got!r}, expected 4")
+
+    @ex.check("is tidy", hint="Close what you open.")
+    def _(answer):
+        expect_clean(call(answer, 1))
+
+    yield ex
+    del checking._REGISTRY["99.toy"]
+
+
+def test_a_right_answer_passes_every_check(toy):
+    report = check("99.toy", lambda x: 2 * x)
+    assert [r.status for r in report.results] == [PASSED, PASSED]
+    assert report.score == report.max_score == 3
+    assert "99.toy A toy exercise: 3/3 points" in repr(report)
+
+
+def test_a_wrong_answer_fails_with_its_message_and_hint(toy):
+    report = check("99.toy", lambda x: x + 1)
+    first = report.results[0]
+    assert first.status == FAILED and first.points == 0 and first.max_points == 2
+    assert first.message == "double(2) returned 3, expected 4"
+    assert "hint: Multiply by two." in repr(report) and "Hint: Multiply by two." in report._repr_html_()
+
+
+def test_an_unsolved_answer_is_not_done(toy):
+    def double(x):
+        raise NotImplementedError("exercise not done yet")
+
+    assert {r.status for r in run_checks("99.toy", double)} == {NOT_DONE}
+
+
+def test_an_answer_that_raises_is_reported_with_the_error(toy):
+    results = run_checks("99.toy", lambda x: 1 / 0)
+    assert results[0].status == FAILED and "ZeroDivisionError" in results[0].message
+
+
+def test_something_that_is_not_a_function_fails_clearly(toy):
+    assert run_checks("99.toy", None)[0].message == "expected a function, got None"
+
+
+def test_a_hanging_answer_is_stopped(toy, monkeypatch):
+    monkeypatch.setattr(checking, "CALL_TIMEOUT", 0.3)
+    results = run_checks("99.toy", lambda x: time.sleep(30))
+    assert all(r.status == FAILED and "did not finish in 0.3 s" in r.message for r in results)
+
+
+def test_a_check_that_hangs_cannot_freeze_the_caller(monkeypatch):
+    ex = Exercise("99.stuck", "Stuck", timeout=0.5)
+    ex.check("waits forever")(lambda answer: time.sleep(30))
+    try:
+        results = run_checks("99.stuck", abs)
+    finally:
+        del checking._REGISTRY["99.stuck"]
+    assert results[0].status == ERROR and "did not finish in 0.5 s" in results[0].message
+
+
+def test_a_broken_check_is_an_error_not_a_failure():
+    ex = Exercise("99.broken", "Broken")
+    ex.check("raises")(lambda answer: {}["missing"])
+    try:
+        result = run_checks("99.broken", abs)[0]
+    finally:
+        del checking._REGISTRY["99.broken"]
+    assert result.status == ERROR and "KeyError" in result.message
+
+
+def test_hygiene_sees_a_leaked_descriptor(toy):
+    def leaky(x):
+        os.pipe()
+        return 2 * x
+
+    result = run_checks("99.toy", leaky)[1]
+    assert result.status == FAILED and "was left open" in result.message and "pipe:" in result.message
+
+
+def test_hygiene_sees_and_removes_a_leftover_object(toy):
+    def leaves_shm(x):
+        import posix_ipc
+        posix_ipc.SharedMemory(objects.lab_name("left"), posix_ipc.O_CREX, size=4096).close_fd()
+        return 2 * x
+
+    result = run_checks("99.toy", leaves_shm)[1]
+    assert result.status == FAILED and "was left behind (labkit removed it)" in result.message
+    # no_leaks confirms the object is gone
+
+
+def test_patching_the_checker_inside_the_answer_changes_nothing(toy):
+    def cheat(x):
+        checking.expect = lambda *a: None  # dies with the answer's own process
+        return 0
+
+    assert run_checks("99.toy", cheat)[0].status == FAILED
+
+
+def test_an_unknown_exercise_lists_the_known_ones():
+    with pytest.raises(ValueError, match=r"no exercise '00\.nope'; exercises are: 00\."):
+        check("00.nope", abs)
+
+
+def test_exercises_are_found_by_lesson():
+    assert set(checking.exercises("00_processes")) == {
+        "00.exit_code", "00.describe_status", "00.reap_all", "00.run_program"}
+
+
+def test_report_html_escapes_student_text():
+    report = CheckReport("99.x", "X", [checking.CheckResult("99.x", "c", FAILED, 0, 1,
+                                                            "<script>", "")])
+    assert "<script>" not in report._repr_html_() and "&lt;script&gt;" in report._repr_html_()

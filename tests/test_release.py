@@ -1,0 +1,67 @@
+"""labkit.release: exercises/ is made from solutions/, solution code replaced."""
+from __future__ import annotations
+
+import shutil
+
+import nbformat
+import pytest
+
+from labkit.release import find_root, release, strip_solutions
+
+
+def test_a_solution_block_becomes_an_indented_placeholder():
+    source = "def f(x):\n    ### BEGIN SOLUTION\n    y = x + 1\n    return y\n    ### END SOLUTION\n"
+    assert strip_solutions(source) == (
+        "def f(x):\n    # YOUR CODE HERE\n"
+        '    raise NotImplementedError("exercise not done yet")\n')
+
+
+def test_code_outside_the_blocks_is_kept_and_several_blocks_work():
+    source = ("a = 1\n### BEGIN SOLUTION\nb = 2\n### END SOLUTION\nc = 3\n"
+              "  ### BEGIN SOLUTION\n  d = 4\n  ### END SOLUTION")
+    out = strip_solutions(source)
+    assert out.startswith("a = 1\n# YOUR CODE HERE\n") and "\nc = 3\n  # YOUR CODE HERE\n" in out
+    assert "b = 2" not in out and "d = 4" not in out
+
+
+def test_markdown_answers_become_a_prompt():
+    assert strip_solutions("Q?\n### BEGIN SOLUTION\nA.\n### END SOLUTION", code=False) == \
+        "Q?\n*Your answer here.*"
+
+
+@pytest.mark.parametrize("source, problem", [
+    ("### BEGIN SOLUTION\nx", "never closed"),
+    ("x\n### END SOLUTION", "without"),
+    ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION", "inside another"),
+])
+def test_unbalanced_markers_are_refused_with_the_place(source, problem):
+    with pytest.raises(ValueError, match=problem):
+        strip_solutions(source, where="nb.ipynb, cell 3")
+
+
+def test_release_writes_check_detects_and_outputs_are_cleared(tmp_path):
+    for folder in ("solutions", "exercises"):
+        (tmp_path / folder).mkdir()
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("def f():\n    ### BEGIN SOLUTION\n    return 1\n"
+                                     "    ### END SOLUTION")
+    cell.outputs = [nbformat.v4.new_output("stream", text="secret output")]
+    cell.execution_count = 3
+    nb.cells = [cell]
+    nbformat.write(nb, tmp_path / "solutions" / "01_x.ipynb")
+
+    assert [r.changed for r in release(tmp_path, check=True)] == [True]
+    assert not (tmp_path / "exercises" / "01_x.ipynb").exists()
+    assert [r.changed for r in release(tmp_path)] == [True]
+    assert [r.changed for r in release(tmp_path, check=True)] == [False]
+    out = nbformat.read(tmp_path / "exercises" / "01_x.ipynb", as_version=4).cells[0]
+    assert out.outputs == [] and out.execution_count is None and "return 1" not in out.source
+
+
+def test_find_root_walks_up_and_explains_when_lost(tmp_path):
+    root = find_root()
+    assert (root / "solutions").is_dir()
+    assert find_root(root / "solutions") == root
+    with pytest.raises(FileNotFoundError, match="run this from the IPC Lab checkout"):
+        find_root(tmp_path)
+    shutil.rmtree(tmp_path, ignore_errors=True)
