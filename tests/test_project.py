@@ -1,0 +1,60 @@
+"""The course as a whole: one dependency list, clean notebooks, exercises that run."""
+from __future__ import annotations
+
+import re
+import sys
+
+import nbformat
+import pytest
+import yaml
+from helpers import ROOT
+
+from labkit.cli import main
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+NOTEBOOKS = sorted(ROOT.glob("notebooks/*.ipynb")) + sorted(ROOT.glob("solutions/*.ipynb")) \
+    + sorted(ROOT.glob("exercises/*.ipynb"))
+
+
+def _normal(requirement: str) -> str:
+    return re.sub(r"\s+", "", requirement).lower().replace("_", "-")
+
+
+def test_pyproject_and_environment_yml_list_the_same_dependencies():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {_normal(r) for r in project["dependencies"]}
+    wanted |= {_normal(r) for r in project["optional-dependencies"]["test"]
+               if ";" not in r}
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())["dependencies"]
+    listed = {_normal(d) for d in env if isinstance(d, str) and not d.startswith(("python", "pip"))}
+    listed |= {_normal(d) for d in next(d["pip"] for d in env if isinstance(d, dict))
+               if not d.startswith("-e")}
+    assert listed == wanted
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_notebooks_are_committed_without_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    dirty = [i for i, c in enumerate(nb.cells)
+             if c.cell_type == "code" and (c.outputs or c.execution_count)]
+    assert not dirty, f"cells {dirty} have outputs; clear them before committing"
+
+
+def test_every_lesson_has_a_solution_and_an_exercise():
+    lessons = {p.name for p in ROOT.glob("notebooks/*.ipynb")}
+    assert lessons == {p.name for p in ROOT.glob("solutions/*.ipynb")}
+    assert lessons == {p.name for p in ROOT.glob("exercises/*.ipynb")}
+
+
+def test_exercises_are_up_to_date_with_the_solutions(capsys):
+    assert main(["release", "--check", "--root", str(ROOT)]) == 0, capsys.readouterr()
+
+
+def test_the_readme_gives_the_two_commands():
+    readme = (ROOT / "README.md").read_text()
+    assert "make lab" in readme and "make test" in readme
+    assert (ROOT / ".ci" / "run").read_text().strip().endswith("make test")
