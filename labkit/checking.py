@@ -232,7 +232,7 @@ def call(answer: Any, *args: Any, timeout: float | None = None, **kwargs: Any) -
     if r.error_type == "NotImplementedError":
         raise NotDone()
     problems = list(r.value[1]) if r.returned else []
-    problems += [f"{note} (labkit ended it)" for note in r.leftovers]
+    problems += r.leftovers
     if r.escaped:
         problems.append(_escape_message(r))
     return Attempt(r, tuple(problems))

@@ -288,9 +288,10 @@ def _end_leftovers() -> list[str]:
         ended = (str(ExitStatus.from_wait_status(statuses[pid])) if pid in statuses
                  else "still there")
         if what == "zombie":
-            notes.append(f"pid {pid}: a zombie that nobody waited for ({ended})")
+            notes.append(f"pid {pid}: a zombie, it {ended} but nobody waited for it")
         else:
-            notes.append(f"pid {pid} ({what}): still running, killed")
+            notes.append(f"pid {pid} ({what}): still running when the function returned, "
+                         "so nobody waited for it (labkit killed it)")
     return notes
 
 

@@ -64,7 +64,8 @@ def test_forgetting_waitpid_leaves_a_zombie_that_is_caught():
         return code
 
     failed = _failures("00.exit_code", no_wait)
-    assert "zombie" in failed["no zombie and no open descriptor is left behind"]
+    # the child may still be exiting or already a zombie: either way nobody waited for it
+    assert "nobody waited for it" in failed["no zombie and no open descriptor is left behind"]
 
 
 def test_decoding_signals_by_number_is_caught():
@@ -100,7 +101,8 @@ def test_waiting_only_for_the_last_child_is_caught():
 
     failed = _failures("00.reap_all", last_only)
     assert list(failed) == ["twelve children, all reaped: no zombie, no stray child"]
-    assert failed["twelve children, all reaped: no zombie, no stray child"].count("zombie") == 11
+    assert failed["twelve children, all reaped: no zombie, no stray child"].count(
+        "nobody waited for it") == 11
 
 
 def test_exec_without_fork_is_caught():

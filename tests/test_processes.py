@@ -4,6 +4,7 @@ from __future__ import annotations
 import ctypes
 import os
 import resource
+import select
 import signal
 import subprocess
 import sys
@@ -146,14 +147,25 @@ def test_workers_get_their_index_and_report_in_order(capsys):
     assert all(f"[worker {i}] hello {i}\n" in out for i in range(3))
 
 
-def _siblings(i: int) -> int:
-    return len(psutil.Process(os.getppid()).children())
+def _count_siblings(i: int, counted_w: int, done_r: int, done_w: int) -> int:
+    os.close(done_w)
+    n = len(psutil.Process(os.getppid()).children())
+    os.write(counted_w, b"x")
+    os.read(done_r, 1)  # returns at EOF, once every worker has counted
+    return n
 
 
 def test_no_worker_starts_before_all_were_forked():
-    # Until wait() the parent reaps nobody, so finished workers still count (as zombies).
-    with start_workers(_siblings, 6, timeout=10) as workers:
+    counted_r, counted_w = os.pipe()
+    done_r, done_w = os.pipe()
+    with start_workers(_count_siblings, 6, counted_w, done_r, done_w, timeout=20) as workers:
+        for _ in range(6):
+            assert select.select([counted_r], [], [], 15)[0], "a worker never counted"
+            os.read(counted_r, 1)
+        os.close(done_w)
         counts = workers.wait().values
+    for fd in (counted_r, counted_w, done_r):
+        os.close(fd)
     assert min(counts) >= 6
 
 
@@ -195,16 +207,18 @@ def test_leftover_children_are_ended_and_reported():
         if os.fork() == 0:
             time.sleep(60)
             os._exit(0)
-        if os.fork() == 0:
+        zombie = os.fork()
+        if zombie == 0:
             os._exit(0)
-        time.sleep(0.1)
+        while psutil.Process(zombie).status() != psutil.STATUS_ZOMBIE:
+            time.sleep(0.01)
         return "done"
 
     r = run(careless)
     assert r.value == "done"
     assert len(r.leftovers) == 2
-    assert any("zombie" in note for note in r.leftovers)
-    assert any("still running, killed" in note for note in r.leftovers)
+    assert any("a zombie, it exited with code 0" in note for note in r.leftovers)
+    assert any("still running when the function returned" in note for note in r.leftovers)
 
 
 def test_a_fork_that_returns_out_of_the_function_is_stopped_and_reported():
