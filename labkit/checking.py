@@ -271,9 +271,9 @@ def _run_all(exercise_id: str, answer: Any) -> list[CheckResult]:
 def run_checks(exercise_id: str, answer: Any) -> list[CheckResult]:
     """Run every check of an exercise in a child process and return the results.
 
-    >>> results = run_checks("00.exit_code", None)     # doctest: +SKIP
-    >>> results[0].status
-    'failed'
+    >>> results = run_checks("00.exit_code", None)
+    >>> results[0].status, results[0].message
+    ('failed', 'expected a function, got None')
     """
     ex = _lookup(exercise_id)
     try:

@@ -57,8 +57,8 @@ def _check_label(label: str) -> None:
 def lab_name(label: str = "obj") -> str:
     """A fresh name for a POSIX object, unique to this user and session.
 
-    >>> lab_name("demo")  # doctest: +SKIP
-    '/labkit_1000_4242_demo_9f3ac1'
+    >>> lab_name("demo")  # doctest: +ELLIPSIS
+    '/labkit_..._demo_...'
     """
     _check_label(label)
     return f"/{PREFIX}{label}_{secrets.token_hex(3)}"
@@ -90,10 +90,11 @@ def _no_space(size: int, free: int) -> NoSpaceError:
 class Scope:
     """Owns named objects and removes them all when it ends.
 
-    >>> with scope() as objs:                    # doctest: +SKIP
+    >>> with scope() as objs:
     ...     shm = objs.shared_memory(4096)       # a posix_ipc.SharedMemory
     ...     lock = objs.semaphore(1)             # a posix_ipc.Semaphore
-    ... # both are unlinked here, even after an exception
+    >>> os.path.exists("/dev/shm" + shm.name)    # unlinked, even after an exception
+    False
     """
 
     def __init__(self) -> None:
@@ -256,7 +257,9 @@ def scope() -> Scope:
 def shared_memory(size: int, label: str = "shm") -> posix_ipc.SharedMemory:
     """A session-owned shared memory object; see :meth:`Scope.shared_memory`.
 
-    >>> shm = shared_memory(4096)   # doctest: +SKIP
+    >>> shm = shared_memory(4096)
+    >>> shm.size
+    4096
     >>> remove(shm)                 # or leave it: it goes when the kernel ends
     """
     return SESSION.shared_memory(size, label)
@@ -307,8 +310,10 @@ class ObjectInfo:
 def list_objects(all_users: bool = False) -> list[ObjectInfo]:
     """The lab's objects on this machine: yours, or everyone's with ``all_users=True``.
 
-    >>> [o.name for o in list_objects()]  # doctest: +SKIP
-    ['/labkit_1000_4242_shm_9f3ac1']
+    >>> with scope() as objs:
+    ...     name = objs.semaphore(0).name
+    ...     [o.kind for o in list_objects() if o.name == name]
+    ['sem']
     """
     found: list[ObjectInfo] = []
 

@@ -1,0 +1,72 @@
+"""Shared notebook display: labelled plot axes, progress bars and small tables.
+
+Every lesson draws with these so figures look alike (title, labelled axes
+with units) and slow loops show progress the same way. matplotlib is
+imported only when a figure is made, so importing labkit stays quick.
+"""
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Sequence
+from typing import Any, TypeVar
+
+__all__ = ["axes", "progress", "Table"]
+
+T = TypeVar("T")
+
+
+def axes(title: str, xlabel: str, ylabel: str, ax: Any = None,
+         figsize: tuple[float, float] = (7.0, 4.0)) -> Any:
+    """A matplotlib Axes with its title and axis labels set (pass ``ax`` to reuse one).
+
+    >>> ax = axes("Pipe throughput", "write size (bytes)", "throughput (MB/s)")  # doctest: +SKIP
+    """
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=figsize, layout="constrained")
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    return ax
+
+
+def progress(iterable: Iterable[T], desc: str = "", total: int | None = None) -> Iterable[T]:
+    """Wrap a slow loop in a progress bar: a widget in JupyterLab, nothing when not interactive.
+
+    >>> for size in progress([1, 2, 3], desc="sizes"):  # doctest: +SKIP
+    ...     pass
+    """
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, leave=False, disable=None)
+
+
+class Table:
+    """Rows shown as an HTML table in a notebook and as aligned text elsewhere.
+
+    >>> Table(["signal", "number"], [["SIGINT", 2], ["SIGTERM", 15]])
+    signal    number
+    SIGINT         2
+    SIGTERM       15
+    """
+
+    def __init__(self, headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        self.headers = list(headers)
+        self.rows = [list(r) for r in rows]
+
+    def __repr__(self) -> str:
+        cells = [[str(h) for h in self.headers]] + [[str(c) for c in r] for r in self.rows]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(self.headers))]
+        numeric = [bool(self.rows) and all(isinstance(r[i], (int, float)) for r in self.rows)
+                   for i in range(len(self.headers))]
+        return "\n".join("   ".join(c.rjust(w) if num else c.ljust(w)
+                                    for c, w, num in zip(row, widths, numeric)).rstrip()
+                         for row in cells)
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{html.escape(str(h))}</th>" for h in self.headers)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>"
+                       for r in self.rows)
+        return f"<table><tr>{head}</tr>{body}</table>"
