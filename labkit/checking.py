@@ -25,10 +25,10 @@ from typing import Any
 
 from ._janitor import MQUEUE_DIR, SHM_DIR, unlink_name
 from .errors import ChildError, LabTimeout
-from .processes import ChildResult, run
+from .processes import Child, ChildResult, run, start
 
 __all__ = ["check", "run_checks", "CheckResult", "CheckReport", "Exercise", "CheckFailed",
-           "NotDone", "call", "expect", "expect_clean", "exercises"]
+           "NotDone", "call", "launch", "Launched", "expect", "expect_clean", "exercises"]
 
 PASSED, FAILED, NOT_DONE, ERROR = "passed", "failed", "not done", "error"
 
@@ -213,6 +213,71 @@ def _measured(answer: Callable, args: tuple, kwargs: dict) -> tuple[Any, list[st
 CALL_TIMEOUT = 5.0  # seconds one call of an answer may take, unless a check says otherwise
 
 
+class Launched:
+    """The answer running in its own child process; see :func:`launch`."""
+
+    def __init__(self, child: Child, timeout: float) -> None:
+        self._child = child
+        self._timeout = timeout
+
+    def __enter__(self) -> Launched:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._child.__exit__(*exc)
+
+    @property
+    def pid(self) -> int:
+        """The pid of the process running the answer."""
+        return self._child.pid
+
+    @property
+    def running(self) -> bool:
+        """True until the answer's process ends."""
+        return self._child.running
+
+    def send_signal(self, sig: int | str) -> None:
+        """Send a signal to the process running the answer."""
+        self._child.send_signal(sig)
+
+    def finish(self) -> Attempt:
+        """Wait for the answer (until its timeout) and return what it did.
+
+        Raises NotDone if it still raises NotImplementedError, CheckFailed if
+        it did not finish in time.
+        """
+        try:
+            r = self._child.wait()
+        except LabTimeout:
+            raise CheckFailed(f"your function did not finish in {self._timeout:g} s and was "
+                              "stopped (is it waiting for something that never comes: a "
+                              "child that never ends, a pipe end still open?)") from None
+        if r.error_type == "NotImplementedError":
+            raise NotDone()
+        problems = list(r.value[1]) if r.returned else []
+        problems += r.leftovers
+        if r.escaped:
+            problems.append(_escape_message(r))
+        return Attempt(r, tuple(problems))
+
+
+def launch(answer: Any, *args: Any, timeout: float | None = None, **kwargs: Any) -> Launched:
+    """Start the student's ``answer(*args, **kwargs)`` in a child and return at once.
+
+    For checks that must act on the running answer (send it signals, talk to
+    it through a FIFO) before collecting its result with :meth:`Launched.finish`::
+
+        with launch(answer, 3) as running:
+            running.send_signal("SIGUSR1")
+            got = running.finish().value
+    """
+    timeout = CALL_TIMEOUT if timeout is None else timeout
+    if not callable(answer):
+        raise CheckFailed(f"expected a function, got {answer!r}")
+    return Launched(start(_measured, answer, args, kwargs, timeout=timeout, show=False),
+                    timeout)
+
+
 def call(answer: Any, *args: Any, timeout: float | None = None, **kwargs: Any) -> Attempt:
     """Run the student's ``answer(*args, **kwargs)`` in a child process of its own.
 
@@ -220,22 +285,8 @@ def call(answer: Any, *args: Any, timeout: float | None = None, **kwargs: Any) -
     CheckFailed if it is not a function or does not finish in ``timeout``
     seconds (default :data:`CALL_TIMEOUT`).
     """
-    timeout = CALL_TIMEOUT if timeout is None else timeout
-    if not callable(answer):
-        raise CheckFailed(f"expected a function, got {answer!r}")
-    try:
-        r = run(_measured, answer, args, kwargs, timeout=timeout, show=False)
-    except LabTimeout:
-        raise CheckFailed(f"your function did not finish in {timeout:g} s and was stopped "
-                          "(is it waiting for something that never comes: a child that "
-                          "never ends, a pipe end still open?)") from None
-    if r.error_type == "NotImplementedError":
-        raise NotDone()
-    problems = list(r.value[1]) if r.returned else []
-    problems += r.leftovers
-    if r.escaped:
-        problems.append(_escape_message(r))
-    return Attempt(r, tuple(problems))
+    with launch(answer, *args, timeout=timeout, **kwargs) as running:
+        return running.finish()
 
 
 def expect_clean(attempt: Attempt) -> None:

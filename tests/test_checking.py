@@ -127,3 +127,19 @@ def test_report_html_escapes_student_text():
     report = CheckReport("99.x", "X", [checking.CheckResult("99.x", "c", FAILED, 0, 1,
                                                             "<script>", "")])
     assert "<script>" not in report._repr_html_() and "&lt;script&gt;" in report._repr_html_()
+
+
+def test_launch_lets_a_check_act_on_the_running_answer():
+    def answer(ready_w):
+        import signal
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+        os.write(ready_w, b"!")  # blocked now: a SIGUSR1 stays pending until sigwait takes it
+        return signal.sigwait({signal.SIGUSR1}).name
+
+    ready_r, ready_w = os.pipe()
+    with checking.launch(answer, ready_w) as running:
+        os.read(ready_r, 1)
+        running.send_signal("SIGUSR1")
+        assert running.finish().value == "SIGUSR1"
+    os.close(ready_r)
+    os.close(ready_w)
