@@ -57,6 +57,8 @@ _EX_HARNESS = 70        # exit code when labkit's own harness failed (EX_SOFTWAR
 _LEFTOVER_GRACE = 0.5   # seconds a finished child's pipes may stay open before we kill holders
 _HEADER = struct.Struct("!I")
 _UNKNOWN = -1           # wait status of a child that another waitpid reaped
+MAX_OUTPUT = 1 << 20    # bytes of stdout (and of stderr) kept per child; the rest is dropped
+_result_fd: int | None = None  # in a labkit child: its own result pipe, never inherited below it
 
 
 # --- exit statuses -------------------------------------------------------------------
@@ -313,8 +315,10 @@ def _fresh_stdio(out_w: int, err_w: int) -> None:
 
 def _child_main(fn: Callable, args: tuple, kwargs: dict, parent: int, res_w: int, out_w: int,
                 err_w: int, close: Iterable[int], barrier: tuple[int, int] | None) -> NoReturn:
+    global _result_fd
     code = _EX_HARNESS
     try:
+        _result_fd = res_w  # children forked from here close it: they cannot forge our result
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         faulthandler.disable()  # a fault kills the child by its signal, as in C; the parent says so
@@ -324,7 +328,10 @@ def _child_main(fn: Callable, args: tuple, kwargs: dict, parent: int, res_w: int
             return  # the parent died before the death signal was armed
         set_subreaper(True)
         for fd in close:
-            os.close(fd)
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # already closed by the function that started us
         _fresh_stdio(out_w, err_w)
         if barrier is not None:
             ready_w, go_r = barrier
@@ -361,6 +368,7 @@ class _Proc:
         self.name, self.pid, self.pipes, self.prefix = name, pid, pipes, prefix
         self.data = {kind: bytearray() for kind in pipes}
         self.partial = {kind: b"" for kind in pipes}
+        self.dropped = {kind: 0 for kind in pipes}
         self.status: int | None = None
         self.started = time.monotonic()
         self.ended: float | None = None
@@ -386,7 +394,12 @@ class _Proc:
     def read(self, kind: str, sel: selectors.BaseSelector, show: bool) -> None:
         fd = self.pipes[kind]
         chunk = os.read(fd, 65536)
-        if chunk:
+        if chunk and kind != "res" and len(self.data[kind]) >= MAX_OUTPUT:
+            if not self.dropped[kind] and show:
+                self._stream(kind, f"\n[labkit: output beyond {MAX_OUTPUT >> 20} MiB is "
+                                   "dropped]\n".encode())
+            self.dropped[kind] += len(chunk)
+        elif chunk:
             self.data[kind] += chunk
             if show and kind != "res":
                 self._stream(kind, chunk)
@@ -436,6 +449,12 @@ class _Proc:
         except OSError:
             pass
 
+    def _text(self, kind: str) -> str:
+        text = self.data[kind].decode("utf-8", "replace")
+        if self.dropped[kind]:
+            text += f"\n[labkit: {self.dropped[kind]} more bytes were dropped]\n"
+        return text
+
     def result(self) -> ChildResult:
         assert self.status is not None and self.ended is not None
         records = _records(bytes(self.data.get("res", b"")))
@@ -444,8 +463,7 @@ class _Proc:
         common = dict(name=self.name, pid=self.pid,
                       status=ExitStatus.from_wait_status(self.status),
                       wait_status=self.status,
-                      stdout=self.data["out"].decode("utf-8", "replace"),
-                      stderr=self.data["err"].decode("utf-8", "replace"),
+                      stdout=self._text("out"), stderr=self._text("err"),
                       seconds=self.ended - self.started, escaped=escaped,
                       leftovers=tuple(main.get("leftovers", ())))
         kind = main["kind"]
@@ -513,7 +531,8 @@ def _spawn(fn: Callable, args: tuple, kwargs: dict, name: str, deadline: float, 
             os.close(fd)
         raise _fork_error(name, e) from e
     if pid == 0:
-        _child_main(fn, args, kwargs, parent, *ends, close=[*pipes.values(), *close],
+        inherited = [_result_fd] if _result_fd is not None else []
+        _child_main(fn, args, kwargs, parent, *ends, close=[*pipes.values(), *close, *inherited],
                     barrier=barrier)
     for fd in ends:
         os.close(fd)

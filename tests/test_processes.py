@@ -349,3 +349,33 @@ def test_process_tree_sees_the_live_family_and_draws_it():
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+def test_a_flood_of_output_is_capped_not_kept(capsys):
+    from labkit.processes import MAX_OUTPUT
+
+    def flood():
+        chunk = b"x" * 65536
+        for _ in range(64):  # 4 MiB
+            os.write(1, chunk)
+
+    r = run(flood)
+    shown = capsys.readouterr().out
+    assert len(r.stdout) < MAX_OUTPUT + 1000 and "more bytes were dropped" in r.stdout
+    assert len(shown) < MAX_OUTPUT + 1000 and "output beyond 1 MiB is dropped" in shown
+
+
+
+
+def test_a_grandchild_cannot_reach_its_parents_result_pipe():
+    def open_files():
+        return [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+                if os.path.exists(f"/proc/self/fd/{fd}")]
+
+    def parent_side():
+        from labkit import processes
+        mine = os.readlink(f"/proc/self/fd/{processes._result_fd}")
+        return mine, run(open_files, show=False).value
+
+    mine, grandchild_files = run(parent_side).value
+    assert mine.startswith("pipe:") and mine not in grandchild_files
