@@ -1,0 +1,925 @@
+"""Shared memory for the lab: safe named segments, typed views, listings and pictures.
+
+A :class:`Segment` is a POSIX shared memory object made by
+:mod:`labkit.objects` (private ``0600`` name, exclusive create, space
+reserved so a full ``/dev/shm`` is an error and not a SIGBUS) and mapped into
+this process, with NumPy and ctypes views on it. Its owner is the process
+that created it: the name goes when that process leaves the ``with`` block
+(or drops the segment, or exits), never when a forked worker does, and a
+child that inherited the segment or an unrelated process that attached it by
+name only detaches. We wrap posix_ipc rather than
+``multiprocessing.shared_memory``, whose resource tracker deletes segments
+that unrelated processes still use on Python < 3.13 (CPython gh-82300).
+
+The module also lists the lab's objects in ``/dev/shm``, draws a segment's
+bytes and two processes' mappings of one segment, and measures copying into
+shared memory. Experiments return plain data; plots take it and return Axes.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import mmap
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import sys
+import time
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import posix_ipc
+
+from . import objects
+from ._janitor import SHM_DIR
+from ._platform import LINUX, MACOS
+from .display import Table, axes
+from .errors import LabError, LabTimeout, NotSupportedHere
+from .processes import ExitStatus, run
+
+__all__ = [
+    "Segment", "NoSuchSegment", "AccessDenied", "PAGE_SIZE", "check_name",
+    "lab_objects", "objects_table",
+    "SegmentBytes", "segment_bytes", "struct_fields", "plot_bytes",
+    "ProcessMapping", "Mappings", "two_mappings", "plot_mappings",
+    "Unrelated", "run_unrelated",
+    "SysVDemo", "sysv_demo",
+    "CopyBenchmark", "copy_benchmark", "plot_copy_bandwidth", "plot_first_touch",
+]
+
+PAGE_SIZE = mmap.PAGESIZE
+NAME_MAX = 255     # the longest POSIX shared memory name, without its leading slash
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+class NoSuchSegment(LabError, FileNotFoundError):
+    """No shared memory object has that name (never created, or already unlinked)."""
+
+
+class AccessDenied(LabError, PermissionError):
+    """The object exists but its mode does not let this user open it that way."""
+
+
+def check_name(name: str) -> str:
+    """Return ``name`` as a valid POSIX shared memory name (``/`` then 1 to 255 characters).
+
+    A name as ``ls /dev/shm`` shows it (without the slash) is accepted too.
+
+    >>> check_name("labkit_0_1_demo_abc123")
+    '/labkit_0_1_demo_abc123'
+    >>> check_name("/a/b")
+    Traceback (most recent call last):
+    ...
+    ValueError: a shared memory name is '/' followed by 1 to 255 characters, none of them '/', got '/a/b'
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"a shared memory name is a str such as '/labkit_..._seg_1a2b3c', "
+                        f"got {type(name).__name__} {name!r}")
+    bare = name[1:] if name.startswith("/") else name
+    if (not bare or len(bare) > NAME_MAX or "/" in bare or "\0" in bare
+            or bare in (".", "..")):
+        raise ValueError(f"a shared memory name is '/' followed by 1 to {NAME_MAX} "
+                         f"characters, none of them '/', got {name!r}")
+    return "/" + bare
+
+
+# --- segments ------------------------------------------------------------------------
+
+
+class _State:
+    """What must be released, kept apart from the Segment so a finalizer can hold it."""
+
+    def __init__(self, name: str, mm: mmap.mmap | None, scope: objects.Scope | None,
+                 shm: Any) -> None:
+        self.name = name
+        self.mm = mm
+        self.scope = scope                    # set only for a segment this process created
+        self.shm = shm                        # its posix_ipc.SharedMemory (fd already closed)
+        self.creator_pid = os.getpid() if scope is not None else None
+        self.unlinked = False
+
+
+def _detach(st: _State) -> None:
+    mm, st.mm = st.mm, None
+    if mm is not None:
+        try:
+            mm.close()                        # munmap
+        except BufferError:
+            pass  # views still use it: it is unmapped when the last of them goes
+
+
+def _remove_name(st: _State) -> bool:
+    """shm_unlink; False if the name had already gone (another process removed it)."""
+    st.unlinked = True
+    try:
+        posix_ipc.unlink_shared_memory(st.name)
+        gone = False
+    except posix_ipc.ExistentialError:
+        gone = True
+    if st.scope is not None:
+        st.scope.close()                      # forget it and tell the session janitor
+    return not gone
+
+
+def _release(st: _State) -> None:
+    """The end of a segment's life in this process (with block, close by GC, exit)."""
+    _detach(st)
+    if st.creator_pid == os.getpid() and not st.unlinked:
+        _remove_name(st)
+
+
+class Segment:
+    """A named shared memory segment mapped into this process.
+
+    Make one with :meth:`create` (a new private object) or :meth:`attach` (an
+    existing one, by name, from any process). ``buf`` is the mapping itself
+    (an ``mmap``: slice it, assign to slices); :meth:`array` and
+    :meth:`struct` give NumPy and ctypes views that read and write the shared
+    bytes in place. :meth:`close` detaches this process (munmap), :meth:`unlink`
+    destroys the name. As a ``with`` block, leaving it detaches, and the
+    process that created the segment also unlinks it, even after an
+    exception. A forked child inherits the mapping at the same address; pass
+    ``seg.name`` to an unrelated process, which calls ``Segment.attach(name)``.
+
+    >>> with Segment.create(4096) as seg:
+    ...     seg.buf[:5] = b"hello"
+    ...     other = Segment.attach(seg.name)      # a second, independent mapping
+    ...     bytes(other.buf[:5]), other.address != seg.address
+    ...     other.close()
+    (b'hello', True)
+    >>> os.path.exists("/dev/shm" + seg.name)
+    False
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        raise TypeError("make a segment with Segment.create(size) or Segment.attach(name)")
+
+    @classmethod
+    def _new(cls, st: _State, size: int, readonly: bool) -> Segment:
+        self = object.__new__(cls)
+        self._st = st
+        self._size = size
+        self._readonly = readonly
+        assert st.mm is not None
+        probe = np.frombuffer(st.mm, dtype=np.uint8, count=1)
+        self._address = int(probe.ctypes.data)
+        del probe                             # no view may outlive this line
+        self._finalizer = weakref.finalize(self, _release, st)
+        return self
+
+    @classmethod
+    def create(cls, size: int, label: str = "seg") -> Segment:
+        """Create a new private segment of ``size`` bytes, all zero, and map it.
+
+        The name is ``/labkit_<uid>_<session>_<label>_<random>``, the object is
+        created exclusively (``O_CREAT | O_EXCL``) with mode ``0600``, and its
+        pages are reserved at once (``posix_fallocate``).
+
+        Raises:
+            ValueError: ``size`` is not a whole number > 0, or ``label`` is not
+                1 to 12 letters or digits.
+            NoSpaceError: ``/dev/shm`` has no room for ``size`` bytes.
+
+        >>> with Segment.create(100, label="demo") as seg:
+        ...     seg.size, seg.mode, seg.created
+        (100, 384, True)
+        """
+        scope = objects.scope()
+        try:
+            shm = scope.shared_memory(size, label)
+            mm = mmap.mmap(shm.fd, size, access=mmap.ACCESS_WRITE)  # MAP_SHARED, read-write
+        except BaseException:
+            scope.close()
+            raise
+        shm.close_fd()                        # the mapping keeps the memory, not the descriptor
+        return cls._new(_State(shm.name, mm, scope, shm), size, readonly=False)
+
+    @classmethod
+    def attach(cls, name: str, readonly: bool = False) -> Segment:
+        """Map an existing segment by name (from this or any other process).
+
+        ``readonly=True`` opens it ``O_RDONLY`` and maps it ``PROT_READ``:
+        writes then raise ``TypeError``. Attaching never unlinks: a segment
+        belongs to the process that created it.
+
+        Raises:
+            ValueError: ``name`` is not a valid shared memory name.
+            NoSuchSegment: nothing has that name (never created, or unlinked).
+            AccessDenied: the object's mode does not allow this user.
+
+        >>> Segment.attach("/labkit_no_such_segment")
+        Traceback (most recent call last):
+        ...
+        labkit.shm.NoSuchSegment: no shared memory object is named '/labkit_no_such_segment': it was never created, or it has been unlinked (names do not come back)
+        """
+        name = check_name(name)
+        try:
+            shm = posix_ipc.SharedMemory(name, 0, read_only=readonly)
+        except posix_ipc.ExistentialError as e:
+            raise NoSuchSegment(f"no shared memory object is named {name!r}: it was never "
+                                "created, or it has been unlinked (names do not come "
+                                "back)") from e
+        except posix_ipc.PermissionsError as e:
+            raise AccessDenied(_denied(name, readonly)) from e
+        try:
+            size = os.fstat(shm.fd).st_size
+            if size == 0:
+                raise LabError(f"{name} has size 0, so there is nothing to map; its creator "
+                               "has not sized it yet (ftruncate)")
+            access = mmap.ACCESS_READ if readonly else mmap.ACCESS_WRITE
+            mm = mmap.mmap(shm.fd, size, access=access)
+        except PermissionError as e:
+            raise AccessDenied(_denied(name, readonly)) from e
+        finally:
+            shm.close_fd()
+        return cls._new(_State(name, mm, None, shm), size, readonly)
+
+    # --- what it is
+
+    @property
+    def name(self) -> str:
+        """The POSIX name (``/labkit_...``); ``/dev/shm`` shows it without the slash."""
+        return self._st.name
+
+    @property
+    def size(self) -> int:
+        """The size in bytes."""
+        return self._size
+
+    @property
+    def address(self) -> int:
+        """Where the mapping starts in *this* process (another process may differ)."""
+        return self._address
+
+    @property
+    def readonly(self) -> bool:
+        """True if attached with ``readonly=True``."""
+        return self._readonly
+
+    @property
+    def created(self) -> bool:
+        """True if this process created it (and so unlinks it at the end of ``with``)."""
+        return self._st.creator_pid == os.getpid()
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has detached this process."""
+        return self._st.mm is None
+
+    @property
+    def unlinked(self) -> bool:
+        """True once this process has unlinked the name."""
+        return self._st.unlinked
+
+    @property
+    def path(self) -> str:
+        """Where Linux shows the object: ``/dev/shm/<name>``."""
+        return f"{SHM_DIR}{self.name}"
+
+    @property
+    def mode(self) -> int:
+        """The object's permission bits (``0o600`` for lab segments)."""
+        try:
+            return stat.S_IMODE(os.stat(self.path).st_mode)
+        except FileNotFoundError:
+            raise NoSuchSegment(f"{self.name} has been unlinked; its mode is gone "
+                                "with its name") from None
+
+    @property
+    def buf(self) -> mmap.mmap:
+        """The mapping: ``seg.buf[0:4]`` reads bytes, ``seg.buf[0:4] = b"abcd"`` writes."""
+        mm = self._st.mm
+        if mm is None:
+            raise ValueError(f"segment {self.name} is closed in this process (detached); "
+                             f"attach it again with Segment.attach({self.name!r})")
+        return mm
+
+    # --- typed views
+
+    def array(self, dtype: Any = np.uint8, shape: int | tuple[int, ...] | None = None,
+              offset: int = 0) -> np.ndarray:
+        """A NumPy array whose elements live in the segment (a view, not a copy).
+
+        Without ``shape`` the array fills the segment from ``offset``.
+        ``offset`` must be a multiple of the dtype's alignment.
+
+        >>> with Segment.create(64) as seg:
+        ...     a = seg.array(np.int64)
+        ...     a[:] = range(8)
+        ...     b = seg.array(np.int64, (2, 2), offset=16)
+        ...     b.tolist()
+        [[2, 3], [4, 5]]
+        """
+        dt = np.dtype(dtype)
+        _check_offset(offset, dt.alignment, dt.name, self.size)
+        if shape is None:
+            shape = ((self.size - offset) // dt.itemsize,)
+        elif isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+            shape = (int(shape),)
+        if not isinstance(shape, tuple) or not all(
+                isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 0
+                for n in shape):
+            raise ValueError(f"shape must be a whole number or a tuple of whole numbers >= 0, "
+                             f"got {shape!r}")
+        count = int(np.prod(shape, dtype=np.int64))
+        need = count * dt.itemsize
+        if offset + need > self.size:
+            raise ValueError(f"an array of shape {shape} of {dt.name} needs {need} bytes from "
+                             f"offset {offset}, but the segment has {self.size} bytes")
+        return np.frombuffer(self.buf, dtype=dt, count=count, offset=offset).reshape(shape)
+
+    def struct(self, ctype: type, offset: int = 0) -> Any:
+        """A ctypes object (a Structure, an array type, ``c_int64``...) living in the segment.
+
+        >>> class Point(ctypes.Structure):
+        ...     _fields_ = [("x", ctypes.c_int32), ("y", ctypes.c_int32)]
+        >>> with Segment.create(64) as seg:
+        ...     p = seg.struct(Point, offset=8)
+        ...     p.x, p.y = 3, 4
+        ...     seg.array(np.int32)[2:4].tolist()
+        [3, 4]
+        """
+        if not (isinstance(ctype, type) and issubclass(
+                ctype, (ctypes._SimpleCData, ctypes.Structure, ctypes.Union, ctypes.Array))):
+            raise TypeError(f"ctype must be a ctypes type such as a Structure subclass or "
+                            f"ctypes.c_int64, got {ctype!r}")
+        _check_offset(offset, ctypes.alignment(ctype), ctype.__name__, self.size)
+        need = ctypes.sizeof(ctype)
+        if offset + need > self.size:
+            raise ValueError(f"a {ctype.__name__} needs {need} bytes from offset {offset}, but "
+                             f"the segment has {self.size} bytes")
+        if self.readonly:
+            raise TypeError(f"{self.name} is attached read-only and ctypes views need writable "
+                            f"memory; read a copy with {ctype.__name__}.from_buffer_copy("
+                            "seg.buf, offset), or use seg.array() with a NumPy dtype")
+        return ctype.from_buffer(self.buf, offset)
+
+    # --- the end
+
+    def close(self) -> None:
+        """Detach this process: unmap the segment (the name and the memory stay).
+
+        Views made with :meth:`array` or :meth:`struct` that are still in use
+        keep the pages mapped until they are deleted. Closing twice is harmless.
+        """
+        _detach(self._st)
+
+    def unlink(self) -> None:
+        """Destroy the name now; mappings, here and elsewhere, stay valid until closed.
+
+        Raises:
+            NoSuchSegment: the name was already unlinked, by this process or
+                another one.
+        """
+        st = self._st
+        if st.unlinked:
+            raise NoSuchSegment(f"{self.name} was already unlinked by this process; a name "
+                                "can be unlinked only once")
+        if not _remove_name(st):
+            raise NoSuchSegment(f"{self.name} was already gone: another process unlinked it "
+                                "(its creator? or a multiprocessing resource tracker, see "
+                                "lesson 03)")
+
+    def __enter__(self) -> Segment:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._finalizer()                     # detach, and unlink if we created it
+
+    def __reduce__(self) -> tuple:
+        # Pickled (for a spawned worker), a segment travels as its name and is re-attached.
+        return (Segment.attach, (self.name, self.readonly))
+
+    def __repr__(self) -> str:
+        how = "created here" if self.created else "attached"
+        state = "closed" if self.closed else f"mapped at {self.address:#x}"
+        gone = ", unlinked" if self.unlinked else ""
+        return f"<Segment {self.name} {self.size} bytes, {how}, {state}{gone}>"
+
+
+def _check_offset(offset: int, alignment: int, what: str, size: int) -> None:
+    if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)) or not (
+            0 <= offset < size):
+        raise ValueError(f"offset must be a whole number of bytes from 0 to {size - 1}, "
+                         f"got {offset!r}")
+    if offset % alignment:
+        raise ValueError(f"offset {offset} is not a multiple of {alignment}, the alignment "
+                         f"of {what}; an aligned value is read and written in one access")
+
+
+def _denied(name: str, readonly: bool) -> str:
+    how = "read" if readonly else "read and write"
+    return (f"permission denied: you may not {how} {name}. Its mode does not allow your user "
+            "(lab segments are 0600: only their owner may open them); check "
+            f"`ls -l /dev/shm{name}`" + ("" if readonly else ", or attach with readonly=True"))
+
+
+# --- what is in /dev/shm -------------------------------------------------------------
+
+
+def lab_objects(all_users: bool = False) -> list[objects.ObjectInfo]:
+    """The lab's objects in ``/dev/shm`` (segments and semaphores), yours or everyone's.
+
+    Each entry has its owner (``uid``), ``size``, ``mode``, the session that
+    created it (``session_pid``) and whether that session still runs (``alive``).
+
+    >>> with Segment.create(4096) as seg:
+    ...     [(o.kind, o.size, oct(o.mode), o.alive) for o in lab_objects() if o.name == seg.name]
+    [('shm', 4096, '0o600', True)]
+    """
+    if MACOS:
+        raise NotSupportedHere("macOS keeps POSIX shared memory out of the file system: there "
+                               "is no /dev/shm to list (Linux has it)")
+    return [o for o in objects.list_objects(all_users) if o.kind in ("shm", "sem")]
+
+
+def _user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def objects_table(found: list[objects.ObjectInfo]) -> Table:
+    """A table of :func:`lab_objects` entries: name, kind, owner, size, mode, creator.
+
+    >>> objects_table([])
+    name   kind   owner   size   mode   creator session   creator
+    """
+    rows = [[o.name, "segment" if o.kind == "shm" else "semaphore", _user(o.uid),
+             objects.format_bytes(o.size), f"{o.mode:04o}", o.session_pid,
+             "running" if o.alive else "gone"] for o in found]
+    return Table(["name", "kind", "owner", "size", "mode", "creator session", "creator"], rows)
+
+
+# --- pictures of bytes ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SegmentBytes:
+    """A copy of some bytes of a segment, and where they were."""
+
+    name: str
+    address: int              # where the segment starts in the process that looked
+    offset: int               # the first byte copied
+    data: tuple[int, ...]     # the bytes, as numbers 0 to 255
+
+
+def segment_bytes(seg: Segment, offset: int = 0, length: int = 128) -> SegmentBytes:
+    """Copy ``length`` bytes of ``seg`` from ``offset`` (for :func:`plot_bytes`).
+
+    >>> with Segment.create(4096) as seg:
+    ...     seg.buf[1] = 255
+    ...     segment_bytes(seg, 0, 4).data
+    (0, 255, 0, 0)
+    """
+    if isinstance(length, bool) or not isinstance(length, int) or length <= 0:
+        raise ValueError(f"length must be a whole number of bytes > 0, got {length!r}")
+    _check_offset(offset, 1, "a byte", seg.size)
+    end = min(offset + length, seg.size)
+    return SegmentBytes(seg.name, seg.address, offset, tuple(seg.buf[offset:end]))
+
+
+def struct_fields(ctype: type) -> list[tuple[str, int, int]]:
+    """``(name, offset, size)`` of each field of a ctypes Structure, for :func:`plot_bytes`.
+
+    >>> class R(ctypes.Structure):
+    ...     _fields_ = [("a", ctypes.c_int8), ("b", ctypes.c_int32)]
+    >>> struct_fields(R)
+    [('a', 0, 1), ('b', 4, 4)]
+    """
+    if not (isinstance(ctype, type) and issubclass(ctype, (ctypes.Structure, ctypes.Union))):
+        raise TypeError(f"ctype must be a ctypes Structure subclass, got {ctype!r}")
+    return [(f[0], getattr(ctype, f[0]).offset, getattr(ctype, f[0]).size)
+            for f in ctype._fields_]
+
+
+def plot_bytes(snap: SegmentBytes, fields: list[tuple[str, int, int]] | None = None,
+               title: str | None = None, ax: Any = None) -> Any:
+    """Draw bytes as a grid, 16 to a row, each with its hex value; zero bytes are pale.
+
+    ``fields`` (from :func:`struct_fields`, offsets relative to ``snap.offset``)
+    outlines and names each field, so padding shows as unnamed bytes.
+    Returns the Axes.
+    """
+    import matplotlib.patches as patches
+
+    data = np.array(snap.data, dtype=np.uint8)
+    rows = -(-len(data) // 16)
+    grid = np.full(rows * 16, np.nan)
+    grid[:len(data)] = data
+    grid = grid.reshape(rows, 16)
+    ax = axes(title or f"{len(data)} bytes of {snap.name} from offset {snap.offset}",
+              "byte within the row (+0 to +15)", "offset of the row (bytes)", ax=ax,
+              figsize=(8.0, 0.45 * rows + 1.4))
+    ax.grid(False)
+    shown = np.where(grid == 0, np.nan, grid)          # zero bytes stay white
+    ax.imshow(np.full_like(grid, 0.0), cmap="Greys", vmin=0, vmax=10, aspect="auto")
+    ax.imshow(shown, cmap="YlOrRd", vmin=-64, vmax=255, aspect="auto")
+    for i, value in enumerate(data):
+        ax.text(i % 16, i // 16, f"{value:02x}", ha="center", va="center", fontsize=8,
+                color="black" if value else "#999999", family="monospace")
+    for name, start, size in fields or []:
+        for j in range(start, start + size):          # one outline per byte run within a row
+            if j == start or j % 16 == 0:
+                run_len = min(start + size - j, 16 - j % 16)
+                ax.add_patch(patches.Rectangle((j % 16 - 0.5, j // 16 - 0.5), run_len, 1,
+                                               fill=False, lw=2, ec="#1f5fbf"))
+                if j == start:
+                    ax.text(j % 16 - 0.4, j // 16 - 0.28, name, fontsize=7, color="#1f5fbf",
+                            va="center", ha="left")
+    ax.set_xticks(range(16), [f"+{i:x}" for i in range(16)])
+    ax.set_yticks(range(rows), [str(snap.offset + 16 * r) for r in range(rows)])
+    return ax
+
+
+# --- unrelated processes -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Unrelated:
+    """What a process started by :func:`run_unrelated` did."""
+
+    pid: int
+    status: ExitStatus
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        """True if it exited with code 0."""
+        return self.status.ok
+
+    def __str__(self) -> str:
+        return f"process {self.pid} {self.status}"
+
+
+# The driver: die with the kernel, then run the code as a script with its own argv.
+_DRIVER = """\
+import signal, sys
+from labkit._platform import set_parent_death_signal
+set_parent_death_signal(signal.SIGKILL)
+code, sys.argv = sys.argv[1], ["-c", *sys.argv[2:]]
+exec(compile(code, "<unrelated process>", "exec"), {"__name__": "__main__"})
+"""
+
+
+def run_unrelated(code: str, *args: str, timeout: float = 10.0) -> Unrelated:
+    """Run Python ``code`` in a brand-new process that shares nothing with this one.
+
+    Unlike a forked child it inherits no memory, no mapping and no open
+    object: it starts a fresh interpreter (``subprocess``, then exec), as a
+    program started from a terminal would. ``args`` arrive in ``sys.argv[1:]``.
+    Output is captured, never printed. It is killed after ``timeout`` seconds.
+
+    >>> r = run_unrelated("import os, sys; print(os.getpid(), sys.argv[1])", "hi")
+    >>> r.stdout.split()[1], r.pid != os.getpid(), str(r.status)
+    ('hi', True, 'exited with code 0')
+    """
+    if not isinstance(code, str):
+        raise TypeError(f"code must be Python source text (a str), got {type(code).__name__}")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(_ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    proc = subprocess.Popen([sys.executable, "-c", _DRIVER, code, *map(str, args)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException as e:                # a timeout or the stop button: end it, reap it
+        proc.kill()
+        proc.communicate()
+        if isinstance(e, subprocess.TimeoutExpired):
+            raise LabTimeout(f"the unrelated process {proc.pid} did not finish in "
+                             f"{timeout:g} s; it was killed") from None
+        raise
+    status = ExitStatus(proc.returncode) if proc.returncode >= 0 else ExitStatus(
+        None, -proc.returncode)
+    return Unrelated(proc.pid, status, out, err)
+
+
+# --- two processes, one segment ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProcessMapping:
+    """How one process sees a segment."""
+
+    role: str                 # "this process" or "unrelated process"
+    pid: int
+    address: int              # where the mapping starts in that process
+    first_bytes: tuple[int, ...]
+    maps_line: str            # the line of /proc/PID/maps (empty where there is none)
+
+
+@dataclass(frozen=True)
+class Mappings:
+    """One segment as two processes map it (see :func:`two_mappings`)."""
+
+    name: str
+    size: int
+    processes: tuple[ProcessMapping, ...]
+
+    @property
+    def same_contents(self) -> bool:
+        return len({p.first_bytes for p in self.processes}) == 1
+
+    @property
+    def same_address(self) -> bool:
+        return len({p.address for p in self.processes}) == 1
+
+
+def _maps_line(name: str) -> str:
+    try:
+        with open("/proc/self/maps") as f:
+            return next((line.rstrip() for line in f if f"/dev/shm{name}" in line), "")
+    except FileNotFoundError:
+        return ""  # no /proc (macOS)
+
+
+_REPORT_MAPPING = """\
+import json, os, sys
+from labkit.shm import Segment, _maps_line
+with Segment.attach(sys.argv[1], readonly=True) as seg:
+    print(json.dumps({"pid": os.getpid(), "address": seg.address, "maps": _maps_line(seg.name),
+                      "first": list(seg.buf[:int(sys.argv[2])])}))
+"""
+
+
+def two_mappings(seg: Segment, nbytes: int = 16) -> Mappings:
+    """Map ``seg`` in an unrelated process too; report both addresses and first bytes.
+
+    >>> with Segment.create(4096) as seg:
+    ...     seg.buf[:3] = b"abc"
+    ...     m = two_mappings(seg, 3)
+    >>> m.same_contents, bytes(m.processes[1].first_bytes)
+    (True, b'abc')
+    """
+    if isinstance(nbytes, bool) or not isinstance(nbytes, int) or not 0 < nbytes <= seg.size:
+        raise ValueError(f"nbytes must be a whole number from 1 to {seg.size}, got {nbytes!r}")
+    here = ProcessMapping("this process", os.getpid(), seg.address, tuple(seg.buf[:nbytes]),
+                          _maps_line(seg.name))
+    r = run_unrelated(_REPORT_MAPPING, seg.name, str(nbytes))
+    if not r.ok:
+        raise LabError(f"the unrelated process could not map {seg.name}: {r.status}\n"
+                       f"{r.stderr.strip()}")
+    got = json.loads(r.stdout)
+    there = ProcessMapping("unrelated process", got["pid"], got["address"], tuple(got["first"]),
+                           got["maps"])
+    return Mappings(seg.name, seg.size, (here, there))
+
+
+def plot_mappings(m: Mappings, ax: Any = None) -> Any:
+    """Draw the part of the address space that holds the segment in each process, side
+    by side, both joined to the one object in ``/dev/shm``. Returns the Axes."""
+    import matplotlib.patches as patches
+    from matplotlib.ticker import FuncFormatter
+
+    ax = axes(f"One segment, two processes: {m.name}", "",
+              "virtual address (part of the address space)", ax=ax, figsize=(8.0, 4.5))
+    ax.grid(False)
+    starts = [p.address for p in m.processes]
+    span = max(max(starts) - min(starts), 1 << 20)
+    lo, hi = min(starts) - span // 2, max(starts) + m.size + span // 2
+    height = max(m.size, (hi - lo) // 30)          # drawn at least 1/30 high, to be seen
+    middle = (lo + hi) / 2
+    for x, p in zip((0, 2), m.processes):
+        ax.add_patch(patches.Rectangle((x - 0.4, lo), 0.8, hi - lo, fc="#f2f2f2", ec="grey"))
+        ax.add_patch(patches.Rectangle((x - 0.4, p.address), 0.8, height, fc="#7fb3e6",
+                                       ec="#1f5fbf"))
+        ax.text(x, hi + (hi - lo) * 0.02, f"{p.role}\npid {p.pid}", ha="center", va="bottom",
+                fontsize=9)
+        ax.text(x, p.address - (hi - lo) * 0.02, f"starts at {p.address:#x}\nreads "
+                f"{bytes(p.first_bytes[:6]).hex(' ')}", ha="center", va="top", fontsize=8,
+                family="monospace")
+        edge = x + 0.4 if x == 0 else x - 0.4
+        ax.annotate("", xy=(0.62 if x == 0 else 1.38, middle), xytext=(edge, p.address + height / 2),
+                    arrowprops={"arrowstyle": "->", "color": "#1f5fbf"})
+    ax.add_patch(patches.FancyBboxPatch((0.62, middle - (hi - lo) * 0.12), 0.76, (hi - lo) * 0.24,
+                                        boxstyle="round,pad=0.02", fc="#fff3c4", ec="#b38f00"))
+    ax.text(1, middle, f"the object in /dev/shm\n{objects.format_bytes(m.size)}, "
+            "one set of pages", ha="center", va="center", fontsize=8)
+    ax.set_xlim(-0.6, 2.6)
+    ax.set_ylim(lo - (hi - lo) * 0.12, hi + (hi - lo) * 0.15)
+    ax.set_xticks([])
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{int(y):#x}"))
+    return ax
+
+
+# --- System V --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SysVDemo:
+    """A System V segment's life as ``ipcs -m`` (or ``/proc/sysvipc/shm``) saw it."""
+
+    tool: str                 # "ipcs -m", "/proc/sysvipc/shm", or "" if neither exists
+    header: str               # the listing's column names
+    shmid: int | None         # the segment's id (None if shmget failed)
+    while_attached: list[str] # its line(s) while attached and marked for destruction
+    after_detach: list[str]   # its line(s) once detached (none: it is gone)
+    read_back: bytes          # what was read through the mapping
+    note: str = ""            # why a step could not run, if one could not
+
+
+def _sysv_listing(shmid: int) -> tuple[str, str, list[str]]:
+    if shutil.which("ipcs"):
+        out = subprocess.run(["ipcs", "-m"], capture_output=True, text=True, timeout=5).stdout
+        lines = [line for line in out.splitlines() if line.strip()]
+        header = next((line for line in lines if line.lstrip().startswith("key")), "")
+        mine = [line for line in lines if len(line.split()) > 1 and line.split()[1] == str(shmid)]
+        return "ipcs -m", header, mine
+    try:
+        lines = Path("/proc/sysvipc/shm").read_text().splitlines()
+    except OSError:
+        return "", "", []
+    mine = [line for line in lines[1:] if len(line.split()) > 1 and line.split()[1] == str(shmid)]
+    return "/proc/sysvipc/shm", lines[0] if lines else "", mine
+
+
+def _sysv_child() -> SysVDemo:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.shmget.argtypes = [ctypes.c_int, ctypes.c_size_t, ctypes.c_int]
+    libc.shmat.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+    libc.shmat.restype = ctypes.c_void_p
+    libc.shmdt.argtypes = [ctypes.c_void_p]
+    libc.shmctl.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
+    ipc_private, ipc_creat, ipc_rmid = 0, 0o1000, 0
+    shmid = libc.shmget(ipc_private, PAGE_SIZE, ipc_creat | 0o600)
+    if shmid < 0:
+        err = ctypes.get_errno()
+        return SysVDemo("", "", None, [], [], b"", f"shmget failed: {os.strerror(err)} "
+                        "(System V IPC is switched off in some sandboxes)")
+    addr = libc.shmat(shmid, None, 0)
+    libc.shmctl(shmid, ipc_rmid, None)   # at once: it goes when the last process detaches
+    if addr in (None, ctypes.c_void_p(-1).value):
+        return SysVDemo("", "", shmid, [], [], b"", "shmat failed")
+    ctypes.memmove(addr, b"System V", 8)
+    read_back = ctypes.string_at(addr, 8)
+    tool, header, attached = _sysv_listing(shmid)
+    libc.shmdt(ctypes.c_void_p(addr))
+    _, _, after = _sysv_listing(shmid)
+    return SysVDemo(tool, header, shmid, attached, after, read_back)
+
+
+def sysv_demo() -> SysVDemo:
+    """Make a System V segment in a child: ``shmget``, ``shmat``, mark it for removal
+    (``IPC_RMID``), list it, detach, list again. Nothing can leak: it is marked
+    for removal the moment it is attached.
+
+    >>> d = sysv_demo()  # doctest: +SKIP
+    >>> d.after_detach   # doctest: +SKIP
+    []
+    """
+    if not LINUX:
+        raise NotSupportedHere("this System V demonstration reads Linux's ipcs layout; macOS "
+                               "has shmget too, but a different ipcs")
+    return run(_sysv_child, timeout=10, show=False).value
+
+
+# --- copying into shared memory --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CopyBenchmark:
+    """Seconds per trial of each way of copying (see :func:`copy_benchmark`)."""
+
+    nbytes: int                  # bytes copied per trial in the copy measurements
+    segment_bytes: int           # the lab segment's size (the copy goes in pieces of this size)
+    page_size: int
+    numpy_seconds: list[float]   # private memory -> private memory (the machine's memcpy)
+    segment_seconds: list[float] # private memory -> the mapped lab segment
+    shared_first: list[float]    # one pass over a fresh mapping of the segment (page faults)
+    shared_again: list[float]    # the same pass again on that mapping (no faults)
+    private_first: list[float]   # one pass over fresh private memory (faults + zero fill)
+    private_again: list[float]
+
+    @staticmethod
+    def _median(xs: list[float]) -> float:
+        return float(np.median(xs))
+
+    @property
+    def numpy_gbps(self) -> float:
+        """Median bandwidth of the NumPy copy, in GB/s (1e9 bytes per second)."""
+        return self.nbytes / self._median(self.numpy_seconds) / 1e9
+
+    @property
+    def segment_gbps(self) -> float:
+        """Median bandwidth of copying into the lab segment, in GB/s."""
+        return self.nbytes / self._median(self.segment_seconds) / 1e9
+
+    @property
+    def pages(self) -> int:
+        return self.segment_bytes // self.page_size
+
+    @property
+    def shared_fault_us(self) -> float:
+        """Extra microseconds per page of the first touch of a fresh shared mapping."""
+        extra = self._median(self.shared_first) - self._median(self.shared_again)
+        return max(extra, 0.0) / self.pages * 1e6
+
+    @property
+    def private_fault_us(self) -> float:
+        """Extra microseconds per page of the first touch of fresh private memory."""
+        extra = self._median(self.private_first) - self._median(self.private_again)
+        return max(extra, 0.0) / self.pages * 1e6
+
+
+def _timed(fn: Any, *args: Any) -> float:
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
+
+
+def copy_benchmark(nbytes: int = 64 << 20, segment_bytes: int = 32 << 20,
+                   repeats: int = 5) -> CopyBenchmark:
+    """Time copying ``nbytes`` into a lab segment against a plain NumPy copy, and the
+    first touch of fresh pages, ``repeats`` times each (timings vary from run to run).
+
+    The segment holds ``segment_bytes`` (default 32 MiB, so the lesson fits a
+    64 MB ``/dev/shm``); ``nbytes`` go into it in pieces of that size.
+
+    >>> b = copy_benchmark(1 << 20, 1 << 18, repeats=2)
+    >>> b.numpy_gbps > 0 and b.segment_gbps > 0 and len(b.shared_first) == 2
+    True
+    """
+    for what, v in (("nbytes", nbytes), ("segment_bytes", segment_bytes), ("repeats", repeats)):
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise ValueError(f"{what} must be a whole number > 0, got {v!r}")
+    if segment_bytes % PAGE_SIZE or nbytes % segment_bytes:
+        raise ValueError(f"segment_bytes must be a multiple of the page size ({PAGE_SIZE}) and "
+                         f"nbytes a multiple of segment_bytes, got {nbytes} and {segment_bytes}")
+    words = segment_bytes // 8
+    src = np.arange(nbytes // 8, dtype=np.uint64)
+    dst = np.zeros_like(src)
+    numpy_s = [_timed(np.copyto, dst, src) for _ in range(repeats)]
+    del dst
+    pieces = [src[i:i + words] for i in range(0, len(src), words)]
+    segment_s, shared_first, shared_again, private_first, private_again = [], [], [], [], []
+    with Segment.create(segment_bytes, label="bench") as seg:
+        target = seg.array(np.uint64)
+        np.copyto(target, pieces[0])          # touch every page once in this mapping
+        for _ in range(repeats):
+            segment_s.append(_timed(lambda: [np.copyto(target, p) for p in pieces]))
+        del target
+        for _ in range(repeats):
+            fresh = Segment.attach(seg.name)  # a new mapping: no page is in our page table yet
+            view = fresh.array(np.uint64)
+            shared_first.append(_timed(np.copyto, view, pieces[0]))
+            shared_again.append(_timed(np.copyto, view, pieces[0]))
+            del view
+            fresh.close()
+    for _ in range(repeats):
+        anon = mmap.mmap(-1, segment_bytes, flags=mmap.MAP_PRIVATE)  # fresh, never touched
+        view = np.frombuffer(anon, dtype=np.uint64)
+        private_first.append(_timed(np.copyto, view, pieces[0]))
+        private_again.append(_timed(np.copyto, view, pieces[0]))
+        del view
+        anon.close()
+    return CopyBenchmark(nbytes, segment_bytes, PAGE_SIZE, numpy_s, segment_s, shared_first,
+                         shared_again, private_first, private_again)
+
+
+def plot_copy_bandwidth(b: CopyBenchmark, ax: Any = None) -> Any:
+    """Bars of GB/s (median, with the range of the trials) for the two copies. Returns Axes."""
+    mib = b.nbytes >> 20
+    ax = axes(f"Copying {mib} MiB: the median of {len(b.numpy_seconds)} trials", "",
+              "bandwidth (GB/s)", ax=ax, figsize=(7.0, 3.8))
+    labels = ["NumPy copy, private\nmemory (memcpy)",
+              f"into a lab segment\n({b.segment_bytes >> 20} MiB pieces)"]
+    for i, (label, secs, colour) in enumerate(zip(
+            labels, (b.numpy_seconds, b.segment_seconds), ("#999999", "#1f77b4"))):
+        rates = [b.nbytes / s / 1e9 for s in secs]
+        mid = float(np.median(rates))
+        ax.bar(i, mid, color=colour, label=label.replace("\n", " "))
+        ax.errorbar(i, mid, yerr=[[mid - min(rates)], [max(rates) - mid]], color="black",
+                    capsize=6)
+        ax.text(i, mid / 2, f"{mid:.1f} GB/s", ha="center", color="white", fontweight="bold")
+    top = max(b.nbytes / s / 1e9 for s in b.numpy_seconds + b.segment_seconds)
+    ax.set_ylim(0, top * 1.3)
+    ax.set_xticks([0, 1], labels)
+    ax.legend(loc="upper center", ncol=2, fontsize=8)
+    return ax
+
+
+def plot_first_touch(b: CopyBenchmark, ax: Any = None) -> Any:
+    """Bars of the extra microseconds per page that the first touch of fresh pages costs."""
+    ax = axes(f"First touch: extra cost per {b.page_size // 1024} KiB page "
+              f"({b.pages} pages, median of {len(b.shared_first)})", "",
+              "extra time per page (µs)", ax=ax, figsize=(7.0, 3.8))
+    labels = ["lab segment, fresh mapping\n(pages already reserved)",
+              "private memory, fresh\n(page allocated and zeroed)"]
+    values = [b.shared_fault_us, b.private_fault_us]
+    for i, (label, v, colour) in enumerate(zip(labels, values, ("#1f77b4", "#999999"))):
+        ax.bar(i, v, color=colour, label=label.replace("\n", " "))
+        ax.text(i, v, f"{v:.2f} µs", ha="center", va="bottom")
+    ax.set_ylim(0, max(max(values), 0.01) * 1.35)
+    ax.set_xticks([0, 1], labels)
+    ax.legend(loc="upper center", ncol=2, fontsize=8)
+    return ax
