@@ -1,0 +1,919 @@
+"""Signals on real processes: send them by script, record what arrives, draw it.
+
+A signal is easy to send and hard to watch: it carries no data, a second one
+of a kind may vanish while the first is still pending, and Python runs the
+handler later than the kernel delivers the signal. So every experiment here
+runs its receiver in a child process (never in the notebook's kernel, whose
+SIGINT handler belongs to Jupyter), stamps each send in the parent and each
+handler run in the child on the one system-wide monotonic clock, and returns
+plain data that the plotting functions draw. Waiting is by handshake (a
+"ready" byte, the target's state in ``/proc``), never by a guessed sleep.
+"""
+from __future__ import annotations
+
+import math
+import mmap
+import os
+import select
+import signal
+import struct
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Union
+
+from ._platform import LINUX
+from .display import Table, axes
+from .errors import ChildError, LabError, LabTimeout, NotSupportedHere
+from .processes import Child, start, to_signal
+
+__all__ = [
+    "SignalInfo", "signal_table", "SignalState", "signal_state", "wait_for_state",
+    "start_ready", "send_and_settle", "Event", "Timeline", "record_signals", "plot_timeline",
+    "Coalescing", "coalescing", "plot_coalescing", "Progress", "stop_and_continue",
+    "plot_progress", "Replay", "replay",
+]
+
+SignalLike = Union[int, str, signal.Signals]
+UNCATCHABLE = frozenset({signal.SIGKILL, signal.SIGSTOP})
+MAX_STEPS = 2000        # a script longer than this is a mistake (and would fill the record pipe)
+MAX_SCRIPT_SECONDS = 4.0  # so a scripted experiment fits in one notebook cell
+
+
+# --- the list of signals -------------------------------------------------------------
+
+# Default actions, from signal(7); real-time signals terminate.
+_ACTIONS = {
+    "SIGHUP": "terminate", "SIGINT": "terminate", "SIGQUIT": "core", "SIGILL": "core",
+    "SIGTRAP": "core", "SIGABRT": "core", "SIGBUS": "core", "SIGFPE": "core",
+    "SIGKILL": "terminate", "SIGUSR1": "terminate", "SIGSEGV": "core", "SIGUSR2": "terminate",
+    "SIGPIPE": "terminate", "SIGALRM": "terminate", "SIGTERM": "terminate",
+    "SIGSTKFLT": "terminate", "SIGCHLD": "ignore", "SIGCONT": "continue", "SIGSTOP": "stop",
+    "SIGTSTP": "stop", "SIGTTIN": "stop", "SIGTTOU": "stop", "SIGURG": "ignore",
+    "SIGXCPU": "core", "SIGXFSZ": "core", "SIGVTALRM": "terminate", "SIGPROF": "terminate",
+    "SIGWINCH": "ignore", "SIGIO": "terminate", "SIGPWR": "terminate", "SIGSYS": "core",
+    "SIGEMT": "core", "SIGINFO": "ignore",
+}
+
+_SENDERS = {
+    "SIGHUP": "terminal: its window or connection closed",
+    "SIGINT": "terminal: Ctrl-C",
+    "SIGQUIT": "terminal: Ctrl-\\",
+    "SIGILL": "kernel: an illegal CPU instruction",
+    "SIGTRAP": "kernel: a breakpoint (debuggers)",
+    "SIGABRT": "the process itself: abort(), a failed C assert",
+    "SIGBUS": "kernel: a bad memory access (past the end of a mapped file)",
+    "SIGFPE": "kernel: an arithmetic fault (integer division by zero)",
+    "SIGKILL": "a process (kill -9), the kernel's out-of-memory killer",
+    "SIGUSR1": "a process: meaning chosen by the program",
+    "SIGSEGV": "kernel: an invalid memory access",
+    "SIGUSR2": "a process: meaning chosen by the program",
+    "SIGPIPE": "kernel: a write to a pipe or socket nobody reads",
+    "SIGALRM": "kernel: a timer (alarm, setitimer) expired",
+    "SIGTERM": "a process: please end (kill's default, docker stop, systemd)",
+    "SIGSTKFLT": "unused on Linux",
+    "SIGCHLD": "kernel: a child ended, stopped or continued",
+    "SIGCONT": "a process or shell (fg, bg): continue after a stop",
+    "SIGSTOP": "a process: pause now (cannot be caught)",
+    "SIGTSTP": "terminal: Ctrl-Z",
+    "SIGTTIN": "kernel: a background job read from its terminal",
+    "SIGTTOU": "kernel: a background job wrote to its terminal",
+    "SIGURG": "kernel: urgent data on a socket",
+    "SIGXCPU": "kernel: the CPU time limit (RLIMIT_CPU) was reached",
+    "SIGXFSZ": "kernel: the file size limit (RLIMIT_FSIZE) was reached",
+    "SIGVTALRM": "kernel: a virtual (CPU time) timer expired",
+    "SIGPROF": "kernel: a profiling timer expired",
+    "SIGWINCH": "terminal: its window changed size",
+    "SIGIO": "kernel: I/O is possible on a descriptor (O_ASYNC)",
+    "SIGPWR": "a process: power failure (UPS daemons)",
+    "SIGSYS": "kernel: a forbidden system call (seccomp)",
+    "SIGRTMIN": "a process: real-time signal, queued, meaning chosen by the program",
+    "SIGRTMAX": "a process: real-time signal, queued, meaning chosen by the program",
+}
+
+
+@dataclass(frozen=True)
+class SignalInfo:
+    """One signal of this system: number, name, default action, what it means, who sends it."""
+
+    number: int
+    name: str
+    action: str         # default action: terminate, core, ignore, stop or continue
+    description: str    # signal.strsignal's text
+    sent_by: str        # who usually sends it
+
+
+def signal_table() -> list[SignalInfo]:
+    """Every signal of this system (what ``kill -l`` lists), in number order.
+
+    >>> rows = {s.name: s for s in signal_table()}
+    >>> rows["SIGTERM"].number, rows["SIGTERM"].action
+    (15, 'terminate')
+    >>> rows["SIGCHLD"].action, rows["SIGTSTP"].sent_by
+    ('ignore', 'terminal: Ctrl-Z')
+    """
+    rows = []
+    for sig in sorted(signal.Signals, key=int):
+        rows.append(SignalInfo(int(sig), sig.name, _ACTIONS.get(sig.name, "terminate"),
+                               signal.strsignal(sig) or "", _SENDERS.get(sig.name, "")))
+    return rows
+
+
+def _name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        rtmin = int(signal.SIGRTMIN) if hasattr(signal, "SIGRTMIN") else 1 << 30
+        return f"SIGRTMIN+{signum - rtmin}" if signum > rtmin else f"signal {signum}"
+
+
+def _short(name: str) -> str:
+    return name[3:] if name.startswith("SIG") else name
+
+
+def _seconds(value: Any, what: str, allow_zero: bool = True) -> float:
+    ok = (not isinstance(value, bool) and isinstance(value, (int, float))
+          and math.isfinite(value) and (value >= 0 if allow_zero else value > 0))
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{what} must be a number of seconds {bound}, got {value!r}")
+    return float(value)
+
+
+def _signals(specs: Iterable[SignalLike] | SignalLike, what: str) -> list[signal.Signals]:
+    if isinstance(specs, (str, int, signal.Signals)):
+        specs = [specs]
+    try:
+        return [to_signal(s) for s in specs]
+    except ValueError as e:
+        raise ValueError(f"{what}: {e}") from None
+
+
+# --- a process's signal state, from /proc --------------------------------------------
+
+
+@dataclass(frozen=True)
+class SignalState:
+    """What the kernel knows about a process's signals, read from ``/proc/PID/status``.
+
+    Each set holds signal names, in number order. ``pending`` joins the
+    thread's own pending set (SigPnd) and the process-wide one (ShdPnd).
+    """
+
+    pid: int
+    state: str                 # one letter: R running, S sleeping, T stopped, Z zombie, ...
+    pending: tuple[str, ...]
+    blocked: tuple[str, ...]
+    ignored: tuple[str, ...]
+    caught: tuple[str, ...]
+    in_sigwait: bool           # sleeping in sigwait/sigtimedwait (where Linux lifts the mask)
+    voluntary_switches: int    # times the process went to sleep of its own accord
+
+    def __str__(self) -> str:
+        def show(names: tuple[str, ...]) -> str:
+            return "{" + ", ".join(names) + "}" if names else "{}"
+        return (f"pid {self.pid}, state {self.state}: pending {show(self.pending)}, "
+                f"blocked {show(self.blocked)}, ignored {show(self.ignored)}, "
+                f"caught {show(self.caught)}")
+
+
+def _mask(hexdigits: str) -> tuple[str, ...]:
+    bits = int(hexdigits, 16)
+    return tuple(_name(n) for n in range(1, bits.bit_length() + 1) if bits >> (n - 1) & 1)
+
+
+def signal_state(pid: int) -> SignalState:
+    """Read a process's pending, blocked, ignored and caught signals from ``/proc``.
+
+    >>> s = signal_state(os.getpid())
+    >>> s.state, "SIGPIPE" in s.ignored        # Python ignores SIGPIPE at start-up
+    ('R', True)
+    """
+    if not LINUX:
+        raise NotSupportedHere("reading a process's signal masks needs Linux's /proc "
+                               "(macOS has no /proc/PID/status)")
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            fields = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+    except (FileNotFoundError, ProcessLookupError) as e:
+        raise LabError(f"there is no process {pid} (it has ended and been reaped)") from e
+    wchan = ""
+    try:
+        with open(f"/proc/{pid}/wchan") as f:
+            wchan = f.read()
+    except OSError:
+        pass  # not every kernel shows it; in_sigwait is then False
+    state = fields["State"].split()[0]
+    return SignalState(
+        pid=pid, state=state,
+        pending=_mask(hex(int(fields["SigPnd"], 16) | int(fields["ShdPnd"], 16))),
+        blocked=_mask(fields["SigBlk"]), ignored=_mask(fields["SigIgn"]),
+        caught=_mask(fields["SigCgt"]),
+        in_sigwait=state == "S" and "sigtimedwait" in wchan,
+        voluntary_switches=int(fields.get("voluntary_ctxt_switches", "0")))
+
+
+def wait_for_state(pid: int, *, caught: Iterable[SignalLike] = (),
+                   blocked: Iterable[SignalLike] = (), sleeping: bool = False,
+                   timeout: float = 3.0) -> SignalState:
+    """Wait until a process catches and blocks the given signals (and sleeps, if asked).
+
+    Use it to know a child is ready before you signal it: a signal sent
+    before its handler is installed gets the default action instead. A
+    signal counts as blocked also while the process waits for it in
+    ``sigwait``, because Linux lifts awaited signals from the mask meanwhile.
+    Raises LabTimeout, naming what is missing, after ``timeout`` seconds.
+
+    >>> wait_for_state(os.getpid(), caught=[]).pid == os.getpid()
+    True
+    """
+    want_caught = {s.name for s in _signals(caught, "caught")}
+    want_blocked = {s.name for s in _signals(blocked, "blocked")}
+    deadline = time.monotonic() + _seconds(timeout, "timeout", allow_zero=False)
+    while True:
+        st = signal_state(pid)
+        missing = want_caught - set(st.caught)
+        unblocked = set() if st.in_sigwait else want_blocked - set(st.blocked)
+        awake = sleeping and st.state != "S"
+        if not (missing or unblocked or awake):
+            return st
+        if st.state in "ZX":
+            raise LabError(f"process {pid} ended before it was ready ({st})")
+        if time.monotonic() > deadline:
+            parts = ([f"catches no {', '.join(sorted(missing))}"] if missing else []) + \
+                    ([f"does not block {', '.join(sorted(unblocked))}"] if unblocked else []) + \
+                    ([f"is not waiting (state {st.state})"] if awake else [])
+            raise LabTimeout(f"after {timeout:g} s process {pid} still " + " and ".join(parts))
+        time.sleep(0.002)
+
+
+def send_and_settle(pid: int, sig: SignalLike, timeout: float = 2.0) -> str:
+    """Send one signal, then wait until the target has dealt with it; say how.
+
+    Returns ``"handled"`` (a handler ran and the process sleeps again),
+    ``"pending"`` (blocked, or the process is stopped), ``"ignored"``,
+    ``"stopped"``, ``"continued"``, ``"ended"`` or, after ``timeout`` seconds
+    without a clear answer (a process that never sleeps), ``"unsettled"``.
+    Sending the next signal only once the last one settled keeps two of a
+    kind from merging into one.
+
+    >>> with start_ready(lambda ready: (ready(), time.sleep(5)), timeout=5) as child:
+    ...     send_and_settle(child.pid, "SIGTERM")
+    'ended'
+    """
+    signum = to_signal(sig)
+    timeout = _seconds(timeout, "timeout", allow_zero=False)
+    before = signal_state(pid)
+    if before.state in "ZX":
+        return "ended"
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError as e:
+        raise LabError(f"there is no process {pid} to send {signum.name} to") from e
+    name = signum.name
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            now = signal_state(pid)
+        except LabError:
+            return "ended"
+        if now.state in "ZX":
+            return "ended"
+        if name in now.pending:
+            if name in now.blocked or now.state in "tT":
+                return "pending"
+        elif name in now.caught:
+            if now.state == "S" and now.voluntary_switches > before.voluntary_switches:
+                return "handled"
+            if now.state in "tT" and before.state not in "tT":
+                return "stopped"  # a handler for SIGTSTP/TTIN/TTOU that stopped itself
+        elif name in now.ignored or (_ACTIONS.get(name) == "ignore" and name not in now.caught):
+            return "ignored"
+        elif signum == signal.SIGCONT:
+            return "continued"
+        elif _ACTIONS.get(name) == "stop" and now.state in "tT":
+            return "stopped"
+        if time.monotonic() > deadline:
+            return "unsettled"
+        time.sleep(0.001)
+
+
+# --- a child that says when it is ready ----------------------------------------------
+
+
+def _ready_main(fn: Callable, r: int, w: int, args: tuple, kwargs: dict) -> Any:
+    os.close(r)
+    fd = [w]
+
+    def ready() -> None:
+        if fd[0] >= 0:
+            os.write(fd[0], b"!")
+            os.close(fd[0])
+            fd[0] = -1
+
+    try:
+        return fn(ready, *args, **kwargs)
+    finally:
+        if fd[0] >= 0:
+            os.close(fd[0])
+
+
+def start_ready(fn: Callable, *args: Any, timeout: float = 10.0, show: bool = True,
+                name: str = "child", **kwargs: Any) -> Child:
+    """Start ``fn(ready, *args, **kwargs)`` in a child; return once it has called ``ready()``.
+
+    The child calls ``ready()`` when it has set itself up (handlers
+    installed, signals blocked), so the parent never signals it too early.
+    Raises ChildError if the child ends before it is ready, LabTimeout (and
+    kills it) if it is not ready within ``timeout``.
+
+    >>> def child(ready):
+    ...     signal.signal(signal.SIGUSR1, lambda *_: print("got SIGUSR1"))
+    ...     ready()
+    ...     time.sleep(0.5)     # the handler runs during the sleep, which then goes on
+    >>> with start_ready(child, timeout=5) as c:
+    ...     c.send_signal("USR1")
+    ...     print(c.wait().status)
+    got SIGUSR1
+    exited with code 0
+    """
+    timeout = _seconds(timeout, "timeout", allow_zero=False)
+    r, w = os.pipe()
+    try:
+        child = start(_ready_main, fn, r, w, args, kwargs, timeout=timeout, show=show, name=name)
+    except BaseException:
+        os.close(r)
+        raise
+    finally:
+        os.close(w)
+    try:
+        ready, _, _ = select.select([r], [], [], timeout)
+        if not ready:
+            child.stop()
+            raise LabTimeout(f"{name} (pid {child.pid}) did not call ready() within "
+                             f"{timeout:g} s; it was killed")
+        if not os.read(r, 1):
+            result = child.wait()
+            why = result.failure or f"{name} (pid {result.pid}) returned without calling ready()"
+            raise ChildError(f"{why}, before it was ready", result.traceback, result.exception)
+    except BaseException:
+        child.stop()
+        raise
+    finally:
+        os.close(r)
+    return child
+
+
+# --- the signal timeline recorder ----------------------------------------------------
+
+_RECORD = struct.Struct("!dii")   # time, kind, signal number
+_HANDLED, _READY, _PENDING, _UNBLOCKED, _WORK_START, _WORK_END = range(6)
+_MARKS = {_PENDING: "pending", _UNBLOCKED: "unblocked", _WORK_START: "work started",
+          _WORK_END: "work ended"}
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing that happened: the sender sent a signal, or the receiver did something."""
+
+    t: float         # seconds since the sender started its script
+    who: str         # "sender" or "receiver"
+    what: str        # sent, handled, pending, unblocked, work started, work ended
+    signal: str = ""  # the signal's name, where there is one
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """What :func:`record_signals` saw: every send and every handler run, on one clock."""
+
+    events: tuple[Event, ...]
+    status: str          # how the receiver ended, e.g. "exited with code 0"
+    sender_pid: int
+    receiver_pid: int
+    blocked: tuple[str, ...] = ()   # signals the receiver blocked from the start
+
+    @property
+    def sent(self) -> list[tuple[float, str]]:
+        """``(time, signal)`` of every send, in order."""
+        return [(e.t, e.signal) for e in self.events if e.what == "sent"]
+
+    @property
+    def handled(self) -> list[tuple[float, str]]:
+        """``(time, signal)`` of every handler run in the receiver, in order."""
+        return [(e.t, e.signal) for e in self.events if e.what == "handled"]
+
+    def count(self, what: str, sig: SignalLike | None = None) -> int:
+        """How many events of a kind (``"sent"``, ``"handled"``), for one signal or all."""
+        name = to_signal(sig).name if sig is not None else None
+        return sum(1 for e in self.events if e.what == what and name in (None, e.signal))
+
+    def table(self) -> Table:
+        """The events as a table: time in ms, process, what happened, signal."""
+        return Table(["ms", "process", "event", "signal"],
+                     [[round(e.t * 1000, 1), e.who, e.what, e.signal] for e in self.events])
+
+
+def _parse_script(script: Iterable[Any], gap: float) -> list[tuple[float, signal.Signals]]:
+    """``["USR1", ("USR2", 0.1)]`` -> ``[(t, SIGUSR1), (t, SIGUSR2)]``, times from the start."""
+    if isinstance(script, (str, int, signal.Signals)):
+        script = [script]
+    steps: list[tuple[float, signal.Signals]] = []
+    t = 0.0
+    for i, step in enumerate(script):
+        if isinstance(step, tuple):
+            if len(step) != 2:
+                raise ValueError(f"script step {i} must be a signal or a pair (signal, delay "
+                                 f"in seconds), got {step!r}")
+            spec, delay = step
+            delay = _seconds(delay, f"script step {i}: the delay")
+        else:
+            spec, delay = step, gap
+        try:
+            sig = to_signal(spec)
+        except ValueError as e:
+            raise ValueError(f"script step {i}: {e}") from None
+        t += delay
+        steps.append((t, sig))
+        if len(steps) > MAX_STEPS:
+            raise ValueError(f"a script may have at most {MAX_STEPS} steps")
+    if t > MAX_SCRIPT_SECONDS:
+        raise ValueError(f"the script lasts {t:.2f} s; keep it under {MAX_SCRIPT_SECONDS:g} s "
+                         "so the experiment fits in a cell")
+    return steps
+
+
+def _receiver(rec_r: int, rec_w: int, ctl_r: int, ctl_w: int, catch: list[int],
+              ignore: list[int], block: list[int], work: Callable | None) -> None:
+    """The recording child: note each handler run, obey the sender's pipe until it closes."""
+    os.close(rec_r)
+    os.close(ctl_w)
+
+    def note(kind: int, signum: int = 0) -> None:
+        os.write(rec_w, _RECORD.pack(time.monotonic(), kind, signum))
+
+    def handler(signum: int, frame: Any) -> None:
+        note(_HANDLED, signum)
+
+    for s in catch:
+        signal.signal(s, handler)
+    for s in ignore:
+        signal.signal(s, signal.SIG_IGN)
+    if block:
+        signal.pthread_sigmask(signal.SIG_BLOCK, block)
+    note(_READY)
+    if work is not None:
+        note(_WORK_START)
+        work()
+        note(_WORK_END)
+    while True:
+        command = os.read(ctl_r, 1)   # a signal interrupts it; PEP 475 retries after the handler
+        if not command:
+            break
+        if command == b"u":
+            for s in sorted(signal.sigpending()):
+                note(_PENDING, s)
+            note(_UNBLOCKED)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, block)
+    if catch:
+        signal.pthread_sigmask(signal.SIG_BLOCK, catch)  # runs handlers still due, then no more
+
+
+def record_signals(script: Iterable[Any], *, catch: Iterable[SignalLike] | None = None,
+                   default: Iterable[SignalLike] = (), ignore: Iterable[SignalLike] = (),
+                   block: Iterable[SignalLike] = (), unblock_at: float | None = None,
+                   work: Callable[[], Any] | None = None, gap: float = 0.05,
+                   linger: float = 0.1, timeout: float = 5.0) -> Timeline:
+    """Send a script of signals to a recording child and return the timeline.
+
+    ``script`` is a list of steps; a step is a signal (``"USR1"``,
+    ``"SIGUSR1"``, ``10`` or ``signal.SIGUSR1``), sent ``gap`` seconds after
+    the step before, or a pair ``(signal, delay)`` sent ``delay`` seconds
+    after it. The receiver records a handler run for every signal in
+    ``catch`` (by default: every signal of the script that can be caught,
+    except those left to their ``default`` action or ignored with
+    ``ignore``). It blocks ``block`` from the start and unblocks them at
+    ``unblock_at`` seconds, when told so by the sender. ``work``, if given,
+    is called in the receiver as soon as it is ready (a long computation, a
+    sleep), so you can see how it delays or survives the handlers.
+
+    After the script and ``linger`` seconds the sender tells the receiver to
+    end; one that does not end within a second (stuck, or stopped) is killed.
+
+    >>> tl = record_signals(["USR1", ("USR2", 0.05), "TERM"])
+    >>> [s for _, s in tl.handled]
+    ['SIGUSR1', 'SIGUSR2', 'SIGTERM']
+    >>> tl.status
+    'exited with code 0'
+    """
+    steps = _parse_script(script, _seconds(gap, "gap"))
+    linger = _seconds(linger, "linger")
+    timeout = _seconds(timeout, "timeout", allow_zero=False)
+    default_set = set(_signals(default, "default"))
+    ignore_set = set(_signals(ignore, "ignore"))
+    block_set = set(_signals(block, "block"))
+    if catch is None:
+        catch_set = {s for _, s in steps} | block_set
+        catch_set -= UNCATCHABLE | default_set | ignore_set
+    else:
+        catch_set = set(_signals(catch, "catch"))
+    for what, chosen in (("caught", catch_set), ("ignored", ignore_set)):
+        refused = sorted(chosen & UNCATCHABLE)
+        if refused:
+            raise ValueError(f"{', '.join(s.name for s in refused)} cannot be {what}: the "
+                             "kernel always applies their default action (that is the point "
+                             "of SIGKILL and SIGSTOP)")
+    if unblock_at is not None:
+        unblock_at = _seconds(unblock_at, "unblock_at")
+        if not block_set:
+            raise ValueError("unblock_at needs signals to unblock: pass block=[...]")
+    if work is not None and not callable(work):
+        raise TypeError(f"work must be a function of no arguments, got {work!r}")
+
+    rec_r, rec_w = os.pipe()
+    ctl_r, ctl_w = os.pipe()
+    raw = bytearray()
+    sends: list[Event] = []
+    with start(_receiver, rec_r, rec_w, ctl_r, ctl_w, sorted(catch_set), sorted(ignore_set),
+               sorted(block_set), work, timeout=timeout, name="receiver") as child:
+        os.close(rec_w)
+        os.close(ctl_r)
+        try:
+            deadline = time.monotonic() + timeout
+            if not _read_until(rec_r, raw, deadline, lambda: len(raw) >= _RECORD.size):
+                result = child.wait()
+                raise ChildError(f"the receiver ended before it was ready: "
+                                 f"{result.failure or result.status}", result.traceback)
+            t0 = time.monotonic()
+            actions: list[tuple[float, Any]] = list(steps)
+            if unblock_at is not None:
+                actions.append((unblock_at, "unblock"))
+                actions.sort(key=lambda a: a[0])  # stable: at equal times, sends go first
+            for when, action in actions:
+                _read_until(rec_r, raw, t0 + when, lambda: False)
+                if action == "unblock":
+                    os.write(ctl_w, b"u")
+                    continue
+                now = time.monotonic()
+                os.kill(child.pid, action)  # a receiver that died is a zombie still: no error
+                sends.append(Event(now - t0, "sender", "sent", action.name))
+            _read_until(rec_r, raw, time.monotonic() + linger, lambda: False)
+            os.close(ctl_w)
+            ctl_w = -1
+            ended = _read_until(rec_r, raw, time.monotonic() + 1.0, None)
+            result = child.wait() if ended else child.stop()
+        finally:
+            os.close(rec_r)
+            if ctl_w >= 0:
+                os.close(ctl_w)
+    received = []
+    for i in range(len(raw) // _RECORD.size):
+        t, kind, signum = _RECORD.unpack_from(raw, i * _RECORD.size)
+        if kind == _HANDLED:
+            received.append(Event(t - t0, "receiver", "handled", _name(signum)))
+        elif kind in _MARKS:
+            received.append(Event(t - t0, "receiver", _MARKS[kind],
+                                  _name(signum) if signum else ""))
+    events = tuple(sorted(sends + received, key=lambda e: e.t))
+    status = str(result.status)
+    if not ended:
+        status = f"{status} (it had not ended a second after the script; labkit killed it)"
+    return Timeline(events, status, os.getpid(), child.pid,
+                    tuple(s.name for s in sorted(block_set)))
+
+
+def _read_until(fd: int, into: bytearray, deadline: float,
+                done: Callable[[], bool] | None) -> bool:
+    """Read records into ``into`` until ``done()``, EOF (done is None) or the deadline.
+
+    Returns True when the condition (or EOF, for None) was met, False at the
+    deadline or at an unexpected EOF.
+    """
+    while True:
+        if done is not None and done():
+            return True
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return done is None
+            into += chunk
+
+
+_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+            "#17becf", "#bcbd22", "#7f7f7f"]
+
+
+def plot_timeline(timeline: Timeline, title: str = "Signals sent and handled",
+                  ax: Any = None) -> Any:
+    """Draw a timeline: sends on the sender's row, handler runs on the receiver's, one time axis.
+
+    A triangle is a send, a dot a handler run, coloured by signal. Shaded
+    spans show when the receiver was stopped (from a SIGSTOP to the next
+    SIGCONT), blocked its signals, or was busy with its ``work``.
+    """
+    ax = axes(title, "time since the first step could start (ms)", "process", ax=ax,
+              figsize=(8.0, 2.8))
+    names: list[str] = []
+    for e in timeline.events:
+        if e.signal and e.what in ("sent", "handled") and e.signal not in names:
+            names.append(e.signal)
+    colour = {n: _COLOURS[i % len(_COLOURS)] for i, n in enumerate(names)}
+    end = max([e.t for e in timeline.events] + [0.0]) * 1000 + 20
+    y_send, y_recv = 1.0, 0.0
+
+    def span(start: float, stop: float, label: str, **style: Any) -> None:
+        ax.axvspan(start * 1000, stop * 1000, ymin=0.05, ymax=0.45, alpha=0.25, label=label,
+                   **style)
+
+    stop_at = None
+    for t, sig in timeline.sent:
+        if sig == "SIGSTOP" and stop_at is None:
+            stop_at = t
+        elif sig == "SIGCONT" and stop_at is not None:
+            span(stop_at, t, "receiver stopped", color="grey")
+            stop_at = None
+    if stop_at is not None:
+        span(stop_at, end / 1000, "receiver stopped", color="grey")
+    if timeline.blocked:
+        unblocked = [e.t for e in timeline.events if e.what == "unblocked"]
+        span(0, unblocked[0] if unblocked else end / 1000,
+             f"{', '.join(_short(n) for n in timeline.blocked)} blocked", color="#d0a000",
+             hatch="//", fill=False)
+    work = [e.t for e in timeline.events if e.what.startswith("work")]
+    if work:
+        span(work[0], work[1] if len(work) > 1 else end / 1000, "receiver busy in its work",
+             color="#9467bd")
+    for who, y, marker, what in (("sender", y_send, "v", "sent"),
+                                 ("receiver", y_recv, "o", "handled")):
+        for n in names:
+            ts = [e.t * 1000 for e in timeline.events
+                  if e.who == who and e.what == what and e.signal == n]
+            if ts:
+                ax.scatter(ts, [y] * len(ts), marker=marker, s=70, color=colour[n],
+                           edgecolors="black", linewidths=0.5, zorder=3,
+                           label=f"{_short(n)} {what}")
+    for e in timeline.events:
+        if e.what == "unblocked":
+            ax.axvline(e.t * 1000, ymin=0.05, ymax=0.45, color="black", ls="--", lw=1)
+            ax.annotate("unblock", (e.t * 1000, y_recv + 0.22), fontsize=8, ha="left")
+    ax.annotate(f"receiver {timeline.status}", (end, y_recv - 0.3), fontsize=8, ha="right",
+                va="center")
+    ax.set_yticks([y_recv, y_send], [f"receiver\npid {timeline.receiver_pid}",
+                                     f"sender\npid {timeline.sender_pid}"])
+    ax.set_ylim(-0.5, 1.5)
+    ax.set_xlim(-10, end)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    return ax
+
+
+# --- coalescing ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Coalescing:
+    """How many of ``sent`` signals arrived, per run.
+
+    ``delivered`` counts the kernel's deliveries (each time the process's
+    low-level handler ran: Python notes every one on a wake-up pipe);
+    ``handled`` counts the runs of the Python handler function, which can
+    merge deliveries that come faster than Python checks for them.
+    """
+
+    signal: str
+    sent: int
+    delivered: list[int]
+    handled: list[int]
+
+    @property
+    def runs(self) -> int:
+        return len(self.delivered)
+
+
+def _counting_receiver(ready: Callable[[], None], signum: int, ctl_r: int, ctl_w: int
+                       ) -> tuple[int, int]:
+    os.close(ctl_w)
+    handled = 0
+
+    def count(sig: int, frame: Any) -> None:
+        nonlocal handled
+        handled += 1
+
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)  # one byte per kernel delivery
+    signal.signal(signum, count)
+    ready()
+    while os.read(ctl_r, 1):   # EOF: the sender has sent everything
+        pass
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signum})  # handlers still due run here
+    os.set_blocking(wake_r, False)
+    delivered = 0
+    try:
+        while True:
+            delivered += os.read(wake_r, 65536).count(bytes([signum]))
+    except BlockingIOError:
+        pass
+    return delivered, handled
+
+
+def coalescing(n: int = 1000, runs: int = 5, sig: SignalLike = "SIGUSR1",
+               timeout: float = 5.0) -> Coalescing:
+    """Send ``n`` signals as fast as possible to a counting child, ``runs`` times.
+
+    Standard signals do not queue: while one is pending, more of the same
+    kind are merged into it. Real-time signals (``"SIGRTMIN"``) do queue.
+    How many arrive depends on scheduling, so it varies from run to run.
+
+    >>> c = coalescing(200, runs=2)
+    >>> all(1 <= h <= d <= 200 for h, d in zip(c.handled, c.delivered))
+    True
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 100_000:
+        raise ValueError(f"n must be a whole number of signals from 1 to 100000, got {n!r}")
+    if isinstance(runs, bool) or not isinstance(runs, int) or not 1 <= runs <= 50:
+        raise ValueError(f"runs must be a whole number from 1 to 50, got {runs!r}")
+    signum = to_signal(sig)
+    if signum in UNCATCHABLE:
+        raise ValueError(f"{signum.name} cannot be caught, so it cannot be counted")
+    delivered, handled = [], []
+    for _ in range(runs):
+        ctl_r, ctl_w = os.pipe()
+        try:
+            with start_ready(_counting_receiver, int(signum), ctl_r, ctl_w, timeout=timeout,
+                             name="counter") as child:
+                os.close(ctl_r)
+                ctl_r = -1
+                for _ in range(n):
+                    os.kill(child.pid, signum)
+                os.close(ctl_w)
+                ctl_w = -1
+                d, h = child.wait().value
+        finally:
+            for fd in (ctl_r, ctl_w):
+                if fd >= 0:
+                    os.close(fd)
+        delivered.append(d)
+        handled.append(h)
+    return Coalescing(signum.name, n, delivered, handled)
+
+
+def plot_coalescing(result: Coalescing, title: str | None = None, ax: Any = None) -> Any:
+    """Bars per run: signals sent, delivered by the kernel, and handled by Python (log scale)."""
+    title = title or f"{result.sent} x {result.signal} sent, run after run"
+    ax = axes(title, "run", "signals (log scale)", ax=ax)
+    xs = list(range(1, result.runs + 1))
+    width = 0.27
+    ax.bar([x - width for x in xs], [result.sent] * result.runs, width, color="#bbbbbb",
+           label="sent")
+    ax.bar(xs, result.delivered, width, color="#1f77b4", label="delivered by the kernel")
+    ax.bar([x + width for x in xs], result.handled, width, color="#ff7f0e",
+           label="handled by Python")
+    for x, d, h in zip(xs, result.delivered, result.handled):
+        ax.annotate(str(d), (x, d), ha="center", va="bottom", fontsize=8)
+        ax.annotate(str(h), (x + width, h), ha="center", va="bottom", fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylim(0.8, result.sent * 3)
+    ax.set_xticks(xs)
+    ax.legend(fontsize=8)
+    return ax
+
+
+# --- stop and continue ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A counting child sampled over time, stopped with SIGSTOP and continued with SIGCONT."""
+
+    times: list[float]     # seconds since the child started counting
+    counts: list[int]      # its count at each sample
+    states: list[str]      # its process state at each sample (R, S, T)
+    stopped_at: float      # when SIGSTOP was sent
+    continued_at: float    # when SIGCONT was sent
+    pid: int
+
+
+def _count_forever(ready: Callable[[], None], shared: mmap.mmap) -> None:
+    n = 0
+    ready()
+    while True:
+        n += 1
+        struct.pack_into("q", shared, 0, n)
+        time.sleep(0.001)   # one unit of "work" per millisecond or so
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "?"
+
+
+def stop_and_continue(stop_at: float = 0.3, continue_at: float = 0.7, duration: float = 1.0,
+                      interval: float = 0.01) -> Progress:
+    """Watch a counting child; send it SIGSTOP at ``stop_at`` s and SIGCONT at ``continue_at`` s.
+
+    The child counts units of work into memory it shares with the parent;
+    the parent samples the count and the child's state every ``interval``.
+
+    >>> p = stop_and_continue(0.1, 0.3, 0.4)
+    >>> p.counts == sorted(p.counts)      # the count never goes back
+    True
+    """
+    stop_at = _seconds(stop_at, "stop_at")
+    continue_at = _seconds(continue_at, "continue_at")
+    duration = _seconds(duration, "duration", allow_zero=False)
+    interval = _seconds(interval, "interval", allow_zero=False)
+    if not stop_at <= continue_at <= duration <= MAX_SCRIPT_SECONDS:
+        raise ValueError(f"need stop_at <= continue_at <= duration <= {MAX_SCRIPT_SECONDS:g} s, "
+                         f"got {stop_at}, {continue_at}, {duration}")
+    shared = mmap.mmap(-1, 8)   # anonymous and shared: the child inherits it through fork
+    times, counts, states = [], [], []
+    try:
+        with start_ready(_count_forever, shared, timeout=duration + 5, name="counter") as child:
+            t0 = time.monotonic()
+            sent_stop = sent_cont = False
+            while (t := time.monotonic() - t0) < duration:
+                if not sent_stop and t >= stop_at:
+                    os.kill(child.pid, signal.SIGSTOP)
+                    stop_at, sent_stop = t, True
+                if not sent_cont and t >= continue_at:
+                    os.kill(child.pid, signal.SIGCONT)
+                    continue_at, sent_cont = t, True
+                times.append(t)
+                counts.append(struct.unpack_from("q", shared, 0)[0])
+                states.append(_proc_state(child.pid))
+                time.sleep(interval)
+            pid = child.pid
+            child.stop()
+    finally:
+        shared.close()
+    return Progress(times, counts, states, stop_at, continue_at, pid)
+
+
+def plot_progress(progress: Progress, title: str = "A counting child, stopped and continued",
+                  ax: Any = None) -> Any:
+    """Draw the count over time, with the stopped span shaded between SIGSTOP and SIGCONT."""
+    ax = axes(title, "time (ms)", "units of work done", ax=ax)
+    ms = [t * 1000 for t in progress.times]
+    ax.plot(ms, progress.counts, color="#1f77b4", label="count (sampled by the parent)")
+    stopped = [m for m, s in zip(ms, progress.states) if s in "tT"]
+    if stopped:
+        ax.scatter(stopped, [c for c, s in zip(progress.counts, progress.states) if s in "tT"],
+                   s=8, color="#d62728", zorder=3, label="state T (stopped) in /proc")
+    ax.axvspan(progress.stopped_at * 1000, progress.continued_at * 1000, color="grey",
+               alpha=0.2, label="between SIGSTOP and SIGCONT")
+    ax.legend(fontsize=8, loc="upper left")
+    return ax
+
+
+# --- replaying signals one at a time -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Replay:
+    """What a program printed and how it ended, when sent signals one at a time."""
+
+    signals: list[str]
+    outcomes: list[str]    # per signal, what :func:`send_and_settle` saw
+    output: list[str]      # the lines the program printed
+    status: str            # how it ended
+    ended_by_itself: bool  # False if it was still running after the last signal
+
+
+def replay(program: Callable[[Callable[[], None]], Any], signals: Sequence[SignalLike],
+           timeout: float = 5.0) -> Replay:
+    """Run ``program(ready)`` in a child and send it ``signals``, each once the last has settled.
+
+    The program calls ``ready()`` once its handlers are in place. After the
+    last signal the child gets a second to end by itself; then it is killed.
+
+    >>> def echo(ready):
+    ...     signal.signal(signal.SIGUSR1, lambda *_: print("usr1"))
+    ...     ready()
+    ...     signal.pause()
+    >>> r = replay(echo, ["USR1"])
+    >>> r.output, r.status
+    (['usr1'], 'exited with code 0')
+    """
+    sigs = _signals(signals, "signals")
+    with start_ready(program, timeout=timeout, show=False, name="program") as child:
+        try:  # a signal that arrives just before the program blocks would wait for the next
+            wait_for_state(child.pid, sleeping=True, timeout=1.0)
+        except LabTimeout:
+            pass  # a program that never sleeps: send anyway
+        outcomes = [send_and_settle(child.pid, s) for s in sigs]
+        deadline = time.monotonic() + 1.0
+        while child.running and time.monotonic() < deadline:
+            time.sleep(0.005)
+        ended = not child.running
+        result = child.wait() if ended else child.stop()
+    status = str(result.status)
+    if not ended:
+        status = "still running after the last signal (labkit then killed it)"
+    return Replay([s.name for s in sigs], outcomes, result.stdout.splitlines(), status, ended)
+
