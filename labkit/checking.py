@@ -290,7 +290,11 @@ def call(answer: Any, *args: Any, timeout: float | None = None, **kwargs: Any) -
 
 
 def expect_clean(attempt: Attempt) -> None:
-    """Fail the check if the answer leaked a descriptor, a child or a named object."""
+    """Fail the check if the answer leaked a descriptor, a child or a named object.
+
+    An answer that raised or died fails too: it has not shown that it cleans up.
+    """
+    attempt.value  # raises CheckFailed with the reason if there is no value
     if attempt.problems:
         raise CheckFailed("your function did not clean up: " + "; ".join(attempt.problems))
 

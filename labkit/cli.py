@@ -1,4 +1,4 @@
-"""The ``labkit`` command: ``doctor``, ``clean`` and ``release``."""
+"""The ``labkit`` command: ``doctor``, ``clean``, ``release`` and ``grade``."""
 from __future__ import annotations
 
 import argparse
@@ -44,6 +44,19 @@ def _release(args: argparse.Namespace) -> int:
     return 0
 
 
+def _grade(args: argparse.Namespace) -> int:
+    from .grade import grade
+
+    rows = grade(args.lab, args.submissions, args.out, jobs=args.jobs, resume=args.resume,
+                 cell_timeout=args.cell_timeout, timeout=args.timeout, root=args.root)
+    width = max([len(r.student) for r in rows] + [7])
+    for r in rows:
+        print(f"{r.student:<{width}}  {r.score:>5g} / {r.max_score:<5g} {r.status}")
+    print(f"{len(rows)} submission(s) of {args.lab} graded; reports in {args.out}/ "
+          "(grades.csv, grades.json, feedback/)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="labkit", description="IPC Lab's command line.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -56,6 +69,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check", action="store_true", help="fail if exercises/ is out of date")
     p.add_argument("--root", type=Path, help="the course folder (default: found from here)")
     p.set_defaults(run=_release)
+    p = sub.add_parser("grade", help="grade a folder of submitted notebooks in sandboxes")
+    p.add_argument("lab", help="the lesson id, e.g. 02_pipes")
+    p.add_argument("submissions", type=Path,
+                   help="folder with one STUDENT.ipynb or one STUDENT/ folder per student")
+    p.add_argument("--out", type=Path, required=True, help="folder for the reports")
+    p.add_argument("--jobs", type=int, default=None, help="submissions at once (default: cores)")
+    p.add_argument("--resume", action="store_true", help="skip students already graded")
+    p.add_argument("--cell-timeout", type=float, default=30.0, help="seconds per cell")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds per submission")
+    p.add_argument("--root", type=Path, help="the course folder (default: found from here)")
+    p.set_defaults(run=_grade)
     args = parser.parse_args(argv)
     return args.run(args)
 

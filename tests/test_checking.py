@@ -53,6 +53,8 @@ def test_an_unsolved_answer_is_not_done(toy):
 def test_an_answer_that_raises_is_reported_with_the_error(toy):
     results = run_checks("99.toy", lambda x: 1 / 0)
     assert results[0].status == FAILED and "ZeroDivisionError" in results[0].message
+    # and it earns no hygiene point for the nothing it did
+    assert results[1].status == FAILED and "ZeroDivisionError" in results[1].message
 
 
 def test_something_that_is_not_a_function_fails_clearly(toy):

@@ -79,7 +79,10 @@ def _(answer):
 @EXIT_CODE.check("no zombie and no open descriptor is left behind",
                  hint="Every fork needs its waitpid.")
 def _(answer):
-    expect_clean(call(answer, _seven))
+    attempt = call(answer, _seven)
+    expect(attempt.value == 7, "the function must work before its cleanup counts: "
+                               f"exit_code_of(lambda: 7) returned {attempt.value!r}")
+    expect_clean(attempt)
 
 
 # --- 00.describe_status ---------------------------------------------------------------
@@ -185,4 +188,7 @@ def _(answer):
 @RUN_PROGRAM.check("no zombie and no open descriptor is left behind",
                    hint="Every fork needs its waitpid.")
 def _(answer):
-    expect_clean(call(answer, ["true"]))
+    attempt = call(answer, ["false"])
+    expect(attempt.value == 1, "the function must work before its cleanup counts: "
+                               f"run_program(['false']) returned {attempt.value!r}")
+    expect_clean(attempt)

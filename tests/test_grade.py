@@ -1,0 +1,228 @@
+"""labkit grade: exact scores for honest work, and a grader that survives hostile work.
+
+The corpus is made here from the real exercise notebook: its answer cells are
+replaced (solved, partly solved, plausibly wrong, hostile) and hostile cells
+are appended. One grading run covers it; the tests then read the reports.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+
+import nbformat
+import pytest
+from helpers import ROOT, load_answers
+
+from labkit.cli import main
+from labkit.grade import answers_of, find_submissions, grade, sandbox_available
+
+pytestmark = pytest.mark.skipif(bool(sandbox_available()), reason=sandbox_available() or "")
+
+LAB = "00_processes"
+SOLVED = nbformat.read(ROOT / "solutions" / f"{LAB}.ipynb", as_version=4)
+FULL = 15  # 5 + 3 + 3 + 4 points
+
+WRONG_DESCRIBE = '''
+def describe_status(status):
+    if os.WIFEXITED(status):
+        return f"exited with code {os.WEXITSTATUS(status)}"
+    return f"killed by {os.WTERMSIG(status)}"
+'''
+
+HOSTILE_CELLS = {
+    "loops_forever": ["while True:\n    pass"],
+    "fork_bomb": ["while True:\n    os.fork()"],
+    "memory_hog": ["hog = bytearray(16 * 2**30)"],
+    "kills_its_group": ["os.kill(0, signal.SIGKILL)"],
+    "kills_everyone": ["os.kill(-1, signal.SIGKILL)"],
+    "kills_the_grader": ["os.killpg(os.getpgid(os.getppid()), signal.SIGKILL)\n"
+                         "os.kill(os.getppid(), signal.SIGKILL)"],
+    "setsid_escapee": ["if os.fork() == 0:\n    os.setsid()\n    import time\n"
+                       "    time.sleep(3600)\n    os._exit(0)"],
+    "huge_output": ["print('x' * 50_000_000)"],
+    "leaks_objects": ["import posix_ipc\n"
+                      "shm = posix_ipc.SharedMemory('/i_chose_this', posix_ipc.O_CREAT, size=1 << 20)\n"
+                      "sem = posix_ipc.Semaphore('/held_forever', posix_ipc.O_CREAT, initial_value=1)\n"
+                      "sem.acquire()"],
+    "fills_dev_shm": ["import posix_ipc, mmap\n"
+                      "big = posix_ipc.SharedMemory('/huge', posix_ipc.O_CREAT, size=1 << 30)\n"
+                      "m = mmap.mmap(big.fd, big.size)\n"
+                      "m[:] = b'x' * big.size"],
+    "deletes_files": [f"import shutil\nshutil.rmtree({str(ROOT / 'labkit')!r}, ignore_errors=True)\n"
+                      f"os.remove({str(ROOT / 'README.md')!r})"],
+}
+
+CHEAT_CELLS = [
+    "import labkit, labkit.checking\n"
+    "labkit.check = lambda *a, **k: print('PASSED 15/15')\n"
+    "labkit.checking.run_checks = lambda *a, **k: []\n"
+    "print('cheater,00_processes,15,15,ok')",
+]
+
+
+def _notebook(answers_from: str, replace: dict[str, str] | None = None,
+              extra: list[str] | None = None) -> nbformat.NotebookNode:
+    """The exercise (or solution) notebook with some answer cells replaced and cells added."""
+    nb = nbformat.read(ROOT / answers_from / f"{LAB}.ipynb", as_version=4)
+    for cell in nb.cells:
+        if "answer" in cell.metadata.get("tags", []):
+            for name, code in (replace or {}).items():
+                if f"def {name}(" in cell.source:
+                    cell.source = code
+    nb.cells += [nbformat.v4.new_code_cell(code) for code in extra or []]
+    return nb
+
+
+def _solution_of(name: str) -> str:
+    return next(c.source for c in SOLVED.cells if f"def {name}(" in c.source
+                and "answer" in c.metadata.get("tags", []))
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    subs = tmp_path_factory.mktemp("submissions")
+    out = tmp_path_factory.mktemp("graded")
+    corpus = {
+        "correct": _notebook("solutions"),
+        "unsolved": _notebook("exercises"),
+        "partial": _notebook("exercises", {"exit_code_of": _solution_of("exit_code_of"),
+                                           "reap_all": _solution_of("reap_all")}),
+        "wrong_describe": _notebook("solutions", {"describe_status": WRONG_DESCRIBE}),
+        "cheater": _notebook("exercises", extra=CHEAT_CELLS),
+        "cheat_in_answer": _notebook("exercises", {"exit_code_of": (
+            "import labkit.checking\nlabkit.checking.expect = lambda *a: None\n"
+            "def exit_code_of(fn):\n    labkit.checking.expect = lambda *a: None\n"
+            "    return -1\n")}),
+        "kills_its_judge": _notebook("solutions", {"exit_code_of": (
+            "def exit_code_of(fn):\n    os.kill(os.getppid(), signal.SIGKILL)\n")}),
+        "bomb_in_answer": _notebook("solutions", {"reap_all": (
+            "def reap_all(n):\n    while True:\n        os.fork()\n")}),
+    }
+    corpus.update({name: _notebook("solutions", extra=cells)
+                   for name, cells in HOSTILE_CELLS.items()})
+    for name, nb in corpus.items():
+        nbformat.write(nb, subs / f"{name}.ipynb")
+    (subs / "broken.ipynb").write_text("{ this is not json")
+    folder = subs / "in_a_folder"
+    folder.mkdir()
+    nbformat.write(corpus["correct"], folder / f"{LAB}.ipynb")
+    (folder / "notes.txt").write_text("my notes")
+    (subs / "empty_folder").mkdir()
+    shm_before = set(os.listdir("/dev/shm"))
+    rows = grade(LAB, subs, out, jobs=2, cell_timeout=3, timeout=120)
+    assert set(os.listdir("/dev/shm")) == shm_before
+    return {r.student: r for r in rows}, out, subs
+
+
+def test_honest_work_gets_exact_scores(graded):
+    rows, _, _ = graded
+    expected = {"correct": (FULL, "ok"), "unsolved": (0, "ok"), "partial": (8, "ok"),
+                "wrong_describe": (FULL - 2, "ok"), "in_a_folder": (FULL, "ok")}
+    assert {k: (rows[k].score, rows[k].status) for k in expected} == expected
+    assert all(rows[k].max_score == FULL for k in rows)
+
+
+def test_every_submission_has_a_row_whatever_happened(graded):
+    rows, out, subs = graded
+    students = {s.student for s in find_submissions(subs, LAB)}
+    assert set(rows) == students
+    with open(out / "grades.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [r["student"] for r in table] == sorted(students)
+    assert rows["broken"].status == "error" and rows["broken"].score == 0
+    assert rows["empty_folder"].status == "missing"
+    assert "no notebook" in rows["empty_folder"].notes[0]
+
+
+@pytest.mark.parametrize("student, status", [
+    ("loops_forever", "timeout"), ("fork_bomb", "fork bomb"), ("memory_hog", "error"),
+    ("kills_its_group", "kernel died"), ("kills_everyone", "ok"),
+    ("setsid_escapee", "ok"), ("huge_output", "ok"), ("leaks_objects", "ok"),
+    ("kills_the_grader", "kernel died"), ("deletes_files", "error"),
+])
+def test_hostile_notebooks_are_contained_and_graded_on_their_answers(graded, student, status):
+    row = graded[0][student]
+    assert row.status == status, row.notes
+    assert row.score == FULL, row.checks  # the answers themselves are the correct ones
+
+
+def test_filling_dev_shm_stays_inside_the_sandbox(graded):
+    row = graded[0]["fills_dev_shm"]
+    assert row.score == FULL and row.status in ("error", "kernel died"), row.notes
+
+
+def test_the_course_files_survive_a_submission_that_deletes_them(graded):
+    assert (ROOT / "README.md").exists() and (ROOT / "labkit" / "grade.py").exists()
+
+
+def test_cheating_earns_nothing(graded):
+    rows = graded[0]
+    assert rows["cheater"].score == 0
+    assert rows["cheat_in_answer"].score == 0
+
+
+def test_an_answer_that_kills_its_checker_loses_only_that_exercise(graded):
+    row = graded[0]["kills_its_judge"]
+    lost = {c["exercise"] for c in row.checks if not c["passed"]}
+    assert lost == {"00.exit_code"} and row.score == FULL - 5
+
+
+def test_a_fork_bomb_in_an_answer_fails_its_checks_and_nothing_else(graded):
+    row = graded[0]["bomb_in_answer"]
+    assert {c["exercise"] for c in row.checks if not c["passed"]} == {"00.reap_all"}
+    assert row.score == FULL - 3
+
+
+def test_feedback_lists_each_check_with_points_and_hints(graded):
+    _, out, _ = graded
+    md = (out / "feedback" / "wrong_describe.md").read_text()
+    assert "**Score: 13 / 15**" in md and "| pass | normal exits | 1/1 |" in md
+    assert "expected 'killed by SIGKILL', got 'killed by 9'" in md and "*Hint:" in md
+    page = (out / "feedback" / "wrong_describe.html").read_text()
+    assert "<h2>00.describe_status Decode a wait status</h2>" in page
+    data = json.loads((out / "grades.json").read_text())
+    assert {d["student"] for d in data} == set(graded[0])
+
+
+def test_resume_skips_what_is_graded(graded, tmp_path):
+    rows, out, subs = graded
+    before = (out / "results" / "correct.json").stat().st_mtime_ns
+    again = grade(LAB, subs, out, jobs=2, resume=True, cell_timeout=3)
+    assert (out / "results" / "correct.json").stat().st_mtime_ns == before
+    assert {r.student: r.score for r in again} == {k: r.score for k, r in rows.items()}
+
+
+LABS = sorted(p.stem for p in (ROOT / "exercises").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_every_lab_grades_its_solution_full_and_its_exercise_zero(lab, tmp_path):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    shutil.copy(ROOT / "solutions" / f"{lab}.ipynb", subs / "solution.ipynb")
+    shutil.copy(ROOT / "exercises" / f"{lab}.ipynb", subs / "exercise.ipynb")
+    rows = {r.student: r for r in grade(lab, subs, tmp_path / "out", jobs=2)}
+    assert rows["solution"].score == rows["solution"].max_score > 0, rows["solution"].checks
+    assert rows["exercise"].score == 0
+    assert set(answers_of(ROOT / "exercises" / f"{lab}.ipynb")) == {
+        c["exercise"] for c in rows["solution"].checks}
+
+
+def test_the_command_line_grades_and_says_where_the_reports_are(tmp_path, capsys):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    shutil.copy(ROOT / "solutions" / f"{LAB}.ipynb", subs / "ada.ipynb")
+    assert main(["grade", LAB, str(subs), "--out", str(tmp_path / "out"), "--jobs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "ada" in out and "15 / 15" in out and "grades.csv" in out
+
+
+def test_an_unknown_lab_lists_the_labs(tmp_path):
+    with pytest.raises(Exception, match="no lab '99_nothing'; labs are: 00_processes"):
+        grade("99_nothing", tmp_path, tmp_path / "out")
+
+
+def test_the_solutions_used_here_are_the_real_ones():
+    assert callable(load_answers(f"solutions/{LAB}.ipynb")["exit_code_of"])
