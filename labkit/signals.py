@@ -124,7 +124,9 @@ def _name(signum: int) -> str:
         return signal.Signals(signum).name
     except ValueError:
         rtmin = int(signal.SIGRTMIN) if hasattr(signal, "SIGRTMIN") else 1 << 30
-        return f"SIGRTMIN+{signum - rtmin}" if signum > rtmin else f"signal {signum}"
+        if signum > rtmin:
+            return f"SIGRTMIN+{signum - rtmin}"
+        return f"signal {signum} (C library)" if signum < rtmin else f"signal {signum}"
 
 
 def _short(name: str) -> str:
@@ -250,7 +252,8 @@ def wait_for_state(pid: int, *, caught: Iterable[SignalLike] = (),
 def send_and_settle(pid: int, sig: SignalLike, timeout: float = 2.0) -> str:
     """Send one signal, then wait until the target has dealt with it; say how.
 
-    Returns ``"handled"`` (a handler ran and the process sleeps again),
+    Returns ``"handled"`` (a handler ran, or ``sigwait`` took it, and the
+    process sleeps again),
     ``"pending"`` (blocked, or the process is stopped), ``"ignored"``,
     ``"stopped"``, ``"continued"``, ``"ended"`` or, after ``timeout`` seconds
     without a clear answer (a process that never sleeps), ``"unsettled"``.
@@ -282,9 +285,9 @@ def send_and_settle(pid: int, sig: SignalLike, timeout: float = 2.0) -> str:
         if name in now.pending:
             if name in now.blocked or now.state in "tT":
                 return "pending"
-        elif name in now.caught:
+        elif name in now.caught or before.in_sigwait:
             if now.state == "S" and now.voluntary_switches > before.voluntary_switches:
-                return "handled"
+                return "handled"   # by a handler, or taken by sigwait
             if now.state in "tT" and before.state not in "tT":
                 return "stopped"  # a handler for SIGTSTP/TTIN/TTOU that stopped itself
         elif name in now.ignored or (_ACTIONS.get(name) == "ignore" and name not in now.caught):
@@ -610,7 +613,8 @@ def plot_timeline(timeline: Timeline, title: str = "Signals sent and handled",
                   ax: Any = None) -> Any:
     """Draw a timeline: sends on the sender's row, handler runs on the receiver's, one time axis.
 
-    A triangle is a send, a dot a handler run, coloured by signal. Shaded
+    A triangle is a send, a dot a handler run, coloured by signal; marks at
+    (almost) the same moment are stacked so that none hides another. Shaded
     spans show when the receiver was stopped (from a SIGSTOP to the next
     SIGCONT), blocked its signals, or was busy with its ``work``.
     """
@@ -646,20 +650,27 @@ def plot_timeline(timeline: Timeline, title: str = "Signals sent and handled",
     if work:
         span(work[0], work[1] if len(work) > 1 else end / 1000, "receiver busy in its work",
              color="#9467bd")
+    close = max(end, 100) * 0.012   # marks nearer than this would hide each other: stack them
     for who, y, marker, what in (("sender", y_send, "v", "sent"),
                                  ("receiver", y_recv, "o", "handled")):
-        for n in names:
-            ts = [e.t * 1000 for e in timeline.events
-                  if e.who == who and e.what == what and e.signal == n]
+        placed: list[float] = []
+        points: dict[str, tuple[list[float], list[float]]] = {n: ([], []) for n in names}
+        for e in timeline.events:
+            if e.who == who and e.what == what and e.signal in points:
+                t = e.t * 1000
+                stack = sum(1 for p in placed if abs(p - t) < close)
+                placed.append(t)
+                points[e.signal][0].append(t)
+                points[e.signal][1].append(y + 0.16 * stack * (1 if who == "receiver" else -1))
+        for n, (ts, ys) in points.items():
             if ts:
-                ax.scatter(ts, [y] * len(ts), marker=marker, s=70, color=colour[n],
-                           edgecolors="black", linewidths=0.5, zorder=3,
-                           label=f"{_short(n)} {what}")
+                ax.scatter(ts, ys, marker=marker, s=70, color=colour[n], edgecolors="black",
+                           linewidths=0.5, zorder=3, label=f"{_short(n)} {what}")
     for e in timeline.events:
         if e.what == "unblocked":
             ax.axvline(e.t * 1000, ymin=0.05, ymax=0.45, color="black", ls="--", lw=1)
-            ax.annotate("unblock", (e.t * 1000, y_recv + 0.22), fontsize=8, ha="left")
-    ax.annotate(f"receiver {timeline.status}", (end, y_recv - 0.3), fontsize=8, ha="right",
+            ax.annotate("unblock ", (e.t * 1000, y_recv + 0.4), fontsize=8, ha="right")
+    ax.annotate(f"receiver {timeline.status}", (end, y_recv - 0.38), fontsize=8, ha="right",
                 va="center")
     ax.set_yticks([y_recv, y_send], [f"receiver\npid {timeline.receiver_pid}",
                                      f"sender\npid {timeline.sender_pid}"])
@@ -775,7 +786,7 @@ def plot_coalescing(result: Coalescing, title: str | None = None, ax: Any = None
         ax.annotate(str(d), (x, d), ha="center", va="bottom", fontsize=8)
         ax.annotate(str(h), (x + width, h), ha="center", va="bottom", fontsize=8)
     ax.set_yscale("log")
-    ax.set_ylim(0.8, result.sent * 3)
+    ax.set_ylim(0.8, result.sent * 30)   # room for the legend above the bars
     ax.set_xticks(xs)
     ax.legend(fontsize=8)
     return ax

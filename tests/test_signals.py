@@ -312,3 +312,21 @@ def test_the_plots_draw_real_data_and_return_their_axes():
     ax = plot_progress(Progress([0.0, 0.1, 0.2], [0, 5, 5], ["S", "T", "S"], 0.05, 0.15, 1))
     assert ax.get_legend() is not None
     plt.close("all")
+
+
+def _sigwaiter(ready):
+    wanted = {signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
+    ready()
+    got = []
+    while not got or got[-1] != "SIGTERM":
+        got.append(signal.Signals(signal.sigwait(wanted)).name)
+    return got
+
+
+def test_signals_taken_by_sigwait_settle_one_by_one_in_send_order():
+    with start_ready(_sigwaiter, timeout=10) as child:
+        wait_for_state(child.pid, blocked=["USR1", "USR2", "TERM"], sleeping=True)
+        outcomes = [send_and_settle(child.pid, s) for s in ("USR2", "USR1", "USR2", "TERM")]
+        assert outcomes == ["handled", "handled", "handled", "ended"]
+        assert child.wait().value == ["SIGUSR2", "SIGUSR1", "SIGUSR2", "SIGTERM"]
