@@ -1,0 +1,635 @@
+"""Checks for the exercises of lesson 01 (signals).
+
+The checker never guesses when an answer is ready or done with a signal: it
+reads the answer's signal masks and sleep count in ``/proc`` (see
+:func:`labkit.signals.wait_for_state` and :func:`~labkit.signals.send_and_settle`),
+and where an answer must face many signals at once it makes that happen for
+certain (children that end while the answer's process is stopped).
+"""
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+
+import psutil
+
+from ..checking import CheckFailed, Exercise, call, expect, expect_clean, launch
+from ..errors import LabError
+from ..processes import to_signal
+from ..signals import replay, send_and_settle, signal_state
+
+__all__ = ["gatekeeper", "PUZZLE_TARGET"]
+
+
+def _callable(answer) -> None:
+    expect(callable(answer), f"expected a function, got {answer!r}")
+
+
+def _await_waiting(pid: int, caught: list[str], blocked_ok: list[str] = ()) -> None:
+    """Wait until the answer catches ``caught`` (or blocks those in ``blocked_ok``) and sleeps."""
+    deadline = time.monotonic() + 3.0
+    while True:
+        try:
+            st = signal_state(pid)
+        except LabError:
+            return  # it ended: finish() will say how
+        missing = [s for s in caught if s not in st.caught
+                   and not (s in blocked_ok and (s in st.blocked or st.in_sigwait))]
+        if st.state in "ZX":
+            return
+        if not missing and st.state == "S":
+            return
+        if time.monotonic() > deadline:
+            if missing:
+                raise CheckFailed(f"after 3 s your function had still not installed a handler "
+                                  f"for {' and '.join(missing)}")
+            raise CheckFailed("after 3 s your function was still running (process state "
+                              f"{st.state}) instead of waiting: wait with signal.pause() or "
+                              "signal.sigwait(), which use no CPU")
+        time.sleep(0.002)
+
+
+# --- 01.count_usr1 --------------------------------------------------------------------
+
+COUNT = Exercise("01.count_usr1", "Count SIGUSR1 until SIGTERM")
+
+
+def _count_with_previous_ignored(answer):
+    """Run the answer with SIGUSR1 and SIGTERM ignored beforehand; report what it restored."""
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    value = answer()
+    restored = (signal.getsignal(signal.SIGUSR1) == signal.SIG_IGN
+                and signal.getsignal(signal.SIGTERM) == signal.SIG_IGN)
+    return value, restored
+
+
+def _count_run(answer, usr1: int, paced: bool, wrapper=None) -> object:
+    """Launch the answer, send ``usr1`` SIGUSR1 (one at a time if paced), then SIGTERM."""
+    target = (functools.partial(wrapper, answer) if wrapper else answer)
+    with launch(target, timeout=10) as running:
+        _await_waiting(running.pid, ["SIGUSR1", "SIGTERM"], blocked_ok=["SIGTERM"])
+        for _ in range(usr1):
+            if not running.running:
+                break
+            if paced:
+                send_and_settle(running.pid, "SIGUSR1", timeout=1.0)
+            else:
+                os.kill(running.pid, signal.SIGUSR1)
+        if running.running:
+            send_and_settle(running.pid, "SIGTERM", timeout=1.0)
+        attempt = running.finish()
+    _explain_death(attempt)
+    return attempt
+
+
+def _explain_death(attempt) -> None:
+    r = attempt.result
+    if not r.returned and r.status.signal is not None:
+        sig = r.status.signal_name
+        raise CheckFailed(f"the process running your function was {r.status}: it had no handler "
+                          f"for {sig} when {sig} came (install it before you wait, and keep "
+                          "it until you return)")
+
+
+@COUNT.check("five SIGUSR1, one at a time, then SIGTERM: returns 5", points=2,
+             hint="count = 0; a handler for SIGUSR1 does count += 1 (nonlocal); a handler for "
+                  "SIGTERM sets done = True; while not done: signal.pause(); return count.")
+def _(answer):
+    _callable(answer)
+    got = _count_run(answer, 5, paced=True).value
+    expect(got == 5, f"five SIGUSR1 were sent, each after the one before had been handled, "
+                     f"then SIGTERM; your function returned {got!r}, expected 5")
+
+
+@COUNT.check("SIGTERM alone: returns 0 and the process survives",
+             hint="Install the SIGTERM handler before you start waiting; it should only "
+                  "end the wait, not the process.")
+def _(answer):
+    _callable(answer)
+    got = _count_run(answer, 0, paced=True).value
+    expect(got == 0, f"only SIGTERM was sent; your function returned {got!r}, expected 0")
+
+
+@COUNT.check("a burst of 300 SIGUSR1 counts at least 1 and never more than 300",
+             hint="Count in the handler, once per call. Fewer than 300 is right: standard "
+                  "signals that arrive while one is pending merge into it.")
+def _(answer):
+    _callable(answer)
+    got = _count_run(answer, 300, paced=False).value
+    expect(isinstance(got, int) and 1 <= got <= 300,
+           f"300 SIGUSR1 were sent as fast as possible; your function returned {got!r}: "
+           "it must be between 1 (they may all merge) and 300 (none may be invented)")
+
+
+@COUNT.check("the previous handlers of SIGUSR1 and SIGTERM are back afterwards",
+             hint="old = signal.signal(signal.SIGUSR1, handler) returns the previous handler; "
+                  "put it back in a finally block.")
+def _(answer):
+    _callable(answer)
+    attempt = _count_run(answer, 2, paced=True, wrapper=_count_with_previous_ignored)
+    value, restored = attempt.value
+    expect(restored, "before your function ran, SIGUSR1 and SIGTERM were ignored; afterwards "
+                     "they were not: restore the handlers you replaced")
+    expect_clean(attempt)
+
+
+# --- 01.graceful_jobs -----------------------------------------------------------------
+
+GRACEFUL = Exercise("01.graceful_jobs", "Shut down gracefully on SIGTERM")
+
+
+def _job(i: int) -> int:
+    time.sleep(0.01)
+    return i
+
+
+def _job_reads_pidfile(pidfile: str) -> int:
+    try:
+        with open(pidfile) as f:
+            return int(f.read().strip() or -1)
+    except (OSError, ValueError):
+        return -1
+
+
+def _job_terms_itself(i: int, log: str) -> int:
+    os.kill(os.getpid(), signal.SIGTERM)   # SIGTERM arrives in the middle of this job
+    time.sleep(0.05)                       # ... and the job goes on to its end
+    with open(log, "a") as f:
+        f.write(f"finished {i}\n")
+    return i
+
+
+def _job_logged(i: int, log: str) -> int:
+    with open(log, "a") as f:
+        f.write(f"started {i}\n")
+    return i
+
+
+def _job_waits_for(i: int, started: str, release: str) -> int:
+    with open(started, "w"):
+        pass
+    deadline = time.monotonic() + 5
+    while not os.path.exists(release) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return i
+
+
+def _jobs_with_previous_ignored(answer, jobs, pidfile):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    value = answer(jobs, pidfile)
+    return value, signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+
+
+class _Workdir:
+    def __enter__(self) -> str:
+        self.path = tempfile.mkdtemp(prefix="labkit_jobs_")
+        return self.path
+
+    def __exit__(self, *exc: object) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _results(attempt, n: int) -> list:
+    _explain_death(attempt)
+    r = attempt.result
+    if not r.returned and r.error_type is None and not r.escaped:
+        raise CheckFailed(f"your function never returned: its process {r.status} in the middle "
+                          "of the jobs (sys.exit in the SIGTERM handler?). The handler should "
+                          "only set a flag, so the current job can finish and your function "
+                          "can clean up and return")
+    got = attempt.value
+    expect(isinstance(got, list), f"expected the list of the jobs' results, got {got!r}")
+    return got
+
+
+@GRACEFUL.check("without SIGTERM every job runs, in order, and the pid file goes",
+                hint="Write str(os.getpid()) to pidfile; results = [job() for each job]; "
+                     "remove pidfile in a finally block.")
+def _(answer):
+    _callable(answer)
+    with _Workdir() as d:
+        pidfile = os.path.join(d, "worker.pid")
+        jobs = [functools.partial(_job, i) for i in range(4)]
+        got = _results(call(answer, jobs, pidfile), 4)
+        expect(got == [0, 1, 2, 3], f"four jobs returned 0, 1, 2, 3; you returned {got!r}")
+        expect(not os.path.exists(pidfile), f"the pid file {pidfile} is still there")
+
+
+@GRACEFUL.check("the pid file holds the pid while the jobs run",
+                hint="Create it before the first job: with open(pidfile, 'w') as f: "
+                     "f.write(str(os.getpid())).")
+def _(answer):
+    _callable(answer)
+    with _Workdir() as d:
+        pidfile = os.path.join(d, "worker.pid")
+        attempt = call(answer, [functools.partial(_job_reads_pidfile, pidfile)], pidfile)
+        got = _results(attempt, 1)
+        expect(got == [attempt.result.pid],
+               f"a job read {got[0] if got else None!r} from the pid file, expected the pid "
+               f"of the process running your function ({attempt.result.pid})")
+
+
+@GRACEFUL.check("SIGTERM in the middle of a job: that job finishes, no later job starts",
+                points=2,
+                hint="The handler only sets a flag (stop = True). The loop checks the flag "
+                     "before each job, so the current job runs to its end.")
+def _(answer):
+    _callable(answer)
+    with _Workdir() as d:
+        pidfile, log = os.path.join(d, "worker.pid"), os.path.join(d, "log")
+        jobs = [functools.partial(_job_logged, 0, log), functools.partial(_job_logged, 1, log),
+                functools.partial(_job_terms_itself, 2, log),
+                functools.partial(_job_logged, 3, log), functools.partial(_job_logged, 4, log)]
+        got = _results(call(answer, jobs, pidfile), 5)
+        with open(log) as f:
+            lines = f.read().split()
+        expect("finished" in lines, "job 2 was interrupted by SIGTERM and never finished: the "
+                                    "handler must not stop the work at once")
+        expect("3" not in lines[lines.index("finished"):] and got == [0, 1, 2],
+               f"SIGTERM came during job 2; expected results [0, 1, 2] and no job started "
+               f"after it, got {got!r}")
+        expect(not os.path.exists(pidfile), "after SIGTERM the pid file was not removed")
+
+
+@GRACEFUL.check("SIGTERM from another process: cleans up and returns what is done",
+                hint="Install the SIGTERM handler before the first job; after the loop, "
+                     "remove the pid file and return the results so far.")
+def _(answer):
+    _callable(answer)
+    with _Workdir() as d:
+        pidfile = os.path.join(d, "worker.pid")
+        started, release = os.path.join(d, "started"), os.path.join(d, "release")
+        jobs = [functools.partial(_job, 0),
+                functools.partial(_job_waits_for, 1, started, release),
+                functools.partial(_job, 2), functools.partial(_job, 3)]
+        with launch(answer, jobs, pidfile, timeout=10) as running:
+            deadline = time.monotonic() + 5
+            while not os.path.exists(started) and running.running \
+                    and time.monotonic() < deadline:
+                time.sleep(0.005)
+            if running.running:
+                running.send_signal("SIGTERM")
+            with open(release, "w"):
+                pass
+            attempt = running.finish()
+        got = _results(attempt, 4)
+        expect(got == [0, 1], f"SIGTERM came while job 1 ran; expected [0, 1], got {got!r}")
+        expect(not os.path.exists(pidfile), "after SIGTERM the pid file was not removed")
+
+
+@GRACEFUL.check("the previous SIGTERM handler is back, and nothing is left open",
+                hint="old = signal.signal(signal.SIGTERM, handler) ... finally: "
+                     "signal.signal(signal.SIGTERM, old).")
+def _(answer):
+    _callable(answer)
+    with _Workdir() as d:
+        pidfile = os.path.join(d, "worker.pid")
+        attempt = call(_jobs_with_previous_ignored, answer,
+                       [functools.partial(_job, 0)], pidfile)
+        _explain_death(attempt)
+        _, restored = attempt.value
+        expect(restored, "SIGTERM was ignored before your function ran, and not afterwards: "
+                         "put the previous handler back")
+        expect_clean(attempt)
+
+
+# --- 01.call_with_timeout -------------------------------------------------------------
+
+TIMEOUT = Exercise("01.call_with_timeout", "A time limit built on SIGALRM")
+
+
+def _quick() -> int:
+    return 42
+
+
+def _sleepy() -> None:
+    time.sleep(30)
+
+
+def _spin() -> None:
+    while True:
+        pass
+
+
+def _fails() -> None:
+    raise ValueError("fn failed on purpose")
+
+
+def _previous_alarm(signum, frame) -> None:
+    pass
+
+
+def _timeout_outcome(answer, fn, seconds, prior_timer=0.0):
+    """Call the answer with a known SIGALRM handler (and timer) in place; report everything."""
+    signal.signal(signal.SIGALRM, _previous_alarm)
+    signal.setitimer(signal.ITIMER_REAL, prior_timer)
+    try:
+        outcome = ("returned", answer(fn, seconds))
+    except NotImplementedError:
+        raise
+    except BaseException as e:  # noqa: BLE001 - the check reports what the answer raised
+        outcome = ("raised", type(e).__name__, str(e))
+    left = signal.setitimer(signal.ITIMER_REAL, 0)[0]   # read the timer, and disarm it
+    return outcome, signal.getsignal(signal.SIGALRM) is _previous_alarm, left
+
+
+def _timeout_call(answer, fn, seconds, prior_timer=0.0):
+    _callable(answer)
+    attempt = call(_timeout_outcome, answer, fn, seconds, prior_timer, timeout=5)
+    if not attempt.result.returned and attempt.result.status.signal == signal.SIGALRM:
+        raise CheckFailed("the process was killed by SIGALRM: a timer went off when no handler "
+                          "was installed any more (cancel your timer before you restore the "
+                          "old handler)")
+    return attempt.value
+
+
+@TIMEOUT.check("a quick function's value comes back",
+               hint="Install a SIGALRM handler, arm signal.setitimer(signal.ITIMER_REAL, "
+                    "seconds), return fn().")
+def _(answer):
+    outcome, _, _ = _timeout_call(answer, _quick, 1.0)
+    expect(outcome == ("returned", 42),
+           f"call_with_timeout(lambda: 42, 1.0) gave {_describe(outcome)}, expected 42")
+
+
+def _describe(outcome) -> str:
+    if outcome[0] == "returned":
+        return f"{outcome[1]!r}"
+    return f"{outcome[1]}({outcome[2]!r})"
+
+
+@TIMEOUT.check("a function that sleeps too long raises TimeoutError", points=2,
+               hint="The handler raises TimeoutError; the exception comes out of fn() at the "
+                    "point where the signal arrived, even inside time.sleep.")
+def _(answer):
+    outcome, _, _ = _timeout_call(answer, _sleepy, 0.2)
+    expect(outcome[:2] == ("raised", "TimeoutError"),
+           f"fn sleeps 30 s and the limit is 0.2 s; expected TimeoutError, got "
+           f"{_describe(outcome)}")
+
+
+@TIMEOUT.check("fractions of a second work, and a busy loop is interrupted too",
+               hint="signal.alarm takes whole seconds only (alarm(0) cancels!); "
+                    "signal.setitimer takes a float.")
+def _(answer):
+    try:
+        outcome, _, _ = _timeout_call(answer, _spin, 0.3)
+    except CheckFailed as e:
+        raise CheckFailed(f"{e}. With a limit of 0.3 s the busy loop was never stopped: a "
+                          "limit rounded down to 0 s cancels the alarm") from None
+    expect(outcome[:2] == ("raised", "TimeoutError"),
+           f"with a 0.3 s limit on an endless loop, expected TimeoutError, got "
+           f"{_describe(outcome)}")
+
+
+@TIMEOUT.check("the previous SIGALRM handler is back, after a value and after a timeout",
+               hint="old = signal.signal(signal.SIGALRM, handler); ... finally: "
+                    "signal.signal(signal.SIGALRM, old).")
+def _(answer):
+    for fn, what in ((_quick, "returned"), (_sleepy, "timed out")):
+        _, restored, _ = _timeout_call(answer, fn, 0.2)
+        expect(restored, f"after a call that {what}, the SIGALRM handler that was there "
+                         "before was not restored")
+
+
+@TIMEOUT.check("no timer is left running afterwards",
+               hint="Disarm in the finally block: signal.setitimer(signal.ITIMER_REAL, 0).")
+def _(answer):
+    _, _, left = _timeout_call(answer, _quick, 2.0)
+    expect(left == 0, f"after call_with_timeout returned, a timer was still armed with "
+                      f"{left:.2f} s left: its SIGALRM would hit the program later")
+
+
+@TIMEOUT.check("a timer that was already running goes on running",
+               hint="setitimer returns the old (delay, interval); re-arm it at the end with "
+                    "the delay minus the time your call took.")
+def _(answer):
+    _, _, left = _timeout_call(answer, _quick, 1.0, prior_timer=20.0)
+    expect(0 < left <= 20, f"a 20 s timer was running before the call; afterwards it had "
+                           f"{left:.2f} s left, expected a little under 20 s")
+
+
+@TIMEOUT.check("an exception from fn passes through unchanged",
+               hint="Do not catch exceptions from fn; only make sure the timer and handler "
+                    "are restored (finally).")
+def _(answer):
+    outcome, restored, left = _timeout_call(answer, _fails, 1.0)
+    expect(outcome == ("raised", "ValueError", "fn failed on purpose"),
+           f"fn raised ValueError('fn failed on purpose'); your function gave "
+           f"{_describe(outcome)}")
+    expect(restored and left == 0, "after fn raised, the timer or the handler was not restored")
+
+
+# --- 01.reaper ------------------------------------------------------------------------
+
+REAPER = Exercise("01.reaper", "Reap children from a SIGCHLD handler")
+
+
+def _code(i: int) -> int:
+    return i
+
+
+def _handler_inherited() -> int:
+    """1 if the parent had a SIGCHLD handler when it forked this child (children inherit it)."""
+    h = signal.getsignal(signal.SIGCHLD)
+    return 1 if callable(h) else 0
+
+
+def _wait_for_go(r: int) -> int:
+    os.read(r, 1)
+    return 3
+
+
+def _stop_parent_and_release(r: int, w: int, others: int) -> int:
+    """Stop the parent, let every other child end, then continue the parent.
+
+    While the parent is stopped it runs no handler, so every SIGCHLD the
+    ended children cause merges into one pending signal.
+    """
+    parent = os.getppid()
+    os.kill(parent, signal.SIGSTOP)
+    deadline = time.monotonic() + 3
+    while signal_state(parent).state not in "tT" and time.monotonic() < deadline:
+        time.sleep(0.001)
+    os.write(w, b"g" * others)
+    me = os.getpid()
+    while time.monotonic() < deadline:
+        try:
+            siblings = [c for c in psutil.Process(parent).children() if c.pid != me]
+            if all(c.status() == psutil.STATUS_ZOMBIE for c in siblings):
+                break
+        except psutil.Error:
+            pass
+        time.sleep(0.002)
+    os.kill(parent, signal.SIGCONT)
+    return 3
+
+
+def _stopped_burst(answer, n: int):
+    r, w = os.pipe()
+    try:
+        tasks = [functools.partial(_wait_for_go, r) for _ in range(n - 1)]
+        tasks.append(functools.partial(_stop_parent_and_release, r, w, n - 1))
+        return answer(tasks)
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def _previous_chld(signum, frame) -> None:
+    pass
+
+
+def _reap_with_previous(answer, tasks):
+    signal.signal(signal.SIGCHLD, _previous_chld)
+    value = answer(tasks)
+    return value, signal.getsignal(signal.SIGCHLD) is _previous_chld
+
+
+def _codes(attempt, n: int) -> dict:
+    got = attempt.value
+    expect(isinstance(got, dict), f"expected a dict {{pid: exit code}}, got {got!r}")
+    expect(len(got) == n and attempt.result.pid not in got,
+           f"expected {n} child pids, got {sorted(got)}")
+    return got
+
+
+@REAPER.check("three children's exit codes come back",
+              hint="The handler loops: pid, status = os.waitpid(-1, os.WNOHANG) until pid == 0 "
+                   "or ChildProcessError, storing os.waitstatus_to_exitcode(status).")
+def _(answer):
+    _callable(answer)
+    got = _codes(call(answer, [functools.partial(_code, i) for i in range(3)]), 3)
+    expect(sorted(got.values()) == [0, 1, 2],
+           f"children exiting with 0, 1 and 2 gave {sorted(got.values())}")
+
+
+@REAPER.check("the SIGCHLD handler is installed before the first fork",
+              hint="A child can end before fork even returns in the parent: install the "
+                   "handler first, then fork.")
+def _(answer):
+    _callable(answer)
+    got = _codes(call(answer, [_handler_inherited] * 3), 3)
+    expect(all(v == 1 for v in got.values()),
+           "some children were forked while your process had no SIGCHLD handler yet "
+           "(children inherit the handlers of their parent at fork time)")
+
+
+@REAPER.check("twenty children that end while your process is stopped are all reaped",
+              points=2,
+              hint="SIGCHLD does not queue: one signal may stand for many ended children. "
+                   "In the handler, call os.waitpid(-1, os.WNOHANG) in a loop until it "
+                   "returns pid 0.")
+def _(answer):
+    _callable(answer)
+    try:
+        attempt = call(_stopped_burst, answer, 20, timeout=4)
+    except CheckFailed as e:
+        raise CheckFailed(f"{e}. Nineteen children ended while your process was stopped; it "
+                          "then received a single SIGCHLD for all of them, and your handler "
+                          "did not reap them all") from None
+    got = _codes(attempt, 20)
+    expect(sorted(got.values()) == [3] * 20, f"expected twenty exit codes 3, got {got!r}")
+    expect_clean(attempt)
+
+
+@REAPER.check("the previous SIGCHLD handler is back, and no zombie is left",
+              hint="Restore the old handler in a finally block, after the last child is "
+                   "reaped.")
+def _(answer):
+    _callable(answer)
+    attempt = call(_reap_with_previous, answer, [functools.partial(_code, i) for i in range(5)])
+    got, restored = attempt.value
+    expect(restored, "the SIGCHLD handler that was there before your function ran was not "
+                     "put back")
+    expect_clean(attempt)
+
+
+# --- 01.signal_puzzle -----------------------------------------------------------------
+
+PUZZLE = Exercise("01.signal_puzzle", "Choose the signals: make the gatekeeper print this")
+
+GATE = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+PUZZLE_TARGET = ["hup", "usr2", "open", "usr1", "closed", "usr1", "usr2", "open", "bye"]
+
+
+def gatekeeper(ready):
+    """The puzzle's child process.
+
+    It starts with the gate closed: SIGHUP, SIGUSR1 and SIGUSR2 blocked.
+    SIGHUP, SIGUSR1, SIGUSR2: print "hup", "usr1" or "usr2".
+    SIGTERM: toggle the gate. Closed -> unblock the three, then print "open";
+             open -> block the three, then print "closed".
+    SIGINT:  print "bye" and end with exit code 0.
+    Every other signal keeps its default action.
+    """
+    is_open = False
+
+    def say(signum, frame):
+        print(signal.Signals(signum).name[3:].lower())
+
+    def toggle(signum, frame):
+        nonlocal is_open
+        if is_open:
+            signal.pthread_sigmask(signal.SIG_BLOCK, GATE)
+            print("closed")
+        else:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, GATE)
+            print("open")
+        is_open = not is_open
+
+    def leave(signum, frame):
+        print("bye")
+        sys.exit(0)
+
+    for s in GATE:
+        signal.signal(s, say)
+    signal.signal(signal.SIGTERM, toggle)
+    signal.signal(signal.SIGINT, leave)
+    signal.pthread_sigmask(signal.SIG_BLOCK, GATE)
+    ready()
+    while True:
+        signal.pause()
+
+
+def _first_difference(got: list[str], want: list[str]) -> str:
+    for i, (g, w) in enumerate(zip(got, want)):
+        if g != w:
+            return f"line {i + 1} is {g!r}, expected {w!r}"
+    if len(got) == len(want):
+        return "they are the same"
+    if len(got) < len(want):
+        return f"it stopped after {len(got)} lines; line {len(got) + 1} should be " \
+               f"{want[len(got)]!r}"
+    return f"it printed {len(got) - len(want)} lines too many, from {got[len(want)]!r} on"
+
+
+@PUZZLE.check("the gatekeeper prints exactly the target and exits with code 0", points=3,
+              hint="Signals sent while the gate is closed wait, merge, and come out in "
+                   "signal-number order (SIGHUP 1, SIGUSR1 10, SIGUSR2 12) the moment it opens, "
+                   "before 'open' is printed.")
+def _(answer):
+    _callable(answer)
+    chosen = call(answer).value
+    expect(isinstance(chosen, (list, tuple)) and chosen,
+           f"expected a list of signals such as ['SIGUSR1', 'SIGTERM'], got {chosen!r}")
+    expect(len(chosen) <= 40, f"at most 40 signals, please; you chose {len(chosen)}")
+    try:
+        sigs = [to_signal(s) for s in chosen]
+    except ValueError as e:
+        raise CheckFailed(str(e).split("; valid")[0]) from None
+    result = replay(gatekeeper, sigs, timeout=15)
+    names = " ".join(s.name[3:] for s in sigs)
+    expect(result.output == PUZZLE_TARGET,
+           f"sending {names} made the gatekeeper print {result.output}; "
+           f"{_first_difference(result.output, PUZZLE_TARGET)}")
+    expect(result.status == "exited with code 0",
+           f"the output is right, but the gatekeeper {result.status}; it must end by itself "
+           "with exit code 0")
+
