@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import html
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._janitor import MQUEUE_DIR, SHM_DIR, unlink_name
+from ._janitor import MQUEUE_DIR, SESSION_PID, SHM_DIR, UID, pid_alive, unlink_name
 from .errors import ChildError, LabTimeout
 from .processes import Child, ChildResult, run, start
 
@@ -31,6 +32,7 @@ __all__ = ["check", "run_checks", "CheckResult", "CheckReport", "Exercise", "Che
            "NotDone", "call", "launch", "Launched", "expect", "expect_clean", "exercises"]
 
 PASSED, FAILED, NOT_DONE, ERROR = "passed", "failed", "not done", "error"
+_LAB_NAME = re.compile(r"(?:sem\.)?labkit_\d+_(\d+)_")
 
 
 class CheckFailed(AssertionError):
@@ -183,14 +185,24 @@ def _open_fds() -> dict[int, str]:
 
 
 def _named_objects() -> set[tuple[str, str]]:
+    """Our named objects, except those of other live labkit sessions (not the answer's)."""
     found = set()
     for directory, kind in ((SHM_DIR, "shm"), (MQUEUE_DIR, "mq")):
-        if directory.is_dir():
-            for entry in os.listdir(directory):
-                if kind == "shm" and entry.startswith("sem."):
-                    found.add(("sem", "/" + entry[4:]))
-                else:
-                    found.add((kind, "/" + entry))
+        if not directory.is_dir():
+            continue
+        for entry in os.listdir(directory):
+            owner = _LAB_NAME.match(entry)
+            if owner and int(owner.group(1)) != SESSION_PID and pid_alive(int(owner.group(1))):
+                continue  # another kernel's object, created meanwhile: not the answer's doing
+            try:
+                if os.lstat(directory / entry).st_uid != UID:
+                    continue
+            except FileNotFoundError:
+                continue
+            if kind == "shm" and entry.startswith("sem."):
+                found.add(("sem", "/" + entry[4:]))
+            else:
+                found.add((kind, "/" + entry))
     return found
 
 

@@ -145,3 +145,21 @@ def test_launch_lets_a_check_act_on_the_running_answer():
         assert running.finish().value == "SIGUSR1"
     os.close(ready_r)
     os.close(ready_w)
+
+
+def test_hygiene_leaves_other_sessions_objects_alone(toy):
+    import posix_ipc
+
+    neighbour = os.getppid()  # a live process, standing for another kernel's labkit session
+    name = f"/labkit_{os.getuid()}_{neighbour}_shm_cafe01"
+
+    def busy_neighbour(x):  # the other session happens to create its object meanwhile
+        posix_ipc.SharedMemory(name, posix_ipc.O_CREAT, size=4096).close_fd()
+        return 2 * x
+
+    try:
+        result = run_checks("99.toy", busy_neighbour)[1]
+        assert result.status == PASSED, result.message
+        assert os.path.exists(f"/dev/shm{name}")
+    finally:
+        posix_ipc.unlink_shared_memory(name)
