@@ -14,6 +14,7 @@ process that died would wait forever.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import math
@@ -26,13 +27,15 @@ import stat
 import statistics
 import struct
 import subprocess
+import sys
 import termios
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import objects
 from ._platform import LINUX
 from .errors import LabError, LabTimeout, NotSupportedHere
 from .processes import run, start_workers
@@ -43,7 +46,7 @@ __all__ = [
     "FillTrace", "record_fill", "plot_fill",
     "Interleaving", "interleaving", "plot_interleaving", "plot_tears",
     "Throughput", "throughput", "plot_throughput",
-    "open_fifo",
+    "open_fifo", "FifoServer", "fifo_server",
 ]
 
 PIPE_BUF: int = select.PIPE_BUF  # writes up to this many bytes are atomic (4096 on Linux)
@@ -926,3 +929,108 @@ def open_fifo(path: str | os.PathLike, mode: str = "r", timeout: float = 5.0) ->
             raise
     os.set_blocking(fd, True)
     return fd
+
+
+# The question server of :func:`fifo_server`: a separate Python program, so that it shares
+# nothing with its clients but the FIFO's path. It never creates or truncates a file: a reply
+# path that is not a FIFO is refused.
+_SERVER = r'''
+import errno, os, re, signal, stat, sys, time
+
+path, lifetime = sys.argv[1], float(sys.argv[2])
+signal.alarm(max(1, round(lifetime)))  # a safety net: never outlive the lab by long
+requests = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+keep = os.open(path, os.O_WRONLY)      # our own writer: no end of file between clients
+os.set_blocking(requests, True)
+
+
+def answer(question):
+    count = re.fullmatch(r"count to (\d{1,6})", question.strip())
+    if count:
+        return " ".join(str(i) for i in range(1, int(count.group(1)) + 1))
+    return question.upper()
+
+
+def reply(reply_path, text):
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            fd = os.open(reply_path, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError as e:
+            if e.errno != errno.ENXIO:
+                return "cannot open: " + e.strerror
+            if time.monotonic() > deadline:
+                return "nobody opened the reply FIFO for reading"
+            time.sleep(0.002)
+    try:
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return "not a FIFO"
+        os.set_blocking(fd, True)
+        data = text.encode()
+        while data:
+            data = data[os.write(fd, data):]
+        return "answered"
+    except BrokenPipeError:
+        return "the client stopped reading"
+    finally:
+        os.close(fd)
+
+
+with open(requests, encoding="utf-8", errors="replace", newline="\n") as lines:
+    for line in lines:
+        reply_path, tab, question = line.rstrip("\n").partition("\t")
+        status = reply(reply_path, answer(question)) if tab else "bad request"
+        print(status + "\t" + reply_path, flush=True)
+'''
+
+
+@dataclass
+class FifoServer:
+    """A running :func:`fifo_server`: its request FIFO, and (once stopped) what it did."""
+
+    path: Path
+    served: list[tuple[str, str]] = field(default_factory=list)  # (status, reply path)
+
+
+@contextlib.contextmanager
+def fifo_server(lifetime: float = 60.0) -> Iterator[FifoServer]:
+    """Run a small question server as a separate program, reachable only through a FIFO.
+
+    The server reads requests from the FIFO ``server.path``: one line each,
+    ``reply_path + "\\t" + question + "\\n"``. For each it opens the FIFO at
+    ``reply_path`` for writing, writes the answer (the question in capitals;
+    ``"count to N"`` gives the numbers 1 to N) and closes it, which is the
+    client's end of file. It is stopped when the block ends, and after
+    ``lifetime`` seconds in any case; ``server.served`` then lists each
+    request's outcome and reply path.
+
+    >>> from labkit import objects
+    >>> with fifo_server() as server, objects.scope() as objs:
+    ...     reply = objs.fifo("reply")
+    ...     with open(server.path, "w") as requests:
+    ...         _ = requests.write(f"{reply}\\thello\\n")
+    ...     with open(reply) as answer:
+    ...         print(answer.read())
+    HELLO
+    >>> server.served[0][0]
+    'answered'
+    """
+    _seconds("lifetime", lifetime, 1, 3600)
+    with objects.scope() as objs:
+        server = FifoServer(objs.fifo("server"))
+        proc = subprocess.Popen([sys.executable, "-c", _SERVER, str(server.path),
+                                 str(lifetime)], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        try:
+            yield server
+        finally:
+            proc.terminate()
+            try:
+                log, _ = proc.communicate(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                log, _ = proc.communicate()
+            for line in log.decode(errors="replace").splitlines():
+                status, _, reply_path = line.partition("\t")
+                server.served.append((status, reply_path))

@@ -370,3 +370,48 @@ def test_every_plot_draws_from_the_data_alone():
     for ax in axes:
         assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
     plt.close("all")
+
+
+# --- the FIFO question server ---------------------------------------------------------
+
+
+def _ask(server_path: str, question: str) -> str:
+    with objects.scope() as objs:
+        reply = objs.fifo("reply")
+        fd = os.open(server_path, os.O_WRONLY)
+        os.write(fd, f"{reply}\t{question}\n".encode())
+        os.close(fd)
+        with open(reply) as answer:
+            return answer.read()
+
+
+def test_the_fifo_server_answers_unrelated_clients_and_stops():
+    with pipes.fifo_server() as server:
+        assert server.path.exists()
+        got = labkit.run_workers(lambda i: _ask(str(server.path), f"client {i}"), 3,
+                                 show=False).values
+        long = labkit.run(_ask, str(server.path), "count to 20000", show=False).value
+    assert got == ["CLIENT 0", "CLIENT 1", "CLIENT 2"]
+    assert long.split() == [str(i) for i in range(1, 20001)]
+    assert [status for status, _ in server.served] == ["answered"] * 4
+    assert not server.path.exists()
+
+
+def test_the_fifo_server_never_writes_into_a_plain_file(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    with pipes.fifo_server() as server:
+        fd = pipes.open_fifo(server.path, "w", timeout=5)
+        os.write(fd, f"{victim}\tgotcha\nno tab here\n".encode())
+        os.close(fd)
+        # requests are served in order: once this one is answered, so were the two above
+        assert labkit.run(_ask, str(server.path), "last", show=False).value == "LAST"
+    assert victim.read_text() == "precious"
+    assert server.served[:2] == [("not a FIFO", str(victim)), ("bad request", "no tab here")]
+
+
+@pytest.mark.parametrize("bad", [0, -1, math.inf, "60"])
+def test_bad_server_lifetimes_are_refused(bad):
+    with pytest.raises(ValueError, match="lifetime must be"):
+        with pipes.fifo_server(lifetime=bad):
+            pass
