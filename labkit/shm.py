@@ -531,8 +531,9 @@ def plot_bytes(snap: SegmentBytes, fields: list[tuple[str, int, int]] | None = N
                 ax.add_patch(patches.Rectangle((j % 16 - 0.5, j // 16 - 0.5), run_len, 1,
                                                fill=False, lw=2, ec="#1f5fbf"))
                 if j == start:
-                    ax.text(j % 16 - 0.4, j // 16 - 0.28, name, fontsize=7, color="#1f5fbf",
-                            va="center", ha="left")
+                    ax.text(j % 16 - 0.42, j // 16 - 0.3, name, fontsize=7, color="#1f5fbf",
+                            va="center", ha="left",
+                            bbox={"fc": "white", "ec": "none", "pad": 0.5, "alpha": 0.85})
     ax.set_xticks(range(16), [f"+{i:x}" for i in range(16)])
     ax.set_yticks(range(rows), [str(snap.offset + 16 * r) for r in range(rows)])
     return ax

@@ -1,0 +1,528 @@
+"""Checks for the exercises of lesson 03 (shared memory).
+
+Every answer runs through :func:`labkit.checking.call`, wrapped so that its
+process also reports shared mappings still in place when the answer returned
+(a NumPy or ctypes view kept alive, an ``mmap`` never closed). The checker
+itself notes names that appear in ``/dev/shm`` during a call and stay: a
+segment leaked by an answer that raised or whose process died, which the
+answer's own process cannot report. The segments a check hands to an answer
+are made here with :class:`labkit.shm.Segment`, and the check reads them
+through its own mapping, in a process other than the answer's.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import gc
+import os
+import re
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .._janitor import SESSION_PID, SHM_DIR, unlink_name
+from ..checking import Attempt, CheckFailed, Exercise, call, expect
+from ..shm import Segment
+
+
+class Reading(ctypes.Structure):
+    """The record of 03.record (the exercise notebook defines the same)."""
+
+    _fields_ = [("sensor", ctypes.c_int32), ("count", ctypes.c_uint32),
+                ("value", ctypes.c_double), ("unit", ctypes.c_char * 8)]
+
+
+class Node(ctypes.Structure):
+    """A node of 03.linked_list: a value and the offset of the next node (0: none)."""
+
+    _fields_ = [("value", ctypes.c_int64), ("next", ctypes.c_int64)]
+
+
+SLOT = np.dtype([("pid", np.int64), ("total", np.int64)])
+
+
+# --- running an answer and judging its hygiene -----------------------------------------
+
+
+def _shared_maps() -> set[str]:
+    """This process's mappings of shared memory objects (and anonymous shared memory)."""
+    try:
+        with open("/proc/self/maps") as f:
+            return {line.strip() for line in f
+                    if "/dev/shm/" in line or "/dev/zero (deleted)" in line}
+    except FileNotFoundError:
+        return set()  # no /proc (macOS): mappings cannot be judged
+
+
+def _watched(answer: Any, *args: Any) -> tuple[Any, list[str]]:
+    """Run in the answer's process: the answer's value, and mappings it left in place."""
+    before = _shared_maps()
+    value = answer(*args)
+    gc.collect()                      # views that are merely unreferenced do not count
+    return value, sorted(_shared_maps() - before)
+
+
+_LAB = re.compile(r"(?:sem\.)?labkit_\d+_(\d+)_")
+
+
+def _entries() -> set[str]:
+    """Entries of /dev/shm that an answer run from this session could have made.
+
+    Lab names of other sessions (a concurrent test run, a stale object a test
+    planted on purpose) and multiprocessing's own locks are never counted, and
+    so never removed.
+    """
+    found = set()
+    for entry in os.listdir(SHM_DIR) if SHM_DIR.is_dir() else []:
+        m = _LAB.match(entry)
+        if entry.startswith("sem.mp-") or (m and int(m.group(1)) != SESSION_PID):
+            continue
+        found.add(entry)
+    return found
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """One call of an answer: what it did, and what it left."""
+
+    attempt: Attempt
+    leftover_names: tuple[str, ...]
+
+    @property
+    def returned(self) -> bool:
+        return self.attempt.result.returned and not self.attempt.result.escaped
+
+    @property
+    def value(self) -> Any:
+        return self.attempt.value[0]
+
+    @property
+    def pid(self) -> int:
+        return self.attempt.result.pid
+
+    @property
+    def problems(self) -> list[str]:
+        problems = list(self.attempt.problems)
+        if self.returned:
+            problems += [f"a shared mapping was still in place when your function returned "
+                         f"({_describe_map(line)}): close every mmap or segment, and do not "
+                         "keep NumPy or ctypes views of it" for line in self.attempt.value[1]]
+        problems += [f"shm /{name} was left behind (labkit removed it)"
+                     for name in self.leftover_names]
+        return problems
+
+
+def _describe_map(line: str) -> str:
+    parts = line.split(maxsplit=5)
+    return parts[5] if len(parts) == 6 else line
+
+
+def _run(fn: Any, *args: Any, timeout: float | None = None) -> _Outcome:
+    """Call an answer function in its own process, watching its mappings and names."""
+    if not callable(fn):
+        raise CheckFailed(f"expected a function, got {fn!r}")
+    before = _entries()
+    try:
+        attempt = call(_watched, fn, *args, timeout=timeout)
+    finally:
+        leftovers = sorted(_entries() - before)
+        for entry in leftovers:
+            if entry.startswith("sem."):
+                unlink_name("sem", "/" + entry[4:])
+            else:
+                unlink_name("shm", "/" + entry)
+    return _Outcome(attempt, tuple(e for e in leftovers if not e.startswith("sem.")))
+
+
+def _expect_tidy(outcome: _Outcome, who: str) -> None:
+    problems = outcome.problems
+    expect(not problems, f"{who} did not clean up: " + "; ".join(problems))
+
+
+def _pair(answer: Any, first: str, second: str) -> tuple[Any, Any]:
+    expect(isinstance(answer, tuple) and len(answer) == 2,
+           f"pass both functions as a pair: labkit.check(..., ({first}, {second})), "
+           f"got {answer!r}")
+    return answer
+
+
+def _check_segment(size: int) -> Segment:
+    return Segment.create(size, label="check")
+
+
+# --- 03.record ---------------------------------------------------------------------------
+
+RECORD = Exercise("03.record", "A record in a named segment, across processes")
+
+
+def _record_of(seg: Segment) -> tuple:
+    r = Reading.from_buffer_copy(seg.buf)
+    return (r.sensor, r.count, r.value, r.unit)
+
+
+def _fields(t: tuple) -> str:
+    return f"sensor={t[0]!r}, count={t[1]!r}, value={t[2]!r}, unit={t[3]!r}"
+
+
+@RECORD.check("publish writes the record where a reader expects it", points=2,
+              hint="Attach by name (shm.Segment.attach(name)), lay a Reading over offset 0 "
+                   "(seg.struct(Reading)) and set its fields; the field order and types of "
+                   "Reading are the layout both sides agree on.")
+def _(answer):
+    publish, _ = _pair(answer, "publish", "read_record")
+    with _check_segment(ctypes.sizeof(Reading)) as seg:
+        _run(publish, seg.name, 7, 21.5, b"degC").value
+        got = _record_of(seg)
+    want = (7, 1, 21.5, b"degC")
+    expect(got == want, f"after publish(name, 7, 21.5, b'degC') on a fresh segment, another "
+                        f"process reads {_fields(got)}; expected {_fields(want)}")
+
+
+@RECORD.check("publishing twice counts 2 and keeps the latest values",
+              hint="count is a counter: add 1 to what the segment already holds (record.count "
+                   "+= 1), the other fields are overwritten.")
+def _(answer):
+    publish, _ = _pair(answer, "publish", "read_record")
+    with _check_segment(ctypes.sizeof(Reading)) as seg:
+        _run(publish, seg.name, 1, 1.0, b"V").value
+        _run(publish, seg.name, 2, -0.5, b"mV").value
+        got = _record_of(seg)
+    want = (2, 2, -0.5, b"mV")
+    expect(got == want, f"after two publishes (sensor 1, then sensor 2 with -0.5 mV) the "
+                        f"segment holds {_fields(got)}; expected {_fields(want)}")
+
+
+@RECORD.check("read_record reads a record another process wrote", points=2,
+              hint="Attach read-only (shm.Segment.attach(name, readonly=True)) and copy the "
+                   "record out: Reading.from_buffer_copy(seg.buf); return plain values.")
+def _(answer):
+    _, read_record = _pair(answer, "publish", "read_record")
+    with _check_segment(ctypes.sizeof(Reading)) as seg:
+        record = seg.struct(Reading)
+        record.sensor, record.count, record.value, record.unit = 3, 5, -1.25, b"kPa"
+        del record
+        got = _run(read_record, seg.name).value
+    want = (3, 5, -1.25, b"kPa")
+    expect(isinstance(got, (tuple, list)) and tuple(got) == want,
+           f"read_record returned {got!r}; expected the tuple {want!r} "
+           "(sensor, count, value, unit, with unit as bytes)")
+
+
+@RECORD.check("written by publish in one process, read by read_record in another",
+              hint="Both functions must use the same layout: the Reading structure at offset 0.")
+def _(answer):
+    publish, read_record = _pair(answer, "publish", "read_record")
+    with _check_segment(ctypes.sizeof(Reading)) as seg:
+        _run(publish, seg.name, 11, 3.5, b"Hz").value
+        got = _run(read_record, seg.name).value
+    want = (11, 1, 3.5, b"Hz")
+    expect(isinstance(got, (tuple, list)) and tuple(got) == want,
+           f"publish(name, 11, 3.5, b'Hz') then read_record(name) gave {got!r}; "
+           f"expected {want!r}")
+
+
+@RECORD.check("both leave the segment to its owner and clean up",
+              hint="Detach (leave the with block, or close the mmap and the descriptor); never "
+                   "unlink a segment you did not create: the caller still uses it.")
+def _(answer):
+    publish, read_record = _pair(answer, "publish", "read_record")
+    with _check_segment(ctypes.sizeof(Reading)) as seg:
+        for fn, args, who in ((publish, (seg.name, 4, 2.0, b"s"), "publish"),
+                              (read_record, (seg.name,), "read_record")):
+            outcome = _run(fn, *args)
+            outcome.value
+            expect(os.path.exists(seg.path), f"the segment no longer exists after {who}: it "
+                   "belongs to the caller; detach from it, do not unlink it")
+            _expect_tidy(outcome, who)
+
+
+# --- 03.parallel_sum ---------------------------------------------------------------------
+
+PARALLEL_SUM = Exercise("03.parallel_sum", "A parallel sum into disjoint slots")
+
+
+def _sum_case(answer: Any, data: np.ndarray, n: int) -> tuple[_Outcome, Any, Any]:
+    outcome = _run(answer, data, n)
+    got = outcome.value
+    expect(isinstance(got, tuple) and len(got) == 2 and isinstance(got[1], (list, tuple)),
+           f"expected (total, slots) with slots a list of (pid, total) pairs, got {got!r}")
+    total, slots = got
+    expect(len(slots) == n and all(isinstance(s, (tuple, list)) and len(s) == 2 for s in slots),
+           f"expected {n} slots, one (pid, total) pair per worker, got {slots!r}")
+    return outcome, total, [(int(p), int(t)) for p, t in slots]
+
+
+def _parts(data: np.ndarray, n: int) -> list[int]:
+    return [int(part.sum()) for part in np.array_split(data, n)]
+
+
+@PARALLEL_SUM.check("the total is right (4 workers, 100,001 numbers)", points=2,
+                    hint="Add up the workers' slot totals after every worker has ended.")
+def _(answer):
+    data = np.random.default_rng(3).integers(-10**6, 10**6, 100_001)
+    _, total, slots = _sum_case(answer, data, 4)
+    expect(total == int(data.sum()), f"parallel_sum returned total {total!r}; the numbers "
+                                     f"add up to {int(data.sum())}")
+
+
+@PARALLEL_SUM.check("each slot holds its part's sum, written by its own worker process",
+                    points=2,
+                    hint="Worker i sums np.array_split(data, n)[i] and writes (os.getpid(), sum) "
+                         "into slot i of an array that lives in shared memory (a plain NumPy "
+                         "array is copied into each child at fork).")
+def _(answer):
+    data = np.random.default_rng(4).integers(0, 1000, 10_000)
+    outcome, _, slots = _sum_case(answer, data, 4)
+    totals, pids = [t for _, t in slots], [p for p, _ in slots]
+    want = _parts(data, 4)
+    if totals != want and not any(totals):
+        raise CheckFailed(f"the slot totals came back as {totals}, but the parts sum to {want}: "
+                          "the workers wrote into their own copies, not into shared memory")
+    expect(totals == want, f"the slot totals are {totals}; the parts "
+                           f"np.array_split(data, 4) sum to {want}")
+    expect(len(set(pids)) == 4 and outcome.pid not in pids and 0 not in pids,
+           f"the slots carry the pids {pids}: expected four different worker processes, none "
+           f"of them the process that called parallel_sum ({outcome.pid})")
+
+
+@PARALLEL_SUM.check("one worker, and more workers than numbers",
+                    hint="np.array_split gives empty parts when n > len(data); their sum is 0.")
+def _(answer):
+    data = np.arange(1, 11)
+    for d, n in ((data, 1), (data[:5], 7)):
+        _, total, slots = _sum_case(answer, d, n)
+        want = _parts(d, n)
+        expect(total == int(d.sum()) and [t for _, t in slots] == want,
+               f"parallel_sum({d.tolist()}, {n}) gave total {total} and slot totals "
+               f"{[t for _, t in slots]}; expected {int(d.sum())} and {want}")
+
+
+@PARALLEL_SUM.check("nothing is left behind: no segment, mapping, descriptor or child",
+                    hint="Create the slots in a with block (shm.Segment.create), wait for every "
+                         "worker, and return plain ints copied out of shared memory, not views.")
+def _(answer):
+    outcome, _, _ = _sum_case(answer, np.arange(100), 3)
+    _expect_tidy(outcome, "parallel_sum")
+
+
+# --- 03.linked_list ----------------------------------------------------------------------
+
+LINKED_LIST = Exercise("03.linked_list", "An offset-based linked list across processes")
+
+
+def _list_segment(n: int) -> Segment:
+    return _check_segment(8 + 16 * max(2 * n, 1))
+
+
+def _walk_offsets(seg: Segment) -> list[int]:
+    """Follow the list the way the exercise defines it; fail clearly on a bad offset."""
+    values: list[int] = []
+    where = "the header (offset 0)"
+    offset = ctypes.c_int64.from_buffer_copy(seg.buf, 0).value
+    while offset:
+        if not (8 <= offset <= seg.size - 16) or offset % 8:
+            looks = (" It looks like an address in the builder's process: store offsets from "
+                     "the start of the segment instead." if offset > seg.size else "")
+            raise CheckFailed(f"{where} points to {offset:#x}, which is not the offset of a "
+                              f"node inside the segment ({seg.size} bytes; nodes start at "
+                              f"offset 8 or later, on a multiple of 8).{looks}")
+        if len(values) > seg.size // 16:
+            raise CheckFailed(f"the list never ends: after {len(values)} nodes it is still "
+                              "going (a next offset points back into the list; the last node's "
+                              "next must be 0)")
+        node = Node.from_buffer_copy(seg.buf, offset)
+        values.append(node.value)
+        where = f"node {len(values) - 1} (offset {offset})"
+        offset = node.next
+    return values
+
+
+def _lay_out(seg: Segment, values: list[int], seed: int) -> None:
+    """Write a list with the nodes in a shuffled order, as any builder might."""
+    slots = np.random.default_rng(seed).permutation(max(2 * len(values), 1))[:len(values)]
+    offsets = [8 + 16 * int(s) for s in slots]
+    for value, here, after in zip(values, offsets, [*offsets[1:], 0]):
+        node = seg.struct(Node, here)
+        node.value, node.next = value, after
+        del node
+    seg.struct(ctypes.c_int64).value = offsets[0] if offsets else 0
+
+
+@LINKED_LIST.check("build_list stores offsets that another process can follow", points=2,
+                   hint="Offset 0 holds the offset of the first node; each node's next holds "
+                        "the offset of the following node, 0 for the last. Offsets count from "
+                        "the start of the segment, never ctypes.addressof(...).")
+def _(answer):
+    build, _ = _pair(answer, "build_list", "walk_list")
+    values = [5, -3, 8, 2**40]
+    with _list_segment(len(values)) as seg:
+        _run(build, seg.name, values).value
+        got = _walk_offsets(seg)
+    expect(got == values, f"after build_list(name, {values}) another process walking the "
+                          f"offsets finds {got}")
+
+
+@LINKED_LIST.check("walk_list follows the offsets, wherever the nodes are", points=2,
+                   hint="Start at the offset stored at 0; read the Node at that offset of your "
+                        "own mapping (Node.from_buffer_copy(seg.buf, offset)), take its value, "
+                        "move to node.next; stop at 0. The nodes need not be in order.")
+def _(answer):
+    _, walk = _pair(answer, "build_list", "walk_list")
+    values = [10, 20, 30, 40, 50, 60]
+    with _list_segment(len(values)) as seg:
+        _lay_out(seg, values, seed=7)
+        outcome = _run(walk, seg.name)
+        if not outcome.returned and outcome.attempt.result.status.signal_name == "SIGSEGV":
+            raise CheckFailed("the process running walk_list was killed by SIGSEGV: it used a "
+                              "stored number as an address. They are offsets from the start "
+                              "of the segment, to be read from your own mapping")
+        got = outcome.value
+    expect(isinstance(got, list) and got == values,
+           f"walk_list returned {got!r} for a list holding {values} (its nodes stored out of "
+           "order in the segment)")
+
+
+@LINKED_LIST.check("an empty list has a head of 0, both ways",
+                   hint="With no values, build_list writes 0 at offset 0; walk_list then "
+                        "returns [].")
+def _(answer):
+    build, walk = _pair(answer, "build_list", "walk_list")
+    with _list_segment(0) as seg:
+        _lay_out(seg, [], seed=0)
+        got = _run(walk, seg.name).value
+        expect(got == [], f"walk_list returned {got!r} for an empty list (0 at offset 0)")
+        seg.buf[:8] = b"\xff" * 8     # garbage, which build_list must overwrite
+        _run(build, seg.name, []).value
+        head = ctypes.c_int64.from_buffer_copy(seg.buf, 0).value
+    expect(head == 0, f"build_list(name, []) left {head:#x} at offset 0; expected 0")
+
+
+@LINKED_LIST.check("built in one process, walked in another, and nothing left behind",
+                   hint="Neither function unlinks the segment (the caller owns it); both detach "
+                        "and keep no views.")
+def _(answer):
+    build, walk = _pair(answer, "build_list", "walk_list")
+    values = list(range(100, 120))
+    with _list_segment(len(values)) as seg:
+        built = _run(build, seg.name, values)
+        built.value
+        walked = _run(walk, seg.name)
+        got = walked.value
+        expect(got == values, f"build_list then walk_list gave {got!r}; expected {values}")
+        expect(os.path.exists(seg.path), "the segment no longer exists: it belongs to the "
+                                         "caller; detach from it, do not unlink it")
+        _expect_tidy(built, "build_list")
+        _expect_tidy(walked, "walk_list")
+
+
+# --- 03.lifecycle ------------------------------------------------------------------------
+
+LIFECYCLE = Exercise("03.lifecycle", "Create, share and destroy, even when a worker fails")
+
+
+def _stamp(i: int, name: str) -> None:
+    """A worker that writes i + 1 into byte i."""
+    with Segment.attach(name) as seg:
+        seg.buf[i] = i + 1
+
+
+def _report(i: int, name: str) -> None:
+    """Worker 0 writes the segment's mode (2 bytes) and its name from byte 16."""
+    if i == 0:
+        with Segment.attach(name) as seg:
+            mode = os.stat(f"{SHM_DIR}{name if name.startswith('/') else '/' + name}").st_mode
+            seg.buf[0:2] = (mode & 0o7777).to_bytes(2, "little")
+            encoded = name.encode()[:200]
+            seg.buf[16:16 + len(encoded)] = encoded
+
+
+def _meet(i: int, name: str, count: int) -> None:
+    """Say "here" in byte i, wait for all ``count`` workers, then mark byte count + i."""
+    with Segment.attach(name) as seg:
+        seg.buf[i] = 1
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            if all(seg.buf[:count]):
+                seg.buf[count + i] = 1
+                return
+            time.sleep(0.002)
+
+
+def _fails(i: int, name: str, how: str) -> None:
+    """Worker 1 fails (raises, or is killed); the others write as _stamp does."""
+    if i == 1:
+        if how == "raise":
+            raise ValueError("worker 1 fails on purpose")
+        os.kill(os.getpid(), signal.SIGKILL)
+    _stamp(i, name)
+
+
+@LIFECYCLE.check("four workers write into one segment, and you return what they wrote", points=2,
+                 hint="Create the segment, start the workers with its name "
+                      "(labkit.run_workers(work, n, seg.name)), wait for all of them, and return "
+                      "bytes(seg.buf): a copy, made before the segment goes.")
+def _(answer):
+    got = _run(answer, 4096, _stamp, 4).value
+    want = bytes([1, 2, 3, 4]) + bytes(4092)
+    expect(isinstance(got, bytes) and len(got) == 4096,
+           f"expected the segment's 4096 bytes as bytes, got {type(got).__name__} of "
+           f"length {len(got) if hasattr(got, '__len__') else '?'}")
+    expect(got == want, f"the first bytes came back as {list(got[:8])}; each worker i wrote "
+                        f"i + 1 into byte i, so expected {list(want[:8])}")
+
+
+@LIFECYCLE.check("the segment is private: mode 0600, and a fresh name each time",
+                 hint="shm.Segment.create(size) does both; by hand: posix_ipc.SharedMemory("
+                      "objects.lab_name(), posix_ipc.O_CREX, mode=0o600, size=size).")
+def _(answer):
+    names = []
+    for _ in range(2):
+        got = _run(answer, 4096, _report, 1).value
+        mode = int.from_bytes(got[0:2], "little")
+        expect(mode == 0o600, f"the segment had mode {mode:04o}; only its owner should be able "
+                              "to open it: 0600 (and create it with O_CREAT | O_EXCL)")
+        names.append(got[16:].rstrip(b"\0").decode(errors="replace"))
+    expect(names[0] != names[1], f"both calls used the name {names[0]!r}: a fixed name can be "
+                                 "taken (or planted) by someone else; make a fresh one each time")
+
+
+@LIFECYCLE.check("the workers run at the same time",
+                 hint="Start all workers before waiting for any (labkit.run_workers does), not "
+                      "one after the other.")
+def _(answer):
+    got = _run(answer, 64, functools.partial(_meet, count=3), 3, timeout=10).value
+    met = list(got[3:6])
+    expect(met == [1, 1, 1], f"only the workers {[i for i, m in enumerate(met) if m]} saw all "
+                             "three at once (each waited 1.5 s for the others): they did not "
+                             "run at the same time")
+
+
+@LIFECYCLE.check("a worker that raises: the segment is still destroyed, and you raise", points=2,
+                 hint="Put the cleanup in finally (or a with block), and let the failure out: "
+                      "labkit.run_workers(...).values raises ChildError if a worker failed.")
+def _(answer):
+    outcome = _run(answer, 4096, functools.partial(_fails, how="raise"), 3)
+    expect(not outcome.returned, "worker 1 raised ValueError, but your function returned "
+                                 "normally: after cleaning up, raise, so the caller knows")
+    expect(not outcome.problems, "when a worker raised, your function did not clean up: "
+           + "; ".join(outcome.problems))
+
+
+@LIFECYCLE.check("a worker that is killed: the segment is still destroyed, and you raise",
+                 hint="A worker killed by a signal returns nothing; its status says how it "
+                      "ended. Treat it as a failure, after cleaning up.")
+def _(answer):
+    outcome = _run(answer, 4096, functools.partial(_fails, how="kill"), 3)
+    expect(not outcome.returned, "worker 1 was killed by SIGKILL, but your function returned "
+                                 "normally: after cleaning up, raise, so the caller knows")
+    expect(not outcome.problems, "when a worker was killed, your function did not clean up: "
+           + "; ".join(outcome.problems))
+
+
+@LIFECYCLE.check("nothing is left behind after a normal run",
+                 hint="Every segment unlinked, every mapping closed, every worker waited for.")
+def _(answer):
+    _expect_tidy(_run(answer, 4096, _stamp, 2), "share_and_destroy")
