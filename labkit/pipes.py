@@ -380,7 +380,7 @@ def plot_fill(trace: FillTrace, ax: Any = None) -> Any:
         ax.axvspan(a * 1000, b * 1000, color="tab:orange", alpha=0.25, lw=0,
                    label="writer blocked in write()" if n == 0 else None)
     ax.set_ylim(bottom=0)
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="lower center", fontsize=8)
     return ax
 
 
@@ -528,47 +528,54 @@ _COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "t
 
 
 def plot_interleaving(result: Interleaving, ax: Any = None, limit: int | None = None) -> Any:
-    """Draw the stream as the reader got it: one row per writer, a bar per run of its bytes.
+    """Draw the stream as the reader got it: one row per writer, one bar per piece of a write.
 
-    Runs that belong to a torn write are outlined in red. ``limit`` shows only
-    the first ``limit`` bytes of the stream.
+    A write that arrived whole is one plain bar; the pieces of a torn write are
+    hatched and outlined in red. ``limit`` shows only the first ``limit`` bytes.
     """
+    from matplotlib.patches import Patch
+
     from .display import axes
 
     limit = result.stream_bytes if limit is None else limit
     ax = axes(f"{result.writers} writers, writes of {result.write_size} bytes: "
               f"{result.torn} of {result.total_writes} torn", "offset in the stream (KiB)",
               "writer", ax=ax, figsize=(8.0, 0.5 * result.writers + 1.6))
-    seen = [0] * result.writers
+    seen = [0] * result.writers       # bytes of each writer drawn so far
     for start, length, who in zip(result.run_starts, result.run_lengths, result.run_writers):
-        if start >= limit:
-            break
-        first = seen[who] // result.write_size
-        last = (seen[who] + length - 1) // result.write_size
-        seen[who] += length
-        torn = any(result.pieces[who][k] > 1 for k in range(first, last + 1))
-        ax.broken_barh([(start / 1024, length / 1024)], (who - 0.4, 0.8),
-                       facecolors=_COLOURS[who % len(_COLOURS)],
-                       edgecolors="red" if torn else "none", linewidth=0.8)
+        while length and start < limit:
+            k, offset = divmod(seen[who], result.write_size)   # write k of this writer
+            piece = min(length, result.write_size - offset)
+            torn = result.pieces[who][k] > 1
+            ax.broken_barh([(start / 1024, piece / 1024)], (who - 0.4, 0.8),
+                           facecolors=_COLOURS[who % len(_COLOURS)],
+                           edgecolors="red" if torn else "white",
+                           linewidth=0.8 if torn else 0.4, hatch="////" if torn else None)
+            start, length, seen[who] = start + piece, length - piece, seen[who] + piece
     ax.set_yticks(range(result.writers), [chr(ord("A") + i) for i in range(result.writers)])
     ax.set_xlim(0, limit / 1024)
-    ax.invert_yaxis()
+    ax.set_ylim(result.writers - 0.5, -0.5)
+    ax.legend(handles=[Patch(facecolor="lightgrey", edgecolor="white", label="a whole write"),
+                       Patch(facecolor="lightgrey", edgecolor="red", hatch="////",
+                             label="a piece of a torn write")],
+              loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     return ax
 
 
 def plot_tears(results: Sequence[Interleaving], ax: Any = None) -> Any:
-    """Fraction of torn writes against write size, with ``PIPE_BUF`` marked."""
+    """Percentage of torn writes for each write size, with ``PIPE_BUF`` marked."""
     from .display import axes
 
-    ax = axes("Torn writes against write size", "write size (bytes, log scale)",
+    ax = axes("Torn writes against write size", "write size (bytes)",
               "writes that arrived torn (%)", ax=ax)
     ordered = sorted(results, key=lambda r: r.write_size)
-    ax.plot([r.write_size for r in ordered], [100 * r.torn_fraction for r in ordered],
-            "o-", label="measured")
-    ax.axvline(PIPE_BUF, color="tab:red", ls="--", label=f"PIPE_BUF = {PIPE_BUF}")
-    ax.set_xscale("log", base=2)
-    ax.set_ylim(-5, 105)
-    ax.legend(fontsize=8)
+    colours = ["tab:green" if r.write_size <= PIPE_BUF else "tab:orange" for r in ordered]
+    ax.bar(range(len(ordered)), [100 * r.torn_fraction for r in ordered], color=colours)
+    ax.set_xticks(range(len(ordered)), [str(r.write_size) for r in ordered])
+    fits = sum(r.write_size <= PIPE_BUF for r in ordered)
+    ax.axvline(fits - 0.5, color="tab:red", ls="--", label=f"PIPE_BUF = {PIPE_BUF}")
+    ax.set_ylim(0, 105)
+    ax.legend(fontsize=8, loc="upper left")
     return ax
 
 
