@@ -958,6 +958,10 @@ def answer(question):
     return question.upper()
 
 
+def log(status, reply_path):
+    print(status + "\t" + reply_path, flush=True)
+
+
 def reply(reply_path, text):
     deadline = time.monotonic() + 5
     while True:
@@ -966,29 +970,33 @@ def reply(reply_path, text):
             break
         except OSError as e:
             if e.errno != errno.ENXIO:
-                return "cannot open: " + e.strerror
+                return log("cannot open: " + e.strerror, reply_path)
             if time.monotonic() > deadline:
-                return "nobody opened the reply FIFO for reading"
+                return log("nobody opened the reply FIFO for reading", reply_path)
             time.sleep(0.002)
+    status = "answered"
     try:
         if not stat.S_ISFIFO(os.fstat(fd).st_mode):
-            return "not a FIFO"
-        os.set_blocking(fd, True)
-        data = text.encode()
-        while data:
-            data = data[os.write(fd, data):]
-        return "answered"
+            status = "not a FIFO"
+        else:
+            os.set_blocking(fd, True)
+            data = text.encode()
+            while data:
+                data = data[os.write(fd, data):]
     except BrokenPipeError:
-        return "the client stopped reading"
+        status = "the client stopped reading"
     finally:
+        log(status, reply_path)  # before the close: the client's end of file comes after it
         os.close(fd)
 
 
 with open(requests, encoding="utf-8", errors="replace", newline="\n") as lines:
     for line in lines:
         reply_path, tab, question = line.rstrip("\n").partition("\t")
-        status = reply(reply_path, answer(question)) if tab else "bad request"
-        print(status + "\t" + reply_path, flush=True)
+        if tab:
+            reply(reply_path, answer(question))
+        else:
+            log("bad request", reply_path)
 '''
 
 
