@@ -282,20 +282,23 @@ def send_and_settle(pid: int, sig: SignalLike, timeout: float = 2.0) -> str:
             return "ended"
         if now.state in "ZX":
             return "ended"
+        caught = name in now.caught
         if name in now.pending:
             if name in now.blocked or now.state in "tT":
                 return "pending"
-        elif name in now.caught or before.in_sigwait:
-            if now.state == "S" and now.voluntary_switches > before.voluntary_switches:
-                return "handled"   # by a handler, or taken by sigwait
-            if now.state in "tT" and before.state not in "tT":
-                return "stopped"  # a handler for SIGTSTP/TTIN/TTOU that stopped itself
-        elif name in now.ignored or (_ACTIONS.get(name) == "ignore" and name not in now.caught):
+        elif name in now.ignored or (_ACTIONS.get(name) == "ignore" and not caught):
             return "ignored"
-        elif signum == signal.SIGCONT:
+        elif signum == signal.SIGCONT and not caught:
             return "continued"
-        elif _ACTIONS.get(name) == "stop" and now.state in "tT":
-            return "stopped"
+        elif _ACTIONS.get(name) == "stop" and not caught:
+            if now.state in "tT":
+                return "stopped"
+        elif now.state == "S" and now.voluntary_switches > before.voluntary_switches:
+            # It survived and sleeps again: a handler ran, or sigwait took the signal (a
+            # fatal default action would have ended it, never put it back to sleep).
+            return "handled"
+        elif caught and now.state in "tT" and before.state not in "tT":
+            return "stopped"  # a handler for SIGTSTP/TTIN/TTOU that stopped itself
         if time.monotonic() > deadline:
             return "unsettled"
         time.sleep(0.001)

@@ -283,9 +283,10 @@ def test_reaping_one_child_per_signal_is_caught():
         return codes
 
     failed = _failures("01.reaper", one_per_signal)
-    assert list(failed) == ["twenty children that end while your process is stopped are all "
-                            "reaped"]
-    assert "a single SIGCHLD for all of them" in next(iter(failed.values()))
+    # certain to fail here; with three children it may pass or fail, as their SIGCHLD happen
+    # to merge or not
+    stopped = "twenty children that end while your process is stopped are all reaped"
+    assert "a single SIGCHLD for all of them" in failed[stopped]
 
 
 def test_installing_the_handler_after_forking_is_caught():
