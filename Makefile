@@ -1,11 +1,12 @@
 # IPC Lab: `make lab` opens the course, `make test` runs every test.
 # Both create .venv and install the course into it first, if needed.
 PYTHON ?= python3
-VENV   := .venv
+VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+PYTHONS ?= 3.10 3.11 3.12 3.13
 
-.PHONY: lab test clean-venv
+.PHONY: lab test test-browser test-all-pythons clean-venv
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "IPC Lab needs Python 3.10 or newer; run: make PYTHON=python3.12 ...")'
@@ -20,5 +21,21 @@ lab: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# Every lesson in a real browser (Debian's chromium, driven by Playwright).
+test-browser: $(STAMP)
+	$(BIN)/python -m pytest tests/test_browser.py
+
+# The whole suite once per Python found (python3.X on the PATH, or under pyenv).
+test-all-pythons:
+	@for v in $(PYTHONS); do \
+	  exe=""; \
+	  for c in python$$v $$HOME/.pyenv/versions/$$v*/bin/python$$v; do \
+	    if $$c -c 'import sys' >/dev/null 2>&1; then exe=$$c; break; fi; \
+	  done; \
+	  if [ -z "$$exe" ]; then echo "== Python $$v: SKIPPED (not installed)"; continue; fi; \
+	  echo "== Python $$v: $$exe"; \
+	  $(MAKE) --no-print-directory test PYTHON=$$exe VENV=.venv-$$v || exit 1; \
+	done
+
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) .venv-3.*
