@@ -144,7 +144,11 @@ class Segment:
     destroys the name. As a ``with`` block, leaving it detaches, and the
     process that created the segment also unlinks it, even after an
     exception. A forked child inherits the mapping at the same address; pass
-    ``seg.name`` to an unrelated process, which calls ``Segment.attach(name)``.
+    ``seg.name`` to an unrelated process, which calls ``Segment.attach(name)``
+    (a pickled segment travels that way too). A segment dropped without
+    ``with`` is cleaned up when it is garbage collected or at exit; a forked
+    child that creates one must end its ``with`` block itself, because
+    ``os._exit`` skips all cleanup.
 
     >>> with Segment.create(4096) as seg:
     ...     seg.buf[:5] = b"hello"
@@ -366,6 +370,11 @@ class Segment:
 
         Views made with :meth:`array` or :meth:`struct` that are still in use
         keep the pages mapped until they are deleted. Closing twice is harmless.
+
+        >>> seg = Segment.create(4096)
+        >>> seg.close(); seg.closed, os.path.exists(seg.path)
+        (True, True)
+        >>> seg.unlink()
         """
         _detach(self._st)
 
@@ -375,6 +384,14 @@ class Segment:
         Raises:
             NoSuchSegment: the name was already unlinked, by this process or
                 another one.
+
+        >>> with Segment.create(4096) as seg:
+        ...     seg.unlink()
+        ...     seg.buf[0] = 1                    # the mapping still works
+        ...     seg.unlink()
+        Traceback (most recent call last):
+        ...
+        labkit.shm.NoSuchSegment: /labkit_..._seg_... was already unlinked by this process; a name can be unlinked only once
         """
         st = self._st
         if st.unlinked:
@@ -506,6 +523,8 @@ def plot_bytes(snap: SegmentBytes, fields: list[tuple[str, int, int]] | None = N
     ``fields`` (from :func:`struct_fields`, offsets relative to ``snap.offset``)
     outlines and names each field, so padding shows as unnamed bytes.
     Returns the Axes.
+
+    >>> plot_bytes(segment_bytes(seg, 0, 32), fields=struct_fields(Reading))  # doctest: +SKIP
     """
     import matplotlib.patches as patches
 
@@ -678,7 +697,10 @@ def two_mappings(seg: Segment, nbytes: int = 16) -> Mappings:
 
 def plot_mappings(m: Mappings, ax: Any = None) -> Any:
     """Draw the part of the address space that holds the segment in each process, side
-    by side, both joined to the one object in ``/dev/shm``. Returns the Axes."""
+    by side, both joined to the one object in ``/dev/shm``. Returns the Axes.
+
+    >>> plot_mappings(two_mappings(seg))  # doctest: +SKIP
+    """
     import matplotlib.patches as patches
     from matplotlib.ticker import FuncFormatter
 
@@ -888,7 +910,10 @@ def copy_benchmark(nbytes: int = 64 << 20, segment_bytes: int = 32 << 20,
 
 
 def plot_copy_bandwidth(b: CopyBenchmark, ax: Any = None) -> Any:
-    """Bars of GB/s (median, with the range of the trials) for the two copies. Returns Axes."""
+    """Bars of GB/s (median, with the range of the trials) for the two copies. Returns Axes.
+
+    >>> plot_copy_bandwidth(copy_benchmark())  # doctest: +SKIP
+    """
     mib = b.nbytes >> 20
     ax = axes(f"Copying {mib} MiB: the median of {len(b.numpy_seconds)} trials", "",
               "bandwidth (GB/s)", ax=ax, figsize=(7.0, 3.8))
@@ -910,7 +935,10 @@ def plot_copy_bandwidth(b: CopyBenchmark, ax: Any = None) -> Any:
 
 
 def plot_first_touch(b: CopyBenchmark, ax: Any = None) -> Any:
-    """Bars of the extra microseconds per page that the first touch of fresh pages costs."""
+    """Bars of the extra microseconds per page that the first touch of fresh pages costs.
+
+    >>> plot_first_touch(copy_benchmark())  # doctest: +SKIP
+    """
     ax = axes(f"First touch: extra cost per {b.page_size // 1024} KiB page "
               f"({b.pages} pages, median of {len(b.shared_first)})", "",
               "extra time per page (µs)", ax=ax, figsize=(7.0, 3.8))

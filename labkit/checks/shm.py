@@ -420,7 +420,8 @@ def _(answer):
 
 # --- 03.lifecycle ------------------------------------------------------------------------
 
-LIFECYCLE = Exercise("03.lifecycle", "Create, share and destroy, even when a worker fails")
+LIFECYCLE = Exercise("03.lifecycle", "Create, share and destroy, even when a worker fails",
+                     timeout=60.0)  # six calls; the one that checks concurrency may take 10 s
 
 
 def _stamp(i: int, name: str) -> None:
