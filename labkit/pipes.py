@@ -8,9 +8,10 @@ and the throughput for each write size next to ``dd`` measured in the same run.
 The ``plot_*`` functions take that data and return the Axes.
 
 FIFOs are created by :mod:`labkit.objects` (private directory, unique name,
-removed with their scope); this module only opens them with a timeout, because
-opening a FIFO blocks until the other side arrives, and a cell that waits for a
-process that died would wait forever.
+removed with their scope). This module opens them with a timeout, because
+opening a FIFO blocks until the other side arrives and a cell that waits for a
+process that died would wait forever; and :func:`fifo_server` runs a small
+question server as a separate program behind one, for the FIFO exercise.
 """
 from __future__ import annotations
 
