@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._janitor import MQUEUE_DIR, SESSION_PID, SHM_DIR, UID, pid_alive, unlink_name
+from ._janitor import MQUEUE_DIR, SESSION_PID, SHM_DIR, UID, unlink_name
 from .errors import ChildError, LabTimeout
 from .processes import Child, ChildResult, run, start
 
@@ -185,15 +185,15 @@ def _open_fds() -> dict[int, str]:
 
 
 def _named_objects() -> set[tuple[str, str]]:
-    """Our named objects, except those of other live labkit sessions (not the answer's)."""
+    """Our named objects, except other labkit sessions' (the answer's carry our session pid)."""
     found = set()
     for directory, kind in ((SHM_DIR, "shm"), (MQUEUE_DIR, "mq")):
         if not directory.is_dir():
             continue
         for entry in os.listdir(directory):
             owner = _LAB_NAME.match(entry)
-            if owner and int(owner.group(1)) != SESSION_PID and pid_alive(int(owner.group(1))):
-                continue  # another kernel's object, created meanwhile: not the answer's doing
+            if owner and int(owner.group(1)) != SESSION_PID:
+                continue  # another kernel's object (or a test's stale one): not the answer's
             try:
                 if os.lstat(directory / entry).st_uid != UID:
                     continue

@@ -373,6 +373,10 @@ class _Proc:
         self.started = time.monotonic()
         self.ended: float | None = None
         self.deadline = deadline
+        try:  # readable when the child ends: the wait loop wakes at once, no polling
+            self.pidfd: int | None = os.pidfd_open(pid)  # type: ignore[attr-defined]
+        except (AttributeError, OSError):
+            self.pidfd = None
         CLIENT.send(f"+ pg {pid} {deadline}")
 
     @property
@@ -390,6 +394,19 @@ class _Proc:
             self.status = status
             self.ended = time.monotonic()
             CLIENT.send(f"- pg {self.pid}")
+
+    @property
+    def died_abnormally(self) -> bool:
+        """Killed by a signal: its orphans, if any, may have come to us."""
+        return self.status is not None and self.status != _UNKNOWN and os.WIFSIGNALED(
+            self.status)
+
+    def close_pidfd(self, sel: selectors.BaseSelector | None) -> None:
+        if self.pidfd is not None:
+            if sel is not None:
+                sel.unregister(self.pidfd)
+            os.close(self.pidfd)
+            self.pidfd = None
 
     def read(self, kind: str, sel: selectors.BaseSelector, show: bool) -> None:
         fd = self.pipes[kind]
@@ -599,31 +616,40 @@ class _Group:
 
     def _collect(self, deadline: float) -> None:
         """Read all pipes, stream output, reap; on timeout or interrupt end everything."""
-        me = psutil.Process()
-        before = {c.pid for c in me.children()}
+        started = time.time()
         sel = selectors.DefaultSelector()
         for p in self._procs:
             for kind, fd in p.pipes.items():
                 sel.register(fd, selectors.EVENT_READ, (p, kind))
+            if p.pidfd is not None:
+                sel.register(p.pidfd, selectors.EVENT_READ, (p, "exit"))
+        tick = 0.05 if all(p.pidfd is not None for p in self._procs) else 0.005
+        forced = False
         with subreaper():
             try:
                 while not all(p.done for p in self._procs):
                     left = deadline - time.monotonic()
                     if left <= 0 and any(p.status is None for p in self._procs):
                         raise self._timeout_error()
-                    events = sel.select(min(max(left, 0), 0.05))
+                    events = sel.select(min(max(left, 0), tick))
                     if left <= 0 and not events:  # all ended; their pipes hold nothing more
                         for p in self._procs:
                             for kind in list(p.pipes):
                                 p.close_pipe(kind, sel)
                     for key, _ in events:
                         p, kind = key.data
-                        p.read(kind, sel, self._show)
+                        if kind == "exit":
+                            p.poll()
+                            p.close_pidfd(sel)
+                        else:
+                            p.read(kind, sel, self._show)
                     for p in self._procs:
                         p.poll()
                         if p.status is not None and p.pipes and p.ended is not None:
+                            forced = True
                             self._end_holders(p, sel)
             except BaseException:
+                forced = True
                 for p in self._procs:
                     p.kill_tree()
                 for p in self._procs:
@@ -632,8 +658,13 @@ class _Group:
                         p.close_pipe(kind, sel)
                 raise
             finally:
+                for p in self._procs:
+                    p.close_pidfd(sel)
                 sel.close()
-                _reap_adopted(me, before | {p.pid for p in self._procs})
+                # A child that ended normally has reaped its own descendants (it is a
+                # subreaper); only one that was killed can have left orphans to us.
+                if forced or any(p.died_abnormally for p in self._procs):
+                    _reap_adopted({p.pid for p in self._procs}, started)
 
     @staticmethod
     def _end_holders(p: _Proc, sel: selectors.BaseSelector) -> None:
@@ -658,12 +689,26 @@ class _Group:
         return LabTimeout(message, finished)
 
 
-def _reap_adopted(me: psutil.Process, known: set[int]) -> None:
-    """Kill and reap orphans that became our children while we were their subreaper."""
+def _reap_adopted(ours: set[int], since: float) -> None:
+    """Kill and reap the orphans we adopted (as subreaper) while waiting for ``ours``.
+
+    An adopted orphan is a child we did not fork ourselves that is in one of
+    our children's process groups (each child leads its own), or that was born
+    after the wait began (descendants that left their group with setsid).
+    """
+    me = psutil.Process()
     deadline = time.monotonic() + 2.0
     while time.monotonic() < deadline:
+        adopted = []
         try:
-            adopted = [c for c in me.children() if c.pid not in known]
+            for c in me.children():
+                if c.pid in ours:
+                    continue
+                try:
+                    if os.getpgid(c.pid) in ours or c.create_time() >= since:
+                        adopted.append(c)
+                except (OSError, psutil.Error):
+                    continue
         except psutil.Error:
             return
         if not adopted:
