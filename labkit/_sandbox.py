@@ -294,9 +294,13 @@ def _stage2(config: dict) -> None:
             cells = nbformat.read(notebook, as_version=4).cells
         except Exception:  # noqa: BLE001 - already reported by _execute
             cells = []
-        source = answer_source(cells, set(config["answers"].values()))
-        for exercise, name in config["answers"].items():
-            results = run_checks(exercise, SourceAnswer(name, source))
+        names = {n for answer in config["answers"].values()
+                 for n in ([answer] if isinstance(answer, str) else answer)}
+        source = answer_source(cells, names)
+        for exercise, answer in config["answers"].items():
+            given = (SourceAnswer(answer, source) if isinstance(answer, str)
+                     else tuple(SourceAnswer(n, source) for n in answer))
+            results = run_checks(exercise, given)
             report["checks"] += [r.__dict__ for r in results]
             _sweep()
         if watchdog.fired:

@@ -105,21 +105,30 @@ def find_submissions(folder: Path, lab: str) -> list[Submission]:
     return found
 
 
-def answers_of(exercise_notebook: Path) -> dict[str, str]:
-    """Exercise id -> answer function name, read from the ``labkit.check(...)`` cells.
+def answers_of(exercise_notebook: Path) -> dict[str, str | tuple[str, ...]]:
+    """Exercise id -> answer function name (or a tuple of names), from the check cells.
 
-    >>> answers_of(find_root() / "exercises" / "00_processes.ipynb")["00.exit_code"]
-    'exit_code_of'
+    >>> answers = answers_of(find_root() / "exercises" / "03_shared_memory.ipynb")
+    >>> answers["03.parallel_sum"], answers["03.record"]
+    ('parallel_sum', ('publish', 'read_record'))
     """
-    mapping = {}
+    mapping: dict[str, str | tuple[str, ...]] = {}
     for cell in nbformat.read(exercise_notebook, as_version=4).cells:
         if cell.cell_type != "code" or "labkit.check(" not in cell.source:
             continue
         for node in ast.walk(ast.parse(cell.source)):
-            if (isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "check"
-                    and len(node.args) == 2 and isinstance(node.args[0], ast.Constant)
-                    and isinstance(node.args[1], ast.Name)):
-                mapping[node.args[0].value] = node.args[1].id
+            if not (isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "check"
+                    and len(node.args) == 2 and isinstance(node.args[0], ast.Constant)):
+                continue
+            answer = node.args[1]
+            if isinstance(answer, ast.Name):
+                mapping[node.args[0].value] = answer.id
+            elif isinstance(answer, ast.Tuple) and all(isinstance(e, ast.Name)
+                                                      for e in answer.elts):
+                mapping[node.args[0].value] = tuple(e.id for e in answer.elts)
+            else:
+                raise LabError(f"{exercise_notebook.name}: the check of {node.args[0].value} "
+                               "must name the answer function (or a tuple of them)")
     return mapping
 
 
@@ -138,7 +147,7 @@ def sandbox_available() -> str:
     return ""
 
 
-def _score(lab_exercises: dict, answers: dict[str, str], reported: list[dict],
+def _score(lab_exercises: dict, answers: dict, reported: list[dict],
            status: str) -> tuple[float, float, list[dict]]:
     """Points from our own copy of the checks: the sandbox only says which checks passed."""
     by_key = {(r.get("exercise"), r.get("check")): r for r in reported}
@@ -159,7 +168,7 @@ def _score(lab_exercises: dict, answers: dict[str, str], reported: list[dict],
     return score, total, checks
 
 
-def _run_sandbox(sub: Submission, lab: str, answers: dict[str, str], hide: list[Path],
+def _run_sandbox(sub: Submission, lab: str, answers: dict, hide: list[Path],
                  cell_timeout: float, timeout: float) -> tuple[str, dict]:
     """Grade one submission in its namespaces; return (status, report)."""
     work = Path(tempfile.mkdtemp(prefix="labkit-grade-"))
@@ -285,9 +294,9 @@ def grade(lab: str, submissions: Path, out: Path, jobs: int | None = None,
                        "code; labkit refuses to run it without a sandbox.")
     answers = answers_of(exercise_nb)
     lab_exercises = exercises(lab)
-    unknown = set(answers) - set(lab_exercises)
-    if unknown:
-        raise LabError(f"{exercise_nb} checks exercises labkit does not know: {sorted(unknown)}")
+    if set(answers) != set(lab_exercises):
+        raise LabError(f"{exercise_nb.name} and labkit's checks disagree: check cells for "
+                       f"{sorted(answers)}, checks for {sorted(lab_exercises)}")
     out.mkdir(parents=True, exist_ok=True)
     results_dir, feedback_dir = out / "results", out / "feedback"
     results_dir.mkdir(exist_ok=True)

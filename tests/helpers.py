@@ -19,3 +19,10 @@ def load_answers(relative: str) -> dict:
     for cell in [code[0]] + [c for c in code if "answer" in c.metadata.get("tags", [])]:
         exec(compile(cell.source, f"{relative}:{cell.get('id')}", "exec"), namespace)
     return namespace
+
+
+def failures(exercise: str, answer) -> dict[str, str]:
+    """{check name: message} of the checks an answer fails."""
+    from labkit.checking import FAILED, run_checks
+
+    return {r.check: r.message for r in run_checks(exercise, answer) if r.status == FAILED}
