@@ -9,12 +9,13 @@ from . import objects
 from .checking import check
 from .errors import ChildError, LabError, LabTimeout, NoSpaceError, NotSupportedHere
 from .processes import (ChildResult, ExitStatus, process_tree, plot_process_tree, run,
-                        run_workers, start, start_workers, to_signal)
+                        run_workers, start, start_ready, start_workers, to_signal)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "run", "start", "run_workers", "start_workers", "ChildResult", "ExitStatus", "to_signal",
+    "run", "start", "start_ready", "run_workers", "start_workers", "ChildResult", "ExitStatus",
+    "to_signal",
     "process_tree", "plot_process_tree", "objects", "check",
     "LabError", "LabTimeout", "ChildError", "NoSpaceError", "NotSupportedHere",
 ]

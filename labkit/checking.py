@@ -136,7 +136,11 @@ _answer_pid = 0
 
 
 def answer_pid() -> int:
-    """The pid of the process running the answer (inside :func:`call`)."""
+    """The pid of the process running the answer, for helpers that the answer calls.
+
+    Only meaningful inside the answer's own process (and its children, which
+    inherit it): in the checker it is 0.
+    """
     return _answer_pid
 
 

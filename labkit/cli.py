@@ -32,7 +32,7 @@ def _release(args: argparse.Namespace) -> int:
     from .release import find_root, release
 
     root = args.root or find_root()
-    done = release(root, check=args.check)
+    done = release(root, check=args.check, lessons=args.lessons)
     stale = [r for r in done if r.changed]
     for r in stale:
         state = "out of date" if args.check else "written"
@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="only list what would go")
     p.set_defaults(run=_clean)
     p = sub.add_parser("release", help="write exercises/ from solutions/")
+    p.add_argument("lessons", nargs="*", help="only these lessons (e.g. 02_pipes or 02)")
     p.add_argument("--check", action="store_true", help="fail if exercises/ is out of date")
     p.add_argument("--root", type=Path, help="the course folder (default: found from here)")
     p.set_defaults(run=_release)

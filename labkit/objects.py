@@ -175,7 +175,11 @@ class Scope:
         CLIENT.start()
         _private_dir(FIFO_DIR)
         path = FIFO_DIR / f"{label}_{secrets.token_hex(3)}"
-        os.mkfifo(path, MODE)
+        try:
+            os.mkfifo(path, MODE)
+        except FileExistsError as e:
+            raise LabError(f"{path} already exists (a name drawn twice?); call fifo() "
+                           "again for a fresh name") from e
         return self._own("fifo", str(path), path)
 
     def remove(self, obj: Any) -> None:

@@ -29,6 +29,7 @@ import faulthandler
 import math
 import os
 import pickle
+import select
 import selectors
 import signal
 import struct
@@ -47,7 +48,7 @@ from .errors import ChildError, LabError, LabTimeout
 
 __all__ = [
     "ExitStatus", "ChildResult", "WorkerResults", "Child", "Workers",
-    "run", "start", "run_workers", "start_workers", "to_signal",
+    "run", "start", "start_ready", "run_workers", "start_workers", "to_signal",
     "ProcessNode", "process_tree", "plot_process_tree",
 ]
 
@@ -521,11 +522,14 @@ def _records(data: bytes) -> list[dict]:
     return records
 
 
-def _check_timeout(timeout: float) -> float:
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (
-            math.isfinite(timeout) and timeout > 0):
-        raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
-    return float(timeout)
+def _seconds(value: Any, what: str = "timeout", allow_zero: bool = False) -> float:
+    """``value`` as seconds, or a ValueError saying what ``what`` must be."""
+    ok = (not isinstance(value, bool) and isinstance(value, (int, float))
+          and math.isfinite(value) and (value >= 0 if allow_zero else value > 0))
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{what} must be a number of seconds {bound}, got {value!r}")
+    return float(value)
 
 
 def _spawn(fn: Callable, args: tuple, kwargs: dict, name: str, deadline: float, prefix: str,
@@ -601,7 +605,7 @@ class _Group:
             return self._results
         deadline = min(p.deadline for p in self._procs)
         if timeout is not None:
-            deadline = min(deadline, time.monotonic() + _check_timeout(timeout))
+            deadline = min(deadline, time.monotonic() + _seconds(timeout))
         self._collect(deadline)
         self._results = [p.result() for p in self._procs]
         return self._results
@@ -799,7 +803,7 @@ def start(fn: Callable, *args: Any, timeout: float = DEFAULT_TIMEOUT, show: bool
     ...     print(child.wait().status)
     killed by SIGTERM (Terminated)
     """
-    timeout = _check_timeout(timeout)
+    timeout = _seconds(timeout)
     deadline = time.monotonic() + timeout
     return Child(_spawn(fn, args, kwargs, name, deadline, "", []), timeout, show)
 
@@ -824,6 +828,69 @@ def run(fn: Callable, *args: Any, timeout: float = DEFAULT_TIMEOUT, show: bool =
         return child.wait()
 
 
+def _ready_main(fn: Callable, r: int, w: int, args: tuple, kwargs: dict) -> Any:
+    os.close(r)
+    fd = [w]
+
+    def ready() -> None:
+        if fd[0] >= 0:
+            os.write(fd[0], b"!")
+            os.close(fd[0])
+            fd[0] = -1
+
+    try:
+        return fn(ready, *args, **kwargs)
+    finally:
+        if fd[0] >= 0:
+            os.close(fd[0])
+
+
+def start_ready(fn: Callable, *args: Any, timeout: float = 10.0, show: bool = True,
+                name: str = "child", **kwargs: Any) -> Child:
+    """Start ``fn(ready, *args, **kwargs)`` in a child; return once it has called ``ready()``.
+
+    The child calls ``ready()`` when it has set itself up (handlers
+    installed, signals blocked), so the parent never signals it too early.
+    Raises ChildError if the child ends before it is ready, LabTimeout (and
+    kills it) if it is not ready within ``timeout``.
+
+    >>> def child(ready):
+    ...     signal.signal(signal.SIGUSR1, lambda *_: print("got SIGUSR1"))
+    ...     ready()
+    ...     time.sleep(0.5)     # the handler runs during the sleep, which then goes on
+    >>> with start_ready(child, timeout=5) as c:
+    ...     c.send_signal("USR1")
+    ...     print(c.wait().status)
+    got SIGUSR1
+    exited with code 0
+    """
+    timeout = _seconds(timeout)
+    r, w = os.pipe()
+    try:
+        child = start(_ready_main, fn, r, w, args, kwargs, timeout=timeout, show=show, name=name)
+    except BaseException:
+        os.close(r)
+        raise
+    finally:
+        os.close(w)
+    try:
+        ready, _, _ = select.select([r], [], [], timeout)
+        if not ready:
+            child.stop()
+            raise LabTimeout(f"{name} (pid {child.pid}) did not call ready() within "
+                             f"{timeout:g} s; it was killed")
+        if not os.read(r, 1):
+            result = child.wait()
+            why = result.failure or f"{name} (pid {result.pid}) returned without calling ready()"
+            raise ChildError(f"{why}, before it was ready", result.traceback, result.exception)
+    except BaseException:
+        child.stop()
+        raise
+    finally:
+        os.close(r)
+    return child
+
+
 def start_workers(fn: Callable, n: int, *args: Any, timeout: float = DEFAULT_TIMEOUT,
                   show: bool = True, **kwargs: Any) -> Workers:
     """Start ``n`` workers, each running ``fn(i, *args, **kwargs)`` with its index ``i``.
@@ -839,7 +906,7 @@ def start_workers(fn: Callable, n: int, *args: Any, timeout: float = DEFAULT_TIM
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_WORKERS:
         raise ValueError(f"n must be a whole number of workers from 1 to {MAX_WORKERS}, "
                          f"got {n!r}")
-    timeout = _check_timeout(timeout)
+    timeout = _seconds(timeout)
     deadline = time.monotonic() + timeout
     ready_r, ready_w = os.pipe()
     go_r, go_w = os.pipe()

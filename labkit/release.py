@@ -81,13 +81,26 @@ class Released:
     changed: bool
 
 
-def release(root: Path, check: bool = False) -> list[Released]:
-    """Write (or, with ``check=True``, only compare) every exercise notebook.
+def release(root: Path, check: bool = False, lessons: list[str] | None = None) -> list[Released]:
+    """Write (or, with ``check=True``, only compare) the exercise notebooks.
 
-    >>> stale = [r for r in release(find_root(), check=True) if r.changed]  # doctest: +SKIP
+    ``lessons`` limits it to some lessons, by id or number (``["02_pipes"]``, ``["02"]``).
+
+    >>> [r.changed for r in release(find_root(), check=True, lessons=["00"])]
+    [False]
     """
     done = []
-    for solution in sorted((root / "solutions").glob("*.ipynb")):
+    solutions = sorted((root / "solutions").glob("*.ipynb"))
+    if lessons:
+        wanted = [s for s in solutions if any(s.stem == x or s.stem.split("_")[0] == x
+                                              for x in lessons)]
+        unknown = [x for x in lessons if not any(s.stem == x or s.stem.split("_")[0] == x
+                                                 for s in solutions)]
+        if unknown:
+            raise ValueError(f"no solution notebook for {unknown}; lessons are: "
+                             + ", ".join(s.stem for s in solutions))
+        solutions = wanted
+    for solution in solutions:
         exercise = root / "exercises" / solution.name
         text = _exercise_of(solution)
         changed = not exercise.exists() or exercise.read_text() != text

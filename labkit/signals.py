@@ -11,7 +11,6 @@ plain data that the plotting functions draw. Waiting is by handshake (a
 """
 from __future__ import annotations
 
-import math
 import mmap
 import os
 import select
@@ -25,7 +24,7 @@ from typing import Any, Union
 from ._platform import LINUX
 from .display import Table, axes
 from .errors import ChildError, LabError, LabTimeout, NotSupportedHere
-from .processes import Child, start, to_signal
+from .processes import _seconds, start, start_ready, to_signal
 
 __all__ = [
     "SignalInfo", "signal_table", "SignalState", "signal_state", "wait_for_state",
@@ -133,15 +132,6 @@ def _short(name: str) -> str:
     return name[3:] if name.startswith("SIG") else name
 
 
-def _seconds(value: Any, what: str, allow_zero: bool = True) -> float:
-    ok = (not isinstance(value, bool) and isinstance(value, (int, float))
-          and math.isfinite(value) and (value >= 0 if allow_zero else value > 0))
-    if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{what} must be a number of seconds {bound}, got {value!r}")
-    return float(value)
-
-
 def _signals(specs: Iterable[SignalLike] | SignalLike, what: str) -> list[signal.Signals]:
     if isinstance(specs, (str, int, signal.Signals)):
         specs = [specs]
@@ -231,7 +221,7 @@ def wait_for_state(pid: int, *, caught: Iterable[SignalLike] = (),
     """
     want_caught = {s.name for s in _signals(caught, "caught")}
     want_blocked = {s.name for s in _signals(blocked, "blocked")}
-    deadline = time.monotonic() + _seconds(timeout, "timeout", allow_zero=False)
+    deadline = time.monotonic() + _seconds(timeout)
     while True:
         st = signal_state(pid)
         missing = want_caught - set(st.caught)
@@ -265,7 +255,7 @@ def send_and_settle(pid: int, sig: SignalLike, timeout: float = 2.0) -> str:
     'ended'
     """
     signum = to_signal(sig)
-    timeout = _seconds(timeout, "timeout", allow_zero=False)
+    timeout = _seconds(timeout)
     before = signal_state(pid)
     if before.state in "ZX":
         return "ended"
@@ -302,72 +292,6 @@ def send_and_settle(pid: int, sig: SignalLike, timeout: float = 2.0) -> str:
         if time.monotonic() > deadline:
             return "unsettled"
         time.sleep(0.001)
-
-
-# --- a child that says when it is ready ----------------------------------------------
-
-
-def _ready_main(fn: Callable, r: int, w: int, args: tuple, kwargs: dict) -> Any:
-    os.close(r)
-    fd = [w]
-
-    def ready() -> None:
-        if fd[0] >= 0:
-            os.write(fd[0], b"!")
-            os.close(fd[0])
-            fd[0] = -1
-
-    try:
-        return fn(ready, *args, **kwargs)
-    finally:
-        if fd[0] >= 0:
-            os.close(fd[0])
-
-
-def start_ready(fn: Callable, *args: Any, timeout: float = 10.0, show: bool = True,
-                name: str = "child", **kwargs: Any) -> Child:
-    """Start ``fn(ready, *args, **kwargs)`` in a child; return once it has called ``ready()``.
-
-    The child calls ``ready()`` when it has set itself up (handlers
-    installed, signals blocked), so the parent never signals it too early.
-    Raises ChildError if the child ends before it is ready, LabTimeout (and
-    kills it) if it is not ready within ``timeout``.
-
-    >>> def child(ready):
-    ...     signal.signal(signal.SIGUSR1, lambda *_: print("got SIGUSR1"))
-    ...     ready()
-    ...     time.sleep(0.5)     # the handler runs during the sleep, which then goes on
-    >>> with start_ready(child, timeout=5) as c:
-    ...     c.send_signal("USR1")
-    ...     print(c.wait().status)
-    got SIGUSR1
-    exited with code 0
-    """
-    timeout = _seconds(timeout, "timeout", allow_zero=False)
-    r, w = os.pipe()
-    try:
-        child = start(_ready_main, fn, r, w, args, kwargs, timeout=timeout, show=show, name=name)
-    except BaseException:
-        os.close(r)
-        raise
-    finally:
-        os.close(w)
-    try:
-        ready, _, _ = select.select([r], [], [], timeout)
-        if not ready:
-            child.stop()
-            raise LabTimeout(f"{name} (pid {child.pid}) did not call ready() within "
-                             f"{timeout:g} s; it was killed")
-        if not os.read(r, 1):
-            result = child.wait()
-            why = result.failure or f"{name} (pid {result.pid}) returned without calling ready()"
-            raise ChildError(f"{why}, before it was ready", result.traceback, result.exception)
-    except BaseException:
-        child.stop()
-        raise
-    finally:
-        os.close(r)
-    return child
 
 
 # --- the signal timeline recorder ----------------------------------------------------
@@ -431,7 +355,7 @@ def _parse_script(script: Iterable[Any], gap: float) -> list[tuple[float, signal
                 raise ValueError(f"script step {i} must be a signal or a pair (signal, delay "
                                  f"in seconds), got {step!r}")
             spec, delay = step
-            delay = _seconds(delay, f"script step {i}: the delay")
+            delay = _seconds(delay, f"script step {i}: the delay", allow_zero=True)
         else:
             spec, delay = step, gap
         try:
@@ -511,9 +435,9 @@ def record_signals(script: Iterable[Any], *, catch: Iterable[SignalLike] | None 
     >>> tl.status
     'exited with code 0'
     """
-    steps = _parse_script(script, _seconds(gap, "gap"))
-    linger = _seconds(linger, "linger")
-    timeout = _seconds(timeout, "timeout", allow_zero=False)
+    steps = _parse_script(script, _seconds(gap, "gap", allow_zero=True))
+    linger = _seconds(linger, "linger", allow_zero=True)
+    timeout = _seconds(timeout)
     default_set = set(_signals(default, "default"))
     ignore_set = set(_signals(ignore, "ignore"))
     block_set = set(_signals(block, "block"))
@@ -529,7 +453,7 @@ def record_signals(script: Iterable[Any], *, catch: Iterable[SignalLike] | None 
                              "kernel always applies their default action (that is the point "
                              "of SIGKILL and SIGSTOP)")
     if unblock_at is not None:
-        unblock_at = _seconds(unblock_at, "unblock_at")
+        unblock_at = _seconds(unblock_at, "unblock_at", allow_zero=True)
         if not block_set:
             raise ValueError("unblock_at needs signals to unblock: pass block=[...]")
     if work is not None and not callable(work):
@@ -838,10 +762,10 @@ def stop_and_continue(stop_at: float = 0.3, continue_at: float = 0.7, duration: 
     >>> p.counts == sorted(p.counts)      # the count never goes back
     True
     """
-    stop_at = _seconds(stop_at, "stop_at")
-    continue_at = _seconds(continue_at, "continue_at")
-    duration = _seconds(duration, "duration", allow_zero=False)
-    interval = _seconds(interval, "interval", allow_zero=False)
+    stop_at = _seconds(stop_at, "stop_at", allow_zero=True)
+    continue_at = _seconds(continue_at, "continue_at", allow_zero=True)
+    duration = _seconds(duration, "duration")
+    interval = _seconds(interval, "interval")
     if not stop_at <= continue_at <= duration <= MAX_SCRIPT_SECONDS:
         raise ValueError(f"need stop_at <= continue_at <= duration <= {MAX_SCRIPT_SECONDS:g} s, "
                          f"got {stop_at}, {continue_at}, {duration}")

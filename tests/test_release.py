@@ -65,3 +65,10 @@ def test_find_root_walks_up_and_explains_when_lost(tmp_path):
     with pytest.raises(FileNotFoundError, match="run this from the IPC Lab checkout"):
         find_root(tmp_path)
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_release_can_be_limited_to_one_lesson_and_refuses_unknown_ones():
+    root = find_root()
+    assert [r.solution.stem for r in release(root, check=True, lessons=["00"])] == ["00_processes"]
+    with pytest.raises(ValueError, match="no solution notebook for \\['99'\\]; lessons are: 00_processes"):
+        release(root, check=True, lessons=["99"])
