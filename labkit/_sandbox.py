@@ -212,8 +212,8 @@ def _limits(config: dict) -> None:
         resource.setrlimit(which, (value, value))
 
 
-def _execute(path: Path, config: dict) -> tuple[str, list[str]]:
-    """Run the notebook in a fresh kernel; return a status and notes for the feedback."""
+def _execute(path: Path, config: dict) -> tuple[str, list[str], list[dict]]:
+    """Run the notebook in a fresh kernel; return a status, notes and the cells' errors."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
@@ -229,7 +229,7 @@ def _execute(path: Path, config: dict) -> tuple[str, list[str]]:
     try:
         nb = nbformat.read(path, as_version=4)
     except Exception as e:  # noqa: BLE001 - any malformed file is the student's, not ours
-        return "error", [f"the notebook could not be read: {type(e).__name__}: {e}"]
+        return "error", [f"the notebook could not be read: {type(e).__name__}: {e}"], []
     client = CappedClient(nb, timeout=config["cell_timeout"], kernel_name="python3",
                           allow_errors=True, resources={"metadata": {"path": str(path.parent)}})
     client.truncated = False
@@ -250,15 +250,15 @@ def _execute(path: Path, config: dict) -> tuple[str, list[str]]:
     except Exception as e:  # noqa: BLE001 - report, then grade what can be graded
         status = "error"
         notes.append(f"the notebook could not be run: {type(e).__name__}: {e}")
-    errors = [f"cell {i}: {o.get('ename')}: {o.get('evalue')}"
+    errors = [{"cell": i, "ename": o.get("ename"), "evalue": str(o.get("evalue"))[:1000]}
               for i, c in enumerate(nb.cells) if c.cell_type == "code"
               for o in c.get("outputs", []) if o.get("output_type") == "error"]
     if errors and status == "ok":
         status = "error"
-    notes += [f"error in {e}" for e in errors[:5]]
+    notes += [f"error in cell {e['cell']}: {e['ename']}: {e['evalue'][:200]}" for e in errors[:5]]
     if client.truncated:
         notes.append(f"output beyond {OUTPUT_CAP // 1024} KiB per cell was dropped")
-    return status, notes
+    return status, notes, errors
 
 
 def _stage2(config: dict) -> None:
@@ -281,10 +281,10 @@ def _stage2(config: dict) -> None:
     _limits(config)
     watchdog = _Watchdog(config["max_processes"])
     watchdog.start()
-    report: dict[str, Any] = {"status": "ok", "notes": [], "checks": []}
+    report: dict[str, Any] = {"status": "ok", "notes": [], "checks": [], "errors": []}
     try:
         notebook = work / config["notebook"]
-        report["status"], report["notes"] = _execute(notebook, config)
+        report["status"], report["notes"], report["errors"] = _execute(notebook, config)
         _sweep()
         import nbformat
 

@@ -38,7 +38,7 @@ from .errors import LabError
 from .release import find_root
 
 __all__ = ["Submission", "GradeRow", "find_submissions", "answers_of", "grade",
-           "sandbox_available"]
+           "sandbox_available", "run_sandboxed"]
 
 RESULT_LIMIT = 16 * 2**20        # bytes of report accepted from one sandbox
 SUBMISSION_LIMIT = 20 * 2**20    # bytes of files copied from one submission
@@ -168,15 +168,23 @@ def _score(lab_exercises: dict, answers: dict, reported: list[dict],
     return score, total, checks
 
 
-def _run_sandbox(sub: Submission, lab: str, answers: dict, hide: list[Path],
-                 cell_timeout: float, timeout: float) -> tuple[str, dict]:
-    """Grade one submission in its namespaces; return (status, report)."""
+def run_sandboxed(sub: Submission, answers: dict, hide: list[Path], cell_timeout: float,
+                  timeout: float, shm_size: str = "64m",
+                  rlimits: dict[str, int] | None = None) -> tuple[str, dict]:
+    """Run one notebook (and the checks of ``answers``) in its own namespaces.
+
+    The sandbox has ``shm_size`` of /dev/shm (64 MB, as in Docker and on
+    Kubernetes by default) and the resource limits ``rlimits`` (default
+    :data:`RLIMITS`). Returns (status, report); the report holds the notes,
+    the cells' errors and the checks' results.
+    """
     work = Path(tempfile.mkdtemp(prefix="labkit-grade-"))
     read_r, write_w = os.pipe()
     config = {"files": {k: str(v) for k, v in sub.files.items()}, "notebook": sub.notebook,
               "work": str(work), "hide": [str(h) for h in hide], "result_fd": write_w,
-              "answers": answers, "cell_timeout": cell_timeout, "rlimits": RLIMITS,
-              "max_processes": MAX_PROCESSES, "work_size": "256m", "shm_size": "64m"}
+              "answers": answers, "cell_timeout": cell_timeout,
+              "rlimits": RLIMITS if rlimits is None else rlimits,
+              "max_processes": MAX_PROCESSES, "work_size": "256m", "shm_size": shm_size}
     command = [shutil.which("unshare") or "unshare", "--user", "--map-root-user", "--mount",
                "--ipc", "--pid", "--fork", "--mount-proc", "--kill-child",
                sys.executable, "-m", "labkit._sandbox", json.dumps(config)]
@@ -312,7 +320,7 @@ def grade(lab: str, submissions: Path, out: Path, jobs: int | None = None,
         if sub.problem:
             status, report = "missing", {"notes": [sub.problem]}
         else:
-            status, report = _run_sandbox(sub, lab, answers, hide, cell_timeout, timeout)
+            status, report = run_sandboxed(sub, answers, hide, cell_timeout, timeout)
         score, total, checks = _score(lab_exercises, answers, report.get("checks", []), status)
         row = GradeRow(sub.student, lab, score, total, status, time.monotonic() - started,
                        checks, [str(n)[:500] for n in report.get("notes", [])][:20])
