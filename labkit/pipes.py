@@ -39,7 +39,7 @@ from typing import Any
 from . import objects
 from ._platform import LINUX
 from .errors import LabError, LabTimeout, NotSupportedHere
-from .processes import run, start_workers
+from .processes import start_workers
 
 __all__ = [
     "PIPE_BUF", "PAGE_SIZE", "pipe_size", "set_pipe_size", "max_pipe_size", "bytes_waiting",
