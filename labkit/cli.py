@@ -1,4 +1,4 @@
-"""The ``labkit`` command: ``doctor``, ``clean``, ``release`` and ``grade``."""
+"""The ``labkit`` command: ``doctor``, ``clean``, ``release``, ``grade`` and ``bench``."""
 from __future__ import annotations
 
 import argparse
@@ -57,6 +57,12 @@ def _grade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import main as bench
+
+    return bench(full_sweep=args.full, out=args.out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="labkit", description="IPC Lab's command line.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -81,6 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per submission")
     p.add_argument("--root", type=Path, help="the course folder (default: found from here)")
     p.set_defaults(run=_grade)
+    p = sub.add_parser("bench", help="measure every IPC mechanism: latency and throughput")
+    p.add_argument("--full", action="store_true",
+                   help="1 B to 16 MiB on one CPU and on two, with CSV and plots (1-3 min)")
+    p.add_argument("--out", type=Path, default=Path("bench-results"),
+                   help="folder for the CSV and plots of --full (default: bench-results)")
+    p.set_defaults(run=_bench)
     args = parser.parse_args(argv)
     return args.run(args)
 
