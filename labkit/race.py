@@ -1,0 +1,637 @@
+"""Data races on real processes, for lessons 04 and 05: measured, repeated, plotted.
+
+The lost-update counter runs in worker processes that share one 64-bit
+counter in a lab segment (:mod:`labkit.shm`). Each trial the workers are
+released together and each adds 1 to the counter ``iterations`` times, with
+no synchronization, with a ``posix_ipc`` semaphore, with a
+``multiprocessing.Lock``, or by counting locally and adding once under the
+semaphore. Results are plain data, one row per trial: the final value, the
+correct total, the updates lost, the wall time.
+
+The workers are started once per experiment and stay for all its trials: a
+fork of a notebook kernel costs more than a trial, and ``run_workers`` would
+dominate the timings. Between trials this process and the workers meet at
+two semaphores (``go`` and ``done``), never at a flag in shared memory: a
+harness built on unsynchronized flags would have the very race it measures.
+By default each worker is pinned to its own CPU, because the scheduler alone
+sometimes keeps two fresh processes on one CPU for their whole (short) run,
+and then almost nothing is lost; ``pin`` compares the two on purpose.
+"""
+from __future__ import annotations
+
+import ctypes
+import math
+import multiprocessing
+import os
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import posix_ipc
+
+from . import objects
+from .display import Table, axes
+from .errors import LabError, LabTimeout, NotSupportedHere
+from .processes import Workers, start_workers
+from .shm import Segment
+
+__all__ = [
+    "FLAVOURS", "PLACEMENTS", "Trial", "RaceResult", "counter_race", "cpus_for",
+    "Sweep", "sweep", "TornReads", "torn_reads", "Record",
+    "plot_finals", "plot_lost_fraction", "plot_times", "plot_torn_reads", "times_table",
+]
+
+FLAVOURS = ("none", "semaphore", "mp_lock", "batched")
+PLACEMENTS = ("auto", "cross", "same", None)
+_DESCRIBE = {"none": "no lock", "semaphore": "posix_ipc semaphore",
+             "mp_lock": "multiprocessing.Lock", "batched": "batched (local count, one locked add)"}
+_SHORT = {"none": "no lock", "semaphore": "semaphore\n(posix_ipc)",
+          "mp_lock": "multiprocessing\n.Lock", "batched": "batched"}
+MAX_WORKERS = 64
+MAX_ITERATIONS = 10_000_000
+MAX_TRIALS = 1000
+
+
+# --- checking what we are given -----------------------------------------------------------
+
+
+def _whole(name: str, value: Any, low: int, high: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be a whole number of {what} from {low} to {high}, "
+                         f"got {value!r}")
+    return value
+
+
+def _timeout(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            math.isfinite(value) and value > 0):
+        raise ValueError(f"timeout must be a number of seconds > 0, got {value!r}")
+    return float(value)
+
+
+def cpus_for(pin: str | None, workers: int) -> tuple[tuple[int | None, ...], str]:
+    """The CPU each worker is pinned to, and a description of the placement.
+
+    ``pin`` is ``"cross"`` (worker ``i`` on the ``i``-th allowed CPU, round
+    robin: each on its own core when there are enough), ``"same"`` (all on one
+    CPU, so they can only take turns), ``None`` (the scheduler decides), or
+    ``"auto"`` (``"cross"`` where the system can pin and has two CPUs, else
+    ``None``). Pinning uses ``os.sched_setaffinity``, which Linux has and
+    macOS does not.
+
+    >>> cpus_for(None, 2)
+    ((None, None), 'unpinned')
+    >>> cpus_for("same", 2)[0][0] == cpus_for("same", 2)[0][1]
+    True
+    """
+    if pin not in PLACEMENTS:
+        raise ValueError(f"pin must be 'cross' (each worker on its own CPU), 'same' (all on one "
+                         f"CPU), None (the scheduler decides) or 'auto', got {pin!r}")
+    can_pin = hasattr(os, "sched_setaffinity")
+    allowed = sorted(os.sched_getaffinity(0)) if can_pin else []
+    if pin == "auto":
+        pin = "cross" if can_pin and len(allowed) >= 2 else None
+    if pin is None:
+        return (None,) * workers, "unpinned"
+    if not can_pin:
+        raise NotSupportedHere("this system cannot pin a process to a CPU (macOS has no "
+                               "sched_setaffinity); use pin=None and let the scheduler decide")
+    if pin == "same":
+        return (allowed[-1],) * workers, f"same core (all on CPU {allowed[-1]})"
+    if len(allowed) < 2:
+        raise NotSupportedHere(f"pin='cross' needs two CPUs, and this process may use only CPU "
+                               f"{allowed[0]}; use pin='same'")
+    cpus = tuple(allowed[i % len(allowed)] for i in range(workers))
+    shown = ", ".join(map(str, cpus[:8])) + (", ..." if workers > 8 else "")
+    return cpus, f"cross-core (worker i on CPU {shown})"
+
+
+# --- the counter ------------------------------------------------------------------------------
+
+
+def _count_unlocked(counter: Any, n: int, lock: Any) -> None:
+    for _ in range(n):
+        counter.value += 1           # a load, an add and a store: another process can cut in
+
+
+def _count_locked(counter: Any, n: int, lock: Any) -> None:
+    for _ in range(n):
+        lock.acquire()               # enter the critical section
+        counter.value += 1
+        lock.release()               # leave it
+
+
+def _count_batched(counter: Any, n: int, lock: Any) -> None:
+    local = 0
+    for _ in range(n):
+        local += 1                   # private memory: no other process can see it
+    lock.acquire()
+    counter.value += local           # one locked update for all n
+    lock.release()
+
+
+_COUNT = {"none": _count_unlocked, "semaphore": _count_locked, "mp_lock": _count_locked,
+          "batched": _count_batched}
+
+
+def _race_worker(i: int, seg: Segment, iterations: int, trials: int, flavour: str, lock: Any,
+                 go: list[posix_ipc.Semaphore], done: posix_ipc.Semaphore,
+                 cpus: tuple[int | None, ...]) -> list[tuple[float, float]]:
+    """One worker: for each trial wait for its ``go``, count, note the times, post ``done``.
+
+    Each worker has a ``go`` semaphore of its own: with one shared ``go``, a
+    fast worker could take a second post, meant for a slow one, and count twice.
+    Waking up from a semaphore can take a sleeping CPU a millisecond or more, so
+    after ``go`` the workers also wait for each other at flags in shared memory
+    (each flag written by one worker only, and only ever raised).
+    """
+    if cpus[i] is not None:
+        os.sched_setaffinity(0, {cpus[i]})
+    counter = seg.struct(ctypes.c_int64)
+    arrived = seg.struct(ctypes.c_int64 * len(cpus), 8)
+    count = _COUNT[flavour]
+    times = []
+    for trial in range(1, trials + 1):
+        go[i].acquire()
+        arrived[i] = trial
+        while min(arrived) < trial:
+            os.sched_yield()         # let a worker that shares this CPU get there too
+        start = time.perf_counter()  # CLOCK_MONOTONIC: one clock for every process
+        count(counter, iterations, lock)
+        times.append((start, time.perf_counter()))
+        done.release()
+    return times
+
+
+def _ended_early(workers: Workers) -> int | None:
+    """The index of a worker that has ended, if any. Peeks (WNOWAIT): the group reaps it."""
+    for i, pid in enumerate(workers.pids):
+        try:
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                return i
+        except ChildProcessError:
+            return i
+    return None
+
+
+def _await(sem: posix_ipc.Semaphore, count: int, deadline: float, workers: Workers,
+           what: str) -> None:
+    """Take ``count`` posts of ``sem`` before ``deadline``; fail fast if a worker died."""
+    for _ in range(count):
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LabTimeout(f"{what} did not finish in time; its workers were killed")
+            try:
+                _acquire(sem, min(left, 0.05))
+                break
+            except posix_ipc.BusyError:
+                early = _ended_early(workers)
+                if early is not None:
+                    ended = workers.stop()[early]
+                    ended.value  # noqa: B018 - raises ChildError with the worker's traceback
+                    raise LabError(f"worker {early} of {what} returned before its work was "
+                                   "done") from None
+
+
+def _acquire(sem: posix_ipc.Semaphore, timeout: float) -> None:
+    """``sem.acquire(timeout)``, also where the system has no ``sem_timedwait`` (macOS)."""
+    if posix_ipc.SEMAPHORE_TIMEOUT_SUPPORTED:
+        sem.acquire(timeout)
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            sem.acquire(0)
+            return
+        except posix_ipc.BusyError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.001)
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One trial of the counter: what it ended at, what it should have, how long it took."""
+
+    final: int
+    expected: int
+    seconds: float               # from the first worker's start to the last one's end
+
+    @property
+    def lost(self) -> int:
+        """Updates lost: the correct total minus the final value."""
+        return self.expected - self.final
+
+    @property
+    def lost_fraction(self) -> float:
+        """The share of the updates that were lost (0 when all arrived)."""
+        return self.lost / self.expected if self.expected else 0.0
+
+
+@dataclass(frozen=True)
+class RaceResult:
+    """The trials of one counter experiment (see :func:`counter_race`)."""
+
+    workers: int
+    iterations: int              # increments per worker per trial
+    flavour: str                 # "none", "semaphore", "mp_lock" or "batched"
+    placement: str               # where the workers ran, in words
+    cpus: tuple[int | None, ...] # the CPU each worker was pinned to (None: not pinned)
+    trials: tuple[Trial, ...]
+
+    @property
+    def expected(self) -> int:
+        """The correct total: workers x iterations."""
+        return self.workers * self.iterations
+
+    @property
+    def finals(self) -> list[int]:
+        """The final value of each trial."""
+        return [t.final for t in self.trials]
+
+    @property
+    def lost(self) -> list[int]:
+        """The updates lost in each trial."""
+        return [t.lost for t in self.trials]
+
+    @property
+    def lost_fractions(self) -> list[float]:
+        """The share of updates lost in each trial."""
+        return [t.lost_fraction for t in self.trials]
+
+    @property
+    def seconds(self) -> list[float]:
+        """The wall time of each trial."""
+        return [t.seconds for t in self.trials]
+
+    @property
+    def lossy_trials(self) -> int:
+        """How many trials lost at least one update."""
+        return sum(t.lost > 0 for t in self.trials)
+
+    @property
+    def median_seconds(self) -> float:
+        return statistics.median(self.seconds)
+
+    @property
+    def ns_per_increment(self) -> float:
+        """Median wall time of a trial divided by all its increments, in nanoseconds."""
+        return self.median_seconds / max(self.expected, 1) * 1e9
+
+    @property
+    def label(self) -> str:
+        """A short description: the flavour and the placement."""
+        return f"{_DESCRIBE[self.flavour]}, {self.placement.split(' (')[0]}"
+
+    def __str__(self) -> str:
+        lost = statistics.median(self.lost_fractions)
+        ms = self.median_seconds * 1e3
+        return (f"{self.workers} workers x {self.iterations:,} increments, "
+                f"{_DESCRIBE[self.flavour]}, {self.placement}: {self.lossy_trials} of "
+                f"{len(self.trials)} trials lost updates (median {lost:.0%} lost); correct total "
+                f"{self.expected:,}, finals {min(self.finals):,} to {max(self.finals):,}; "
+                f"median {ms:.1f} ms per trial")
+
+
+def counter_race(workers: int = 2, iterations: int = 100_000, trials: int = 20,
+                 flavour: str = "none", pin: str | None = "auto",
+                 timeout: float = 30.0) -> RaceResult:
+    """Run the shared counter on real processes, ``trials`` times.
+
+    ``workers`` processes share one 64-bit counter in a lab segment. In each
+    trial the counter starts at 0, the workers are released together and each
+    adds 1 to it ``iterations`` times, as ``flavour`` says:
+
+    * ``"none"``: ``counter.value += 1`` and nothing else (updates get lost);
+    * ``"semaphore"``: each increment between ``acquire`` and ``release`` of a
+      ``posix_ipc`` semaphore made by :mod:`labkit.objects`;
+    * ``"mp_lock"``: the same with a ``multiprocessing.Lock`` (from an explicit
+      ``"fork"`` context);
+    * ``"batched"``: count in a private variable, then add it once under the
+      semaphore.
+
+    ``pin`` places the workers (see :func:`cpus_for`). Everything is killed
+    after ``timeout`` seconds. Unsynchronized results vary from run to run;
+    the invariants do not: no trial ends above the correct total, and a
+    locked trial always ends exactly on it.
+
+    >>> r = counter_race(workers=2, iterations=20_000, trials=3)
+    >>> len(r.finals), max(r.finals) <= r.expected == 40_000
+    (3, True)
+    >>> counter_race(workers=2, iterations=2_000, trials=2, flavour="semaphore").finals
+    [4000, 4000]
+    """
+    _whole("workers", workers, 1, MAX_WORKERS, "workers")
+    _whole("iterations", iterations, 1, MAX_ITERATIONS, "increments")
+    _whole("trials", trials, 1, MAX_TRIALS, "trials")
+    if flavour not in FLAVOURS:
+        raise ValueError(f"flavour must be one of {', '.join(map(repr, FLAVOURS))}, "
+                         f"got {flavour!r}")
+    timeout = _timeout(timeout)
+    cpus, placement = cpus_for(pin, workers)
+    deadline = time.monotonic() + timeout
+    finals: list[int] = []
+    with objects.scope() as objs, Segment.create(8 * (workers + 1), label="race") as seg:
+        go = [objs.semaphore(0, label="racego") for _ in range(workers)]
+        done = objs.semaphore(0, label="racedone")
+        lock: Any = None
+        if flavour == "mp_lock":
+            lock = multiprocessing.get_context("fork").Lock()
+        elif flavour != "none":
+            lock = objs.semaphore(1, label="racelock")
+        counter = seg.struct(ctypes.c_int64)
+        try:
+            with start_workers(_race_worker, workers, seg, iterations, trials, flavour, lock,
+                               go, done, cpus, timeout=timeout, show=False) as group:
+                for _ in range(trials):
+                    counter.value = 0
+                    for sem in go:
+                        sem.release()
+                    _await(done, workers, deadline, group, "the counter race")
+                    finals.append(counter.value)
+                times = group.wait(timeout=max(deadline - time.monotonic(), 0.1)).values
+        finally:
+            del counter
+    expected = workers * iterations
+    rows = tuple(Trial(final, expected, max(end for _, end in per) - min(s for s, _ in per))
+                 for final, per in zip(finals, zip(*times)))
+    return RaceResult(workers, iterations, flavour, placement, cpus, rows)
+
+
+# --- sweeps -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """Counter experiments that differ in one parameter (see :func:`sweep`)."""
+
+    varied: str                       # "iterations" or "workers"
+    results: tuple[RaceResult, ...]
+
+    @property
+    def values(self) -> list[int]:
+        """The values the varied parameter took."""
+        return [getattr(r, self.varied) for r in self.results]
+
+
+def sweep(varied: str = "iterations", values: Sequence[int] = (1_000, 10_000, 30_000, 100_000),
+          trials: int = 10, progress: bool = False, **fixed: Any) -> Sweep:
+    """Run :func:`counter_race` once for each value of ``iterations`` or ``workers``.
+
+    ``fixed`` passes the other arguments on (``workers=3``, ``pin="same"``...).
+    ``progress`` shows a progress bar.
+
+    >>> s = sweep("workers", [1, 2], trials=2, iterations=5_000)
+    >>> s.values, s.results[0].lossy_trials
+    ([1, 2], 0)
+    """
+    if varied not in ("iterations", "workers"):
+        raise ValueError(f"varied must be 'iterations' or 'workers', got {varied!r}")
+    if varied in fixed or "trials" in fixed:
+        raise ValueError(f"{varied} takes the values of the sweep; do not pass it as well")
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+        raise ValueError(f"values must be a non-empty list of whole numbers, got {values!r}")
+    steps: Any = values
+    if progress:
+        from .display import progress as bar
+
+        steps = bar(values, desc=f"sweeping {varied}")
+    return Sweep(varied, tuple(counter_race(**{varied: v}, trials=trials, **fixed)
+                               for v in steps))
+
+
+# --- torn reads ---------------------------------------------------------------------------------
+
+
+class Record(ctypes.Structure):
+    """The two-field record of :func:`torn_reads`: the writer keeps ``x == y``."""
+
+    _fields_ = [("x", ctypes.c_int64), ("y", ctypes.c_int64)]
+
+
+@dataclass(frozen=True)
+class TornReads:
+    """What a reader saw of a two-field record that another process kept rewriting."""
+
+    reads: int
+    writes: int                       # complete records the writer wrote meanwhile
+    locked: bool
+    placement: str
+    differences: dict[int, int]       # y - x as the reader saw it -> how many reads
+    examples: tuple[tuple[int, int], ...]  # the first few torn reads, as (x, y)
+
+    @property
+    def torn(self) -> int:
+        """Reads whose two fields came from different writes (``x != y``)."""
+        return self.reads - self.differences.get(0, 0)
+
+    @property
+    def torn_fraction(self) -> float:
+        return self.torn / self.reads
+
+    def __str__(self) -> str:
+        how = "under a semaphore" if self.locked else "with no lock"
+        return (f"{self.torn:,} of {self.reads:,} reads torn ({self.torn_fraction:.2%}), "
+                f"{how}, while the writer wrote {self.writes:,} records ({self.placement})")
+
+
+def _torn_worker(i: int, seg: Segment, reads: int, lock: Any, cpus: tuple[int | None, ...]
+                 ) -> Any:
+    """Worker 0 rewrites the record (x, then y) until told to stop; worker 1 reads it."""
+    if cpus[i] is not None:
+        os.sched_setaffinity(0, {cpus[i]})
+    record = seg.struct(Record)
+    stop = seg.struct(ctypes.c_int64, ctypes.sizeof(Record))
+    if i == 0:
+        k = 0
+        while not stop.value:
+            k += 1
+            if lock is not None:
+                lock.acquire()
+            record.x = k             # the record is inconsistent from here...
+            record.y = k             # ...to here
+            if lock is not None:
+                lock.release()
+        return k
+    seen: dict[int, int] = {}
+    examples = []
+    for _ in range(reads):
+        if lock is not None:
+            lock.acquire()
+        x = record.x
+        y = record.y
+        if lock is not None:
+            lock.release()
+        seen[y - x] = seen.get(y - x, 0) + 1
+        if x != y and len(examples) < 5:
+            examples.append((x, y))
+    stop.value = 1
+    return seen, examples
+
+
+def torn_reads(reads: int = 200_000, locked: bool = False, pin: str | None = "auto",
+               timeout: float = 10.0) -> TornReads:
+    """One process rewrites a two-field record while another reads it ``reads`` times.
+
+    The writer stores ``x = k`` and then ``y = k`` for k = 1, 2, 3...; so a
+    record is consistent when ``x == y``. The reader loads ``x``, then ``y``,
+    and counts each difference ``y - x`` it sees. With ``locked`` both sides
+    hold a semaphore around their two accesses.
+
+    >>> r = torn_reads(reads=20_000, locked=True)
+    >>> r.torn, r.reads
+    (0, 20000)
+    """
+    _whole("reads", reads, 1, MAX_ITERATIONS, "reads")
+    timeout = _timeout(timeout)
+    cpus, placement = cpus_for(pin, 2)
+    with objects.scope() as objs, Segment.create(64, label="torn") as seg:
+        lock = objs.semaphore(1, label="tornlock") if locked else None
+        with start_workers(_torn_worker, 2, seg, reads, lock, cpus, timeout=timeout,
+                           show=False) as pair:
+            writes, (seen, examples) = pair.wait().values
+    return TornReads(reads, writes, locked, placement, dict(sorted(seen.items())),
+                     tuple(examples))
+
+
+# --- plots -----------------------------------------------------------------------------------
+
+
+_COLOURS = ["tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown"]
+
+
+def plot_finals(results: RaceResult | Sequence[RaceResult], ax: Any = None) -> Any:
+    """Histogram of the final values of one experiment (or several, overlaid), with the
+    correct total marked. Returns the Axes.
+
+    >>> plot_finals(counter_race())  # doctest: +SKIP
+    """
+    import numpy as np
+
+    if isinstance(results, RaceResult):
+        results = [results]
+    if not results:
+        raise ValueError("give at least one RaceResult to plot")
+    expected = {r.expected for r in results}
+    if len(expected) > 1:
+        raise ValueError(f"the experiments have different correct totals {sorted(expected)}: "
+                         "plot them on separate axes")
+    total = expected.pop()
+    first = results[0]
+    ax = axes(f"{first.workers} workers x {first.iterations:,} increments: final values of "
+              f"{len(first.trials)} trials", "final value of the counter",
+              "trials", ax=ax)
+    lo = min(min(r.finals) for r in results)
+    edges = np.linspace(min(lo, total * 0.999), total * 1.001, 31)
+    if lo == total:                               # everything exact: one narrow bar
+        edges = np.linspace(total * 0.98, total * 1.02, 41)
+    for k, r in enumerate(results):
+        ax.hist(r.finals, bins=edges, color=_COLOURS[k % len(_COLOURS)], alpha=0.6,
+                label=f"{r.label}: {r.lossy_trials} of {len(r.trials)} trials lost updates")
+    ax.axvline(total, color="black", ls="--", lw=1.5, label=f"correct total {total:,}")
+    ax.set_xlim(edges[0], edges[-1] + (edges[-1] - edges[0]) * 0.02)
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize=8, loc="upper left")
+    return ax
+
+
+def plot_lost_fraction(result: Sweep, ax: Any = None) -> Any:
+    """The share of updates lost against the varied parameter: every trial as a dot, the
+    median as a line. Returns the Axes.
+
+    >>> plot_lost_fraction(sweep("iterations"))  # doctest: +SKIP
+    """
+    first = result.results[0]
+    fixed = (f"{first.workers} workers" if result.varied == "iterations"
+             else f"{first.iterations:,} increments each")
+    label = "increments per worker" if result.varied == "iterations" else "worker processes"
+    ax = axes(f"Updates lost against {label} ({fixed}, {first.placement.split(' (')[0]})",
+              label + (" (log scale)" if result.varied == "iterations" else ""),
+              "updates lost (% of the correct total)", ax=ax)
+    xs = result.values
+    for x, r in zip(xs, result.results):
+        ax.scatter([x] * len(r.trials), [100 * f for f in r.lost_fractions], color="tab:red",
+                   alpha=0.35, s=18, label="one trial" if x == xs[0] else None)
+    ax.plot(xs, [100 * statistics.median(r.lost_fractions) for r in result.results], "o-",
+            color="black", label="median of the trials")
+    if result.varied == "iterations":
+        ax.set_xscale("log")
+    else:
+        ax.set_xticks(xs)
+    ax.set_ylim(-3, 100)
+    ax.legend(fontsize=8, loc="upper left")
+    return ax
+
+
+def plot_times(results: Sequence[RaceResult], ax: Any = None) -> Any:
+    """Bars of the median wall time per trial for each experiment (with its fastest and
+    slowest trial), labelled with the time per increment. Returns the Axes.
+
+    >>> plot_times([counter_race(), counter_race(flavour="semaphore")])  # doctest: +SKIP
+    """
+    if not results:
+        raise ValueError("give at least one RaceResult to plot")
+    first = results[0]
+    ax = axes(f"Time per trial: {first.workers} workers x {first.iterations:,} increments "
+              f"(median of {len(first.trials)})", "", "wall time per trial (ms, log scale)",
+              ax=ax, figsize=(8.0, 4.0))
+    for k, r in enumerate(results):
+        mid = r.median_seconds * 1e3
+        ax.bar(k, mid, color=_COLOURS[k % len(_COLOURS)], alpha=0.8,
+               label=f"{r.label}: {r.ns_per_increment:.0f} ns per increment")
+        ax.errorbar(k, mid, yerr=[[mid - min(r.seconds) * 1e3], [max(r.seconds) * 1e3 - mid]],
+                    color="black", capsize=5)
+        ax.text(k, mid * 1.15, f"{mid:.1f} ms", ha="center", va="bottom", fontsize=8)
+    ax.set_yscale("log")
+    places = {r.placement.split(" (")[0] for r in results}
+    ax.set_xticks(range(len(results)), [_SHORT[r.flavour] + (
+        "\n" + r.placement.split(" (")[0] if len(places) > 1 else "") for r in results])
+    top = max(max(r.seconds) for r in results) * 1e3
+    ax.set_ylim(min(min(r.seconds) for r in results) * 1e3 / 3, top * 8)
+    ax.legend(fontsize=8, loc="upper left")
+    return ax
+
+
+def times_table(results: Sequence[RaceResult]) -> Table:
+    """A table of each experiment's times and losses, with its speed relative to the first.
+
+    >>> times_table([])
+    way   placement   median ms per trial   ns per increment   lost (median)   relative time
+    """
+    rows = []
+    base = results[0].median_seconds if results else 1.0
+    for r in results:
+        rows.append([_DESCRIBE[r.flavour], r.placement.split(" (")[0],
+                     round(r.median_seconds * 1e3, 2), round(r.ns_per_increment, 1),
+                     f"{statistics.median(r.lost_fractions):.1%}",
+                     f"{r.median_seconds / base:.1f}x"])
+    return Table(["way", "placement", "median ms per trial", "ns per increment", "lost (median)",
+                  "relative time"], rows)
+
+
+def plot_torn_reads(result: TornReads, ax: Any = None) -> Any:
+    """Bars of how often the reader saw each difference ``y - x``: 0 is a consistent
+    record, every other bar is a torn read. Returns the Axes.
+
+    >>> plot_torn_reads(torn_reads())  # doctest: +SKIP
+    """
+    ax = axes(f"{result.reads:,} reads of a record the writer keeps at x == y: "
+              f"{result.torn:,} torn", "y - x as the reader saw it",
+              "reads (log scale)", ax=ax)
+    diffs = sorted(result.differences)
+    shown = [d for d in diffs if -5 <= d <= 10]
+    other = sum(result.differences[d] for d in diffs if d not in shown)
+    ax.bar([d for d in shown if d == 0], [result.differences[0]] if 0 in shown else [],
+           color="tab:green", label="consistent (x == y)")
+    torn = [d for d in shown if d != 0]
+    ax.bar(torn, [result.differences[d] for d in torn], color="tab:red",
+           label="torn: x and y from different writes")
+    if other:
+        ax.bar([11], [other], color="tab:orange", label="y - x above 10")
+    ax.set_yscale("log")
+    ax.set_xticks(range(-5, 12), [str(d) for d in range(-5, 11)] + ["more"])
+    ax.legend(fontsize=8)
+    return ax

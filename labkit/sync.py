@@ -1,0 +1,801 @@
+"""Synchronization experiments for lesson 05: a bounded buffer, a deadlock, a lost lock.
+
+Every semaphore comes from :mod:`labkit.objects` and every buffer lives in a
+lab segment (:mod:`labkit.shm`), owned by a ``with`` block, so nothing is
+left behind even when a worker is killed on purpose. Workers are forked by
+:mod:`labkit.processes` with a timeout, so a deadlock or a lock that is
+never released ends in an error after seconds instead of a hung cell.
+
+* :class:`Ring` is the bounded buffer (slots, ``head``, ``tail``, and the
+  ``empty``/``full``/``mutex`` semaphores); :func:`deliver` runs producer
+  and consumer functions on it in real processes and checks every item
+  arrived exactly once and in order; :func:`bounded_buffer` measures its
+  occupancy over time for fast and slow producers and consumers, live.
+* :func:`deadlock` takes two locks in opposite orders and lets a timeout
+  notice; :func:`killed_holder` kills the process holding a semaphore and
+  shows it is never released, then how a timeout and a robust design recover.
+"""
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import math
+import os
+import random
+import signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import posix_ipc
+
+from . import objects
+from .display import axes
+from .errors import LabError, LabTimeout
+from .processes import run, start, start_workers
+from .race import _acquire
+from .shm import Segment
+
+__all__ = [
+    "Ring", "item_code", "decode_item", "Delivery", "deliver",
+    "BufferRun", "bounded_buffer", "plot_occupancy", "plot_ring",
+    "LockEvent", "DeadlockRun", "deadlock", "plot_lock_timeline",
+    "HolderRun", "killed_holder",
+]
+
+_MAX_CAPACITY = 4096
+_MAX_ITEMS = 100_000
+
+
+def _whole(name: str, value: Any, low: int, high: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be a whole number of {what} from {low} to {high}, "
+                         f"got {value!r}")
+    return value
+
+
+def _seconds(name: str, value: Any, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            math.isfinite(value) and low <= value <= high):
+        raise ValueError(f"{name} must be a number of seconds from {low:g} to {high:g}, "
+                         f"got {value!r}")
+    return float(value)
+
+
+# --- the bounded buffer ------------------------------------------------------------------------
+
+
+class Ring:
+    """A bounded buffer in shared memory, and the three semaphores that guard it.
+
+    * ``slots``: ``capacity`` 64-bit integers (a NumPy view of the segment);
+    * ``head``: how many items have been taken so far; the next item to take
+      is in ``slots[head % capacity]``;
+    * ``tail``: how many items have been put so far; the next free slot is
+      ``slots[tail % capacity]``;
+    * ``empty``: a semaphore counting free slots (it starts at ``capacity``);
+    * ``full``: a semaphore counting items waiting (it starts at 0);
+    * ``mutex``: a semaphore of value 1 for the critical sections.
+
+    ``head`` and ``tail`` are ``ctypes.c_int64`` views of the segment: read and
+    write them with ``.value``. Use it as a ``with`` block: leaving it removes
+    the segment and the semaphores. Forked workers inherit all of it.
+
+    >>> with Ring(4) as ring:
+    ...     ring.empty.acquire()
+    ...     ring.slots[ring.tail.value % ring.capacity] = 7
+    ...     ring.tail.value += 1
+    ...     ring.full.release()
+    ...     ring.occupancy()
+    1
+    """
+
+    def __init__(self, capacity: int = 8) -> None:
+        _whole("capacity", capacity, 1, _MAX_CAPACITY, "slots")
+        self.capacity = capacity
+        self._scope = objects.scope()
+        try:
+            self._seg = Segment.create(16 + 8 * capacity, label="ring")
+            self.empty = self._scope.semaphore(capacity, label="empty")
+            self.full = self._scope.semaphore(0, label="full")
+            self.mutex = self._scope.semaphore(1, label="mutex")
+        except BaseException:
+            self._scope.close()
+            raise
+        self.head = self._seg.struct(ctypes.c_int64, 0)
+        self.tail = self._seg.struct(ctypes.c_int64, 8)
+        self.slots = self._seg.array(np.int64, capacity, offset=16)
+
+    @property
+    def name(self) -> str:
+        """The segment's name (the semaphores have names of their own)."""
+        return self._seg.name
+
+    def occupancy(self) -> int:
+        """Items in the buffer now: ``tail - head``, read under the mutex (both at once)."""
+        with self.mutex:
+            return self.tail.value - self.head.value
+
+    def snapshot(self) -> tuple[list[int], int, int]:
+        """A consistent copy of ``(slots, head, tail)``, taken under the mutex."""
+        with self.mutex:
+            return [int(v) for v in self.slots], self.head.value, self.tail.value
+
+    def close(self) -> None:
+        """Remove the segment and the semaphores (leaving the ``with`` block does it)."""
+        for view in ("head", "tail", "slots"):
+            self.__dict__.pop(view, None)
+        if hasattr(self, "_seg"):
+            self._seg.__exit__(None, None, None)
+        self._scope.close()
+
+    def __enter__(self) -> Ring:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Ring of {self.capacity} slots in {self._seg.name}>"
+
+
+def item_code(producer: int, k: int) -> int:
+    """The ``k``-th item of ``producer`` as the buffer carries it: ``(producer + 1) *
+    1_000_000 + k``, so every item says who made it and in what order.
+
+    >>> item_code(0, 5), decode_item(2_000_007)
+    (1000005, (1, 7))
+    """
+    return (producer + 1) * 1_000_000 + k
+
+
+def decode_item(item: int) -> tuple[int, int]:
+    """``(producer, k)`` of an item made by :func:`item_code`."""
+    return int(item) // 1_000_000 - 1, int(item) % 1_000_000
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What went through the buffer (see :func:`deliver`)."""
+
+    producers: int
+    consumers: int
+    capacity: int
+    sent: list[list[int]]            # the items of each producer, in the order it put them
+    received: list[list[int]]        # what each consumer got, in the order it got them
+    seconds: float
+
+    @property
+    def missing(self) -> list[int]:
+        """Items put but never received."""
+        got = {v for r in self.received for v in r}
+        return [v for s in self.sent for v in s if v not in got]
+
+    @property
+    def duplicated(self) -> list[int]:
+        """Items received more than once."""
+        seen: dict[int, int] = {}
+        for r in self.received:
+            for v in r:
+                seen[v] = seen.get(v, 0) + 1
+        return sorted(v for v, n in seen.items() if n > 1)
+
+    @property
+    def unknown(self) -> list[int]:
+        """Values received that no producer put (stale slots, zeros)."""
+        sent = {v for s in self.sent for v in s}
+        return sorted({v for r in self.received for v in r if v not in sent})
+
+    @property
+    def out_of_order(self) -> list[tuple[int, int, int]]:
+        """``(consumer, earlier, later)`` where a consumer got a producer's items in the
+        wrong order (a later item before an earlier one)."""
+        bad = []
+        for c, got in enumerate(self.received):
+            last: dict[int, int] = {}
+            for v in got:
+                p, k = decode_item(v)
+                if p in last and k < last[p]:
+                    bad.append((c, item_code(p, last[p]), v))
+                last[p] = max(k, last.get(p, -1))
+        return bad
+
+    @property
+    def ok(self) -> bool:
+        """Every item exactly once, nothing else, each producer's items in order."""
+        return not (self.missing or self.duplicated or self.unknown or self.out_of_order)
+
+    def __str__(self) -> str:
+        total = sum(map(len, self.sent))
+        if self.ok:
+            return (f"all {total} items from {self.producers} producers arrived exactly once "
+                    f"and in order at {self.consumers} consumers ({self.seconds * 1e3:.0f} ms)")
+        return (f"of {total} items: {len(self.missing)} missing, {len(self.duplicated)} "
+                f"received twice or more, {len(self.unknown)} unknown values received, "
+                f"{len(self.out_of_order)} out of order")
+
+
+def _shares(total: int, parts: int) -> list[int]:
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+def _deliver_worker(i: int, ring: Ring, producer: Callable, consumer: Callable,
+                    sent: list[list[int]], shares: list[int]) -> Any:
+    if i < len(sent):
+        producer(ring, sent[i])
+        return None
+    got = consumer(ring, shares[i - len(sent)])
+    if got is None:
+        raise LabError("the consumer returned None; it must return the list of items it got")
+    return [int(v) for v in got]
+
+
+def deliver(producer: Callable, consumer: Callable, producers: int = 1, consumers: int = 1,
+            items: int = 1000, capacity: int = 8, timeout: float = 10.0) -> Delivery:
+    """Run producer and consumer functions on a :class:`Ring`, in real processes.
+
+    Each of ``producers`` workers calls ``producer(ring, items_list)`` with its
+    own ``items`` items (made by :func:`item_code`), to put in that order;
+    each of ``consumers`` workers calls ``consumer(ring, count)``, which must
+    take ``count`` items and return them as a list in the order it got them
+    (the counts add up to all items). All start together; after ``timeout``
+    seconds they are killed (a deadlock, a lost wake-up) and LabTimeout says so.
+
+    >>> def producer(ring, items):
+    ...     for item in items:
+    ...         ring.empty.acquire()
+    ...         ring.slots[ring.tail.value % ring.capacity] = item
+    ...         ring.tail.value += 1
+    ...         ring.full.release()
+    >>> def consumer(ring, count):
+    ...     got = []
+    ...     for _ in range(count):
+    ...         ring.full.acquire()
+    ...         got.append(int(ring.slots[ring.head.value % ring.capacity]))
+    ...         ring.head.value += 1
+    ...         ring.empty.release()
+    ...     return got
+    >>> deliver(producer, consumer, items=500, capacity=4).ok
+    True
+    """
+    if not (callable(producer) and callable(consumer)):
+        raise TypeError(f"producer and consumer must be functions, got {producer!r} and "
+                        f"{consumer!r}")
+    _whole("producers", producers, 1, 16, "producers")
+    _whole("consumers", consumers, 1, 16, "consumers")
+    _whole("items", items, 0, _MAX_ITEMS, "items per producer")
+    timeout = _seconds("timeout", timeout, 0.1, 600)
+    sent = [[item_code(p, k) for k in range(items)] for p in range(producers)]
+    shares = _shares(producers * items, consumers)
+    with Ring(capacity) as ring:
+        began = time.perf_counter()
+        with start_workers(_deliver_worker, producers + consumers, ring, producer, consumer,
+                           sent, shares, timeout=timeout, show=False) as group:
+            try:
+                values = group.wait().values
+            except LabTimeout as e:
+                raise LabTimeout(f"the producers and consumers did not finish in {timeout:g} s "
+                                 f"and were killed (a deadlock? {ring.occupancy()} items were "
+                                 f"in the buffer of {capacity})", e.results) from None
+        seconds = time.perf_counter() - began
+    return Delivery(producers, consumers, capacity, sent, values[producers:], seconds)
+
+
+# --- occupancy over time --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BufferRun:
+    """The occupancy of a bounded buffer over time (see :func:`bounded_buffer`)."""
+
+    label: str
+    capacity: int
+    producers: int
+    consumers: int
+    items: int                       # per producer
+    times: list[float]               # seconds since the start
+    occupancy: list[int]             # items in the buffer at each time
+    stalls: list[int]                # per producer: puts that found the buffer full
+    waits: list[int]                 # per consumer: gets that found it empty
+    delivered_ok: bool               # every item exactly once and in order
+    seconds: float
+
+    @property
+    def full_share(self) -> float:
+        """The share of samples that found the buffer full."""
+        return sum(o >= self.capacity for o in self.occupancy) / max(len(self.occupancy), 1)
+
+    @property
+    def empty_share(self) -> float:
+        """The share of samples that found the buffer empty."""
+        return sum(o <= 0 for o in self.occupancy) / max(len(self.occupancy), 1)
+
+    def __str__(self) -> str:
+        return (f"{self.label}: {self.producers} producer(s) x {self.items} items, "
+                f"{self.consumers} consumer(s), {self.capacity} slots: full in "
+                f"{self.full_share:.0%} of samples, empty in {self.empty_share:.0%}; producers "
+                f"stalled {sum(self.stalls)} times, consumers waited {sum(self.waits)} times; "
+                f"{'all items exactly once, in order' if self.delivered_ok else 'ITEMS WRONG'}"
+                f" ({self.seconds:.2f} s)")
+
+
+def _take(sem: posix_ipc.Semaphore) -> bool:
+    """Acquire ``sem``; True if it had to wait (it was 0 when we came)."""
+    try:
+        sem.acquire(0)
+        return False
+    except posix_ipc.BusyError:
+        sem.acquire()
+        return True
+
+
+def _pause(rng: random.Random, mean: float) -> None:
+    if mean > 0:
+        time.sleep(rng.uniform(0.5, 1.5) * mean)
+
+
+def _buffer_worker(i: int, ring: Ring, producers: int, consumers: int, items: int,
+                   produce: float, consume: float, seed: int, samples: Any,
+                   sample_every: float) -> Any:
+    """Producers 0..P-1, consumers P..P+C-1, and the last worker samples the occupancy."""
+    rng = random.Random(seed * 1000 + i)
+    if i < producers:                              # a producer
+        stalls = 0
+        for k in range(items):
+            _pause(rng, produce)                   # making the item takes a while
+            stalls += _take(ring.empty)            # wait for a free slot
+            with ring.mutex:                       # only one process moves tail at a time
+                ring.slots[ring.tail.value % ring.capacity] = item_code(i, k)
+                ring.tail.value += 1
+            ring.full.release()                    # one more item for the consumers
+        return stalls
+    if i < producers + consumers:                  # a consumer
+        share = _shares(producers * items, consumers)[i - producers]
+        waits, got = 0, []
+        for _ in range(share):
+            waits += _take(ring.full)              # wait for an item
+            with ring.mutex:
+                got.append(int(ring.slots[ring.head.value % ring.capacity]))
+                ring.head.value += 1
+            ring.empty.release()                   # one more free slot for the producers
+            _pause(rng, consume)                   # using the item takes a while
+        return waits, got
+    times, counts, total = samples
+    n = 0
+    began = time.perf_counter()
+    while n < len(times):
+        with ring.mutex:                           # head and tail as one consistent pair
+            head, tail = ring.head.value, ring.tail.value
+        times[n], counts[n] = time.perf_counter() - began, tail - head
+        n += 1
+        total.value = n
+        if head >= producers * items:
+            break
+        time.sleep(sample_every)
+    return n
+
+
+def bounded_buffer(producers: int = 1, consumers: int = 1, capacity: int = 8,
+                   items: int = 200, produce: float = 0.0, consume: float = 0.0,
+                   label: str = "", sample_every: float = 0.001, live: bool = False,
+                   seed: int = 0, timeout: float = 20.0) -> BufferRun:
+    """Run producers and consumers on a :class:`Ring` and sample its occupancy.
+
+    Each producer makes ``items`` items, taking about ``produce`` seconds per
+    item (uniformly 0.5 to 1.5 times that, seeded by ``seed``); each consumer
+    spends about ``consume`` seconds per item. Producers wait on ``empty``,
+    then take ``mutex`` to put; consumers wait on ``full``, then take
+    ``mutex`` to get. A sampler process reads ``tail - head`` under the mutex
+    every ``sample_every`` seconds. With ``live`` the plot is redrawn in the
+    notebook while it runs.
+
+    >>> r = bounded_buffer(producers=2, consumers=2, capacity=4, items=100)
+    >>> r.delivered_ok, max(r.occupancy) <= 4
+    (True, True)
+    """
+    _whole("producers", producers, 1, 16, "producers")
+    _whole("consumers", consumers, 1, 16, "consumers")
+    _whole("items", items, 1, _MAX_ITEMS, "items per producer")
+    produce = _seconds("produce", produce, 0, 1)
+    consume = _seconds("consume", consume, 0, 1)
+    sample_every = _seconds("sample_every", sample_every, 0.0001, 1)
+    timeout = _seconds("timeout", timeout, 0.1, 600)
+    label = label or f"produce {produce * 1e3:g} ms, consume {consume * 1e3:g} ms per item"
+    slots = 20_000
+    with Ring(capacity) as ring, Segment.create(16 * slots + 8, label="samples") as seg:
+        times = seg.array(np.float64, slots, offset=0)
+        counts = seg.array(np.int64, slots, offset=8 * slots)
+        total = seg.struct(ctypes.c_int64, 16 * slots)
+        began = time.perf_counter()
+        try:
+            with start_workers(_buffer_worker, producers + consumers + 1, ring, producers,
+                               consumers, items, produce, consume, seed, (times, counts, total),
+                               sample_every, timeout=timeout, show=False) as group:
+                if live:
+                    _watch(group, ring, producers * items, times, counts, total, label)
+                values = group.wait().values
+            seconds = time.perf_counter() - began
+            n = values[-1]
+            sampled_t, sampled_o = times[:n].tolist(), counts[:n].tolist()
+        finally:
+            del times, counts, total
+    sent = [[item_code(p, k) for k in range(items)] for p in range(producers)]
+    received = [got for _, got in values[producers:producers + consumers]]
+    ok = Delivery(producers, consumers, capacity, sent, received, seconds).ok
+    return BufferRun(label, capacity, producers, consumers, items, sampled_t, sampled_o,
+                     list(values[:producers]), [w for w, _ in values[producers:-1]], ok,
+                     seconds)
+
+
+def _watch(group: Any, ring: Ring, items: int, times: Any, counts: Any, total: Any,
+           label: str) -> None:
+    """Redraw the ring and the occupancy in the notebook until every item is taken.
+
+    It never waits for the workers to end: they send their results through
+    pipes that only ``wait()`` reads, so a big result would keep them alive.
+    """
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        return
+    if get_ipython() is None:
+        return
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained",
+                                      gridspec_kw={"width_ratios": [1, 2]})
+    handle = display(fig, display_id=True)
+    try:
+        while group.running and ring.head.value < items:
+            n = int(total.value)
+            left.clear()
+            right.clear()
+            plot_ring(*ring.snapshot(), ax=left)
+            _draw_occupancy(right, times[:n].tolist(), counts[:n].tolist(), ring.capacity,
+                            f"{label} (live)")
+            handle.update(fig)
+            time.sleep(0.15)
+    finally:
+        plt.close(fig)
+
+
+def _draw_occupancy(ax: Any, ts: list[float], occ: list[int], capacity: int, title: str) -> None:
+    axes(title, "time (ms)", "items in the buffer", ax=ax)
+    ax.axhspan(capacity - 0.05, capacity + 0.5, color="tab:orange", alpha=0.15)
+    ax.axhspan(-0.5, 0.05, color="tab:blue", alpha=0.12)
+    ax.step([t * 1e3 for t in ts], occ, where="post", color="black", lw=1, label="occupancy")
+    ax.axhline(capacity, color="tab:orange", ls="--", lw=1,
+               label=f"full ({capacity}): producers stall")
+    ax.axhline(0, color="tab:blue", ls="--", lw=1, label="empty: consumers wait")
+    ax.set_ylim(-0.5, capacity + 0.5)
+    ax.legend(fontsize=7, loc="upper right")
+
+
+def plot_occupancy(result: BufferRun, ax: Any = None) -> Any:
+    """Occupancy over time, with the full and empty levels marked. Returns the Axes.
+
+    >>> plot_occupancy(bounded_buffer(produce=0.002))  # doctest: +SKIP
+    """
+    ax = axes("", "", "", ax=ax, figsize=(8.0, 3.2))
+    _draw_occupancy(ax, result.times, result.occupancy, result.capacity,
+                    f"{result.label}: full {result.full_share:.0%}, empty "
+                    f"{result.empty_share:.0%} of the time")
+    return ax
+
+
+def plot_ring(slots: Sequence[int], head: int, tail: int, ax: Any = None) -> Any:
+    """The ring as a circle of slots: filled slots hold an item, ``head`` and ``tail``
+    are marked. Takes :meth:`Ring.snapshot`. Returns the Axes.
+
+    >>> plot_ring([0, 5, 6, 0], head=1, tail=3)  # doctest: +SKIP
+    """
+    import matplotlib.patches as patches
+
+    capacity = len(slots)
+    ax = axes(f"The ring: {tail - head} of {capacity} slots full", "", "", ax=ax,
+              figsize=(3.8, 3.8))
+    ax.grid(False)
+    ax.set_aspect("equal")
+    width = 360 / capacity
+    for s in range(capacity):
+        filled = any((k % capacity) == s for k in range(head, tail))
+        theta1 = 90 - (s + 1) * width
+        ax.add_patch(patches.Wedge((0, 0), 1, theta1, theta1 + width, width=0.35,
+                                   fc="tab:green" if filled else "white", ec="grey"))
+    for index, name, colour, r in ((head, "head", "tab:blue", 1.25), (tail, "tail",
+                                                                       "tab:orange", 1.5)):
+        angle = math.radians(90 - (index % capacity + 0.5) * width)
+        ax.annotate(name, xy=(0.95 * math.cos(angle), 0.95 * math.sin(angle)),
+                    xytext=(r * math.cos(angle), r * math.sin(angle)), ha="center",
+                    va="center", color=colour, fontsize=8,
+                    arrowprops={"arrowstyle": "->", "color": colour})
+    ax.set_xlim(-1.7, 1.7)
+    ax.set_ylim(-1.7, 1.7)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return ax
+
+
+# --- a deadlock -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LockEvent:
+    """One thing a worker did with a lock, at ``t`` seconds after the start."""
+
+    worker: int
+    t: float
+    what: str            # "acquired", "waiting", "timed out" or "released"
+    lock: str
+
+
+@dataclass(frozen=True)
+class DeadlockRun:
+    """Two workers and two locks (see :func:`deadlock`)."""
+
+    same_order: bool
+    timeout: float
+    events: list[LockEvent]
+    finished: list[bool]          # did each worker get both locks and do its work?
+
+    @property
+    def deadlocked(self) -> bool:
+        """True when the workers waited for each other until a timeout ended the wait.
+
+        The worker that gives up releases its lock, so the other may then finish:
+        the timeout both detects the deadlock and breaks it.
+        """
+        return any(e.what == "timed out" for e in self.events)
+
+    def __str__(self) -> str:
+        done = " and ".join(f"worker {i}" for i, ok in enumerate(self.finished) if ok)
+        lines = [f"{'same' if self.same_order else 'opposite'} order: "
+                 + ("DEADLOCK, caught by the timeout" if self.deadlocked else "no deadlock")
+                 + f"; {done or 'no worker'} did the work"]
+        lines += [f"  {e.t * 1e3:7.1f} ms  worker {e.worker} {e.what} {e.lock}"
+                  for e in self.events]
+        return "\n".join(lines)
+
+
+def _lock_worker(i: int, locks: dict[str, posix_ipc.Semaphore],
+                 orders: list[tuple[str, str]], holding: list[posix_ipc.Semaphore],
+                 hold: float, timeout: float, began: float) -> tuple[list[tuple], bool]:
+    events = []
+
+    def note(what: str, lock: str) -> None:
+        events.append((time.perf_counter() - began, what, lock))
+
+    first, second = orders[i]
+    locks[first].acquire()
+    note("acquired", first)
+    holding[i].release()             # "I hold my first lock"...
+    try:                             # ...and wait (at most hold s) until the other does too
+        _acquire(holding[1 - i], hold)
+    except posix_ipc.BusyError:
+        pass                         # it could not get its first lock: we hold it
+    note("waiting", second)
+    try:
+        _acquire(locks[second], timeout)
+    except posix_ipc.BusyError:
+        note("timed out", second)
+        locks[first].release()
+        note("released", first)
+        return events, False
+    note("acquired", second)
+    time.sleep(hold / 2)             # the work done while holding both
+    locks[second].release()
+    note("released", second)
+    locks[first].release()
+    note("released", first)
+    return events, True
+
+
+def deadlock(same_order: bool = False, hold: float = 0.1, timeout: float = 0.5) -> DeadlockRun:
+    """Two workers each need locks A and B. Worker 0 takes A, then B; worker 1 takes B,
+    then A (both take A first with ``same_order``). After taking its first lock each
+    waits until the other holds its own first lock too (at most ``hold`` seconds), so
+    in opposite order the deadlock happens every time. Each then waits for its
+    second lock at most ``timeout`` seconds; a worker that times out gives up and
+    releases its lock, and the other can finish.
+
+    >>> deadlock().deadlocked, deadlock(same_order=True).deadlocked
+    (True, False)
+    """
+    hold = _seconds("hold", hold, 0, 5)
+    timeout = _seconds("timeout", timeout, 0.01, 30)
+    with objects.scope() as objs:
+        locks = {"A": objs.semaphore(1, label="lockA"), "B": objs.semaphore(1, label="lockB")}
+        holding = [objs.semaphore(0, label="holding") for _ in range(2)]
+        orders = [("A", "B"), ("A", "B") if same_order else ("B", "A")]
+        began = time.perf_counter()
+        with start_workers(_lock_worker, 2, locks, orders, holding, hold, timeout, began,
+                           timeout=5 * (hold + timeout) + 5, show=False) as pair:
+            results = pair.wait().values
+    events = sorted((LockEvent(i, t, what, lock) for i, (evs, _) in enumerate(results)
+                     for t, what, lock in evs), key=lambda e: e.t)
+    return DeadlockRun(same_order, timeout, events, [done for _, done in results])
+
+
+def plot_lock_timeline(result: DeadlockRun, ax: Any = None) -> Any:
+    """Each worker's row: when it held each lock, when it waited, when it gave up.
+    Returns the Axes.
+
+    >>> plot_lock_timeline(deadlock())  # doctest: +SKIP
+    """
+    from matplotlib.patches import Patch
+
+    title = ("Locks taken in opposite orders: a deadlock, ended by the timeout"
+             if result.deadlocked else "Locks taken in the same order: no deadlock")
+    ax = axes(title, "time (ms)", "", ax=ax, figsize=(8.0, 2.6))
+    colours = {"A": "tab:blue", "B": "tab:orange"}
+    end = max(e.t for e in result.events) * 1e3
+    for w in (0, 1):
+        mine = [e for e in result.events if e.worker == w]
+        for lock, shift in (("A", -0.18), ("B", 0.18)):
+            held = None
+            waiting = None
+            for e in mine:
+                if e.lock != lock:
+                    continue
+                if e.what == "waiting":
+                    waiting = e.t
+                elif e.what == "acquired":
+                    if waiting is not None:
+                        ax.broken_barh([(waiting * 1e3, (e.t - waiting) * 1e3)],
+                                       (w + shift - 0.15, 0.3), facecolors="white",
+                                       edgecolors="grey", hatch="///")
+                        waiting = None
+                    held = e.t
+                elif e.what == "timed out" and waiting is not None:
+                    ax.broken_barh([(waiting * 1e3, (e.t - waiting) * 1e3)],
+                                   (w + shift - 0.15, 0.3), facecolors="white",
+                                   edgecolors="grey", hatch="///")
+                    ax.plot(e.t * 1e3, w + shift, "x", color="red", ms=10, mew=2)
+                    waiting = None
+                elif e.what == "released" and held is not None:
+                    ax.broken_barh([(held * 1e3, (e.t - held) * 1e3)], (w + shift - 0.15, 0.3),
+                                   facecolors=colours[lock])
+                    held = None
+    ax.set_yticks([0, 1], ["worker 0", "worker 1"])
+    ax.set_ylim(1.6, -0.6)
+    ax.set_xlim(0, end * 1.05 + 1)
+    ax.legend(handles=[Patch(color="tab:blue", label="holds A"),
+                       Patch(color="tab:orange", label="holds B"),
+                       Patch(facecolor="white", edgecolor="grey", hatch="///",
+                             label="waits for the lock"),
+                       ax.plot([], [], "x", color="red", ms=8, mew=2,
+                               label="gives up (timeout)")[0]],
+              fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return ax
+
+
+# --- a lock whose holder is killed ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HolderRun:
+    """What happened to a lock when the process holding it was killed."""
+
+    lock: str                    # "semaphore" or "flock"
+    recover: bool
+    holder_pid: int
+    holder_status: str           # "killed by SIGKILL (Killed)"
+    value_after: int | None      # the semaphore's value after the holder died (None: n/a)
+    outcome: str                 # what the next process got
+    waited: float                # seconds it waited
+    steps: list[str]             # what the next process did, in order
+
+    def __str__(self) -> str:
+        value = "" if self.value_after is None else f"; semaphore value {self.value_after}"
+        return (f"the holder (pid {self.holder_pid}) {self.holder_status}{value}; the next "
+                f"process {self.outcome} after {self.waited * 1e3:.0f} ms")
+
+
+def _hold_forever(lock: str, name: str, owner: Any, ready: posix_ipc.Semaphore,
+                  sem: posix_ipc.Semaphore | None) -> None:
+    if lock == "semaphore":
+        sem.acquire()                              # type: ignore[union-attr]
+    else:
+        mem = posix_ipc.SharedMemory(name)         # a descriptor of our own: flock is per open file
+        fcntl.flock(mem.fd, fcntl.LOCK_EX)
+    owner.value = os.getpid()                      # for a robust design: who holds it
+    ready.release()
+    time.sleep(60)                                 # "working" in the critical section...
+
+
+def _next_process(lock: str, name: str, owner: Any, sem: posix_ipc.Semaphore | None,
+                  timeout: float, recover: bool) -> tuple[str, float, list[str]]:
+    began = time.perf_counter()
+    steps = []
+    if lock == "flock":
+        mem = posix_ipc.SharedMemory(name)
+        try:
+            while True:
+                try:
+                    fcntl.flock(mem.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    steps.append("flock(LOCK_EX) succeeded: the kernel released the dead "
+                                 "holder's lock when its descriptors were closed")
+                    fcntl.flock(mem.fd, fcntl.LOCK_UN)
+                    return "got the lock", time.perf_counter() - began, steps
+                except BlockingIOError:
+                    if time.perf_counter() - began > timeout:
+                        steps.append(f"gave up after {timeout:g} s")
+                        return "timed out", time.perf_counter() - began, steps
+                    time.sleep(0.001)
+        finally:
+            mem.close_fd()
+    assert sem is not None
+    try:
+        _acquire(sem, timeout)
+        sem.release()
+        return "got the lock", time.perf_counter() - began, ["acquire succeeded"]
+    except posix_ipc.BusyError:
+        steps.append(f"acquire timed out after {timeout:g} s: the semaphore is still taken")
+    if not recover:
+        return "timed out", time.perf_counter() - began, steps
+    holder = owner.value
+    try:
+        os.kill(holder, 0)                         # signal 0: only asks "does it exist?"
+    except ProcessLookupError:
+        steps.append(f"the owner recorded in shared memory, pid {holder}, no longer exists")
+    except PermissionError:
+        pass                                       # it exists (as another user's process)
+    if len(steps) == 1:
+        steps.append(f"the owner, pid {holder}, is alive: keep waiting (it may just be slow)")
+        return "timed out", time.perf_counter() - began, steps
+    sem.release()                                  # give back the dead owner's unit...
+    steps.append("released the semaphore on the dead owner's behalf (after repairing "
+                 "whatever the owner may have left half-done)")
+    _acquire(sem, timeout)                         # ...and take it properly
+    owner.value = os.getpid()
+    steps.append(f"acquired it; the owner is now pid {os.getpid()}")
+    sem.release()
+    return "recovered the lock", time.perf_counter() - began, steps
+
+
+def killed_holder(lock: str = "semaphore", recover: bool = False,
+                  timeout: float = 0.5) -> HolderRun:
+    """A process takes a lock, and is killed (SIGKILL) while it holds it; then another
+    process asks for the lock, waiting at most ``timeout`` seconds.
+
+    ``lock="semaphore"``: a POSIX semaphore has no owner, so nothing gives it back:
+    the next process times out. With ``recover`` it then checks the owner's pid
+    that the holder wrote into shared memory, finds it dead, and releases the
+    semaphore itself. ``lock="flock"``: an ``flock`` lock on a file (here, the
+    lab's shared memory object) belongs to the open file, and the kernel drops
+    it when the killed process's descriptors are closed: the next process gets it.
+    Everything is removed afterwards, the semaphore included.
+
+    >>> killed_holder().outcome
+    'timed out'
+    >>> killed_holder(lock="flock").outcome
+    'got the lock'
+    """
+    if lock not in ("semaphore", "flock"):
+        raise ValueError(f"lock must be 'semaphore' or 'flock', got {lock!r}")
+    timeout = _seconds("timeout", timeout, 0.01, 30)
+    with objects.scope() as objs, Segment.create(8, label="owner") as seg:
+        ready = objs.semaphore(0, label="ready")
+        sem = objs.semaphore(1, label="held") if lock == "semaphore" else None
+        name = objs.shared_memory(4096, label="flocked").name if lock == "flock" else ""
+        owner = seg.struct(ctypes.c_int64)
+        try:
+            with start(_hold_forever, lock, name, owner, ready, sem, timeout=30,
+                       show=False, name="holder") as holder:
+                try:
+                    _acquire(ready, 5.0)
+                except posix_ipc.BusyError:
+                    raise LabError("the holder did not take the lock within 5 s") from None
+                holder.send_signal(signal.SIGKILL)
+                ended = holder.wait()
+            value = sem.value if sem is not None and posix_ipc.SEMAPHORE_VALUE_SUPPORTED \
+                else None
+            outcome, waited, steps = run(_next_process, lock, name, owner, sem, timeout,
+                                         recover, timeout=timeout + 10, show=False).value
+        finally:
+            del owner
+    return HolderRun(lock, recover, ended.pid, str(ended.status), value, outcome, waited,
+                     steps)

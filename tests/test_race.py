@@ -1,0 +1,158 @@
+"""labkit.race: the invariants of the counter experiments, never a lucky timing.
+
+An unsynchronized counter may lose any number of updates, but never ends above
+the correct total; a locked or batched one always ends exactly on it; one
+worker alone never loses anything. Torn reads are counted consistently.
+"""
+from __future__ import annotations
+
+import os
+
+import matplotlib
+import pytest
+
+from labkit import race
+from labkit.errors import ChildError, NotSupportedHere
+
+matplotlib.use("agg")
+
+
+@pytest.mark.parametrize("workers, pin", [(2, "auto"), (3, "cross"), (2, "same"), (4, None)])
+def test_unlocked_counter_never_exceeds_expected(workers, pin):
+    r = race.counter_race(workers=workers, iterations=20_000, trials=5, pin=pin)
+    assert r.expected == workers * 20_000
+    assert len(r.finals) == 5
+    assert all(0 < f <= r.expected for f in r.finals), r.finals
+    assert all(lost >= 0 for lost in r.lost)
+
+
+@pytest.mark.parametrize("flavour", ["semaphore", "mp_lock", "batched"])
+def test_locked_counter_is_exact_in_every_trial(flavour):
+    r = race.counter_race(workers=3, iterations=5_000, trials=4, flavour=flavour)
+    assert r.finals == [15_000] * 4
+    assert r.lossy_trials == 0 and r.lost_fractions == [0.0] * 4
+
+
+def test_one_worker_alone_never_loses_an_update():
+    r = race.counter_race(workers=1, iterations=50_000, trials=3)
+    assert r.finals == [50_000] * 3
+
+
+def test_each_trial_is_plain_data():
+    r = race.counter_race(workers=2, iterations=10_000, trials=3)
+    for t in r.trials:
+        assert t.expected == 20_000
+        assert t.lost == t.expected - t.final
+        assert t.lost_fraction == pytest.approx(t.lost / 20_000)
+        assert t.seconds > 0
+    assert r.seconds == [t.seconds for t in r.trials]
+    assert r.ns_per_increment > 0 and "2 workers x 10,000 increments" in str(r)
+    assert len(r.cpus) == 2
+
+
+def test_cross_pins_each_worker_to_its_own_cpu_and_same_pins_all_to_one():
+    allowed = sorted(os.sched_getaffinity(0))
+    cross, text = race.cpus_for("cross", 2) if len(allowed) > 1 else ((None,), "")
+    if len(allowed) > 1:
+        assert cross[0] != cross[1] and set(cross) <= set(allowed)
+        assert text.startswith("cross-core")
+    same, text = race.cpus_for("same", 3)
+    assert len(set(same)) == 1 and text.startswith("same core")
+    assert race.cpus_for(None, 2) == ((None, None), "unpinned")
+
+
+def test_the_workers_run_where_they_were_pinned():
+    r = race.counter_race(workers=2, iterations=1_000, trials=1, pin="same")
+    assert len(set(r.cpus)) == 1 and r.placement.startswith("same core")
+
+
+def test_pinning_where_the_system_cannot_pin_is_refused_clearly(monkeypatch):
+    monkeypatch.delattr(os, "sched_setaffinity")
+    with pytest.raises(NotSupportedHere, match="sched_setaffinity"):
+        race.cpus_for("cross", 2)
+    with pytest.raises(NotSupportedHere):
+        race.cpus_for("same", 2)
+    assert race.cpus_for("auto", 2) == ((None, None), "unpinned")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"workers": 0}, "workers must be a whole number of workers from 1"),
+    ({"workers": 2.0}, "workers must be"),
+    ({"iterations": 0}, "iterations must be a whole number of increments from 1"),
+    ({"iterations": -5}, "iterations must be"),
+    ({"trials": 0}, "trials must be"),
+    ({"flavour": "spinlock"}, "flavour must be one of 'none', 'semaphore'"),
+    ({"pin": "left"}, "pin must be 'cross'"),
+    ({"timeout": 0}, "timeout must be a number of seconds > 0"),
+    ({"timeout": -1.0}, "timeout must be"),
+])
+def test_bad_arguments_say_what_is_allowed(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        race.counter_race(**kwargs)
+
+
+def _fails(counter, n, lock):
+    raise RuntimeError("this worker fails on purpose")
+
+
+def test_a_worker_that_fails_is_reported_with_its_error(monkeypatch):
+    monkeypatch.setitem(race._COUNT, "none", _fails)
+    with pytest.raises(ChildError, match="fails on purpose"):
+        race.counter_race(workers=2, iterations=10, trials=3, timeout=20)
+
+
+def test_a_sweep_runs_one_experiment_per_value():
+    s = race.sweep("iterations", [1_000, 4_000], trials=2, workers=2)
+    assert s.values == [1_000, 4_000] and s.varied == "iterations"
+    assert [r.expected for r in s.results] == [2_000, 8_000]
+    w = race.sweep("workers", [1, 3], trials=2, iterations=2_000, flavour="semaphore")
+    assert [r.finals for r in w.results] == [[2_000, 2_000], [6_000, 6_000]]
+
+
+@pytest.mark.parametrize("args, kwargs, message", [
+    (("threads", [1]), {}, "varied must be 'iterations' or 'workers'"),
+    (("iterations", []), {}, "values must be a non-empty list"),
+    (("workers", [1]), {"workers": 2}, "takes the values of the sweep"),
+])
+def test_a_sweep_refuses_bad_arguments(args, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        race.sweep(*args, **kwargs)
+
+
+def test_torn_reads_are_counted_consistently():
+    r = race.torn_reads(reads=30_000)
+    assert sum(r.differences.values()) == r.reads == 30_000
+    assert r.torn == r.reads - r.differences.get(0, 0)
+    assert all(x != y for x, y in r.examples) and len(r.examples) <= 5
+    assert r.writes >= 1 and not r.locked
+
+
+def test_a_locked_record_is_never_torn():
+    r = race.torn_reads(reads=20_000, locked=True)
+    assert r.torn == 0 and r.differences == {0: 20_000} and r.examples == ()
+
+
+def test_torn_reads_refuses_zero_reads():
+    with pytest.raises(ValueError, match="reads must be a whole number of reads from 1"):
+        race.torn_reads(reads=0)
+
+
+def test_the_plots_draw_the_data():
+    unlocked = race.counter_race(workers=2, iterations=5_000, trials=4)
+    locked = race.counter_race(workers=2, iterations=5_000, trials=4, flavour="semaphore")
+    ax = race.plot_finals([unlocked, locked])
+    assert "correct total 10,000" in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert race.plot_finals(locked).get_xlabel() == "final value of the counter"
+    assert race.plot_times([unlocked, locked]).get_yscale() == "log"
+    sweep = race.sweep("workers", [1, 2], trials=2, iterations=1_000)
+    assert "worker processes" in race.plot_lost_fraction(sweep).get_xlabel()
+    assert race.plot_torn_reads(race.torn_reads(reads=2_000)).get_yscale() == "log"
+    table = repr(race.times_table([unlocked, locked]))
+    assert "posix_ipc semaphore" in table and "1.0x" in table
+
+
+def test_experiments_with_different_totals_are_not_drawn_on_one_histogram():
+    a = race.counter_race(workers=1, iterations=1_000, trials=1)
+    b = race.counter_race(workers=1, iterations=2_000, trials=1)
+    with pytest.raises(ValueError, match="different correct totals"):
+        race.plot_finals([a, b])
