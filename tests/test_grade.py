@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 
 import nbformat
@@ -112,7 +113,10 @@ def graded(tmp_path_factory):
     (subs / "empty_folder").mkdir()
     shm_before = set(os.listdir("/dev/shm"))
     rows = grade(LAB, subs, out, jobs=2, cell_timeout=3, timeout=120)
-    assert set(os.listdir("/dev/shm")) == shm_before
+    # Nothing a submission made reaches the host (other sessions' lab objects may come and go).
+    appeared = {e for e in set(os.listdir("/dev/shm")) - shm_before
+                if not re.match(r"(sem\.)?labkit_\d+_\d+_", e)}
+    assert appeared == set()
     return {r.student: r for r in rows}, out, subs
 
 
