@@ -827,6 +827,15 @@ class Sweep:
         return Table([f"round trip of {self.latency_size} B ({self.placement})", "p10 (µs)",
                       "median (µs)", "p90 (µs)", "p99 (µs)", "round trips"], rows)
 
+    def switches_table(self) -> Any:
+        """Context switches per message (sender and receiver together), by size."""
+        from .display import Table
+
+        return Table(["context switches per message", *(_size_name(s) for s in self.sizes)],
+                     [[LABELS[m], *("n/a" if math.isnan(x := self.switches_per_message(m, s))
+                                    else round(x, 2) for s in self.sizes)]
+                      for m in self.mechanisms])
+
     def rows(self) -> list[dict[str, Any]]:
         """One dict per (mechanism, size) with medians and spread: what the CSV holds."""
         out = []
@@ -1034,7 +1043,7 @@ def quick(progress: bool = True, seed: int | None = 0) -> Sweep:
     >>> s = quick(progress=False)      # doctest: +SKIP
     """
     return sweep(MECHANISMS, QUICK_SIZES, repeats=3, pin="same", round_trips=300,
-                 total=2 << 20, max_messages=300, progress=progress, seed=seed)
+                 total=8 << 20, max_messages=300, progress=progress, seed=seed)
 
 
 def round_trips(mechanisms: Sequence[str] = ("pipe", "unix", "shm"), n: int = 500,
@@ -1262,32 +1271,52 @@ def _traced_transfer(mechanism: str, size: int, count: int) -> None:
 _STRACE_ROW = re.compile(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$")
 
 
-def _strace_counts(mechanism: str, size: int, count: int, timeout: float) -> dict[str, int]:
+def _strace_runs(mechanism: str, size: int, counts: list[int],
+                 timeout: float) -> list[dict[str, int]]:
+    """Trace one transfer per entry of ``counts``, all at once; the calls each one made."""
+    import signal
     import subprocess
     import tempfile
 
     root = str(Path(__file__).resolve().parent.parent)
-    with tempfile.NamedTemporaryFile(prefix="labkit_strace_", suffix=".txt") as out:
-        proc = subprocess.run(
-            ["strace", "-f", "-c", "-o", out.name, sys.executable, "-c", _TRACED,
-             mechanism, str(size), str(count), root],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            timeout=timeout, check=False)
-        text = Path(out.name).read_text()
-    said = proc.stderr.decode(errors="replace").strip()
-    if proc.returncode != 0 and ("ptrace" in said or "not permitted" in said):
-        raise NotSupportedHere(f"strace may not trace processes here ({said[-200:]}); a "
-                               "container may forbid ptrace. Reason from the measured sizes "
-                               "instead")
-    if proc.returncode != 0:
-        raise LabError(f"the traced transfer failed (exit code {proc.returncode}): "
-                       f"{said[-500:]}")
-    counts: dict[str, int] = {}
-    for line in text.splitlines():
-        m = _STRACE_ROW.match(line)
-        if m and m.group(2) != "total":
-            counts[m.group(2)] = int(m.group(1))
-    return counts
+    with tempfile.TemporaryDirectory(prefix="labkit_strace_") as folder:
+        outs = [Path(folder, f"{k}.txt") for k in range(len(counts))]
+        procs = [subprocess.Popen(
+            ["strace", "-f", "-c", "-o", str(out), sys.executable, "-c", _TRACED, mechanism,
+             str(size), str(count), root], stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+            for out, count in zip(outs, counts)]
+        saids = []
+        try:
+            deadline = time.monotonic() + timeout
+            for proc in procs:
+                _, err = proc.communicate(timeout=max(deadline - time.monotonic(), 0.1))
+                saids.append(err.decode(errors="replace").strip())
+        except subprocess.TimeoutExpired:
+            raise LabTimeout(f"the traced transfers did not finish in {timeout:g} s; they "
+                             "were killed") from None
+        finally:
+            for proc in procs:  # strace and everything it traces: its own process group
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.communicate()
+        texts = [out.read_text() if out.exists() else "" for out in outs]
+    results = []
+    for proc, said, text in zip(procs, saids, texts):
+        if proc.returncode != 0 and ("ptrace" in said or "not permitted" in said):
+            raise NotSupportedHere(f"strace may not trace processes here ({said[-200:]}); a "
+                                   "container may forbid ptrace. Reason from the measured "
+                                   "sizes instead")
+        if proc.returncode != 0:
+            raise LabError(f"the traced transfer failed (exit code {proc.returncode}): "
+                           f"{said[-500:]}")
+        calls: dict[str, int] = {}
+        for line in text.splitlines():
+            m = _STRACE_ROW.match(line)
+            if m and m.group(2) != "total":
+                calls[m.group(2)] = int(m.group(1))
+        results.append(calls)
+    return results
 
 
 def count_syscalls(mechanism: str = "pipe", size: int = 65536, count: int = 200,
@@ -1314,8 +1343,7 @@ def count_syscalls(mechanism: str = "pipe", size: int = 65536, count: int = 200,
     if mechanism == "mqueue" and size > _mq_size_limit():
         raise ValueError(f"a POSIX message queue takes messages of at most "
                          f"{_mq_size_limit()} bytes, not {size}")
-    full_run = _strace_counts(mechanism, size, count, timeout)
-    empty_run = _strace_counts(mechanism, size, 0, timeout)
+    full_run, empty_run = _strace_runs(mechanism, size, [count, 0], timeout)
     per = {name: (n - empty_run.get(name, 0)) / count for name, n in full_run.items()}
     return Syscalls(mechanism, size, count, {k: v for k, v in per.items() if v > 0})
 
