@@ -27,7 +27,7 @@ from .errors import LabError
 
 __all__ = [
     "Instr", "System", "State", "Trace", "Outcomes", "ScheduleError",
-    "parse_program", "parse_schedule", "counter", "locked_counter", "two_locks",
+    "parse_program", "parse_schedule", "counter", "locked_counter", "two_locks", "philosophers",
     "run", "outcomes", "schedules", "sample", "plot_outcomes", "plot_model_vs_real",
     "Explorer", "explore",
 ]
@@ -299,6 +299,26 @@ def two_locks(same_order: bool = False) -> System:
     return System.of([f"acquire A; acquire B; {body}; release B; release A", second_program],
                      title="two locks, " + ("both taken in the same order" if same_order
                                             else "taken in opposite orders"))
+
+
+def philosophers(processes: int = 3) -> System:
+    """Processes around a table with a lock between each pair of neighbours: process ``i``
+    takes lock ``L{i}`` (on its left), then ``L{i+1}`` (on its right, wrapping round),
+    adds 1 to ``x`` and releases both: Dijkstra's dining philosophers, in miniature.
+
+    >>> outcomes(philosophers(3)).deadlocks > 0
+    True
+    """
+    _check_size(processes, 1)
+    if processes < 2:
+        raise ValueError(f"philosophers needs at least 2 processes, got {processes}")
+    programs = []
+    for i in range(processes):
+        left, right = f"L{i}", f"L{(i + 1) % processes}"
+        programs.append(f"acquire {left}; acquire {right}; load x; add 1; store x; "
+                        f"release {right}; release {left}")
+    return System.of(programs, title=f"{processes} philosophers, each taking the lock on its "
+                                     "left, then the one on its right")
 
 
 def _times(n: int) -> str:
@@ -590,6 +610,11 @@ def sample(system: System, schedules: int = 1000, burst: float = 1.0, seed: int 
 # --- plots ----------------------------------------------------------------------------------
 
 
+def _share(n: int, total: int) -> str:
+    share = n / total if total else 0.0
+    return f"{share:.0%}" if share >= 0.01 or share == 0 else f"{share:.2%}"
+
+
 def plot_outcomes(result: Outcomes, ax: Any = None) -> Any:
     """Bars: how many schedules end with each final value (and in deadlock). Returns Axes.
 
@@ -604,11 +629,11 @@ def plot_outcomes(result: Outcomes, ax: Any = None) -> Any:
     values = sorted(result.counts)
     colours = ["tab:green" if v == result.correct else "tab:red" for v in values]
     bars = ax.bar([str(v) for v in values], [result.counts[v] for v in values], color=colours)
-    ax.bar_label(bars, [f"{result.counts[v]:,}\n({result.counts[v] / result.total:.0%})"
+    ax.bar_label(bars, [f"{result.counts[v]:,}\n({_share(result.counts[v], result.total)})"
                         for v in values], fontsize=8)
     if result.deadlocks:
         stuck = ax.bar(["deadlock"], [result.deadlocks], color="black")
-        ax.bar_label(stuck, [f"{result.deadlocks:,}\n({result.deadlocks / result.total:.0%})"],
+        ax.bar_label(stuck, [f"{result.deadlocks:,}\n({_share(result.deadlocks, result.total)})"],
                      fontsize=8)
     ax.set_ylim(0, max([*result.counts.values(), result.deadlocks, 1]) * 1.3)
     from matplotlib.patches import Patch

@@ -421,7 +421,7 @@ class TornReads:
     locked: bool
     placement: str
     differences: dict[int, int]       # y - x as the reader saw it -> how many reads
-    examples: tuple[tuple[int, int], ...]  # the first few torn reads, as (x, y)
+    examples: tuple[tuple[int, int], ...]  # torn reads (x, y), one for each y - x seen first
 
     @property
     def torn(self) -> int:
@@ -465,9 +465,9 @@ def _torn_worker(i: int, seg: Segment, reads: int, lock: Any, cpus: tuple[int | 
         y = record.y
         if lock is not None:
             lock.release()
+        if x != y and y - x not in seen and len(examples) < 6:
+            examples.append((x, y))              # one example of each kind of tear
         seen[y - x] = seen.get(y - x, 0) + 1
-        if x != y and len(examples) < 5:
-            examples.append((x, y))
     stop.value = 1
     return seen, examples
 
@@ -524,44 +524,57 @@ def plot_finals(results: RaceResult | Sequence[RaceResult], ax: Any = None) -> A
     ax = axes(f"{first.workers} workers x {first.iterations:,} increments: final values of "
               f"{len(first.trials)} trials", "final value of the counter",
               "trials", ax=ax)
-    lo = min(min(r.finals) for r in results)
-    edges = np.linspace(min(lo, total * 0.999), total * 1.001, 31)
-    if lo == total:                               # everything exact: one narrow bar
-        edges = np.linspace(total * 0.98, total * 1.02, 41)
+    width = total / 50
+    edges = np.linspace(-width / 2, total + width / 2, 52)   # the last bar is centred on the total
     for k, r in enumerate(results):
         ax.hist(r.finals, bins=edges, color=_COLOURS[k % len(_COLOURS)], alpha=0.6,
                 label=f"{r.label}: {r.lossy_trials} of {len(r.trials)} trials lost updates")
     ax.axvline(total, color="black", ls="--", lw=1.5, label=f"correct total {total:,}")
-    ax.set_xlim(edges[0], edges[-1] + (edges[-1] - edges[0]) * 0.02)
+    ax.axvspan(edges[-1], total * 1.12, color="grey", alpha=0.15,
+               label="above the correct total: never")
+    ax.set_xlim(0, total * 1.12)
+    ax.xaxis.set_major_formatter(lambda v, _: f"{v:,.0f}")
     ax.yaxis.get_major_locator().set_params(integer=True)
     ax.legend(fontsize=8, loc="upper left")
     return ax
 
 
-def plot_lost_fraction(result: Sweep, ax: Any = None) -> Any:
-    """The share of updates lost against the varied parameter: every trial as a dot, the
-    median as a line. Returns the Axes.
+def plot_lost_fraction(result: Sweep, ax: Any = None, absolute: bool = False) -> Any:
+    """The share of updates lost (or, with ``absolute``, the number lost, on a log
+    scale) against the varied parameter: every trial as a dot, the median as a line.
+    Returns the Axes.
 
-    >>> plot_lost_fraction(sweep("iterations"))  # doctest: +SKIP
+    >>> plot_lost_fraction(sweep("iterations"), absolute=True)  # doctest: +SKIP
     """
     first = result.results[0]
     fixed = (f"{first.workers} workers" if result.varied == "iterations"
-             else f"{first.iterations:,} increments each")
+             else f"{first.iterations:,} each")
     label = "increments per worker" if result.varied == "iterations" else "worker processes"
-    ax = axes(f"Updates lost against {label} ({fixed}, {first.placement.split(' (')[0]})",
+    what = "Updates lost" if absolute else "Share lost"
+    short = "increments" if result.varied == "iterations" else "workers"
+    ax = axes(f"{what} against {short} ({fixed}, {first.placement.split(' (')[0]})",
               label + (" (log scale)" if result.varied == "iterations" else ""),
-              "updates lost (% of the correct total)", ax=ax)
+              "updates lost (log scale)" if absolute else "updates lost (% of the correct total)",
+              ax=ax)
     xs = result.values
+
+    def ys(r: RaceResult) -> list[float]:
+        return [float(n) for n in r.lost] if absolute else [100 * f for f in r.lost_fractions]
+
     for x, r in zip(xs, result.results):
-        ax.scatter([x] * len(r.trials), [100 * f for f in r.lost_fractions], color="tab:red",
-                   alpha=0.35, s=18, label="one trial" if x == xs[0] else None)
-    ax.plot(xs, [100 * statistics.median(r.lost_fractions) for r in result.results], "o-",
-            color="black", label="median of the trials")
+        ax.scatter([x] * len(r.trials), ys(r), color="tab:red", alpha=0.35, s=18,
+                   label="one trial" if x == xs[0] else None)
+    ax.plot(xs, [statistics.median(ys(r)) for r in result.results], "o-", color="black",
+            label="median of the trials")
     if result.varied == "iterations":
         ax.set_xscale("log")
     else:
         ax.set_xticks(xs)
-    ax.set_ylim(-3, 100)
+    if absolute:
+        ax.set_yscale("symlog", linthresh=1)
+        ax.set_ylim(bottom=-0.5)
+    else:
+        ax.set_ylim(-3, 100)
     ax.legend(fontsize=8, loc="upper left")
     return ax
 

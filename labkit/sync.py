@@ -17,6 +17,7 @@ never released ends in an error after seconds instead of a hung cell.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import fcntl
 import math
@@ -24,7 +25,7 @@ import os
 import random
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,15 +114,33 @@ class Ring:
         """The segment's name (the semaphores have names of their own)."""
         return self._seg.name
 
-    def occupancy(self) -> int:
-        """Items in the buffer now: ``tail - head``, read under the mutex (both at once)."""
-        with self.mutex:
+    def occupancy(self, timeout: float = 2.0) -> int:
+        """Items in the buffer now: ``tail - head``, read under the mutex (both at once).
+
+        Raises LabTimeout if the mutex is not free within ``timeout`` seconds (a
+        process holds it and waits for something, or died holding it).
+        """
+        with self._locked(timeout):
             return self.tail.value - self.head.value
 
-    def snapshot(self) -> tuple[list[int], int, int]:
-        """A consistent copy of ``(slots, head, tail)``, taken under the mutex."""
-        with self.mutex:
+    def snapshot(self, timeout: float = 2.0) -> tuple[list[int], int, int]:
+        """A consistent copy of ``(slots, head, tail)``, taken under the mutex (see
+        :meth:`occupancy` for ``timeout``)."""
+        with self._locked(timeout):
             return [int(v) for v in self.slots], self.head.value, self.tail.value
+
+    @contextlib.contextmanager
+    def _locked(self, timeout: float) -> Iterator[None]:
+        try:
+            _acquire(self.mutex, timeout)
+        except posix_ipc.BusyError:
+            raise LabTimeout(f"the ring's mutex was not released within {timeout:g} s: a "
+                             "process holds it while it waits for something (a deadlock?), "
+                             "or died holding it") from None
+        try:
+            yield
+        finally:
+            self.mutex.release()
 
     def close(self) -> None:
         """Remove the segment and the semaphores (leaving the ``with`` block does it)."""
@@ -210,11 +229,16 @@ class Delivery:
     def __str__(self) -> str:
         total = sum(map(len, self.sent))
         if self.ok:
-            return (f"all {total} items from {self.producers} producers arrived exactly once "
-                    f"and in order at {self.consumers} consumers ({self.seconds * 1e3:.0f} ms)")
+            return (f"all {total} items from {_count(self.producers, 'producer')} arrived "
+                    f"exactly once and in order at {_count(self.consumers, 'consumer')} "
+                    f"({self.seconds * 1e3:.0f} ms)")
         return (f"of {total} items: {len(self.missing)} missing, {len(self.duplicated)} "
                 f"received twice or more, {len(self.unknown)} unknown values received, "
                 f"{len(self.out_of_order)} out of order")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _shares(total: int, parts: int) -> list[int]:
@@ -222,10 +246,11 @@ def _shares(total: int, parts: int) -> list[int]:
 
 
 def _deliver_worker(i: int, ring: Ring, producer: Callable, consumer: Callable,
-                    sent: list[list[int]], shares: list[int]) -> Any:
+                    sent: list[list[int]], shares: list[int], consumer_delay: float) -> Any:
     if i < len(sent):
         producer(ring, sent[i])
         return None
+    time.sleep(consumer_delay)
     got = consumer(ring, shares[i - len(sent)])
     if got is None:
         raise LabError("the consumer returned None; it must return the list of items it got")
@@ -233,15 +258,18 @@ def _deliver_worker(i: int, ring: Ring, producer: Callable, consumer: Callable,
 
 
 def deliver(producer: Callable, consumer: Callable, producers: int = 1, consumers: int = 1,
-            items: int = 1000, capacity: int = 8, timeout: float = 10.0) -> Delivery:
+            items: int = 1000, capacity: int = 8, consumer_delay: float = 0.0,
+            timeout: float = 10.0) -> Delivery:
     """Run producer and consumer functions on a :class:`Ring`, in real processes.
 
     Each of ``producers`` workers calls ``producer(ring, items_list)`` with its
     own ``items`` items (made by :func:`item_code`), to put in that order;
     each of ``consumers`` workers calls ``consumer(ring, count)``, which must
     take ``count`` items and return them as a list in the order it got them
-    (the counts add up to all items). All start together; after ``timeout``
-    seconds they are killed (a deadlock, a lost wake-up) and LabTimeout says so.
+    (the counts add up to all items). All start together, but the consumers
+    first sleep ``consumer_delay`` seconds (so that the buffer fills up). After
+    ``timeout`` seconds everything is killed (a deadlock, a lost wake-up) and
+    LabTimeout says so.
 
     >>> def producer(ring, items):
     ...     for item in items:
@@ -266,19 +294,23 @@ def deliver(producer: Callable, consumer: Callable, producers: int = 1, consumer
     _whole("producers", producers, 1, 16, "producers")
     _whole("consumers", consumers, 1, 16, "consumers")
     _whole("items", items, 0, _MAX_ITEMS, "items per producer")
+    consumer_delay = _seconds("consumer_delay", consumer_delay, 0, 60)
     timeout = _seconds("timeout", timeout, 0.1, 600)
     sent = [[item_code(p, k) for k in range(items)] for p in range(producers)]
     shares = _shares(producers * items, consumers)
     with Ring(capacity) as ring:
         began = time.perf_counter()
         with start_workers(_deliver_worker, producers + consumers, ring, producer, consumer,
-                           sent, shares, timeout=timeout, show=False) as group:
+                           sent, shares, consumer_delay, timeout=timeout,
+                           show=False) as group:
             try:
                 values = group.wait().values
             except LabTimeout as e:
-                raise LabTimeout(f"the producers and consumers did not finish in {timeout:g} s "
-                                 f"and were killed (a deadlock? {ring.occupancy()} items were "
-                                 f"in the buffer of {capacity})", e.results) from None
+                inside = ring.tail.value - ring.head.value  # all are dead: no lock needed,
+                raise LabTimeout(                          # and the mutex may never come back
+                    f"the producers and consumers did not finish in {timeout:g} s and were "
+                    f"killed (a deadlock? {inside} items were in the buffer of {capacity})",
+                    e.results) from None
         seconds = time.perf_counter() - began
     return Delivery(producers, consumers, capacity, sent, values[producers:], seconds)
 
@@ -313,8 +345,8 @@ class BufferRun:
         return sum(o <= 0 for o in self.occupancy) / max(len(self.occupancy), 1)
 
     def __str__(self) -> str:
-        return (f"{self.label}: {self.producers} producer(s) x {self.items} items, "
-                f"{self.consumers} consumer(s), {self.capacity} slots: full in "
+        return (f"{self.label}: {_count(self.producers, 'producer')} x {self.items} items, "
+                f"{_count(self.consumers, 'consumer')}, {self.capacity} slots: full in "
                 f"{self.full_share:.0%} of samples, empty in {self.empty_share:.0%}; producers "
                 f"stalled {sum(self.stalls)} times, consumers waited {sum(self.waits)} times; "
                 f"{'all items exactly once, in order' if self.delivered_ok else 'ITEMS WRONG'}"
@@ -453,7 +485,10 @@ def _watch(group: Any, ring: Ring, items: int, times: Any, counts: Any, total: A
             n = int(total.value)
             left.clear()
             right.clear()
-            plot_ring(*ring.snapshot(), ax=left)
+            try:
+                plot_ring(*ring.snapshot(), ax=left)
+            except LabTimeout:
+                break                                  # stuck: the final wait says why
             _draw_occupancy(right, times[:n].tolist(), counts[:n].tolist(), ring.capacity,
                             f"{label} (live)")
             handle.update(fig)
@@ -505,11 +540,11 @@ def plot_ring(slots: Sequence[int], head: int, tail: int, ax: Any = None) -> Any
         theta1 = 90 - (s + 1) * width
         ax.add_patch(patches.Wedge((0, 0), 1, theta1, theta1 + width, width=0.35,
                                    fc="tab:green" if filled else "white", ec="grey"))
-    for index, name, colour, r in ((head, "head", "tab:blue", 1.25), (tail, "tail",
-                                                                       "tab:orange", 1.5)):
+    for index, name, colour, start, end in ((head, "head", "tab:blue", 0.3, 0.62),
+                                            (tail, "tail", "tab:orange", 1.45, 1.03)):
         angle = math.radians(90 - (index % capacity + 0.5) * width)
-        ax.annotate(name, xy=(0.95 * math.cos(angle), 0.95 * math.sin(angle)),
-                    xytext=(r * math.cos(angle), r * math.sin(angle)), ha="center",
+        ax.annotate(name, xy=(end * math.cos(angle), end * math.sin(angle)),
+                    xytext=(start * math.cos(angle), start * math.sin(angle)), ha="center",
                     va="center", color=colour, fontsize=8,
                     arrowprops={"arrowstyle": "->", "color": colour})
     ax.set_xlim(-1.7, 1.7)
@@ -569,7 +604,11 @@ def _lock_worker(i: int, locks: dict[str, posix_ipc.Semaphore],
         events.append((time.perf_counter() - began, what, lock))
 
     first, second = orders[i]
-    locks[first].acquire()
+    try:
+        locks[first].acquire(0)
+    except posix_ipc.BusyError:                  # taken: show the wait, then wait
+        note("waiting", first)
+        locks[first].acquire()
     note("acquired", first)
     holding[i].release()             # "I hold my first lock"...
     try:                             # ...and wait (at most hold s) until the other does too

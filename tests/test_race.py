@@ -123,7 +123,8 @@ def test_torn_reads_are_counted_consistently():
     r = race.torn_reads(reads=30_000)
     assert sum(r.differences.values()) == r.reads == 30_000
     assert r.torn == r.reads - r.differences.get(0, 0)
-    assert all(x != y for x, y in r.examples) and len(r.examples) <= 5
+    assert all(x != y for x, y in r.examples) and len(r.examples) <= 6
+    assert len({y - x for x, y in r.examples}) == len(r.examples)
     assert r.writes >= 1 and not r.locked
 
 

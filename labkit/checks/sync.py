@@ -1,0 +1,600 @@
+"""Checks for the exercises of lesson 05 (synchronization).
+
+Every answer runs through :func:`labkit.checking.call`, in a process of its
+own, which first spreads the answer's workers over the CPUs so that a missing
+or misplaced lock shows in nearly every run (:func:`.race.spread_over_cpus`).
+What is judged holds in every correct run: exact totals in every trial, every
+item exactly once and in order, blocking where the rules say a process must
+wait (a process that has waited half a second is waiting), the order in which
+locks are taken (recorded by the lock objects the check hands over), and a
+schedule in the deterministic model.
+
+The one timing, "batching is at least 3 times faster than locking every
+increment", is measured in the same process three times, interleaved with a
+reference that locks every increment and one that only starts its workers
+(its time is taken off both), and compared by medians with a wide margin: on
+this kind of machine batching is 10 to 30 times faster.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import statistics
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import posix_ipc
+
+from .. import interleave, objects
+from ..checking import CheckFailed, Exercise, expect
+from ..errors import ChildError, LabTimeout
+from ..processes import run_workers, start
+from ..shm import Segment
+from ..sync import Delivery, Ring, deliver, item_code
+from .race import guarded_call, observed, spread_over_cpus, whole_number
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _not_done() -> Iterator[None]:
+    """In the answer's process: an answer that is still the placeholder (it raised
+    NotImplementedError in a worker) is "not done yet", not a failure."""
+    try:
+        yield
+    except ChildError as e:
+        if isinstance(e.exception, NotImplementedError) or "NotImplementedError" in str(e):
+            raise NotImplementedError("exercise not done yet") from None
+        raise
+
+
+def _still_placeholder(result: Any) -> None:
+    if result.error_type == "NotImplementedError":
+        raise NotImplementedError("exercise not done yet")
+
+
+# --- counters -----------------------------------------------------------------------------
+
+
+def _counted(answer: Any, workers: int, iterations: int, who: str) -> tuple[int, int, Any]:
+    attempt = guarded_call(observed, answer, workers, iterations, spread=True, timeout=15)
+    value, forks = attempt.value
+    return whole_number(value, who), forks, attempt
+
+
+def _exact_every_trial(answer: Any, who: str, workers: int, iterations: int,
+                       trials: int) -> None:
+    want = workers * iterations
+    for trial in range(1, trials + 1):
+        got, forks, _ = _counted(answer, workers, iterations, who)
+        if got == 0:
+            raise CheckFailed(f"{who}({workers}, {iterations}) returned 0: the workers' "
+                              "increments never reached the counter you read (a plain "
+                              "variable is copied into each child; use shared memory)")
+        expect(got <= want, f"{who}({workers}, {iterations}) returned {got:,}, more than the "
+                            f"{want:,} increments made: something counts twice")
+        expect(got == want, f"trial {trial}: {who}({workers}, {iterations}) returned {got:,} "
+                            f"instead of {want:,}: {want - got:,} updates were lost, so two "
+                            "workers were inside the load-add-store at the same time")
+        expect(forks >= workers, f"{who}({workers}, {iterations}) forked {forks} "
+                                 f"process(es): the counting must be done by {workers} worker "
+                                 "processes running at the same time")
+
+
+# --- 05.locked_counter ------------------------------------------------------------------------
+
+LOCKED = Exercise("05.locked_counter", "Fix the counter with a semaphore", timeout=60.0)
+
+
+@LOCKED.check("exact in every trial: 2 workers x 20,000 increments, five times", points=3,
+              hint="Put the whole increment inside the lock: with lock: counter.value += 1. "
+                   "Locking only the read (value = counter.value) still lets two workers "
+                   "store the same value.")
+def _(answer):
+    _exact_every_trial(answer, "locked_count", 2, 20_000, 5)
+
+
+@LOCKED.check("exact with 4 workers, and with 1", points=1,
+              hint="One semaphore for all workers, created before they start (they inherit "
+                   "it), with initial value 1.")
+def _(answer):
+    _exact_every_trial(answer, "locked_count", 4, 5_000, 1)
+    _exact_every_trial(answer, "locked_count", 1, 1_000, 1)
+
+
+@LOCKED.check("nothing is left behind: no semaphore, segment, descriptor or child", points=1,
+              hint="Create the semaphore and the segment in with blocks (labkit.objects.scope()"
+                   " and shm.Segment.create) so that they are removed at the end.")
+def _(answer):
+    got, _, attempt = _counted(answer, 2, 2_000, "locked_count")
+    expect(got == 4_000, f"locked_count(2, 2000) returned {got:,}; expected 4,000")
+    expect(not attempt.problems, "locked_count did not clean up: "
+                                 + "; ".join(attempt.problems))
+
+
+# --- 05.batched_counter -----------------------------------------------------------------------
+
+BATCHED = Exercise("05.batched_counter", "Make the fixed counter fast", timeout=90.0)
+
+
+def _reference_worker(i: int, counter: Any, lock: Any, n: int) -> None:
+    for _ in range(n):
+        with lock:
+            counter.value += 1
+
+
+def _reference(workers: int, iterations: int) -> int:
+    """What a student would write to lock every increment (with 0 iterations: only the
+    start-up: a segment, a semaphore, workers forked, waited for)."""
+    with objects.scope() as objs, Segment.create(8, label="ref") as seg:
+        lock = objs.semaphore(1, label="ref")
+        counter = seg.struct(ctypes.c_int64)
+        run_workers(_reference_worker, workers, counter, lock, iterations, show=False).values
+        final = int(counter.value)
+        del counter
+    return final
+
+
+def _timed(fn: Any, *args: Any) -> tuple[Any, float]:
+    """Run in a fresh process: fn's value and its wall time, workers spread over the CPUs."""
+    spread_over_cpus()
+    began = time.perf_counter()
+    value = fn(*args)
+    return value, time.perf_counter() - began
+
+
+@BATCHED.check("exact in every trial: 2 workers x 100,000, three times; 3 workers x 10,000",
+               points=2,
+               hint="Each worker counts in a local variable, then adds its total to the shared "
+                    "counter once, inside the lock: with lock: counter.value += local.")
+def _(answer):
+    _exact_every_trial(answer, "batched_count", 2, 100_000, 3)
+    _exact_every_trial(answer, "batched_count", 3, 10_000, 1)
+
+
+@BATCHED.check("at least 3 times faster than locking every increment (2 workers x 300,000)",
+               points=2,
+               hint="Take the lock once per worker, not once per increment: the loop runs on a "
+                    "local variable, and only the final addition is a critical section.")
+def _(answer):
+    workers, iterations = 2, 300_000
+    times: dict[str, list[float]] = {"start-up": [], "locked": [], "answer": []}
+    runs = [("start-up", _reference, 0), ("locked", _reference, iterations),
+            ("answer", answer, iterations)]
+    for round_ in range(3):
+        for name, fn, n in runs[round_:] + runs[:round_]:      # a different order each round
+            value, seconds = guarded_call(_timed, fn, workers, n, timeout=20).value
+            if name == "answer":
+                got = whole_number(value, "batched_count")
+                expect(got == workers * n, f"batched_count({workers}, {n}) returned {got:,}; "
+                                           f"expected {workers * n:,}")
+            times[name].append(seconds)
+    base, locked, mine = (statistics.median(times[k]) for k in ("start-up", "locked", "answer"))
+    locking = max(locked - base, 1e-6)
+    batching = max(mine - base, 0.0)
+    speedup = locking / batching if batching > 0 else float("inf")
+    expect(speedup >= 3, f"batched_count({workers}, {iterations:,}) took {mine * 1e3:.0f} ms "
+                         f"and locking every increment {locked * 1e3:.0f} ms (medians of 3; "
+                         f"{base * 1e3:.0f} ms of process start-up taken off both): "
+                         f"{speedup:.1f} times faster, and at least 3 times is expected")
+
+
+@BATCHED.check("nothing is left behind, and the result is right", points=1,
+               hint="Same as the locked counter: with blocks for the semaphore and the segment.")
+def _(answer):
+    got, _, attempt = _counted(answer, 2, 2_000, "batched_count")
+    expect(got == 4_000, f"batched_count(2, 2000) returned {got:,}; expected 4,000")
+    expect(not attempt.problems, "batched_count did not clean up: "
+                                 + "; ".join(attempt.problems))
+
+
+# --- 05.bounded_buffer -----------------------------------------------------------------------
+
+BUFFER = Exercise("05.bounded_buffer", "A bounded buffer for several producers and consumers",
+                  timeout=60.0)
+
+
+def _many(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _pair(answer: Any, first: str, second: str) -> tuple[Any, Any]:
+    expect(isinstance(answer, tuple) and len(answer) == 2,
+           f"pass both functions as a pair: labkit.check(..., ({first}, {second})), "
+           f"got {answer!r}")
+    return answer
+
+
+def _deliver(producer: Any, consumer: Any, settings: dict) -> Delivery | str:
+    """Run in the answer's process: sync.deliver, or what stopped it."""
+    spread_over_cpus()
+    try:
+        with _not_done():
+            return deliver(producer, consumer, **settings)
+    except LabTimeout as e:
+        return str(e)
+
+
+def _delivered(answer: Any, **kwargs: Any) -> Delivery:
+    """sync.deliver with the answer's functions; a deadlock ends after a few seconds, and
+    everything it made is removed (the check never waits for its own time limit)."""
+    producer, consumer = _pair(answer, "producer", "consumer")
+    kwargs.setdefault("timeout", 4.0)
+    setting = (f"{_many(kwargs['producers'], 'producer')} x {kwargs['items']} items, "
+               f"{_many(kwargs['consumers'], 'consumer')}, {_many(kwargs['capacity'], 'slot')}")
+    got = guarded_call(_deliver, producer, consumer, kwargs,
+                       timeout=kwargs["timeout"] + 10).value
+    if isinstance(got, str):
+        raise CheckFailed(f"with {setting}: {got}")
+    expect(isinstance(got, Delivery), f"unexpected result {got!r}")
+    if not got.ok:
+        problems = []
+        if got.missing:
+            problems.append(f"{len(got.missing)} items never arrived (e.g. {got.missing[:3]})")
+        if got.duplicated:
+            problems.append(f"{len(got.duplicated)} arrived more than once "
+                            f"(e.g. {got.duplicated[:3]})")
+        if got.unknown:
+            problems.append(f"{len(got.unknown)} values arrived that no producer put "
+                            f"(e.g. {got.unknown[:3]}: slots read before they were written)")
+        if got.out_of_order:
+            c, earlier, later = got.out_of_order[0]
+            problems.append(f"consumer {c} got {later} after {earlier}, out of the order "
+                            "its producer put them")
+        raise CheckFailed(f"with {setting}: " + "; ".join(problems))
+    return got
+
+
+_HELD = ("it held ring.mutex while it waited, so nobody else could use the buffer (a "
+         "deadlock): wait on the counting semaphore first, then take the mutex")
+
+
+def _reference_put(ring: Ring, item: int) -> None:
+    ring.empty.acquire()
+    with ring._locked(2.0):                       # LabTimeout if the answer holds the mutex
+        ring.slots[ring.tail.value % ring.capacity] = item
+        ring.tail.value += 1
+    ring.full.release()
+
+
+def _reference_get(ring: Ring) -> int:
+    ring.full.acquire()
+    with ring._locked(2.0):
+        item = int(ring.slots[ring.head.value % ring.capacity])
+        ring.head.value += 1
+    ring.empty.release()
+    return item
+
+
+def _consumer_waits(consumer: Any, capacity: int) -> dict:
+    """Run in the answer's process: does a consumer wait on an empty ring, then get the item?"""
+    with Ring(capacity) as ring:
+        with start(consumer, ring, 1, timeout=10, show=False, name="consumer") as child:
+            time.sleep(0.5)
+            if not child.running:
+                r = child.wait()
+                _still_placeholder(r)
+                return {"waited": False, "got": r.value if r.returned else r.failure}
+            try:
+                _reference_put(ring, item_code(0, 0))
+            except LabTimeout:
+                return {"waited": True, "got": "nothing: " + _HELD}
+            try:
+                r = child.wait(timeout=3)
+            except LabTimeout:
+                return {"waited": True, "got": "nothing: it was still waiting 3 s after an "
+                                               "item was put"}
+            return {"waited": True, "got": r.value if r.returned else r.failure}
+
+
+def _producer_waits(producer: Any, capacity: int) -> dict:
+    """Run in the answer's process: does a producer stop at a full ring, then go on?"""
+    items = [item_code(0, k) for k in range(capacity + 1)]
+    with Ring(capacity) as ring:
+        with start(producer, ring, items, timeout=10, show=False, name="producer") as child:
+            time.sleep(0.5)
+            waited = child.running
+            if not waited:
+                _still_placeholder(child.wait())
+            try:
+                slots, _, tail = ring.snapshot()
+                first = _reference_get(ring) if waited else None
+            except LabTimeout:
+                return {"waited": waited, "held": True}
+            try:
+                r = child.wait(timeout=3)
+                finished, failure = r.returned, r.failure
+            except LabTimeout:
+                finished, failure = False, "it was still waiting 3 s after a slot was freed"
+            after = ring.snapshot()
+        return {"waited": waited, "held": False, "slots": slots, "tail": tail, "first": first,
+                "finished": finished, "failure": failure, "tail_after": after[2]}
+
+
+@BUFFER.check("one producer, one consumer: 500 items through 4 slots, each once, in order",
+              points=1,
+              hint="producer: for each item, empty.acquire(), write slots[tail % capacity], "
+                   "tail += 1, full.release(). consumer: full.acquire(), read slots[head % "
+                   "capacity], head += 1, empty.release(); return the items in a list.")
+def _(answer):
+    _delivered(answer, producers=1, consumers=1, items=500, capacity=4)
+
+
+@BUFFER.check("a consumer waits while the buffer is empty, and takes the item once it comes",
+              points=1,
+              hint="The consumer must acquire full before it reads a slot: full counts the "
+                   "items, and is 0 while the buffer is empty.")
+def _(answer):
+    _, consumer = _pair(answer, "producer", "consumer")
+    r = guarded_call(_consumer_waits, consumer, 4, timeout=15).value
+    expect(r["waited"], f"consumer(ring, 1) returned {r['got']!r} at once from an empty "
+                        "buffer; it must wait until a producer has put an item")
+    want = [item_code(0, 0)]
+    expect(r["got"] == want, f"after one item ({want[0]}) was put, consumer(ring, 1) gave "
+                             f"{r['got']!r}; expected {want!r}")
+
+
+@BUFFER.check("a producer waits while the buffer is full, and goes on once a slot is free",
+              points=1,
+              hint="The producer must acquire empty before it writes a slot: empty counts the "
+                   "free slots and starts at the capacity.")
+def _(answer):
+    producer, _ = _pair(answer, "producer", "consumer")
+    r = guarded_call(_producer_waits, producer, 3, timeout=15).value
+    expect(not r["held"], "producer(ring, 4 items) with 3 free slots and no consumer waited "
+                          "for the fourth slot, but " + _HELD)
+    want = [item_code(0, k) for k in range(3)]
+    expect(r["waited"], f"producer(ring, 4 items) with 3 free slots and no consumer did not "
+                        f"wait: it {'returned' if r['finished'] else 'ended'} (slots now "
+                        f"{r['slots']}), overwriting an item nobody had taken")
+    expect(r["slots"] == want and r["tail"] == 3,
+           f"with 3 slots the producer's first 3 items should fill slots 0, 1, 2 and tail be "
+           f"3; found slots {r['slots']} and tail {r['tail']}")
+    expect(r["finished"] and r["tail_after"] == 4,
+           "once one item was taken the producer should have put its fourth and returned, but "
+           + (r["failure"] or f"tail is {r['tail_after']}"))
+
+
+@BUFFER.check("three producers, two consumers, two slots: every item exactly once, each "
+              "producer's items in order", points=2,
+              hint="Several producers share tail, several consumers share head: x += 1 on "
+                   "shared memory, as in lesson 04. Take ring.mutex around the slot and the "
+                   "index update (after empty.acquire() / full.acquire(), not before).")
+def _(answer):
+    for _ in range(2):
+        _delivered(answer, producers=3, consumers=2, items=1_000, capacity=2)
+
+
+@BUFFER.check("a full buffer does not deadlock several producers (the consumers start late)",
+              points=1,
+              hint="Wait on empty (or full) first, then take the mutex. A producer that holds "
+                   "the mutex while it sleeps on a full buffer locks out the consumer that "
+                   "would free a slot.")
+def _(answer):
+    _delivered(answer, producers=2, consumers=1, items=30, capacity=1, consumer_delay=0.3,
+               timeout=3)
+
+
+# --- 05.lock_order -------------------------------------------------------------------------
+
+LOCK_ORDER = Exercise("05.lock_order", "Two locks without deadlock", timeout=60.0)
+
+
+class Deadlock(RuntimeError):
+    """A lock handed to transfer() waited too long: the workers wait for each other."""
+
+
+class _Lock:
+    """A lock given to ``transfer``: a semaphore that notes what this worker does with it,
+    and gives up after ``patience`` seconds instead of waiting forever."""
+
+    def __init__(self, index: int, sem: posix_ipc.Semaphore, held: list[int],
+                 log: list[tuple[str, int]], patience: float) -> None:
+        self.index = index
+        self._sem = sem
+        self._held = held
+        self._log = log
+        self._patience = patience
+
+    def acquire(self) -> bool:
+        try:
+            self._sem.acquire(self._patience)
+        except posix_ipc.BusyError:
+            raise Deadlock(f"a worker waited {self._patience:g} s for lock {self.index} while "
+                           f"holding lock(s) {self._held}: a deadlock") from None
+        self._held.append(self.index)
+        self._log.append(("acquire", self.index))
+        return True
+
+    def release(self) -> None:
+        if self.index not in self._held:
+            raise RuntimeError(f"lock {self.index} released, but this worker does not hold it")
+        self._held.remove(self.index)
+        self._log.append(("release", self.index))
+        self._sem.release()
+
+    def __enter__(self) -> _Lock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"<lock {self.index}>"
+
+
+def _mover(i: int, transfer: Any, accounts: Any, sems: list, plans: list, patience: float
+           ) -> dict:
+    held: list[int] = []
+    log: list[tuple[str, int]] = []
+    locks = [_Lock(k, s, held, log, patience) for k, s in enumerate(sems)]
+    try:
+        transfer(accounts, locks, plans[i])
+    except Deadlock as e:
+        return {"deadlock": str(e), "log": log, "held": list(held)}
+    return {"deadlock": "", "log": log, "held": list(held)}
+
+
+def _bank(transfer: Any, balances: list[int], plans: list[list[tuple[int, int, int]]],
+          patience: float = 2.0) -> dict:
+    """Run in the answer's process: one worker per plan, each calling transfer() once."""
+    spread_over_cpus()
+    n = len(balances)
+    with objects.scope() as objs, Segment.create(8 * n, label="bank") as seg:
+        accounts = seg.array(np.int64, n)
+        accounts[:] = balances
+        sems = [objs.semaphore(1, label=f"acct{k}") for k in range(n)]
+        with _not_done():
+            results = run_workers(_mover, len(plans), transfer, accounts, sems, plans,
+                                  patience, timeout=30, show=False).values
+        final = [int(v) for v in accounts]
+        free = []
+        for k, s in enumerate(sems):
+            try:
+                s.acquire(0)
+                s.release()
+                free.append(True)
+            except posix_ipc.BusyError:
+                free.append(False)
+        del accounts
+    return {"final": final, "workers": results, "free": free}
+
+
+def _expected(balances: list[int], plans: list[list[tuple[int, int, int]]]) -> list[int]:
+    want = list(balances)
+    for plan in plans:
+        for src, dst, amount in plan:
+            want[src] -= amount
+            want[dst] += amount
+    return want
+
+
+def _run_bank(answer: Any, balances: list[int], plans: list) -> dict:
+    got = guarded_call(_bank, answer, balances, plans, timeout=40).value
+    for w, r in enumerate(got["workers"]):
+        if r["deadlock"]:
+            raise CheckFailed(f"worker {w}: {r['deadlock']}. Take the two locks of a move in "
+                              "one global order, whatever the direction of the move")
+    return got
+
+
+def _plans_two() -> list[list[tuple[int, int, int]]]:
+    return [[(0, 1, 1 + k % 3) for k in range(300)], [(1, 0, 2 + k % 2) for k in range(300)]]
+
+
+def _plans_cycle() -> list[list[tuple[int, int, int]]]:
+    return [[(w, (w + 1) % 3, 1) for _ in range(200)] for w in range(3)]
+
+
+def _moves_of(log: list[tuple[str, int]]) -> list[tuple[int, ...]]:
+    """The locks taken by each stretch between holding nothing and holding nothing again."""
+    moves, taken, held = [], [], 0
+    for what, k in log:
+        if what == "acquire":
+            taken.append(k)
+            held += 1
+        else:
+            held -= 1
+            if held == 0:
+                moves.append(tuple(taken))
+                taken = []
+    return moves
+
+
+@LOCK_ORDER.check("opposite moves between two accounts: all done, money conserved, no "
+                  "deadlock", points=2,
+                  hint="Before moving money take both accounts' locks, and release both after. "
+                       "If one worker takes 0 then 1 and the other 1 then 0, each can end up "
+                       "holding one lock and waiting for the other.")
+def _(answer):
+    balances, plans = [1_000, 1_000], _plans_two()
+    got = _run_bank(answer, balances, plans)
+    want = _expected(balances, plans)
+    expect(got["final"] == want, f"after every move the balances are {got['final']}; expected "
+                                 f"{want} (the total must stay {sum(balances)}; lost or "
+                                 "double money means a move ran without both locks)")
+
+
+@LOCK_ORDER.check("every move takes both accounts' locks, the lower index first", points=2,
+                  hint="For a move from src to dst: first = min(src, dst), second = max(src, "
+                       "dst); with locks[first]: with locks[second]: move the money.")
+def _(answer):
+    for balances, plans in (([1_000, 1_000], _plans_two()), ([500] * 3, _plans_cycle())):
+        got = _run_bank(answer, balances, plans)
+        for w, (plan, r) in enumerate(zip(plans, got["workers"])):
+            moves = _moves_of(r["log"])
+            expect(len(moves) == len(plan), f"worker {w} made {len(plan)} moves but took and "
+                                            f"released its locks {len(moves)} times; each move "
+                                            "takes its two locks once and releases both")
+            for (src, dst, _), taken in zip(plan, moves):
+                want = (min(src, dst), max(src, dst))
+                expect(taken == want, f"the move from account {src} to account {dst} took the "
+                                      f"locks in the order {list(taken)}; expected "
+                                      f"{list(want)}: both accounts' locks, the lower index "
+                                      "first")
+
+
+@LOCK_ORDER.check("three accounts in a cycle, three workers: no deadlock, money conserved",
+                  points=1,
+                  hint="The cycle 0 -> 1 -> 2 -> 0 deadlocks if each worker takes the lock of "
+                       "its source first; one global order (lowest index first) breaks it.")
+def _(answer):
+    balances, plans = [500] * 3, _plans_cycle()
+    got = _run_bank(answer, balances, plans)
+    want = _expected(balances, plans)
+    expect(got["final"] == want, f"after the cycle of moves the balances are {got['final']}; "
+                                 f"expected {want}")
+
+
+@LOCK_ORDER.check("every lock is released in the end", points=1,
+                  hint="Use with locks[i]: so that a lock is released even if the body raises.")
+def _(answer):
+    balances, plans = [1_000, 1_000], _plans_two()
+    got = _run_bank(answer, balances, plans)
+    expect(got["final"] == _expected(balances, plans), "the balances are wrong (see the first "
+                                                       "check)")
+    still = [w for w, r in enumerate(got["workers"]) if r["held"]]
+    expect(not still and all(got["free"]),
+           "some locks were still taken when transfer() returned: "
+           + ", ".join(f"worker {w} held {got['workers'][w]['held']}" for w in still))
+
+
+# --- 05.deadlock_schedule ------------------------------------------------------------------
+
+DEADLOCK = Exercise("05.deadlock_schedule", "Schedules that deadlock")
+
+
+def _stuck(answer: Any, system: interleave.System, who: str) -> None:
+    schedule = guarded_call(answer).value
+    if isinstance(schedule, (list, tuple)):
+        schedule = "".join(str(p) for p in schedule)
+    expect(isinstance(schedule, str), f"{who}() returned {schedule!r}; expected a schedule "
+                                      "string such as '0101'")
+    try:
+        trace = interleave.run(system, schedule)
+    except interleave.ScheduleError as e:
+        raise CheckFailed(f"{who}() gave {schedule!r}, which cannot run: {e}") from None
+    if trace.finished:
+        raise CheckFailed(f"{who}() gave {schedule!r}: every process finished (x = "
+                          f"{trace.value()}), no deadlock")
+    expect(trace.deadlocked, f"{who}() gave {schedule!r}: after it some process can still "
+                             f"move ({', '.join(f'P{p}' for p in system.enabled(trace.state))})"
+                             "; a deadlock is a state where none can")
+
+
+@DEADLOCK.check("two locks in opposite orders: a schedule that ends in a deadlock", points=1,
+                hint="Let each process take its first lock before either takes its second.")
+def _(answer):
+    two, _ = _pair(answer, "deadlock_two", "deadlock_philosophers")
+    _stuck(two, interleave.two_locks(), "deadlock_two")
+
+
+@DEADLOCK.check("three philosophers: a schedule that ends in a deadlock", points=1,
+                hint="A cycle: each process holds the lock on its left and waits for the one on "
+                     "its right, which its neighbour holds.")
+def _(answer):
+    _, three = _pair(answer, "deadlock_two", "deadlock_philosophers")
+    _stuck(three, interleave.philosophers(3), "deadlock_philosophers")
