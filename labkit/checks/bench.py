@@ -1,0 +1,538 @@
+"""Checks for the exercises of lesson 07 (performance).
+
+Timings decide nothing here unless a check compares the answer with its own
+reference, measured the same way, in fresh processes, in alternation with the
+answer (so a busy moment of the machine hits both), with medians and generous
+margins. What the answer does is observed through callbacks the check hands
+it: they run inside the answer's processes and write what they see (how many
+calls, in which process, on which CPU, at what time, whether the bytes were
+right, whether they lay in shared memory) into an anonymous shared mapping
+the check made before the call, so the answer's own report is never trusted.
+"""
+from __future__ import annotations
+
+import math
+import mmap
+import os
+import statistics
+import struct
+import time
+from typing import Any
+
+from .. import bench, checking
+from ..checking import Attempt, Exercise, call, expect, expect_clean
+
+# --- a notebook shared by the check and the answer's processes -------------------------
+
+
+class _Board:
+    """Named 8-byte fields in an anonymous shared mapping, inherited through fork."""
+
+    FIELDS: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self._mm = mmap.mmap(-1, 8 * len(self.FIELDS))   # MAP_SHARED: children write here
+
+    def __getattr__(self, name: str) -> Any:
+        fields = type(self).FIELDS
+        if name in fields:
+            kind = "d" if name.startswith("t_") else "q"
+            return struct.unpack_from(kind, self._mm, 8 * fields.index(name))[0]
+        raise AttributeError(name)
+
+    def set(self, name: str, value: float) -> None:
+        kind = "d" if name.startswith("t_") else "q"
+        struct.pack_into(kind, self._mm, 8 * type(self).FIELDS.index(name), value)
+
+    def close(self) -> None:
+        self._mm.close()
+
+
+def _mask(cpus: set[int]) -> int:
+    return sum(1 << c for c in cpus)
+
+
+def _cpus(mask: int) -> set[int]:
+    return {c for c in range(64) if mask >> c & 1}
+
+
+def _shared_ranges() -> list[tuple[int, int]]:
+    """This process's shared-memory mappings (POSIX objects, or anonymous MAP_SHARED)."""
+    ranges = []
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                if "/dev/shm/" in line or "/dev/zero (deleted)" in line or "anon_shmem" in line:
+                    lo, hi = line.split()[0].split("-")
+                    ranges.append((int(lo, 16), int(hi, 16)))
+    except FileNotFoundError:
+        pass
+    return ranges
+
+
+def _address(view: Any) -> int | None:
+    import numpy as np
+
+    try:
+        return int(np.frombuffer(view, dtype=np.uint8, count=1).ctypes.data)
+    except (TypeError, ValueError):
+        return None
+
+
+def _in_shared_memory(view: Any) -> bool:
+    addr = _address(view)
+    return addr is not None and any(lo <= addr < hi for lo, hi in _shared_ranges())
+
+
+# --- 07.round_trip --------------------------------------------------------------------
+
+ROUND_TRIP = Exercise("07.round_trip", "Measure a round trip yourself", timeout=60)
+
+
+class _EchoBoard(_Board):
+    FIELDS = ("calls", "pid", "cpus", "parent_cpus")
+
+
+class _Echo:
+    """The echo an answer must call for each message; it notes who calls it, and where."""
+
+    def __init__(self, board: _EchoBoard) -> None:
+        self.board = board
+
+    def __call__(self, message: bytes) -> bytes:
+        b = self.board
+        if b.calls == 0:
+            b.set("pid", os.getpid())
+            b.set("cpus", _mask(os.sched_getaffinity(0)))
+            try:
+                b.set("parent_cpus", _mask(os.sched_getaffinity(os.getppid())))
+            except OSError:
+                pass
+        b.set("calls", b.calls + 1)
+        return message
+
+
+def _reference_round_trip(n: int, cpus: tuple[int, int], echo: Any) -> list[float]:
+    """The check's own measurement: two pipes, a pinned child that calls echo, n timed."""
+    down_r, down_w = os.pipe()
+    up_r, up_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.sched_setaffinity(0, {cpus[1]})
+            os.close(down_w)
+            os.close(up_r)
+            while message := os.read(down_r, 1):
+                os.write(up_w, echo(message))
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(down_r)
+    os.close(up_w)
+    os.sched_setaffinity(0, {cpus[0]})
+    times = []
+    try:
+        for k in range(50 + n):
+            began = time.perf_counter_ns()
+            os.write(down_w, b"x")
+            os.read(up_r, 1)
+            if k >= 50:
+                times.append((time.perf_counter_ns() - began) / 1e9)
+    finally:
+        os.close(down_w)
+        os.close(up_r)
+        os.waitpid(pid, 0)
+    return times
+
+
+def _times(attempt: Attempt, n: int) -> list[float]:
+    got = attempt.value
+    expect(isinstance(got, (list, tuple)) and len(got) == n,
+           f"round_trip returned {type(got).__name__} "
+           f"{len(got) if isinstance(got, (list, tuple)) else got!r:.40}; expected a list of "
+           f"{n} times")
+    expect(all(isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t)
+               and t > 0 for t in got), "every time must be a positive number of seconds")
+    med = statistics.median(got)
+    expect(med < 0.05, f"the median round trip is {med:g}: that is not seconds (did you "
+                       "return nanoseconds? divide by 1e9)")
+    expect(med > 2e-7, f"the median round trip is {med * 1e9:.0f} ns, faster than any two "
+                       "processes can talk: time from before the write until after the read")
+    return list(got)
+
+
+def _run_round_trip(answer: Any, n: int, cpus: tuple[int, int]) -> tuple[Attempt, _EchoBoard]:
+    expect(callable(answer), f"expected a function, got {answer!r}")
+    board = _EchoBoard()
+    return call(answer, n, cpus, _Echo(board)), board
+
+
+def _two_cpus() -> tuple[int, int]:
+    mine = sorted(os.sched_getaffinity(0))
+    return (mine[-2], mine[-1]) if len(mine) > 1 else (mine[0], mine[0])
+
+
+@ROUND_TRIP.check("n round trips, in seconds", points=2,
+                  hint="Warm up with 50 untimed round trips, then time n; "
+                       "time.perf_counter_ns() before the write and after the read; "
+                       "return seconds (ns / 1e9).")
+def _(answer):
+    cpu = _two_cpus()[1]
+    attempt, board = _run_round_trip(answer, 300, (cpu, cpu))
+    _times(attempt, 300)
+    board.close()
+
+
+@ROUND_TRIP.check("every round trip goes through echo, in a child process", points=2,
+                  hint="The child reads a message, calls echo(message) and writes what echo "
+                       "returns back; the parent does the timing.")
+def _(answer):
+    cpu = _two_cpus()[1]
+    attempt, board = _run_round_trip(answer, 200, (cpu, cpu))
+    _times(attempt, 200)
+    expect(board.calls >= 200, f"echo was called {board.calls} times for 200 round trips")
+    expect(board.pid not in (0, attempt.result.pid), "echo ran in the process that does the "
+                                                     "timing; it must run in the child")
+    board.close()
+
+
+@ROUND_TRIP.check("each process runs on the CPU it was given",
+                  hint="os.sched_setaffinity(0, {cpus[0]}) in the parent, "
+                       "os.sched_setaffinity(0, {cpus[1]}) in the child, before the first "
+                       "message.")
+def _(answer):
+    cpus = _two_cpus()
+    attempt, board = _run_round_trip(answer, 100, cpus)
+    _times(attempt, 100)
+    expect(_cpus(board.cpus) == {cpus[1]}, f"the child (where echo runs) may run on CPUs "
+                                           f"{sorted(_cpus(board.cpus))}, expected only "
+                                           f"{cpus[1]}")
+    expect(_cpus(board.parent_cpus) == {cpus[0]},
+           f"the timing process may run on CPUs {sorted(_cpus(board.parent_cpus))}, expected "
+           f"only {cpus[0]}")
+    board.close()
+
+
+@ROUND_TRIP.check("the median agrees with the check's own measurement", points=2,
+                  hint="Time only the round trip itself (write, then read the reply), not "
+                       "the fork, the warm-up or printing; and one byte each way.")
+def _(answer):
+    cpu = _two_cpus()[1]
+    mine, theirs = [], []
+    for _ in range(3):   # alternate, so a busy moment of the machine hits both
+        attempt, board = _run_round_trip(answer, 300, (cpu, cpu))
+        mine.append(statistics.median(_times(attempt, 300)))
+        board.close()
+        ref = _EchoBoard()
+        theirs.append(statistics.median(call(_reference_round_trip, 300, (cpu, cpu),
+                                             _Echo(ref)).value))
+        ref.close()
+    a, b = statistics.median(mine), statistics.median(theirs)
+    expect(b / 4 <= a <= b * 6, f"your median round trip is {a * 1e6:.1f} µs, the check's "
+                                f"own (two pipes, same CPU) {b * 1e6:.1f} µs: more than a "
+                                "factor 4 to 6 apart")
+
+
+@ROUND_TRIP.check("no zombie and no open descriptor is left behind",
+                  hint="Close the four pipe ends (or your sockets) and waitpid the child.")
+def _(answer):
+    cpu = _two_cpus()[1]
+    attempt, board = _run_round_trip(answer, 50, (cpu, cpu))
+    _times(attempt, 50)
+    expect_clean(attempt)
+    board.close()
+
+
+# --- 07.fastest -----------------------------------------------------------------------
+
+FASTEST = Exercise("07.fastest", "Choose the fastest mechanism, and show it", timeout=120)
+
+
+def _usable(size: int) -> set[str]:
+    limit = bench._mq_size_limit()
+    return {m for m in bench.MECHANISMS if m != "mqueue" or 0 < size <= limit}
+
+
+def _choice(attempt: Attempt, workload: dict) -> tuple[str, dict]:
+    got = attempt.value
+    expect(isinstance(got, (tuple, list)) and len(got) == 2 and isinstance(got[1], dict),
+           f"fastest returned {got!r:.80}; expected (mechanism, {{mechanism: seconds}})")
+    choice, figures = got
+    want = _usable(workload["size"])
+    expect(set(figures) == want, f"figures for {sorted(figures)}; expected one for every "
+                                 f"mechanism that can carry {workload['size']} bytes: "
+                                 f"{sorted(want)}")
+    expect(all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0
+               for v in figures.values()), "every figure must be a positive number of seconds")
+    expect(choice == min(figures, key=figures.get),
+           f"you chose {choice!r}, but by your own figures {min(figures, key=figures.get)!r} "
+           "was fastest")
+    return choice, figures
+
+
+# The checks of one exercise run one after another in one process: each workload is
+# measured once there, for the answer and for the reference, and the checks share it.
+_measured: dict[tuple, Any] = {}
+
+
+def _answered(answer: Any, workload: dict) -> tuple[str, dict]:
+    key = ("answer", id(answer), tuple(sorted(workload.items())))
+    if key not in _measured:
+        attempt = call(answer, dict(workload), timeout=6 * checking.CALL_TIMEOUT)
+        _measured[key] = (answer, _choice(attempt, workload))   # the answer: ids stay unique
+    return _measured[key][1]
+
+
+def _reference(workload: dict) -> dict[str, float]:
+    key = ("reference", tuple(sorted(workload.items())))
+    if key not in _measured:
+        _measured[key] = _measure(workload)
+    return _measured[key]
+
+
+def _measure(workload: dict) -> dict[str, float]:
+    """The check's own figures for the workload: seconds per message, or per round trip."""
+    usable = [m for m in bench.MECHANISMS if m in _usable(workload["size"])]
+    size, count = workload["size"], workload["count"]
+    if workload["pattern"] == "request-response":
+        s = bench.round_trips(usable, n=count, size=size, repeats=3)
+        return {m: s.round_trip(m) for m in usable}
+    s = bench.sweep(usable, sizes=[size], repeats=3, round_trips=0, total=size * count,
+                    max_messages=count, baseline=False)
+    return {m: s.per_message(m, size) for m in usable}
+
+
+_LARGE = {"pattern": "one-way", "size": 1 << 20, "count": 16}
+_SMALL = {"pattern": "request-response", "size": 64, "count": 300}
+
+
+@FASTEST.check("a choice, and a figure for every mechanism that can carry the workload",
+               points=2,
+               hint="Measure every mechanism of bench.MECHANISMS (skip the message queue "
+                    "above msgsize_max) and return (the fastest, {mechanism: seconds})")
+def _(answer):
+    _answered(answer, _LARGE)
+
+
+@FASTEST.check("large messages one way: the check's own measurement agrees", points=2,
+               hint="For a one-way stream the figure is the time per message of a "
+                    "throughput run (bench.sweep), not a round trip.")
+def _(answer):
+    choice, _ = _answered(answer, _LARGE)
+    ref = _reference(_LARGE)
+    best = min(ref, key=ref.get)
+    expect(ref[choice] <= 1.5 * ref[best],
+           f"you chose {bench.LABELS[choice]}; the check measured it at "
+           f"{ref[choice] * 1e6:.0f} µs per message, and {bench.LABELS[best]} at "
+           f"{ref[best] * 1e6:.0f} µs")
+
+
+@FASTEST.check("small requests and responses: the check's own measurement agrees", points=2,
+               hint="For request and response the figure is a round trip "
+                    "(bench.round_trips with size=...), not a throughput run.")
+def _(answer):
+    choice, _ = _answered(answer, _SMALL)
+    ref = _reference(_SMALL)
+    best = min(ref, key=ref.get)
+    expect(ref[choice] <= 2 * ref[best],
+           f"you chose {bench.LABELS[choice]}; the check measured its round trip at "
+           f"{ref[choice] * 1e6:.1f} µs, and {bench.LABELS[best]}'s at "
+           f"{ref[best] * 1e6:.1f} µs")
+
+
+@FASTEST.check("the figures are seconds per message, as measured",
+               hint="Seconds, not microseconds or bytes per second; per message in a stream "
+                    "for one-way, per round trip for request-response; not for the whole run.")
+def _(answer):
+    for workload in (_LARGE, _SMALL):
+        choice, figures = _answered(answer, workload)
+        mine, theirs = [figures[choice]], [_reference(workload)[choice]]
+        # one more pair, in turn, so that a busy moment of the machine hits both alike
+        attempt = call(answer, dict(workload), timeout=6 * checking.CALL_TIMEOUT)
+        mine.append(_choice(attempt, workload)[1][choice])
+        theirs.append(_measure(workload)[choice])
+        a, b = statistics.mean(mine), statistics.mean(theirs)
+        expect(b / 3 <= a <= b * 3,
+               f"for {workload['pattern']} messages of {workload['size']} bytes your figure "
+               f"for {choice} is {a:.3g} s, the check measured {b:.3g} s: more than a factor "
+               "3 apart")
+
+
+# --- 07.ring --------------------------------------------------------------------------
+
+RING = Exercise("07.ring", "A zero-copy shared-memory ring that beats a pipe", timeout=120)
+
+
+class _RingBoard(_Board):
+    FIELDS = ("t_first", "t_last", "consumed", "errors", "first_bad", "producer", "consumer",
+              "produced_in_shm", "consumed_in_shm", "views_ok")
+
+
+class _Produce:
+    """Writes message i in place: its number in the first 8 bytes, then i % 251 throughout."""
+
+    def __init__(self, board: _RingBoard, size: int) -> None:
+        self.board, self.size = board, size
+
+    def __call__(self, i: int, view: Any) -> None:
+        import numpy as np
+
+        b = self.board
+        if i == 0:
+            b.set("t_first", time.perf_counter())
+            b.set("producer", os.getpid())
+            b.set("produced_in_shm", int(_in_shared_memory(view)))
+        data = np.frombuffer(view, dtype=np.uint8)
+        if data.size != self.size:
+            b.set("views_ok", -1)
+            return
+        data[8:] = i % 251
+        struct.pack_into("q", view, 0, i)
+
+
+class _Consume:
+    """Checks message i where it lies (header and a few bytes); can dawdle on message 1."""
+
+    def __init__(self, board: _RingBoard, size: int, count: int, dawdle: float = 0.0) -> None:
+        self.board, self.size, self.count, self.dawdle = board, size, count, dawdle
+
+    def __call__(self, i: int, view: Any) -> None:
+        b = self.board
+        if i == 0:
+            b.set("consumer", os.getpid())
+            b.set("consumed_in_shm", int(_in_shared_memory(view)))
+        if i == 1 and self.dawdle:
+            time.sleep(self.dawdle)   # a slow reader: a producer that does not wait laps it
+        ok = len(view) == self.size and struct.unpack_from("q", view, 0)[0] == i and all(
+            view[k] == i % 251 for k in (8, self.size // 2, self.size - 1))
+        if i != b.consumed:
+            ok = False                # out of order, or a message skipped
+        if not ok and not b.errors:
+            b.set("first_bad", i)
+        b.set("errors", b.errors + (not ok))
+        b.set("consumed", b.consumed + 1)
+        if i == self.count - 1:
+            b.set("t_last", time.perf_counter())
+
+
+def _pipe_transfer(count: int, size: int, slots: int, produce: Any, consume: Any) -> None:
+    """The check's reference: the same messages through a pipe (two copies each)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(w)
+            buf = memoryview(bytearray(size))
+            for i in range(count):
+                got = 0
+                while got < size:
+                    n = os.readv(r, [buf[got:]])
+                    if not n:
+                        raise EOFError
+                    got += n
+                consume(i, buf)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(r)
+    buf = memoryview(bytearray(size))
+    try:
+        for i in range(count):
+            produce(i, buf)
+            sent = 0
+            while sent < size:
+                sent += os.write(w, buf[sent:])
+    finally:
+        os.close(w)
+        os.waitpid(pid, 0)
+
+
+def _ring(answer: Any, count: int, size: int, slots: int, dawdle: float = 0.0,
+          timeout: float | None = None) -> tuple[Attempt, _RingBoard]:
+    expect(callable(answer), f"expected a function, got {answer!r}")
+    board = _RingBoard()
+    attempt = call(answer, count, size, slots, _Produce(board, size),
+                   _Consume(board, size, count, dawdle), timeout=timeout)
+    return attempt, board
+
+
+def _delivered(attempt: Attempt, board: _RingBoard, count: int) -> None:
+    attempt.value  # noqa: B018 - a failed check if the answer raised
+    expect(board.views_ok == 0, "produce got a view of the wrong size: give it exactly "
+                                "`size` bytes of the slot")
+    expect(board.consumed == count, f"consume was called {board.consumed} times for {count} "
+                                    "messages")
+    expect(board.errors == 0, f"{board.errors} of {count} messages arrived wrong, the first "
+                              f"being message {board.first_bad}: overwritten before it was "
+                              "consumed, out of order, or not the slot it was written to")
+
+
+@RING.check("every message arrives whole and in order", points=2,
+            hint="Slot k of the ring is bytes k*size to (k+1)*size; message i goes into slot "
+                 "i % slots, and the consumer takes them in the same order.")
+def _(answer):
+    attempt, board = _ring(answer, 20, 1 << 16, 4)
+    _delivered(attempt, board, 20)
+    expect(board.consumer not in (0, board.producer), "produce and consume ran in the same "
+                                                      "process: the consumer must be a child")
+    board.close()
+
+
+@RING.check("zero copy: produce and consume work inside the shared memory", points=2,
+            hint="Pass memoryview(seg.buf)[start:end] (a view), never seg.buf[start:end] (a "
+                 "copy of the bytes) or bytes(...).")
+def _(answer):
+    attempt, board = _ring(answer, 6, 1 << 16, 2)
+    _delivered(attempt, board, 6)
+    expect(board.produced_in_shm == 1, "produce got memory that is not the shared segment: a "
+                                       "copy that nobody else can see")
+    expect(board.consumed_in_shm == 1, "consume got a copy of the message, not the slot in "
+                                       "shared memory itself")
+    board.close()
+
+
+@RING.check("a slot is never reused before it is consumed", points=2,
+            hint="Two counting semaphores: 'empty' starts at slots and the producer acquires "
+                 "it before writing a slot; 'full' starts at 0, the consumer acquires it "
+                 "before reading. Release 'empty' only after consume has returned.")
+def _(answer):
+    attempt, board = _ring(answer, 8, 4096, 2, dawdle=0.02)
+    _delivered(attempt, board, 8)
+    board.close()
+    attempt, board = _ring(answer, 5, 4096, 1)
+    _delivered(attempt, board, 5)
+    board.close()
+
+
+@RING.check("faster than a pipe with 1 MiB messages", points=3,
+            hint="No copies and no system call per byte: produce and consume work in the "
+                 "slots themselves; only the two semaphore operations per message remain.")
+def _(answer):
+    count, size, slots = 32, 1 << 20, 4
+    ring, pipe = [], []
+    for _ in range(5):    # alternate, so a busy moment of the machine hits both
+        attempt, board = _ring(answer, count, size, slots, timeout=3 * checking.CALL_TIMEOUT)
+        _delivered(attempt, board, count)
+        ring.append(count * size / (board.t_last - board.t_first))
+        board.close()
+        ref = _RingBoard()
+        reference = call(_pipe_transfer, count, size, slots, _Produce(ref, size),
+                         _Consume(ref, size, count))
+        reference.value  # noqa: B018 - raises if the reference failed
+        pipe.append(count * size / (ref.t_last - ref.t_first))
+        ref.close()
+    a, b = statistics.median(ring), statistics.median(pipe)
+    expect(a > b, f"your ring moved {a / 1e9:.2f} GB/s, a pipe {b / 1e9:.2f} GB/s (medians "
+                  "of 5 runs each, taken in turn)")
+
+
+@RING.check("the segment, the semaphores and the child are gone afterwards",
+            hint="Create them in with blocks (shm.Segment.create, objects.scope()) and wait "
+                 "for the consumer before leaving them.")
+def _(answer):
+    attempt, board = _ring(answer, 4, 4096, 2)
+    _delivered(attempt, board, 4)
+    expect_clean(attempt)
+    board.close()
