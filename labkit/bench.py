@@ -1279,7 +1279,7 @@ def _strace_runs(mechanism: str, size: int, counts: list[int],
     import tempfile
 
     root = str(Path(__file__).resolve().parent.parent)
-    with tempfile.TemporaryDirectory(prefix="labkit_strace_") as folder:
+    with tempfile.TemporaryDirectory(prefix="labkit-strace-") as folder:
         outs = [Path(folder, f"{k}.txt") for k in range(len(counts))]
         procs = [subprocess.Popen(
             ["strace", "-f", "-c", "-o", str(out), sys.executable, "-c", _TRACED, mechanism,

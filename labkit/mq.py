@@ -420,7 +420,7 @@ class _Program:
     """A separate Python program that logs JSON lines to a private file; see the servers."""
 
     def __init__(self, code: str, args: list[str], lifetime: float, paused: bool) -> None:
-        self._log = tempfile.TemporaryFile(prefix="labkit_log_")  # noqa: SIM115 - see close()
+        self._log = tempfile.TemporaryFile(prefix="labkit-log-")  # noqa: SIM115 - see close()
         self._paused = paused
         self.proc = subprocess.Popen(
             [sys.executable, "-c", code, json.dumps(args), str(lifetime),
@@ -1276,7 +1276,8 @@ def _survey() -> list[MechanismFacts]:
     from .shm import Segment
 
     rows = []
-    with objects.scope() as objs, tempfile.TemporaryDirectory(prefix="labkit_") as tmp_dir:
+    with objects.scope() as objs, \
+            tempfile.TemporaryDirectory(prefix="labkit-survey-") as tmp_dir:
         tmp = Path(tmp_dir)
         fifo = objs.fifo("survey")
         q = objs.message_queue(4, 64, "survey") if supported() else None

@@ -412,7 +412,7 @@ def _kv(answer: Any, requests: list[bytes], count: int | None = None,
     """Run kv_server at a fresh path; send ``requests`` from a client of our own (and the
     strangers' requests from separate programs); return what happened."""
     expect(callable(answer), f"expected a function, got {answer!r}")
-    folder = Path(tempfile.mkdtemp(prefix="labkit_kv_"))
+    folder = Path(tempfile.mkdtemp(prefix="labkit-kv-"))
     path = folder / "kv.sock"
     total = len(requests) + sum(len(s) for s in strangers or [])
     try:
