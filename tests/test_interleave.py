@@ -327,3 +327,15 @@ def test_the_explorer_refuses_an_unknown_goal():
     with pytest.raises(ValueError, match="goal must be one of 'lose an update', 'deadlock'"):
         il.Explorer(goal="win")
     assert il.explore(3, locked=True).system.processes == 3
+
+
+def test_philosophers_deadlock_only_when_each_holds_its_left_lock():
+    system = il.philosophers(3)
+    o = il.outcomes(system)
+    assert o.deadlocks == 6 and o.counts == {3: o.total - 6}
+    stuck = [t for t in il.schedules(system) if t.deadlocked]
+    for t in stuck:
+        assert sorted(t.state.holder(f"L{i}") for i in range(3)) == [0, 1, 2]
+    assert il.run(system, "012").deadlocked
+    with pytest.raises(ValueError, match="at least 2 processes"):
+        il.philosophers(1)
