@@ -10,8 +10,11 @@ interleaving, count the outcomes, find deadlocks, and be tested exactly.
 
 :class:`Explorer` puts it behind ipywidgets buttons for the lessons; it only
 calls the model, and its handlers run without a browser (``Button.click()``),
-which is how the tests drive it. Its widgets carry the CSS class
-``labkit-explorer`` and stable labels ("Step P0", "Run schedule", ...).
+which is how the tests drive it. Its outer box carries the CSS class
+``labkit-explorer`` (its first button, "Step P0", changes what is shown), and
+every part has a stable label and class of its own ("Step P0" is
+``labkit-step-0``, "Run schedule" is ``labkit-run-schedule``, ...), so a test
+in a real browser can find and click them.
 """
 from __future__ import annotations
 
@@ -751,7 +754,7 @@ class Explorer:
         for p in range(n):
             b = w.Button(description=f"Step P{p}", tooltip=f"run process {p}'s next instruction",
                          layout=w.Layout(width="auto"))
-            b.add_class(self.CSS_CLASS)
+            b.add_class("labkit-step")
             b.add_class(f"labkit-step-{p}")
             b.on_click(lambda _b, p=p: self.step(p))
             self.buttons[b.description] = b
@@ -760,7 +763,6 @@ class Explorer:
         self.memory.add_class("labkit-memory")
         self.schedule_text = w.Text(value="", placeholder="a schedule, e.g. 0011 01",
                                     description="Schedule:", layout=w.Layout(width="320px"))
-        self.schedule_text.add_class(self.CSS_CLASS)
         self.schedule_text.add_class("labkit-schedule")
         actions = []
         for label, handler, tip in (
@@ -771,7 +773,6 @@ class Explorer:
                 ("All interleavings", lambda _b: self.show_outcomes(),
                  "count the outcomes of every possible schedule")):
             b = w.Button(description=label, tooltip=tip, layout=w.Layout(width="auto"))
-            b.add_class(self.CSS_CLASS)
             b.add_class("labkit-" + label.lower().replace(" ", "-"))
             b.on_click(handler)
             self.buttons[label] = b

@@ -466,6 +466,9 @@ def _torn_worker(i: int, seg: Segment, reads: int, lock: Any, cpus: tuple[int | 
         return k
     seen: dict[int, int] = {}
     examples = []
+    while not record.x:              # start reading once the writer is writing
+        if cpus[0] is None or cpus[0] == cpus[1]:
+            os.sched_yield()
     for _ in range(reads):
         if lock is not None:
             lock.acquire()

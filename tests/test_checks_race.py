@@ -137,7 +137,7 @@ def test_counting_without_worker_processes_is_caught():
 
     failed = _failures("04.racy_counter", no_workers)
     assert "started no process" in failed["one worker counts exactly"]
-    assert "forked 0 process(es)" in failed["the counting is done by `workers` processes at once"]
+    assert "forked 0 process(es)" in failed["the counting is done by `workers` worker processes"]
 
 
 def test_a_counter_that_is_never_unlinked_is_caught():

@@ -248,7 +248,7 @@ def _(answer):
                                   "1 and 60,000, whatever the interleaving")
 
 
-@RACY.check("the counting is done by `workers` processes at once", points=1,
+@RACY.check("the counting is done by `workers` worker processes", points=1,
             hint="Start all the workers together: labkit.run_workers(add_ones, workers, "
                  "counter, iterations) forks them and releases them at the same moment.")
 def _(answer):
