@@ -1180,7 +1180,8 @@ def plot_round_trips(*results: Sweep, ax: Any = None) -> Any:
                                                              for r in results)]
     mechanisms.sort(key=lambda m: results[0].round_trip(m))
     ax = axes(f"Round trip of a {results[0].latency_size}-byte message",
-              "round-trip time (µs, log scale)", "", ax=ax,
+              "round-trip time (µs, log scale): bars at the median, whiskers from the 10th "
+              "to the 99th percentile", "", ax=ax,
               figsize=(8.0, 0.45 * len(mechanisms) * len(results) + 1.5))
     height = 0.8 / len(results)
     colours = ["tab:blue", "tab:orange", "tab:green", "tab:red"]

@@ -37,6 +37,16 @@ def _failures(exercise, answer) -> dict[str, str]:
     return {r.check: r.message for r in run_checks(exercise, answer) if r.status == FAILED}
 
 
+SPEED = {"the median agrees with the check's own measurement",
+         "faster than a pipe with 1 MiB messages"}
+
+
+def _only(failed: dict[str, str], *expected: str) -> None:
+    """Exactly these checks failed, but for a check of speed, which a wrong answer running
+    on a very busy machine may fail as well: that is the one thing timing may decide."""
+    assert set(expected) <= set(failed) <= set(expected) | SPEED, list(failed)
+
+
 # --- 07.round_trip --------------------------------------------------------------------
 
 
@@ -87,8 +97,8 @@ def test_nanoseconds_instead_of_seconds_are_caught():
 
 def test_a_child_that_skips_echo_is_caught():
     failed = _failures("07.round_trip", lambda n, c, e: _round_trip(n, c, e, call_echo=False))
-    assert list(failed) == ["every round trip goes through echo, in a child process",
-                            "each process runs on the CPU it was given"]
+    _only(failed, "every round trip goes through echo, in a child process",
+          "each process runs on the CPU it was given")
     assert "echo was called 0 times" in failed["every round trip goes through echo, in a "
                                                "child process"]
 
@@ -97,7 +107,7 @@ def test_unpinned_processes_are_caught():
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("one CPU only: every process runs on it anyway")
     failed = _failures("07.round_trip", lambda n, c, e: _round_trip(n, c, e, pin=False))
-    assert list(failed) == ["each process runs on the CPU it was given"]
+    _only(failed, "each process runs on the CPU it was given")
 
 
 def test_timing_more_than_the_round_trip_is_caught():
@@ -107,7 +117,7 @@ def test_timing_more_than_the_round_trip_is_caught():
 
 def test_a_child_never_waited_for_is_caught():
     failed = _failures("07.round_trip", lambda n, c, e: _round_trip(n, c, e, reap=False))
-    assert list(failed) == ["no zombie and no open descriptor is left behind"]
+    _only(failed, "no zombie and no open descriptor is left behind")
     # a zombie, or still exiting when the function returned: either way nobody waited
     assert "nobody waited for it" in failed["no zombie and no open descriptor is left behind"]
 
@@ -115,17 +125,17 @@ def test_a_child_never_waited_for_is_caught():
 # --- 07.fastest -----------------------------------------------------------------------
 
 
-def _fastest(workload, *, pick=None, throughput_only=False, total_time=False):
+def _fastest(workload, *, pick=None, scale=1.0):
     size, count = workload["size"], workload["count"]
     usable = [m for m in bench.MECHANISMS
               if m != "mqueue" or size <= mq.limits().msgsize_max]
-    if workload["pattern"] == "request-response" and not throughput_only:
+    if workload["pattern"] == "request-response":
         s = bench.round_trips(usable, n=count, size=size)
-        figures = {m: s.round_trip(m) for m in usable}
+        figures = {m: s.round_trip(m) * scale for m in usable}
     else:
         s = bench.sweep(usable, sizes=[size], repeats=3, round_trips=0, total=size * count,
                         max_messages=count, baseline=False)
-        figures = {m: s.per_message(m, size) * (count if total_time else 1) for m in usable}
+        figures = {m: s.per_message(m, size) * scale for m in usable}
     return pick or min(figures, key=figures.get), figures
 
 
@@ -135,15 +145,14 @@ def test_a_choice_that_contradicts_its_own_figures_is_caught():
     assert all("by your own figures" in m for m in failed.values())
 
 
-def test_a_stream_measured_for_a_request_response_workload_is_caught():
-    failed = _failures("07.fastest", lambda w: _fastest(w, throughput_only=True))
+def test_figures_in_microseconds_are_caught():
+    # A wrong unit is off by a million: caught on any machine, however busy. (A round trip
+    # measured as a stream is off by five or so, which the check catches on a quiet machine;
+    # no test relies on that margin.)
+    failed = _failures("07.fastest", lambda w: _fastest(w, scale=1e6))
     assert list(failed) == ["the figures are seconds per message, as measured"]
-    assert "request-response" in failed["the figures are seconds per message, as measured"]
-
-
-def test_figures_for_the_whole_run_are_caught():
-    failed = _failures("07.fastest", lambda w: _fastest(w, total_time=True))
-    assert list(failed) == ["the figures are seconds per message, as measured"]
+    assert "more than a factor 3 apart" in failed["the figures are seconds per message, as "
+                                                  "measured"]
 
 
 def test_a_workload_the_queue_cannot_carry_must_leave_it_out():
@@ -224,4 +233,4 @@ def test_a_producer_that_laps_the_consumer_is_caught():
 
 def test_a_segment_and_semaphores_left_behind_are_caught():
     failed = _failures("07.ring", lambda *a: _ring(*a, unlink=False))
-    assert list(failed) == ["the segment, the semaphores and the child are gone afterwards"]
+    _only(failed, "the segment, the semaphores and the child are gone afterwards")

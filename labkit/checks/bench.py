@@ -498,7 +498,7 @@ def _(answer):
                  "it before writing a slot; 'full' starts at 0, the consumer acquires it "
                  "before reading. Release 'empty' only after consume has returned.")
 def _(answer):
-    attempt, board = _ring(answer, 8, 4096, 2, dawdle=0.02)
+    attempt, board = _ring(answer, 8, 4096, 2, dawdle=0.1)
     _delivered(attempt, board, 8)
     board.close()
     attempt, board = _ring(answer, 5, 4096, 1)
