@@ -91,7 +91,10 @@ def supported() -> bool:
 
 
 def require() -> None:
-    """Raise NotSupportedHere, with what to use instead, where there are no message queues."""
+    """Raise NotSupportedHere, with what to use instead, where there are no message queues.
+
+    >>> require()      # Linux: nothing happens
+    """
     if not supported():
         raise NotSupportedHere(_NO_QUEUES)
 
@@ -394,7 +397,10 @@ def record_queue(messages: int = 10, max_messages: int = 4, receive_every: float
 
 
 def plot_queue(trace: QueueTrace, ax: Any = None) -> Any:
-    """Draw the queue's depth over time, its capacity, and when the sender was blocked."""
+    """Draw the queue's depth over time, its capacity, and when the sender was blocked.
+
+    >>> plot_queue(record_queue())     # doctest: +SKIP
+    """
     from .display import axes
 
     ax = axes("Messages waiting in the queue: fast sender, slow receiver", "time (ms)",
