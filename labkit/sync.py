@@ -446,7 +446,8 @@ def bounded_buffer(producers: int = 1, consumers: int = 1, capacity: int = 8,
                                consumers, items, produce, consume, seed, (times, counts, total),
                                sample_every, timeout=timeout, show=False) as group:
                 if live:
-                    _watch(group, ring, producers * items, times, counts, total, label)
+                    _watch(group, ring, producers * items, times, counts, total, label,
+                           began + timeout)
                 values = group.wait().values
             seconds = time.perf_counter() - began
             n = values[-1]
@@ -462,7 +463,7 @@ def bounded_buffer(producers: int = 1, consumers: int = 1, capacity: int = 8,
 
 
 def _watch(group: Any, ring: Ring, items: int, times: Any, counts: Any, total: Any,
-           label: str) -> None:
+           label: str, until: float) -> None:
     """Redraw the ring and the occupancy in the notebook until every item is taken.
 
     It never waits for the workers to end: they send their results through
@@ -481,7 +482,7 @@ def _watch(group: Any, ring: Ring, items: int, times: Any, counts: Any, total: A
                                       gridspec_kw={"width_ratios": [1, 2]})
     handle = display(fig, display_id=True)
     try:
-        while group.running and ring.head.value < items:
+        while group.running and ring.head.value < items and time.perf_counter() < until:
             n = int(total.value)
             left.clear()
             right.clear()

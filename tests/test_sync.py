@@ -102,6 +102,12 @@ def test_several_producers_and_consumers_with_a_mutex_deliver_every_item_once_in
     assert [len(r) for r in d.received] == [750, 750]
 
 
+def test_consumers_that_start_late_find_a_full_buffer_and_still_get_everything():
+    d = sync.deliver(mpmc_producer, mpmc_consumer, producers=2, items=50, capacity=1,
+                     consumer_delay=0.2)
+    assert d.ok
+
+
 def test_a_consumer_that_waits_for_too_much_is_stopped_by_the_timeout():
     with pytest.raises(LabTimeout, match="did not finish in 1 s and were killed"):
         sync.deliver(spsc_producer, greedy_consumer, items=10, timeout=1.0)
@@ -123,6 +129,7 @@ def test_a_delivery_names_what_went_wrong():
     ({"items": -1}, "items must be"),
     ({"capacity": 0}, "capacity must be"),
     ({"timeout": 0}, "timeout must be"),
+    ({"consumer_delay": -1}, "consumer_delay must be a number of seconds"),
 ])
 def test_deliver_refuses_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
