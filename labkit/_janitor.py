@@ -110,7 +110,8 @@ def unlink_name(kind: str, name: str) -> bool:
     import posix_ipc
 
     unlinkers = {"shm": posix_ipc.unlink_shared_memory, "sem": posix_ipc.unlink_semaphore,
-                 "mq": getattr(posix_ipc, "unlink_message_queue", None), "fifo": os.unlink}
+                 "mq": getattr(posix_ipc, "unlink_message_queue", None), "fifo": os.unlink,
+                 "socket": os.unlink}
     try:
         unlinkers[kind](name)
     except (OSError, posix_ipc.Error):

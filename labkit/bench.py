@@ -117,7 +117,7 @@ def _mq_size_limit() -> int:
 
 def _placement(pin: str | None) -> tuple[int | None, int | None, str]:
     """Lesson 02's CPU placement, said in this lesson's words (sender and receiver)."""
-    from .pipes import _placement as placement
+    from .pipes import placement
 
     a, b, text = placement(pin)
     return a, b, text.replace("writer", "sender").replace("reader", "receiver")
@@ -615,7 +615,7 @@ def _copy_worker(i: int, fds: dict[str, int], cpu: int | None, max_size: int) ->
 
 def _dd_worker(i: int, fds: dict[str, int], cpus: tuple) -> int:
     """The C baseline: dd if=/dev/zero | dd of=/dev/null, as lesson 02 measured it."""
-    from .pipes import _dd_pair
+    from .pipes import dd_pair
 
     for name, fd in fds.items():
         if name not in ("ctl0_r", "res0_w"):
@@ -630,7 +630,7 @@ def _dd_worker(i: int, fds: dict[str, int], cpus: tuple) -> int:
         if step[0] == "stop":
             break
         _, size, _warm, count = step
-        _put(fds["res0_w"], (_dd_pair(size, count, cpus), 0))
+        _put(fds["res0_w"], (dd_pair(size, count, cpus), 0))
         steps += 1
     return steps
 

@@ -23,7 +23,6 @@ import json
 import math
 import os
 import resource
-import secrets
 import signal
 import socket
 import stat
@@ -39,7 +38,6 @@ from typing import Any
 import posix_ipc
 
 from . import objects
-from ._janitor import FIFO_DIR, unlink_name
 from ._platform import MACOS
 from .errors import LabError, LabTimeout, NoSpaceError, NotSupportedHere
 from .processes import run, start_workers
@@ -48,7 +46,7 @@ __all__ = [
     "supported", "require", "queue", "QueueState", "state", "Limits", "limits", "queue_bytes",
     "Exhaustion", "exhaust", "QueueTrace", "record_queue", "plot_queue",
     "Served", "MQServer", "mq_server",
-    "socket_path", "SocketServer", "socket_server",
+    "SocketServer", "socket_server",
     "MechanismFacts", "Survey", "survey",
 ]
 
@@ -118,15 +116,8 @@ def queue(max_messages: int = 4, max_message_size: int = 256,
     Closing the queue inside the block is allowed; the name still goes at its end.
     """
     require()
-    objs = objects.scope()
-    q = objs.message_queue(max_messages, max_message_size, label)
-    try:
-        yield q
-    finally:
-        try:
-            objs.close()
-        except posix_ipc.ExistentialError:
-            unlink_name("mq", q.name)  # the block closed it already: only the name was left
+    with objects.scope() as objs:
+        yield objs.message_queue(max_messages, max_message_size, label)
 
 
 @dataclass(frozen=True)
@@ -643,21 +634,6 @@ class _StoppedLog:
 # --- sockets --------------------------------------------------------------------------
 
 
-def socket_path(label: str = "sock") -> Path:
-    """A fresh path for a Unix socket, in this session's private directory (mode 0700).
-
-    Nothing is created: ``bind`` makes the socket file, and whoever binds
-    must unlink it. The directory is removed when the session ends.
-
-    >>> p = socket_path("demo")
-    >>> p.parent.stat().st_mode & 0o777 == 0o700, p.exists()
-    (True, False)
-    """
-    objects._check_label(label)
-    objects._private_dir(FIFO_DIR)
-    return FIFO_DIR / f"{label}_{secrets.token_hex(3)}.sock"
-
-
 # The echo server of socket_server: echoes each piece it receives, in capitals.
 _SOCKET_SERVER = _PRELUDE + r'''
 import socket
@@ -762,21 +738,19 @@ def socket_server(kind: str = "stream", lifetime: float = 60.0) -> Iterator[Sock
         raise ValueError(f"kind must be 'stream' (Unix stream socket), 'dgram' (Unix datagram "
                          f"socket) or 'tcp' (TCP on loopback), got {kind!r}")
     _seconds("lifetime", lifetime, 1.0, 3600.0)
-    path = socket_path(kind) if kind != "tcp" else None
-    program = _Program(_SOCKET_SERVER, [kind, str(path) if path else ""], lifetime, False)
-    server = SocketServer(kind, path, program.proc.pid, program)
-    try:
-        ready = program.wait_for("ready", 10.0, f"the {kind} socket server")
-        if kind == "tcp":
-            server.address = tuple(ready["ready"])
-        yield server
-    finally:
-        program.stop()
-        server._program = _StoppedLog(program.lines())
-        program.close()
-        if path is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+    with objects.scope() as owned:  # the socket file the server binds goes with the scope
+        path = owned.socket_path(kind) if kind != "tcp" else None
+        program = _Program(_SOCKET_SERVER, [kind, str(path) if path else ""], lifetime, False)
+        server = SocketServer(kind, path, program.proc.pid, program)
+        try:
+            ready = program.wait_for("ready", 10.0, f"the {kind} socket server")
+            if kind == "tcp":
+                server.address = tuple(ready["ready"])
+            yield server
+        finally:
+            program.stop()
+            server._program = _StoppedLog(program.lines())
+            program.close()
 
 
 # --- every mechanism of the course, compared by experiment -----------------------------

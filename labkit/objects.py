@@ -1,4 +1,4 @@
-"""Named kernel objects (shared memory, semaphores, message queues, FIFOs), made safe.
+"""Named kernel objects (shared memory, semaphores, queues, FIFOs, sockets), made safe.
 
 Every named object labkit makes comes from here, so three promises hold
 everywhere:
@@ -40,7 +40,8 @@ from .errors import LabError, NoSpaceError, NotSupportedHere
 
 __all__ = [
     "lab_name", "scope", "Scope", "shared_memory", "semaphore", "message_queue", "fifo",
-    "remove", "ObjectInfo", "list_objects", "clean", "shm_free_bytes", "format_bytes",
+    "socket_path", "remove", "ObjectInfo", "list_objects", "clean", "shm_free_bytes",
+    "format_bytes",
     "mqueue_limits",
 ]
 
@@ -182,6 +183,18 @@ class Scope:
                            "again for a fresh name") from e
         return self._own("fifo", str(path), path)
 
+    def socket_path(self, label: str = "sock") -> Path:
+        """A fresh path for a Unix socket, in the private directory (mode 0700).
+
+        Nothing is created: ``bind`` makes the socket file there, and the
+        scope removes it when it ends.
+        """
+        _check_label(label)
+        CLIENT.start()
+        _private_dir(FIFO_DIR)
+        path = FIFO_DIR / f"{label}_{secrets.token_hex(3)}.sock"
+        return self._own("socket", str(path), path)
+
     def remove(self, obj: Any) -> None:
         """Close and unlink one object now (idempotent)."""
         for i, (kind, name, owned) in enumerate(self._owned):
@@ -243,7 +256,10 @@ def _destroy(kind: str, name: str, obj: Any) -> None:
         if obj.fd >= 0:
             obj.close_fd()
     elif kind in ("sem", "mq"):
-        obj.close()
+        try:
+            obj.close()
+        except posix_ipc.ExistentialError:
+            pass  # the user closed it already; its name is still ours to remove
     unlink_name(kind, name)  # False if another process that shared it unlinked it first
 
 
@@ -285,6 +301,17 @@ def fifo(label: str = "fifo") -> Path:
     return SESSION.fifo(label)
 
 
+def socket_path(label: str = "sock") -> Path:
+    """A session-owned path for a Unix socket; see :meth:`Scope.socket_path`.
+
+    >>> p = socket_path("demo")
+    >>> p.parent.stat().st_mode & 0o777 == 0o700, p.exists()
+    (True, False)
+    >>> remove(p)
+    """
+    return SESSION.socket_path(label)
+
+
 def remove(obj: Any) -> None:
     """Remove a session-owned object now."""
     SESSION.remove(obj)
@@ -297,7 +324,7 @@ def remove(obj: Any) -> None:
 class ObjectInfo:
     """One lab object found on the machine."""
 
-    kind: str          # "shm", "sem", "mq" or "fifo"
+    kind: str          # "shm", "sem", "mq", "fifo" or "socket"
     name: str          # the POSIX name ("/labkit_...") or the FIFO's path
     uid: int           # owner
     size: int          # bytes (0 for semaphores and FIFOs)
@@ -349,7 +376,7 @@ def list_objects(all_users: bool = False) -> list[ObjectInfo]:
     for d in sorted(tmp.glob("labkit_*_*")):
         if d.is_dir() and not d.is_symlink():
             for f in sorted(d.iterdir()):
-                add("fifo", str(f), d.name + "_", f)
+                add("socket" if f.is_socket() else "fifo", str(f), d.name + "_", f)
     return found
 
 
@@ -367,7 +394,7 @@ def clean(dry_run: bool = False) -> list[ObjectInfo]:
         if not dry_run:
             if not unlink_name(info.kind, info.name):
                 continue  # gone meanwhile
-            if info.kind == "fifo":
+            if info.kind in ("fifo", "socket"):
                 try:
                     os.rmdir(Path(info.name).parent)
                 except OSError:

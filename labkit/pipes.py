@@ -46,7 +46,7 @@ __all__ = [
     "Capacity", "probe_capacity",
     "FillTrace", "record_fill", "plot_fill",
     "Interleaving", "interleaving", "plot_interleaving", "plot_tears",
-    "Throughput", "throughput", "plot_throughput",
+    "Throughput", "throughput", "plot_throughput", "placement", "dd_pair",
     "open_fifo", "FifoServer", "fifo_server",
 ]
 
@@ -644,7 +644,14 @@ class Throughput:
                       "dd median (MB/s)", "dd quartiles", "lab / dd"], rows)
 
 
-def _placement(pin: str | None) -> tuple[int | None, int | None, str]:
+def placement(pin: str | None) -> tuple[int | None, int | None, str]:
+    """The CPUs for a writer and a reader: ``"same"`` one CPU, ``"split"`` two, None unpinned.
+
+    Returns (writer's CPU, reader's CPU, a sentence saying so).
+
+    >>> placement(None)
+    (None, None, 'unpinned')
+    """
     if pin not in ("same", "split", None):
         raise ValueError(f"pin must be 'same' (writer and reader on one CPU), 'split' (on "
                          f"two CPUs) or None (wherever the scheduler likes), got {pin!r}")
@@ -691,7 +698,7 @@ def _throughput_worker(i: int, fds: dict[str, int], plan: list[tuple[int, int]],
         steps = 0
         while request := os.read(fds["dd_r"], 8):
             size, writes = struct.unpack("!II", request)
-            os.write(fds["dd_done_w"], _STEP.pack(_dd_pair(size, writes, cpus)))
+            os.write(fds["dd_done_w"], _STEP.pack(dd_pair(size, writes, cpus)))
             steps += 1
         return steps
     _pin(cpus[i])
@@ -722,7 +729,7 @@ def _throughput_worker(i: int, fds: dict[str, int], plan: list[tuple[int, int]],
     return len(plan)
 
 
-def _dd_pair(size: int, writes: int, cpus: tuple[int | None, int | None]) -> float:
+def dd_pair(size: int, writes: int, cpus: tuple[int | None, int | None]) -> float:
     """``dd if=/dev/zero | dd of=/dev/null``; returns the writer's own time in seconds."""
     env = {**os.environ, "LC_ALL": "C"}
     r, w = os.pipe()
@@ -805,7 +812,7 @@ def throughput(sizes: Sequence[int] = (64, 1024, 4096, 65536, 1 << 20), repeats:
     if baseline and shutil.which("dd") is None:
         raise NotSupportedHere("the baseline needs the dd program, which is not on the PATH; "
                                "pass baseline=False")
-    *cpus, placement = _placement(pin)
+    *cpus, placement = placement(pin)
     sizes = list(sizes)
     writes = [max(1, min(total // s, MAX_WRITES)) for s in sizes]
     rng = random.Random(seed)

@@ -109,6 +109,29 @@ def test_fifo_lives_in_a_private_directory_and_goes_away():
     assert not path.exists()
 
 
+def test_socket_paths_are_fresh_private_and_removed_with_their_scope():
+    import socket
+
+    with scope() as objs:
+        a, b = objs.socket_path("x"), objs.socket_path("x")
+        assert a != b and a.parent == b.parent and _mode(a.parent) == 0o700
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.bind(str(a))
+        assert [o.kind for o in list_objects() if o.name == str(a)] == ["socket"]
+    assert not a.exists()
+    with pytest.raises(ValueError, match="label"):
+        objects.socket_path("no/slashes")
+
+
+def test_a_queue_closed_by_its_user_is_still_removed_with_its_scope():
+    if not os.path.isdir("/dev/mqueue"):
+        pytest.skip("/dev/mqueue is not mounted")
+    with scope() as objs:
+        mq = objs.message_queue(2, 64)
+        mq.close()
+    assert not os.path.exists(f"/dev/mqueue{mq.name}")
+
+
 def test_a_planted_fifo_directory_is_refused(tmp_path, monkeypatch):
     planted = tmp_path / "planted"
     planted.mkdir(mode=0o777)
