@@ -812,7 +812,7 @@ def throughput(sizes: Sequence[int] = (64, 1024, 4096, 65536, 1 << 20), repeats:
     if baseline and shutil.which("dd") is None:
         raise NotSupportedHere("the baseline needs the dd program, which is not on the PATH; "
                                "pass baseline=False")
-    *cpus, placement = placement(pin)
+    *cpus, where = placement(pin)
     sizes = list(sizes)
     writes = [max(1, min(total // s, MAX_WRITES)) for s in sizes]
     rng = random.Random(seed)
@@ -856,7 +856,7 @@ def throughput(sizes: Sequence[int] = (64, 1024, 4096, 65536, 1 << 20), repeats:
     finally:
         for fd in fds.values():
             os.close(fd)
-    return Throughput(sizes, [s * n for s, n in zip(sizes, writes)], lab, dd, placement,
+    return Throughput(sizes, [s * n for s, n in zip(sizes, writes)], lab, dd, where,
                       repeats, seed)
 
 
