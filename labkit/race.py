@@ -170,12 +170,17 @@ def _race_worker(i: int, seg: Segment, iterations: int, trials: int, flavour: st
 
 
 def _ended_early(workers: Workers) -> int | None:
-    """The index of a worker that has ended, if any. Peeks (WNOWAIT): the group reaps it."""
+    """The index of a worker that died or raised, if any. Peeks (WNOWAIT): the group reaps it.
+
+    A worker that exited with code 0 has done all its trials (it is only
+    waiting for slower ones), so it does not count.
+    """
     for i, pid in enumerate(workers.pids):
         try:
-            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
-                return i
+            info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
+            continue  # already reaped by the group, which keeps its result
+        if info is not None and not (info.si_code == os.CLD_EXITED and info.si_status == 0):
             return i
     return None
 

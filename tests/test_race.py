@@ -157,3 +157,34 @@ def test_experiments_with_different_totals_are_not_drawn_on_one_histogram():
     b = race.counter_race(workers=1, iterations=2_000, trials=1)
     with pytest.raises(ValueError, match="different correct totals"):
         race.plot_finals([a, b])
+
+
+def test_a_worker_that_finished_its_trials_is_not_taken_for_a_dead_one():
+    # Under load one worker can finish all its trials while the parent still waits for a
+    # slower one; only a worker that died or raised is an early end.
+    from labkit.processes import start_workers
+    from labkit.race import _ended_early
+
+    def finish_or_fail(i):
+        if i == 1:
+            raise RuntimeError("worker 1 fails")
+        return i
+
+    def fast_and_slow(i):
+        if i == 1:
+            time.sleep(30)
+        return i
+
+    with start_workers(fast_and_slow, 2, show=False, timeout=20) as workers:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and os.waitid(
+                os.P_PID, workers.pids[0], os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+            time.sleep(0.01)
+        assert _ended_early(workers) is None
+        workers.stop()
+    with start_workers(finish_or_fail, 2, show=False, timeout=20) as workers:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _ended_early(workers) is None:
+            time.sleep(0.01)
+        assert _ended_early(workers) == 1
+        workers.wait()
