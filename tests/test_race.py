@@ -7,6 +7,7 @@ worker alone never loses anything. Torn reads are counted consistently.
 from __future__ import annotations
 
 import os
+import time
 
 import matplotlib
 import pytest
