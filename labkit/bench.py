@@ -43,6 +43,7 @@ from typing import Any
 import posix_ipc
 
 from . import objects
+from ._validate import whole as _whole
 from .errors import LabError, LabTimeout, NotSupportedHere
 from .processes import start_workers
 
@@ -72,17 +73,6 @@ MAX_LATENCY_SIZE = 4096
 SHM_SLOTS = 2          # the shared-memory ring: the sender may fill one slot while one is read
 
 _FRAME = struct.Struct("!I")
-
-
-# --- checking what we are given -------------------------------------------------------
-
-
-def _whole(name: str, value: Any, low: int, high: int, unit: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        what = f" of {unit}" if unit else ""
-        raise ValueError(f"{name} must be a whole number{what} from {low} to {high}, "
-                         f"got {value!r}")
-    return value
 
 
 def _mechanisms(mechanisms: Any) -> list[str]:

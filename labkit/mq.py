@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
-import math
 import os
 import resource
 import signal
@@ -39,6 +38,8 @@ import posix_ipc
 
 from . import objects
 from ._platform import MACOS
+from ._validate import seconds as _seconds
+from ._validate import whole as _whole
 from .errors import LabError, LabTimeout, NoSpaceError, NotSupportedHere
 from .processes import run, start_workers
 
@@ -55,25 +56,6 @@ _MQ_PRIO_MAX = 32768          # the kernel's bound on priority tree nodes per qu
 _PER_MESSAGE = 96             # bytes the kernel charges per message slot for its bookkeeping
 _NO_QUEUES = ("this system has no POSIX message queues (macOS lacks them): use a pipe, a "
               "FIFO or a Unix socket instead, which this lesson also shows")
-
-
-# --- checking what we are given -------------------------------------------------------
-
-
-def _whole(name: str, value: Any, low: int, high: int, unit: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        what = f" of {unit}" if unit else ""
-        raise ValueError(f"{name} must be a whole number{what} from {low} to {high}, "
-                         f"got {value!r}")
-    return value
-
-
-def _seconds(name: str, value: Any, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-            math.isfinite(value) and low <= value <= high):
-        raise ValueError(f"{name} must be a number of seconds from {low:g} to {high:g}, "
-                         f"got {value!r}")
-    return float(value)
 
 
 # --- queues ---------------------------------------------------------------------------

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import math
 import os
 import random
 import re
@@ -38,6 +37,8 @@ from typing import Any
 
 from . import objects
 from ._platform import LINUX
+from ._validate import seconds as _seconds
+from ._validate import whole as _whole
 from .errors import LabError, LabTimeout, NotSupportedHere
 from .processes import start_workers
 
@@ -63,24 +64,6 @@ _NO_PIPE_SIZE = ("this system cannot report or change a pipe's capacity (F_GETPI
 MAX_CHUNK = 1 << 20           # largest single write the experiments accept
 MAX_TRANSFER = 256 << 20      # most bytes one experiment may move through a pipe
 MAX_WRITES = 20_000           # most writes of one throughput run (keeps tiny sizes quick)
-
-
-# --- checking what we are given -------------------------------------------------------
-
-
-def _whole(name: str, value: Any, low: int, high: int, unit: str = "bytes") -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{name} must be a whole number of {unit} from {low} to {high}, "
-                         f"got {value!r}")
-    return value
-
-
-def _seconds(name: str, value: Any, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-            math.isfinite(value) and low <= value <= high):
-        raise ValueError(f"{name} must be a number of seconds from {low:g} to {high:g}, "
-                         f"got {value!r}")
-    return float(value)
 
 
 def _pipe_fd(fd: Any) -> int:
@@ -209,7 +192,7 @@ def probe_capacity(chunk: int = 1024, size: int | None = None) -> Capacity:
     >>> probe_capacity(size=4096).filled
     4096
     """
-    _whole("chunk", chunk, 1, MAX_CHUNK)
+    _whole("chunk", chunk, 1, MAX_CHUNK, "bytes")
     r, w = os.pipe()
     try:
         if size is not None:
@@ -328,9 +311,9 @@ def record_fill(total: int = 256 * 1024, write_size: int = 4096, write_every: fl
     >>> sum(trace.read_sizes)
     32768
     """
-    _whole("total", total, 1, 64 << 20)
-    _whole("write_size", write_size, 1, MAX_CHUNK)
-    _whole("read_size", read_size, 1, MAX_CHUNK)
+    _whole("total", total, 1, 64 << 20, "bytes")
+    _whole("write_size", write_size, 1, MAX_CHUNK, "bytes")
+    _whole("read_size", read_size, 1, MAX_CHUNK, "bytes")
     _seconds("write_every", write_every, 0, 1)
     _seconds("read_every", read_every, 0, 1)
     _seconds("sample_every", sample_every, 0.0001, 0.1)
@@ -496,9 +479,9 @@ def interleaving(writers: int = 4, write_size: int = PIPE_BUF, writes: int = 32,
     (0, 30720)
     """
     _whole("writers", writers, 1, 26, "writers")
-    _whole("write_size", write_size, 1, MAX_CHUNK)
+    _whole("write_size", write_size, 1, MAX_CHUNK, "bytes")
     _whole("writes", writes, 1, 10_000, "writes")
-    _whole("read_size", read_size, 1, MAX_CHUNK)
+    _whole("read_size", read_size, 1, MAX_CHUNK, "bytes")
     _seconds("timeout", timeout, 0.1, 600)
     total = writers * writes * write_size
     if total > 64 << 20:
@@ -803,11 +786,11 @@ def throughput(sizes: Sequence[int] = (64, 1024, 4096, 65536, 1 << 20), repeats:
     if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or not sizes:
         raise ValueError(f"sizes must be a non-empty list of write sizes, got {sizes!r}")
     for s in sizes:
-        _whole("every write size", s, 1, 16 << 20)
+        _whole("every write size", s, 1, 16 << 20, "bytes")
     if len(set(sizes)) != len(sizes):
         raise ValueError(f"sizes must not repeat a size, got {list(sizes)}")
     _whole("repeats", repeats, 1, 100, "repeats")
-    _whole("total", total, 1, MAX_TRANSFER)
+    _whole("total", total, 1, MAX_TRANSFER, "bytes")
     _seconds("timeout", timeout, 0.1, 600)
     if baseline and shutil.which("dd") is None:
         raise NotSupportedHere("the baseline needs the dd program, which is not on the PATH; "

@@ -32,6 +32,7 @@ from typing import Any
 import posix_ipc
 
 from . import objects
+from ._validate import whole as _whole
 from .display import Table, axes
 from .errors import LabError, LabTimeout, NotSupportedHere
 from .processes import Workers, start_workers
@@ -52,16 +53,6 @@ _SHORT = {"none": "no lock", "semaphore": "semaphore\n(posix_ipc)",
 MAX_WORKERS = 64
 MAX_ITERATIONS = 10_000_000
 MAX_TRIALS = 1000
-
-
-# --- checking what we are given -----------------------------------------------------------
-
-
-def _whole(name: str, value: Any, low: int, high: int, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{name} must be a whole number of {what} from {low} to {high}, "
-                         f"got {value!r}")
-    return value
 
 
 def _timeout(value: Any) -> float:

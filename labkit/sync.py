@@ -33,6 +33,8 @@ import numpy as np
 import posix_ipc
 
 from . import objects
+from ._validate import seconds as _seconds
+from ._validate import whole as _whole
 from .display import axes
 from .errors import LabError, LabTimeout
 from .processes import run, start, start_workers
@@ -48,21 +50,6 @@ __all__ = [
 
 _MAX_CAPACITY = 4096
 _MAX_ITEMS = 100_000
-
-
-def _whole(name: str, value: Any, low: int, high: int, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{name} must be a whole number of {what} from {low} to {high}, "
-                         f"got {value!r}")
-    return value
-
-
-def _seconds(name: str, value: Any, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-            math.isfinite(value) and low <= value <= high):
-        raise ValueError(f"{name} must be a number of seconds from {low:g} to {high:g}, "
-                         f"got {value!r}")
-    return float(value)
 
 
 # --- the bounded buffer ------------------------------------------------------------------------
@@ -541,11 +528,11 @@ def plot_ring(slots: Sequence[int], head: int, tail: int, ax: Any = None) -> Any
         theta1 = 90 - (s + 1) * width
         ax.add_patch(patches.Wedge((0, 0), 1, theta1, theta1 + width, width=0.35,
                                    fc="tab:green" if filled else "white", ec="grey"))
-    for index, name, colour, start, end in ((head, "head", "tab:blue", 0.3, 0.62),
-                                            (tail, "tail", "tab:orange", 1.45, 1.03)):
+    for index, name, colour, text_r, tip_r in ((head, "head", "tab:blue", 0.3, 0.62),
+                                               (tail, "tail", "tab:orange", 1.45, 1.03)):
         angle = math.radians(90 - (index % capacity + 0.5) * width)
-        ax.annotate(name, xy=(end * math.cos(angle), end * math.sin(angle)),
-                    xytext=(start * math.cos(angle), start * math.sin(angle)), ha="center",
+        ax.annotate(name, xy=(tip_r * math.cos(angle), tip_r * math.sin(angle)),
+                    xytext=(text_r * math.cos(angle), text_r * math.sin(angle)), ha="center",
                     va="center", color=colour, fontsize=8,
                     arrowprops={"arrowstyle": "->", "color": colour})
     ax.set_xlim(-1.7, 1.7)

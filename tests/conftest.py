@@ -118,6 +118,14 @@ def no_leaks():
         pytest.fail("the test leaked: " + "; ".join(problems))
 
 
+@pytest.fixture()
+def quick_timeout(monkeypatch):
+    """Hanging answers are stopped after 1 s instead of 5 (the checker's child inherits it)."""
+    from labkit import checking
+
+    monkeypatch.setattr(checking, "CALL_TIMEOUT", 1.0)
+
+
 # --- notebooks under nbval -----------------------------------------------------------
 
 _nb_before: dict[str, set[str]] = {}

@@ -17,11 +17,6 @@ from labkit.checking import PASSED, run_checks
 
 SOLVED = load_answers("solutions/02_pipes.ipynb")
 
-@pytest.fixture()
-def quick_timeout(monkeypatch):
-    """Hanging answers are stopped after 1 s instead of 5 (the checker's child inherits it)."""
-    monkeypatch.setattr(checking, "CALL_TIMEOUT", 1.0)
-
 
 @pytest.fixture()
 def hangs(monkeypatch):

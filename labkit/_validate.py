@@ -1,0 +1,33 @@
+"""Checking the numbers a student passes in, with errors that name the argument and its range.
+
+>>> whole("workers", 3, 1, 64, "workers")
+3
+>>> seconds("timeout", 2, 0.1, 600)
+2.0
+>>> whole("workers", 0, 1, 64, "workers")
+Traceback (most recent call last):
+...
+ValueError: workers must be a whole number of workers from 1 to 64, got 0
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def whole(name: str, value: Any, low: int, high: int, unit: str = "") -> int:
+    """``value`` if it is an int (not a bool) from ``low`` to ``high``, else a ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        what = f" of {unit}" if unit else ""
+        raise ValueError(f"{name} must be a whole number{what} from {low} to {high}, "
+                         f"got {value!r}")
+    return value
+
+
+def seconds(name: str, value: Any, low: float, high: float) -> float:
+    """``value`` as a float if it is a finite number of seconds in range, else a ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            math.isfinite(value) and low <= value <= high):
+        raise ValueError(f"{name} must be a number of seconds from {low:g} to {high:g}, "
+                         f"got {value!r}")
+    return float(value)
