@@ -119,6 +119,28 @@ def no_leaks():
 
 
 @pytest.fixture()
+def no_descriptor_leaks():
+    """Fail a test that leaves a descriptor of this process open (``pytestmark`` opts in)."""
+    def open_fds() -> set[int]:
+        fds = set()
+        for fd in map(int, os.listdir("/proc/self/fd" if LINUX else "/dev/fd")):
+            try:
+                os.fstat(fd)  # the one listdir itself used is closed by now
+                target = os.readlink(f"/proc/self/fd/{fd}") if LINUX else ""
+            except OSError:
+                continue
+            if "mpl-data/fonts" not in target:  # matplotlib keeps the fonts it loaded open
+                fds.add(fd)
+        return fds
+
+    CLIENT.start()  # the session janitor's pipe opens on first use and stays: not a leak
+    before = open_fds()
+    yield
+    left = open_fds() - before
+    assert not left, f"descriptors left open: {sorted(left)}"
+
+
+@pytest.fixture()
 def quick_timeout(monkeypatch):
     """Hanging answers are stopped after 1 s instead of 5 (the checker's child inherits it)."""
     from labkit import checking

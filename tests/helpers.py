@@ -26,3 +26,24 @@ def failures(exercise: str, answer) -> dict[str, str]:
     from labkit.checking import FAILED, run_checks
 
     return {r.check: r.message for r in run_checks(exercise, answer) if r.status == FAILED}
+
+
+# A bounded buffer's producer and consumer with the two counting semaphores and no mutex:
+# right for one producer and one consumer (lesson 05), wrong for more.
+
+def spsc_producer(ring, items):
+    for item in items:
+        ring.empty.acquire()
+        ring.slots[ring.tail.value % ring.capacity] = item
+        ring.tail.value += 1
+        ring.full.release()
+
+
+def spsc_consumer(ring, count):
+    got = []
+    for _ in range(count):
+        ring.full.acquire()
+        got.append(int(ring.slots[ring.head.value % ring.capacity]))
+        ring.head.value += 1
+        ring.empty.release()
+    return got

@@ -11,30 +11,10 @@ import shutil
 import pytest
 
 from labkit import bench
-from labkit._janitor import CLIENT
 from labkit.cli import main
 from labkit.errors import LabTimeout, NotSupportedHere
 
-
-@pytest.fixture(autouse=True)
-def no_descriptor_leaks():
-    def fds():
-        return {fd for fd in os.listdir("/proc/self/fd") if _is_open(int(fd))}
-
-    CLIENT.start()
-    before = fds()
-    yield
-    left = fds() - before
-    assert not left, f"descriptors left open: {sorted(left)}"
-
-
-def _is_open(fd: int) -> bool:
-    try:
-        os.fstat(fd)
-        target = os.readlink(f"/proc/self/fd/{fd}")
-    except OSError:
-        return False
-    return "mpl-data/fonts" not in target  # matplotlib keeps the fonts it loaded open
+pytestmark = pytest.mark.usefixtures("no_descriptor_leaks")
 
 
 # --- the channels ---------------------------------------------------------------------

@@ -11,7 +11,7 @@ import ctypes
 
 import posix_ipc
 from helpers import failures as _failures
-from helpers import load_answers
+from helpers import load_answers, spsc_consumer, spsc_producer
 
 import labkit
 from labkit import objects, shm
@@ -92,24 +92,6 @@ def test_locking_every_increment_is_not_batching():
 # --- the bounded buffer ----------------------------------------------------------------------
 
 
-def _spsc_producer(ring, items):
-    for item in items:
-        ring.empty.acquire()
-        ring.slots[ring.tail.value % ring.capacity] = item
-        ring.tail.value += 1
-        ring.full.release()
-
-
-def _spsc_consumer(ring, count):
-    got = []
-    for _ in range(count):
-        ring.full.acquire()
-        got.append(int(ring.slots[ring.head.value % ring.capacity]))
-        ring.head.value += 1
-        ring.empty.release()
-    return got
-
-
 def _mutex_first_producer(ring, items):
     for item in items:
         with ring.mutex:                         # the mutex before empty: can deadlock
@@ -138,7 +120,7 @@ def _impatient_consumer(ring, count):
 
 
 def test_a_buffer_without_a_mutex_loses_and_duplicates_items_with_several_producers():
-    failed = _failures("05.bounded_buffer", (_spsc_producer, _spsc_consumer))
+    failed = _failures("05.bounded_buffer", (spsc_producer, spsc_consumer))
     assert list(failed) == ["three producers, two consumers, two slots: every item exactly "
                             "once, each producer's items in order"]
     message = next(iter(failed.values()))

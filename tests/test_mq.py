@@ -10,30 +10,12 @@ import posix_ipc
 import pytest
 
 from labkit import mq, objects
-from labkit._janitor import CLIENT
 from labkit.errors import LabError, NoSpaceError, NotSupportedHere
 
 BAD_COUNTS = [0, -1, True, 1.5, "4"]
 
 
-@pytest.fixture(autouse=True)
-def no_descriptor_leaks():
-    def fds():
-        return {fd for fd in os.listdir("/proc/self/fd") if _is_open(int(fd))}
-
-    CLIENT.start()  # the session janitor's pipe opens on first use and stays: not a leak
-    before = fds()
-    yield
-    left = fds() - before
-    assert not left, f"descriptors left open: {sorted(left)}"
-
-
-def _is_open(fd: int) -> bool:
-    try:
-        os.fstat(fd)
-    except OSError:
-        return False
-    return True
+pytestmark = pytest.mark.usefixtures("no_descriptor_leaks")
 
 
 def _sockets_left() -> list[str]:

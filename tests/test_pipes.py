@@ -10,7 +10,6 @@ import pytest
 
 import labkit
 from labkit import objects, pipes
-from labkit._janitor import CLIENT
 from labkit.errors import LabError, LabTimeout, NotSupportedHere
 
 LINUX_PIPE_SIZES = pipes._F_GETPIPE_SZ is not None
@@ -18,25 +17,7 @@ needs_pipe_sizes = pytest.mark.skipif(not LINUX_PIPE_SIZES, reason="F_GETPIPE_SZ
 BAD_SIZES = [0, -1, -65536, 2**40, True, 1.5, "64"]
 
 
-@pytest.fixture(autouse=True)
-def no_descriptor_leaks():
-    def fds():
-        return set(os.listdir("/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"))
-
-    CLIENT.start()  # the session janitor's pipe opens on first use and stays: not a leak
-    before = fds()
-    yield
-    # a descriptor that listdir itself used may show up; a leak stays open
-    left = {fd for fd in fds() - before if _is_open(int(fd))}
-    assert not left, f"descriptors left open: {sorted(left)}"
-
-
-def _is_open(fd: int) -> bool:
-    try:
-        os.fstat(fd)
-    except OSError:
-        return False
-    return True
+pytestmark = pytest.mark.usefixtures("no_descriptor_leaks")
 
 
 @pytest.fixture()

@@ -13,29 +13,12 @@ import time
 import matplotlib
 import posix_ipc
 import pytest
+from helpers import spsc_consumer, spsc_producer
 
 from labkit import sync
 from labkit.errors import LabTimeout
 
 matplotlib.use("agg")
-
-
-def spsc_producer(ring, items):
-    for item in items:
-        ring.empty.acquire()
-        ring.slots[ring.tail.value % ring.capacity] = item
-        ring.tail.value += 1
-        ring.full.release()
-
-
-def spsc_consumer(ring, count):
-    got = []
-    for _ in range(count):
-        ring.full.acquire()
-        got.append(int(ring.slots[ring.head.value % ring.capacity]))
-        ring.head.value += 1
-        ring.empty.release()
-    return got
 
 
 def mpmc_producer(ring, items):
