@@ -361,24 +361,36 @@ class _FifoChannel(_Channel):
         return _FdEnd(r, w, self.max_size if side else self.small)
 
 
-class _UnixChannel(_Channel):
-    mechanism = "unix"
-    family = socket.AF_UNIX
+class _DuplexChannel(_Channel):
+    """Two connected two-way ends (a socket pair, a ``multiprocessing.Pipe``): one per side."""
 
     def __init__(self, objs: objects.Scope, max_size: int, small: int) -> None:
         super().__init__(objs, max_size, small)
-        self.socks = self._pair()
+        self.ends = self._pair()
+
+    def _pair(self) -> tuple[Any, Any]:
+        raise NotImplementedError
+
+    def _wrap(self, end: Any, max_size: int) -> _End:
+        raise NotImplementedError
+
+    def end(self, side: int, prefault: bool) -> _End:
+        self.ends[1 - side].close()
+        return self._wrap(self.ends[side], self.max_size if side else self.small)
+
+    def close(self) -> None:
+        for e in self.ends:
+            e.close()
+
+
+class _UnixChannel(_DuplexChannel):
+    mechanism = "unix"
 
     def _pair(self) -> tuple[socket.socket, socket.socket]:
         return socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
 
-    def end(self, side: int, prefault: bool) -> _End:
-        self.socks[1 - side].close()
-        return _SockEnd(self.socks[side], self.max_size if side else self.small)
-
-    def close(self) -> None:
-        for s in self.socks:
-            s.close()
+    def _wrap(self, end: socket.socket, max_size: int) -> _End:
+        return _SockEnd(end, max_size)
 
 
 class _TcpChannel(_UnixChannel):
@@ -428,22 +440,16 @@ class _MPQueueChannel(_Channel):
             q.close()
 
 
-class _MPPipeChannel(_Channel):
+class _MPPipeChannel(_DuplexChannel):
     mechanism = "mp_pipe"
 
-    def __init__(self, objs: objects.Scope, max_size: int, small: int) -> None:
-        super().__init__(objs, max_size, small)
+    def _pair(self) -> tuple[Any, Any]:
         import multiprocessing
 
-        self.conns = multiprocessing.get_context("fork").Pipe()   # duplex: a socket pair
+        return multiprocessing.get_context("fork").Pipe()   # duplex: a socket pair
 
-    def end(self, side: int, prefault: bool) -> _End:
-        self.conns[1 - side].close()
-        return _MPPipeEnd(self.conns[side], self.max_size if side else self.small)
-
-    def close(self) -> None:
-        for c in self.conns:
-            c.close()
+    def _wrap(self, end: Any, max_size: int) -> _End:
+        return _MPPipeEnd(end, max_size)
 
 
 class _ShmChannel(_Channel):
