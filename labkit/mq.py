@@ -836,17 +836,22 @@ def _write_and_leave(fd: int, data: bytes) -> None:
     os.write(fd, data)
 
 
+def _send_three(r: int, w: int, read_end: str) -> tuple[bytes, str]:
+    """Write the three messages, read once; then try to write the other way."""
+    for m in _THREE:
+        os.write(w, m)
+    first = os.read(r, 1024)
+    try:
+        os.write(r, b"x")
+        return first, f"writing into {read_end} worked"
+    except OSError as e:
+        return first, f"writing into {read_end} fails ({errno.errorcode[e.errno]})"
+
+
 def _probe_pipe() -> MechanismFacts:
     r, w = os.pipe()
     try:
-        for m in _THREE:
-            os.write(w, m)
-        first = os.read(r, 1024)
-        try:
-            os.write(r, b"x")
-            backwards = "writing into the read end worked"
-        except OSError as e:
-            backwards = f"writing into the read end fails ({errno.errorcode[e.errno]})"
+        first, backwards = _send_three(r, w, "the read end")
         os.set_blocking(r, False)
         empty = _waits(lambda: os.read(r, 1))
         os.set_blocking(w, False)
@@ -873,15 +878,7 @@ def _probe_fifo(path: Path) -> MechanismFacts:
     r = os.open(path, os.O_RDONLY | os.O_NONBLOCK)    # a reader first: the writer's open
     w = os.open(path, os.O_WRONLY)                    # then does not wait
     try:
-        for m in _THREE:
-            os.write(w, m)
-        first = os.read(r, 1024)
-        try:
-            os.write(r, b"x")
-            backwards = "writing into the end opened for reading worked"
-        except OSError as e:
-            backwards = (f"writing into the end opened for reading fails "
-                         f"({errno.errorcode[e.errno]})")
+        first, backwards = _send_three(r, w, "the end opened for reading")
         empty = _waits(lambda: os.read(r, 1))
         os.write(w, b"left behind")
     finally:
