@@ -1,4 +1,5 @@
-"""Helpers for tests: load the answer functions of a solution or exercise notebook."""
+"""Helpers for tests: a notebook's answer functions, the checks an answer fails, and a
+single-producer ring buffer's producer and consumer."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,6 +31,7 @@ def failures(exercise: str, answer) -> dict[str, str]:
 
 # A bounded buffer's producer and consumer with the two counting semaphores and no mutex:
 # right for one producer and one consumer (lesson 05), wrong for more.
+
 
 def spsc_producer(ring, items):
     for item in items:
