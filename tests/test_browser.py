@@ -148,7 +148,10 @@ def _check_widgets(page) -> str:
 
 def _run_lesson(page, base: str, token: str, notebook: Path) -> list[str]:
     problems = []
-    page.goto(f"{base}/lab/tree/notebooks/{notebook.name}?token={token}")
+    # A workspace of its own: JupyterLab would otherwise reopen every earlier lesson (and
+    # start a kernel for each) when the page loads.
+    page.goto(f"{base}/lab/workspaces/{notebook.stem}/tree/notebooks/{notebook.name}"
+              f"?token={token}")
     page.wait_for_function("""() => { const p = window.jupyterapp && window.jupyterapp.shell.currentWidget;
         return p && p.sessionContext && p.sessionContext.session &&
                p.sessionContext.session.kernel && p.sessionContext.session.kernel.status === 'idle'; }""",
