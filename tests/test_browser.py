@@ -147,7 +147,6 @@ def _check_widgets(page) -> str:
 
 
 def _run_lesson(page, base: str, token: str, notebook: Path) -> list[str]:
-    problems = []
     # A workspace of its own: JupyterLab would otherwise reopen every earlier lesson (and
     # start a kernel for each) when the page loads.
     page.goto(f"{base}/lab/workspaces/{notebook.stem}/tree/notebooks/{notebook.name}"
@@ -156,8 +155,27 @@ def _run_lesson(page, base: str, token: str, notebook: Path) -> list[str]:
         return p && p.sessionContext && p.sessionContext.session &&
                p.sessionContext.session.kernel && p.sessionContext.session.kernel.status === 'idle'; }""",
                            timeout=60_000)
-    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
-    page.wait_for_function(RUN_FINISHED, timeout=180_000, polling=250)
+    # Start the run and return at once: the command's promise settles only once every cell
+    # has run, and the wait below has its own limit and message.
+    page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+    try:
+        page.wait_for_function(RUN_FINISHED, timeout=180_000, polling=250)
+    except sync_api.TimeoutError:
+        problems = ["Run All did not finish in 180 s (see its screenshot)"]
+    else:
+        problems = _problems_shown(page)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{notebook.stem}.png"))
+    _shutdown_kernels(base, token)
+    page.evaluate("""async () => { const app = window.jupyterapp;
+        app.shell.currentWidget.context.model.dirty = false;  // close without saving
+        await app.commands.execute('application:close'); }""")
+    return problems
+
+
+def _problems_shown(page) -> list[str]:
+    """Errors, stderr, plots that did not render and widgets that do not respond."""
+    problems = []
     plots = 0
     for number, outputs in enumerate(page.evaluate(OUTPUTS)):
         for out in outputs:
@@ -178,12 +196,6 @@ def _run_lesson(page, base: str, token: str, notebook: Path) -> list[str]:
         problems.append(widget_problems)
     if rendered:
         rendered[0].scroll_into_view_if_needed()
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{notebook.stem}.png"))
-    _shutdown_kernels(base, token)
-    page.evaluate("""async () => { const app = window.jupyterapp;
-        app.shell.currentWidget.context.model.dirty = false;  // close without saving
-        await app.commands.execute('application:close'); }""")
     return problems
 
 
