@@ -221,9 +221,17 @@ def test_leftover_children_are_ended_and_reported():
     assert any("still running when the function returned" in note for note in r.leftovers)
 
 
+def _fork_and_wait() -> str:
+    pid = os.fork()
+    if pid:
+        os.waitpid(pid, 0)  # the fork has returned out of the function (and been stopped)
+        return "parent"
+    return "child"
+
+
 def test_a_fork_that_returns_out_of_the_function_is_stopped_and_reported():
-    r = run(lambda: os.fork() and "parent")
-    assert r.value == "parent" and len(r.escaped) == 1
+    r = run(_fork_and_wait)
+    assert r.value == "parent" and len(r.escaped) == 1 and not r.leftovers
 
 
 def test_start_then_signal_then_wait():
