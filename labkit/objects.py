@@ -172,10 +172,7 @@ class Scope:
 
     def fifo(self, label: str = "fifo") -> Path:
         """Create a named pipe (FIFO) in a private directory and return its path."""
-        _check_label(label)
-        CLIENT.start()
-        _private_dir(FIFO_DIR)
-        path = FIFO_DIR / f"{label}_{secrets.token_hex(3)}"
+        path = _private_path(label)
         try:
             os.mkfifo(path, MODE)
         except FileExistsError as e:
@@ -189,10 +186,7 @@ class Scope:
         Nothing is created: ``bind`` makes the socket file there, and the
         scope removes it when it ends.
         """
-        _check_label(label)
-        CLIENT.start()
-        _private_dir(FIFO_DIR)
-        path = FIFO_DIR / f"{label}_{secrets.token_hex(3)}.sock"
+        path = _private_path(label, ".sock")
         return self._own("socket", str(path), path)
 
     def remove(self, obj: Any) -> None:
@@ -249,6 +243,14 @@ def _private_dir(path: Path) -> None:
         if not stat.S_ISDIR(st.st_mode) or st.st_uid != UID or st.st_mode & 0o077:
             raise LabError(f"{path} exists but is not a private directory of yours; "
                            "remove it and try again") from None
+
+
+def _private_path(label: str, suffix: str = "") -> Path:
+    """A fresh name in the session's private directory (mode 0700), which it creates."""
+    _check_label(label)
+    CLIENT.start()
+    _private_dir(FIFO_DIR)
+    return FIFO_DIR / f"{label}_{secrets.token_hex(3)}{suffix}"
 
 
 def _destroy(kind: str, name: str, obj: Any) -> None:
