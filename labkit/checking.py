@@ -54,6 +54,7 @@ class CheckResult:
     max_points: float
     message: str = ""
     hint: str = ""
+    concept: str = ""  # the idea behind the hint, shown when the same check fails again
 
     @property
     def passed(self) -> bool:
@@ -66,6 +67,7 @@ class _Check:
     points: float
     hint: str
     fn: Callable[[Any], None]
+    concept: str = ""
 
 
 @dataclass
@@ -91,10 +93,16 @@ class Exercise:
             raise ValueError(f"exercise {self.id!r} is defined twice")
         _REGISTRY[self.id] = self
 
-    def check(self, name: str, points: float = 1, hint: str = "") -> Callable:
-        """Register the decorated function as the next check of this exercise."""
+    def check(self, name: str, points: float = 1, hint: str = "",
+              concept: str = "") -> Callable:
+        """Register the decorated function as the next check of this exercise.
+
+        ``hint`` is a nudge shown when the check fails; ``concept``, the idea
+        behind it, is added when the same check fails again. Neither gives
+        code away.
+        """
         def register(fn: Callable[[Any], None]) -> Callable[[Any], None]:
-            self.checks.append(_Check(name, points, hint, fn))
+            self.checks.append(_Check(name, points, hint, fn, concept))
             return fn
         return register
 
@@ -329,7 +337,8 @@ def _run_all(exercise_id: str, answer: Any) -> list[CheckResult]:
                                        "not done yet: replace `raise NotImplementedError` "
                                        "with your code", c.hint))
         except CheckFailed as e:
-            results.append(CheckResult(ex.id, c.name, FAILED, 0, c.points, str(e), c.hint))
+            results.append(CheckResult(ex.id, c.name, FAILED, 0, c.points, str(e), c.hint,
+                                       c.concept))
         except Exception as e:  # noqa: BLE001 - a broken check must not hide the others
             results.append(CheckResult(ex.id, c.name, ERROR, 0, c.points,
                                        f"the check itself failed ({type(e).__name__}: {e}); "
@@ -357,11 +366,16 @@ def run_checks(exercise_id: str, answer: Any) -> list[CheckResult]:
 
 @dataclass(frozen=True)
 class CheckReport:
-    """What :func:`check` shows in the cell: each check, its points, and hints."""
+    """What :func:`check` shows in the cell: each check, its points, and hints.
+
+    A failed check shows its hint (a nudge); one that failed before in this
+    session shows the concept behind the hint as well.
+    """
 
     exercise: str
     title: str
     results: list[CheckResult]
+    again: frozenset[str] = frozenset()   # checks that failed before, in this session
 
     @property
     def score(self) -> float:
@@ -371,13 +385,21 @@ class CheckReport:
     def max_score(self) -> float:
         return sum(r.max_points for r in self.results)
 
+    def _hints(self, r: CheckResult) -> list[str]:
+        if r.status != FAILED:
+            return []
+        shown = [r.hint] if r.hint else []
+        if r.concept and r.check in self.again:
+            shown.append(r.concept)
+        return shown
+
     def _line(self, r: CheckResult) -> str:
         mark = {PASSED: "PASS", FAILED: "FAIL", NOT_DONE: "TODO", ERROR: "ERR "}[r.status]
         text = f"  [{mark}] {r.check} ({r.points:g}/{r.max_points:g})"
         if r.status != PASSED:
             text += f": {r.message}"
-            if r.hint and r.status == FAILED:
-                text += f"\n         hint: {r.hint}"
+        for hint in self._hints(r):
+            text += f"\n         hint: {hint}"
         return text
 
     def __repr__(self) -> str:
@@ -389,8 +411,7 @@ class CheckReport:
         rows = []
         for r in self.results:
             detail = html.escape(r.message)
-            if r.hint and r.status == FAILED:
-                detail += f"<br><i>Hint: {html.escape(r.hint)}</i>"
+            detail += "".join(f"<br><i>Hint: {html.escape(h)}</i>" for h in self._hints(r))
             rows.append(f"<tr><td style='color:{colours[r.status]};font-weight:bold'>"
                         f"{html.escape(r.status)}</td><td>{html.escape(r.check)}</td>"
                         f"<td>{r.points:g}/{r.max_points:g}</td>"
@@ -401,6 +422,9 @@ class CheckReport:
                 + "".join(rows) + "</table></div>")
 
 
+_FAILED_BEFORE: set[tuple[str, str]] = set()  # (exercise, check) that failed in this session
+
+
 def check(exercise_id: str, answer: Any) -> CheckReport:
     """Check your answer to an exercise on real processes and show the verdict.
 
@@ -409,4 +433,8 @@ def check(exercise_id: str, answer: Any) -> CheckReport:
       [PASS] ...
     """
     ex = _lookup(exercise_id)
-    return CheckReport(ex.id, ex.title, run_checks(exercise_id, answer))
+    results = run_checks(exercise_id, answer)
+    failed = {r.check for r in results if r.status == FAILED}
+    again = frozenset(c for c in failed if (ex.id, c) in _FAILED_BEFORE)
+    _FAILED_BEFORE.update((ex.id, c) for c in failed)
+    return CheckReport(ex.id, ex.title, results, again)

@@ -184,3 +184,15 @@ def pytest_runtest_teardown(item, nextitem):
         if problems:
             pytest.fail(f"{item.parent.name} leaked: " + "; ".join(problems), pytrace=False)
     return result
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The mutation score per exercise, when the mutants ran."""
+    import sys
+
+    module = sys.modules.get("test_mutants")
+    lines = module.mutation_report() if module else []
+    if lines:
+        terminalreporter.section("mutation score (mutants killed / tried)")
+        for line in lines:
+            terminalreporter.write_line(line)
