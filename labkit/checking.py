@@ -20,23 +20,29 @@ from __future__ import annotations
 import html
 import os
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ._janitor import MQUEUE_DIR, SESSION_PID, SHM_DIR, UID, unlink_name
 from .errors import ChildError, LabTimeout
-from .processes import Child, ChildResult, run, start
+from .processes import Child, ChildResult, start
 
 __all__ = ["check", "run_checks", "CheckResult", "CheckReport", "Exercise", "CheckFailed",
            "NotDone", "call", "launch", "Launched", "expect", "expect_clean", "exercises"]
 
-PASSED, FAILED, NOT_DONE, ERROR = "passed", "failed", "not done", "error"
+PASSED, FAILED, NOT_DONE, ERROR, NOT_RUN = "passed", "failed", "not done", "error", "not run"
+PROGRESS_AFTER = 2.0  # seconds a check() may take before it shows which check is running
 _LAB_NAME = re.compile(r"(?:sem\.)?labkit_\d+_(\d+)_")
 
 
 class CheckFailed(AssertionError):
     """Raised by a check when the answer is wrong; the message tells the student why."""
+
+
+class CheckTimedOut(CheckFailed):
+    """The answer did not finish in time: the exercise's later checks are not run."""
 
 
 class NotDone(Exception):
@@ -49,7 +55,7 @@ class CheckResult:
 
     exercise: str
     check: str
-    status: str        # passed, failed, not done or error
+    status: str        # passed, failed, not done, error or not run
     points: float
     max_points: float
     message: str = ""
@@ -218,12 +224,30 @@ def _named_objects() -> set[tuple[str, str]]:
     return found
 
 
+def _plain(value: Any, depth: int = 0) -> Any:
+    """The answer's value as built-in data, so the checker can decode it without running any
+    of the answer's code: numpy numbers and arrays become Python ones, named tuples tuples.
+    Anything else is sent as it is, and the checker refuses it if it is not plain."""
+    if depth > 50:
+        return value
+    if hasattr(value, "tolist") and type(value).__module__ == "numpy":
+        return value.tolist()
+    if isinstance(value, tuple):
+        return tuple(_plain(v, depth + 1) for v in value)
+    if isinstance(value, list):
+        return [_plain(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        return {_plain(k, depth + 1): _plain(v, depth + 1) for k, v in value.items()}
+    return value
+
+
 def _measured(answer: Callable, args: tuple, kwargs: dict) -> tuple[Any, list[str]]:
     """Call the answer in this (forked) process and note what it left behind."""
     global _answer_pid
     me = _answer_pid = os.getpid()
     fds, objects = _open_fds(), _named_objects()
     value = answer(*args, **kwargs)
+    value = _plain(value)
     if os.getpid() != me:  # a fork that returned: the harness reports it as escaped
         return value, []
     problems = [f"file descriptor {fd} ({what}) was left open"
@@ -273,7 +297,7 @@ class Launched:
         try:
             r = self._child.wait()
         except LabTimeout:
-            raise CheckFailed(f"your function did not finish in {self._timeout:g} s and was "
+            raise CheckTimedOut(f"your function did not finish in {self._timeout:g} s and was "
                               "stopped (is it waiting for something that never comes: a "
                               "child that never ends, a pipe end still open?)") from None
         if r.error_type == "NotImplementedError":
@@ -298,8 +322,8 @@ def launch(answer: Any, *args: Any, timeout: float | None = None, **kwargs: Any)
     timeout = CALL_TIMEOUT if timeout is None else timeout
     if not callable(answer):
         raise CheckFailed(f"expected a function, got {answer!r}")
-    return Launched(start(_measured, answer, args, kwargs, timeout=timeout, show=False),
-                    timeout)
+    return Launched(start(_measured, answer, args, kwargs, timeout=timeout, show=False,
+                          plain=True), timeout)
 
 
 def call(answer: Any, *args: Any, timeout: float | None = None, **kwargs: Any) -> Attempt:
@@ -326,10 +350,18 @@ def expect_clean(attempt: Attempt) -> None:
 # --- running the checks --------------------------------------------------------------
 
 
-def _run_all(exercise_id: str, answer: Any) -> list[CheckResult]:
+def _run_all(exercise_id: str, answer: Any, progress_w: int | None = None) -> list[CheckResult]:
     ex = _lookup(exercise_id)
-    results = []
-    for c in ex.checks:
+    results: list[CheckResult] = []
+    timed_out = ""
+    for i, c in enumerate(ex.checks):
+        if progress_w is not None:
+            os.write(progress_w, f"{i}\n".encode())
+        if timed_out:
+            results.append(CheckResult(ex.id, c.name, NOT_RUN, 0, c.points,
+                                       f"not run: an earlier check timed out ({timed_out})",
+                                       c.hint, c.concept))
+            continue
         try:
             c.fn(answer)
         except NotDone:
@@ -339,6 +371,8 @@ def _run_all(exercise_id: str, answer: Any) -> list[CheckResult]:
         except CheckFailed as e:
             results.append(CheckResult(ex.id, c.name, FAILED, 0, c.points, str(e), c.hint,
                                        c.concept))
+            if isinstance(e, CheckTimedOut):
+                timed_out = str(e)
         except Exception as e:  # noqa: BLE001 - a broken check must not hide the others
             results.append(CheckResult(ex.id, c.name, ERROR, 0, c.points,
                                        f"the check itself failed ({type(e).__name__}: {e}); "
@@ -348,20 +382,53 @@ def _run_all(exercise_id: str, answer: Any) -> list[CheckResult]:
     return results
 
 
-def run_checks(exercise_id: str, answer: Any) -> list[CheckResult]:
+def run_checks(exercise_id: str, answer: Any,
+               progress: Callable[[int, str], None] | None = None) -> list[CheckResult]:
     """Run every check of an exercise in a child process and return the results.
+
+    ``progress(index, name)`` is called in this process as each check starts.
 
     >>> results = run_checks("00.exit_code", None)
     >>> results[0].status, results[0].message
     ('failed', 'expected a function, got None')
     """
     ex = _lookup(exercise_id)
+    progress_r, progress_w = os.pipe() if progress else (None, None)
     try:
-        return run(_run_all, exercise_id, answer, timeout=ex.timeout, show=False).value
+        with start(_run_all, exercise_id, answer, progress_w, timeout=ex.timeout,
+                   show=False) as child:
+            if progress_w is not None:
+                os.close(progress_w)
+                progress_w = None
+                _follow(child, progress_r, ex, progress)
+            return child.wait().value
     except (LabTimeout, ChildError) as e:
         why = (f"the checks did not finish in {ex.timeout:g} s" if isinstance(e, LabTimeout)
                else f"the checking process failed: {e}")
         return [CheckResult(ex.id, c.name, ERROR, 0, c.points, why, c.hint) for c in ex.checks]
+    finally:
+        for fd in (progress_r, progress_w):
+            if fd is not None:
+                os.close(fd)
+
+
+def _follow(child: Child, progress_r: int, ex: Exercise,
+            progress: Callable[[int, str], None]) -> None:
+    """Report each check as the checking child starts it, until the child ends."""
+    import select
+
+    pending = b""
+    while child.running:
+        ready, _, _ = select.select([progress_r], [], [], 0.1)
+        if not ready:
+            continue
+        chunk = os.read(progress_r, 4096)
+        if not chunk:
+            return
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            if line.isdigit() and int(line) < len(ex.checks):
+                progress(int(line), ex.checks[int(line)].name)
 
 
 @dataclass(frozen=True)
@@ -394,7 +461,8 @@ class CheckReport:
         return shown
 
     def _line(self, r: CheckResult) -> str:
-        mark = {PASSED: "PASS", FAILED: "FAIL", NOT_DONE: "TODO", ERROR: "ERR "}[r.status]
+        mark = {PASSED: "PASS", FAILED: "FAIL", NOT_DONE: "TODO", ERROR: "ERR ",
+                NOT_RUN: "SKIP"}[r.status]
         text = f"  [{mark}] {r.check} ({r.points:g}/{r.max_points:g})"
         if r.status != PASSED:
             text += f": {r.message}"
@@ -407,7 +475,8 @@ class CheckReport:
         return "\n".join([head, *(self._line(r) for r in self.results)])
 
     def _repr_html_(self) -> str:
-        colours = {PASSED: "#1a7f37", FAILED: "#cf222e", NOT_DONE: "#9a6700", ERROR: "#8250df"}
+        colours = {PASSED: "#1a7f37", FAILED: "#cf222e", NOT_DONE: "#9a6700", ERROR: "#8250df",
+                   NOT_RUN: "#57606a"}
         rows = []
         for r in self.results:
             detail = html.escape(r.message)
@@ -422,6 +491,30 @@ class CheckReport:
                 + "".join(rows) + "</table></div>")
 
 
+class _Progress:
+    """A progress bar that appears only once a check() has taken PROGRESS_AFTER seconds."""
+
+    def __init__(self, ex: Exercise) -> None:
+        self.ex = ex
+        self.started = time.monotonic()
+        self.bar: Any = None
+
+    def show(self, index: int, name: str) -> None:
+        if self.bar is None and time.monotonic() - self.started < PROGRESS_AFTER:
+            return
+        if self.bar is None:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=len(self.ex.checks), desc=f"checking {self.ex.id}",
+                            leave=False)
+        self.bar.n = index
+        self.bar.set_postfix_str(name[:60])
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 _FAILED_BEFORE: set[tuple[str, str]] = set()  # (exercise, check) that failed in this session
 
 
@@ -433,7 +526,11 @@ def check(exercise_id: str, answer: Any) -> CheckReport:
       [PASS] ...
     """
     ex = _lookup(exercise_id)
-    results = run_checks(exercise_id, answer)
+    shown = _Progress(ex)
+    try:
+        results = run_checks(exercise_id, answer, shown.show)
+    finally:
+        shown.close()
     failed = {r.check for r in results if r.status == FAILED}
     again = frozenset(c for c in failed if (ex.id, c) in _FAILED_BEFORE)
     _FAILED_BEFORE.update((ex.id, c) for c in failed)

@@ -24,8 +24,11 @@ them) and because the lessons are about ``fork`` itself.
 """
 from __future__ import annotations
 
+import builtins
+import dataclasses
 import errno
 import faulthandler
+import io
 import math
 import os
 import pickle
@@ -38,7 +41,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import psutil
 
@@ -374,6 +377,7 @@ class _Proc:
         self.started = time.monotonic()
         self.ended: float | None = None
         self.deadline = deadline
+        self.plain = False  # decode the value as plain data only (the child ran untrusted code)
         try:  # readable when the child ends: the wait loop wakes at once, no polling
             self.pidfd: int | None = os.pidfd_open(pid)  # type: ignore[attr-defined]
         except (AttributeError, OSError):
@@ -476,7 +480,8 @@ class _Proc:
     def result(self) -> ChildResult:
         assert self.status is not None and self.ended is not None
         records = _records(bytes(self.data.get("res", b"")))
-        main = next((r for r in records if r["kind"] != "escaped"), {"kind": "died"})
+        # The harness writes its record last: anything written before it came from the function.
+        main = next((r for r in reversed(records) if r["kind"] != "escaped"), {"kind": "died"})
         escaped = tuple(r["pid"] for r in records if r["kind"] == "escaped")
         common = dict(name=self.name, pid=self.pid,
                       status=ExitStatus.from_wait_status(self.status),
@@ -487,27 +492,95 @@ class _Proc:
         kind = main["kind"]
         if kind == "ok":
             try:
-                return ChildResult(returned=True, _value=pickle.loads(main["payload"]), **common)
+                value = (plain_loads if self.plain else pickle.loads)(main.get("payload", b""))
             except Exception as e:  # noqa: BLE001 - unpickling runs arbitrary class code
+                what = ("a value that is not plain data (" + str(e) + "); return numbers, "
+                        "strings, bytes, lists, tuples, dicts or sets" if self.plain else
+                        f"a value the parent could not unpickle ({type(e).__name__}: {e})")
                 return ChildResult(returned=False, error_type="labkit.unpicklable",
-                                   error_message=f"a value the parent could not unpickle "
-                                                 f"({type(e).__name__}: {e})", **common)
+                                   error_message=what, **common)
+            return ChildResult(returned=True, _value=value, **common)
         if kind == "unpicklable":
             return ChildResult(returned=False, error_type="labkit.unpicklable",
-                               error_message=f"a {main['type']}, which cannot be pickled to "
+                               error_message=f"a {main.get('type')}, which cannot be pickled to "
                                              "send it back to the parent; return plain data "
                                              "(numbers, strings, lists, dicts)", **common)
         if kind == "raised":
             exception = None
-            if main["payload"] is not None:
+            if main.get("payload") is not None and not self.plain:
                 try:
                     exception = pickle.loads(main["payload"])
                 except Exception:  # noqa: BLE001 - many exception classes do not unpickle
                     exception = None
-            return ChildResult(returned=False, error_type=main["type"],
-                               error_message=main["message"], traceback=main["traceback"],
+            return ChildResult(returned=False, error_type=main.get("type", "?"),
+                               error_message=main.get("message", ""),
+                               traceback=main.get("traceback", ""),
                                _exception=exception, **common)
         return ChildResult(returned=False, **common)  # exited (sys.exit) or died from a signal
+
+
+_PLAIN_CLASSES = frozenset({"bytearray", "complex", "set", "frozenset", "range", "slice"})
+_PLAIN_TYPES: dict[tuple[str, str], type] = {}
+
+T = TypeVar("T", bound=type)
+
+
+def plain_data(cls: T) -> T:
+    """Mark a labkit dataclass of plain fields as safe to decode with :func:`plain_loads`.
+
+    Decoding one sets its fields and runs no code of the sender's; a class
+    with ``__post_init__`` or ``__setstate__`` could, so it is refused::
+
+        @plain_data
+        @dataclass(frozen=True)
+        class Delivery: ...
+    """
+    if not dataclasses.is_dataclass(cls) or any(
+            hasattr(cls, hook) and getattr(cls, hook) is not getattr(object, hook, None)
+            for hook in ("__post_init__", "__setstate__", "__reduce__", "__reduce_ex__")):
+        raise TypeError(f"{cls.__name__} is not a plain dataclass")
+    _PLAIN_TYPES[(cls.__module__, cls.__qualname__)] = cls
+    return cls
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Decodes built-in data only: no class or function of any module is ever looked up, so
+    no code of the sender's runs here (an object's ``__reduce__`` is how a pickle does)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "builtins" and name in _PLAIN_CLASSES:
+            return getattr(builtins, name)
+        if (module, name) in _PLAIN_TYPES:
+            return _PLAIN_TYPES[(module, name)]
+        raise pickle.UnpicklingError(f"{module}.{name} is not plain data")
+
+
+def plain_loads(data: bytes) -> Any:
+    """Decode a pickle that may hold only built-in data (numbers, strings, bytes, lists,
+    tuples, dicts, sets) and labkit's :func:`plain_data` classes; anything else raises
+    :class:`pickle.UnpicklingError`.
+
+    >>> plain_loads(pickle.dumps({"n": [1, 2.5, b"x", (None, True)]}))
+    {'n': [1, 2.5, b'x', (None, True)]}
+    >>> plain_loads(pickle.dumps(ExitStatus))
+    Traceback (most recent call last):
+    ...
+    _pickle.UnpicklingError: labkit.processes.ExitStatus is not plain data
+    """
+    return _PlainUnpickler(io.BytesIO(data)).load()
+
+
+_RECORD_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "kind": str, "code": int, "type": str, "message": str, "traceback": str,
+    "payload": (bytes, type(None)), "leftovers": list, "pid": int}
+
+
+def _well_formed(record: Any) -> bool:
+    """A record as the child side writes it: known fields of the right types only."""
+    return (isinstance(record, dict) and isinstance(record.get("kind"), str)
+            and all(isinstance(k, str) and k in _RECORD_FIELDS
+                    and isinstance(v, _RECORD_FIELDS[k]) for k, v in record.items())
+            and all(isinstance(x, str) for x in record.get("leftovers", [])))
 
 
 def _records(data: bytes) -> list[dict]:
@@ -517,7 +590,12 @@ def _records(data: bytes) -> list[dict]:
         pos += _HEADER.size
         if pos + n > len(data):
             break  # cut short: the writer was killed mid-record
-        records.append(pickle.loads(data[pos:pos + n]))
+        try:
+            record = plain_loads(data[pos:pos + n])
+        except Exception:  # noqa: BLE001 - not a record of ours: a forgery or garbage
+            break
+        if _well_formed(record):
+            records.append(record)
         pos += n
     return records
 
@@ -791,11 +869,13 @@ class Workers(_Group):
 
 
 def start(fn: Callable, *args: Any, timeout: float = DEFAULT_TIMEOUT, show: bool = True,
-          name: str = "child", **kwargs: Any) -> Child:
+          name: str = "child", plain: bool = False, **kwargs: Any) -> Child:
     """Start ``fn(*args, **kwargs)`` in a child process and return at once.
 
     The child is killed, with all it started, after ``timeout`` seconds, when
-    :meth:`Child.stop` is called, or when the ``with`` block ends.
+    :meth:`Child.stop` is called, or when the ``with`` block ends. With
+    ``plain=True`` its value is decoded as built-in data only (see
+    :func:`plain_loads`): for a child that runs code this process must not trust.
 
     >>> import time
     >>> with start(time.sleep, 10, timeout=5) as child:
@@ -805,7 +885,9 @@ def start(fn: Callable, *args: Any, timeout: float = DEFAULT_TIMEOUT, show: bool
     """
     timeout = _seconds(timeout)
     deadline = time.monotonic() + timeout
-    return Child(_spawn(fn, args, kwargs, name, deadline, "", []), timeout, show)
+    proc = _spawn(fn, args, kwargs, name, deadline, "", [])
+    proc.plain = plain
+    return Child(proc, timeout, show)
 
 
 def run(fn: Callable, *args: Any, timeout: float = DEFAULT_TIMEOUT, show: bool = True,

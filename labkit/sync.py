@@ -37,7 +37,7 @@ from ._validate import seconds as _seconds
 from ._validate import whole as _whole
 from .display import axes
 from .errors import LabError, LabTimeout
-from .processes import run, start, start_workers
+from .processes import plain_data, run, start, start_workers
 from .race import _acquire
 from .shm import Segment
 
@@ -162,6 +162,7 @@ def decode_item(item: int) -> tuple[int, int]:
     return int(item) // 1_000_000 - 1, int(item) % 1_000_000
 
 
+@plain_data
 @dataclass(frozen=True)
 class Delivery:
     """What went through the buffer (see :func:`deliver`)."""

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from labkit import checking, objects
-from labkit.checking import (ERROR, FAILED, NOT_DONE, PASSED, CheckReport, Exercise, call,
+from labkit.checking import (ERROR, FAILED, NOT_DONE, NOT_RUN, PASSED, CheckReport, Exercise, call,
                              check, expect, expect_clean, run_checks)
 
 
@@ -61,10 +61,53 @@ def test_something_that_is_not_a_function_fails_clearly(toy):
     assert run_checks("99.toy", None)[0].message == "expected a function, got None"
 
 
-def test_a_hanging_answer_is_stopped(toy, monkeypatch):
+def test_a_hanging_answer_is_stopped_once_and_the_rest_is_not_run(toy, monkeypatch):
     monkeypatch.setattr(checking, "CALL_TIMEOUT", 0.3)
     results = run_checks("99.toy", lambda x: time.sleep(30))
-    assert all(r.status == FAILED and "did not finish in 0.3 s" in r.message for r in results)
+    assert results[0].status == FAILED and "did not finish in 0.3 s" in results[0].message
+    assert results[1].status == NOT_RUN and "did not finish in 0.3 s" in results[1].message
+    assert "[SKIP] is tidy" in repr(CheckReport("99.toy", "A toy exercise", results))
+
+
+def test_a_slow_check_reports_each_check_as_it_starts(toy, monkeypatch):
+    seen = []
+    results = run_checks("99.toy", lambda x: 2 * x, lambda i, name: seen.append((i, name)))
+    assert [r.status for r in results] == [PASSED, PASSED]
+    assert seen == [(0, "doubles 2"), (1, "is tidy")]
+
+
+class _Forge:
+    """Unpickling this runs code: a verdict forged in whatever process decodes it."""
+
+    def __reduce__(self):
+        return (exec, ("import labkit.checking as c; c.expect = lambda *a, **k: None",))
+
+
+def test_a_returned_object_that_would_run_code_when_decoded_is_refused(toy):
+    results = run_checks("99.toy", lambda x: _Forge())
+    assert results[0].status == FAILED and "not plain data" in results[0].message
+
+
+def test_a_record_forged_on_the_result_pipe_is_refused(toy):
+    def forger(x):
+        import pickle
+        import struct
+
+        from labkit import processes
+        record = pickle.dumps({"kind": "ok", "payload": pickle.dumps(_Forge())})
+        os.write(processes._result_fd, struct.pack("!I", len(record)) + record)
+        os._exit(0)
+
+    results = run_checks("99.toy", forger)
+    assert results[0].status == FAILED and "not plain data" in results[0].message
+
+
+def test_numpy_and_named_tuples_come_back_as_plain_data(toy):
+    import collections
+
+    import numpy as np
+    pair = collections.namedtuple("pair", "a b")
+    assert call(lambda: (np.int64(4), pair(1, np.arange(2)))).value == (4, (1, [0, 1]))
 
 
 def test_a_check_that_hangs_cannot_freeze_the_caller(monkeypatch):
