@@ -18,15 +18,14 @@ namespace, including those that left their session with ``setsid``.
 
 Stage 2 executes the notebook with nbclient (a fresh kernel, a timeout per
 cell, outputs capped), kills whatever the notebook left, then runs each
-exercise's checks. The student's answer cells are never executed in this
-process: each check call runs them in a child of its own
-(:class:`SourceAnswer`), so redefining ``labkit.check`` or patching labkit in
-the notebook changes nothing here. The verdicts go to the grader over a pipe
+exercise's checks. The notebook's code is never executed in this process:
+each check call defines the answers afresh in a child of its own
+(:class:`labkit.answers.NotebookAnswer`), so redefining ``labkit.check`` or
+patching labkit in the notebook changes nothing here. The verdicts go to the grader over a pipe
 that no process started here inherits.
 """
 from __future__ import annotations
 
-import ast
 import ctypes
 import json
 import os
@@ -108,51 +107,6 @@ def _stage1(config: dict) -> None:
 # --- stage 2: the notebook, then the checks ---------------------------------------------
 
 
-class SourceAnswer:
-    """An answer given as notebook source: defined afresh in each process that calls it.
-
-    Calling it runs the student's answer cells in the calling process (a
-    check's own child) and then the named function, so student code never
-    runs in the process that judges it.
-    """
-
-    def __init__(self, name: str, source: str) -> None:
-        self.name = name
-        self.source = source
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        namespace: dict[str, Any] = {"__name__": "__main__"}
-        exec(compile(self.source, "<your notebook>", "exec"), namespace)  # noqa: S102
-        fn = namespace.get(self.name)
-        if not callable(fn):
-            raise NameError(f"your notebook does not define the function {self.name}()")
-        return fn(*args, **kwargs)
-
-    def __repr__(self) -> str:
-        return f"<the function {self.name}() of your notebook>"
-
-
-def answer_source(cells: list[dict], names: set[str]) -> str:
-    """The code that defines the answers: the first code cell, and each cell that is tagged
-    ``answer`` or defines one of ``names``, in notebook order; check cells are left out."""
-    code = [c for c in cells if c.get("cell_type") == "code"]
-    chosen = []
-    for i, cell in enumerate(code):
-        source = "".join(cell.get("source", ""))
-        if "labkit.check(" in source:
-            continue
-        try:
-            tree = ast.parse(source)
-        except SyntaxError:
-            defines = set()
-        else:
-            defines = {node.name for node in tree.body
-                       if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
-        if i == 0 or "answer" in cell.get("metadata", {}).get("tags", []) or defines & names:
-            chosen.append(source)
-    return "\n\n".join(chosen)
-
-
 def _count_processes() -> int:
     return sum(1 for entry in os.listdir("/proc") if entry.isdigit())
 
@@ -230,6 +184,11 @@ def _execute(path: Path, config: dict) -> tuple[str, list[str], list[dict]]:
         nb = nbformat.read(path, as_version=4)
     except Exception as e:  # noqa: BLE001 - any malformed file is the student's, not ours
         return "error", [f"the notebook could not be read: {type(e).__name__}: {e}"], []
+    from labkit.answers import is_check_cell
+
+    for cell in nb.cells:  # the checks are the grader's to run, after the notebook
+        if cell.cell_type == "code" and is_check_cell(cell.source):
+            cell.source = ""
     client = CappedClient(nb, timeout=config["cell_timeout"], kernel_name="python3",
                           allow_errors=True, resources={"metadata": {"path": str(path.parent)}})
     client.truncated = False
@@ -250,12 +209,14 @@ def _execute(path: Path, config: dict) -> tuple[str, list[str], list[dict]]:
     except Exception as e:  # noqa: BLE001 - report, then grade what can be graded
         status = "error"
         notes.append(f"the notebook could not be run: {type(e).__name__}: {e}")
+    code_cells = [c for c in nb.cells if c.cell_type == "code"]
     errors = [{"cell": i, "ename": o.get("ename"), "evalue": str(o.get("evalue"))[:1000]}
-              for i, c in enumerate(nb.cells) if c.cell_type == "code"
+              for i, c in enumerate(code_cells, start=1)
               for o in c.get("outputs", []) if o.get("output_type") == "error"]
     if errors and status == "ok":
         status = "error"
-    notes += [f"error in cell {e['cell']}: {e['ename']}: {e['evalue'][:200]}" for e in errors[:5]]
+    notes += [f"error in code cell {e['cell']}: {e['ename']}: {e['evalue'][:200]}"
+              for e in errors[:5]]
     if client.truncated:
         notes.append(f"output beyond {OUTPUT_CAP // 1024} KiB per cell was dropped")
     return status, notes, errors
@@ -288,18 +249,14 @@ def _stage2(config: dict) -> None:
         _sweep()
         import nbformat
 
+        from labkit.answers import answers
         from labkit.checking import run_checks
 
         try:
             cells = nbformat.read(notebook, as_version=4).cells
         except Exception:  # noqa: BLE001 - already reported by _execute
             cells = []
-        names = {n for answer in config["answers"].values()
-                 for n in ([answer] if isinstance(answer, str) else answer)}
-        source = answer_source(cells, names)
-        for exercise, answer in config["answers"].items():
-            given = (SourceAnswer(answer, source) if isinstance(answer, str)
-                     else tuple(SourceAnswer(n, source) for n in answer))
+        for exercise, given in answers(cells, config["answers"]).items():
             results = run_checks(exercise, given)
             report["checks"] += [r.__dict__ for r in results]
             _sweep()

@@ -10,16 +10,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def load_answers(relative: str) -> dict:
-    """Run a notebook's first code cell (its imports) and its ``answer`` cells; return the names.
+    """A notebook's names, defined as the grader defines them (labkit.answers.definitions).
 
     >>> load_answers("solutions/00_processes.ipynb")["exit_code_of"]  # doctest: +SKIP
     """
-    nb = nbformat.read(ROOT / relative, as_version=4)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    namespace: dict = {}
-    for cell in [code[0]] + [c for c in code if "answer" in c.metadata.get("tags", [])]:
-        exec(compile(cell.source, f"{relative}:{cell.get('id')}", "exec"), namespace)
-    return namespace
+    from labkit.answers import define, definitions
+
+    return define(definitions(nbformat.read(ROOT / relative, as_version=4).cells))
 
 
 def failures(exercise: str, answer) -> dict[str, str]:

@@ -76,6 +76,28 @@ def _notebook(answers_from: str, replace: dict[str, str] | None = None,
     return nb
 
 
+def _with_cell(nb: nbformat.NotebookNode, code: str, before: str | None = None):
+    """``nb`` with an untagged code cell inserted before the answer cell defining ``before``
+    (before the first code cell if None)."""
+    at = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (
+        before is None or f"def {before}(" in c.source))
+    nb.cells.insert(at, nbformat.v4.new_code_cell(code))
+    return nb
+
+
+# A notebook the student ran and the grader runs must score the same, however it is laid out.
+SAME_SCORE = {
+    "extra_cell_at_top": (lambda: _with_cell(_notebook("solutions"), "print('hello')"), FULL),
+    "helper_in_untagged_cell": (lambda: _with_cell(
+        _notebook("solutions", {"exit_code_of": "def exit_code_of(fn):\n"
+                                                "    return child_code(fn)\n"}),
+        _solution_of("exit_code_of").replace("def exit_code_of(", "def child_code("),
+        before="exit_code_of"), FULL),
+    "typo_in_last_answer": (lambda: _notebook("solutions", {"run_program": (
+        "BUFFER = select.PIPE_BUFF\n" + _solution_of("run_program"))}), FULL - 4),
+}
+
+
 def _solution_of(name: str) -> str:
     return next(c.source for c in SOLVED.cells if f"def {name}(" in c.source
                 and "answer" in c.metadata.get("tags", []))
@@ -103,6 +125,7 @@ def graded(tmp_path_factory):
     }
     corpus.update({name: _notebook("solutions", extra=cells)
                    for name, cells in HOSTILE_CELLS.items()})
+    corpus.update({name: make() for name, (make, _) in SAME_SCORE.items()})
     for name, nb in corpus.items():
         nbformat.write(nb, subs / f"{name}.ipynb")
     (subs / "broken.ipynb").write_text("{ this is not json")
@@ -128,6 +151,32 @@ def test_honest_work_gets_exact_scores(graded):
     assert all(rows[k].max_score == FULL for k in rows)
 
 
+@pytest.mark.parametrize("student", sorted(SAME_SCORE))
+def test_the_grader_scores_what_the_notebook_shows(graded, student, tmp_path):
+    """Every code cell counts, in order, and one that raises costs only what it defines:
+    the scores the check cells print in the notebook are the grader's, exercise by exercise."""
+    from nbclient import NotebookClient
+
+    rows, _, subs = graded
+    row = rows[student]
+    assert row.score == SAME_SCORE[student][1], row.checks
+    nb = nbformat.read(subs / f"{student}.ipynb", as_version=4)
+    NotebookClient(nb, timeout=60, allow_errors=True,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    shown = {}
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            text = out.get("data", {}).get("text/plain", "")
+            m = re.match(r"(\d\d\.\w+) .*?: ([\d.]+)/([\d.]+) points", text)
+            if m:
+                shown[m.group(1)] = float(m.group(2))
+    graded_ = {}
+    for c in row.checks:
+        graded_[c["exercise"]] = graded_.get(c["exercise"], 0) + c["points"]
+    # a check cell whose answer is not defined shows a NameError: nothing earned there
+    assert {ex: shown.get(ex, 0) for ex in graded_} == graded_
+
+
 def test_every_submission_has_a_row_whatever_happened(graded):
     rows, out, subs = graded
     students = {s.student for s in find_submissions(subs, LAB)}
@@ -142,7 +191,7 @@ def test_every_submission_has_a_row_whatever_happened(graded):
 
 @pytest.mark.parametrize("student, status", [
     ("loops_forever", "timeout"), ("fork_bomb", "fork bomb"), ("memory_hog", "error"),
-    ("kills_its_group", "kernel died"), ("kills_everyone", "ok"),
+    ("kills_its_group", "kernel died"), ("kills_everyone", "error"),
     ("setsid_escapee", "ok"), ("huge_output", "ok"), ("leaks_objects", "ok"),
     ("kills_the_grader", "kernel died"), ("deletes_files", "error"),
 ])
