@@ -20,6 +20,8 @@ from __future__ import annotations
 import html
 import os
 import re
+import stat
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -203,7 +205,9 @@ def _open_fds() -> dict[int, str]:
 
 
 def _named_objects() -> set[tuple[str, str]]:
-    """Our named objects, except other labkit sessions' (the answer's carry our session pid)."""
+    """Our named objects, except other labkit sessions' (the answer's carry our session pid):
+    shared memory, semaphores and queues, and FIFOs and sockets in the temporary folder and
+    the working folder, or one folder down in a folder there."""
     found = set()
     for directory, kind in ((SHM_DIR, "shm"), (MQUEUE_DIR, "mq")):
         if not directory.is_dir():
@@ -221,7 +225,41 @@ def _named_objects() -> set[tuple[str, str]]:
                 found.add(("sem", "/" + entry[4:]))
             else:
                 found.add((kind, "/" + entry))
+    for folder in {tempfile.gettempdir(), os.getcwd()}:
+        found |= _fifos_and_sockets(folder, depth=1)
     return found
+
+
+def _fifos_and_sockets(folder: str, depth: int) -> set[tuple[str, str]]:
+    """FIFOs and sockets of ours in ``folder`` (and ``depth`` levels of folders below)."""
+    found: set[tuple[str, str]] = set()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return found  # gone, or not ours to read
+    for entry in entries:
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if st.st_uid != UID:
+            continue
+        if stat.S_ISFIFO(st.st_mode):
+            found.add(("fifo", entry.path))
+        elif stat.S_ISSOCK(st.st_mode):
+            found.add(("socket", entry.path))
+        elif stat.S_ISDIR(st.st_mode) and depth > 0:
+            found |= _fifos_and_sockets(entry.path, depth - 1)
+    return found
+
+
+def _remove_new_objects(before: set[tuple[str, str]]) -> list[str]:
+    """Remove the objects that appeared since ``before``; say what each one was."""
+    problems = []
+    for kind, name in sorted(_named_objects() - before):
+        problems.append(f"{kind} {name} was left behind (labkit removed it)")
+        unlink_name(kind, name)
+    return problems
 
 
 def _plain(value: Any, depth: int = 0) -> Any:
@@ -261,16 +299,18 @@ def _measured(answer: Callable, args: tuple, kwargs: dict) -> tuple[Any, list[st
     me = _answer_pid = os.getpid()
     _define_notebooks((answer, args, kwargs))  # what its cells made at the top level is no leak
     fds, objects = _open_fds(), _named_objects()
-    value = answer(*args, **kwargs)
+    try:
+        value = answer(*args, **kwargs)
+    except BaseException:
+        if os.getpid() == me:
+            _remove_new_objects(objects)  # the check fails on the error; nothing stays behind
+        raise
     value = _plain(value)
     if os.getpid() != me:  # a fork that returned: the harness reports it as escaped
         return value, []
     problems = [f"file descriptor {fd} ({what}) was left open"
                 for fd, what in sorted(_open_fds().items()) if fd not in fds]
-    for kind, name in sorted(_named_objects() - objects):
-        problems.append(f"{kind} {name} was left behind (labkit removed it)")
-        unlink_name(kind, name)
-    return value, problems
+    return value, problems + _remove_new_objects(objects)
 
 
 CALL_TIMEOUT = 5.0  # seconds one call of an answer may take, unless a check says otherwise

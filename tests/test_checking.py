@@ -206,3 +206,37 @@ def test_hygiene_leaves_other_sessions_objects_alone(toy):
         assert os.path.exists(f"/dev/shm{name}")
     finally:
         posix_ipc.unlink_shared_memory(name)
+
+
+def test_hygiene_sees_and_removes_fifos_and_sockets_of_any_name(toy, tmp_path, monkeypatch):
+    import socket
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    (tmp_path / "mine").mkdir()
+
+    def leaves_fifo_and_socket(x):
+        os.mkfifo(tmp_path / "my_fifo")
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(str(tmp_path / "mine" / "my_socket"))
+        s.close()
+        return 2 * x
+
+    result = run_checks("99.toy", leaves_fifo_and_socket)[1]
+    assert result.status == FAILED
+    assert f"fifo {tmp_path}/my_fifo was left behind" in result.message
+    assert f"socket {tmp_path}/mine/my_socket was left behind" in result.message
+    assert sorted(os.listdir(tmp_path)) == ["mine"] and os.listdir(tmp_path / "mine") == []
+
+
+def test_an_answer_that_raises_leaves_nothing_behind(toy, tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+    def leaks_then_raises(x):
+        os.mkfifo(tmp_path / "orphan")
+        raise RuntimeError("the error path")
+
+    assert run_checks("99.toy", leaks_then_raises)[0].status == FAILED
+    assert os.listdir(tmp_path) == []
