@@ -164,7 +164,7 @@ def _score(lab_exercises: dict, answers: dict, reported: list[dict],
                            "points": c.points if passed else 0, "max_points": c.points,
                            "message": str(r.get("message", "") if r else
                                           f"not run ({status})")[:2000],
-                           "hint": c.hint})
+                           "hint": c.hint, "concept": c.concept})
     return score, total, checks
 
 
@@ -243,8 +243,8 @@ def _feedback_md(row: GradeRow) -> str:
             current = c["exercise"]
             lines += ["", f"## {c['exercise']} {c['title']}", "",
                       "| result | check | points | details |", "|---|---|---|---|"]
-        detail = "" if c["passed"] else c["message"] + (f" *Hint: {c['hint']}*" if c["hint"]
-                                                         else "")
+        detail = "" if c["passed"] else c["message"] + "".join(
+            f" *Hint: {h}*" for h in (c["hint"], c.get("concept", "")) if h)
         detail = detail.replace("|", "\\|").replace("\n", " ")
         lines.append(f"| {'pass' if c['passed'] else c['status']} | {c['check']} | "
                      f"{c['points']:g}/{c['max_points']:g} | {detail} |")
@@ -271,8 +271,8 @@ def _feedback_html(row: GradeRow) -> str:
             parts.append(f"<h2>{e(c['exercise'])} {e(c['title'])}</h2><table><tr><th>result"
                          "</th><th>check</th><th>points</th><th>details</th></tr>")
         cls = "pass" if c["passed"] else "fail"
-        detail = "" if c["passed"] else e(c["message"]) + (
-            f"<br><i>Hint: {e(c['hint'])}</i>" if c["hint"] else "")
+        detail = "" if c["passed"] else e(c["message"]) + "".join(
+            f"<br><i>Hint: {e(h)}</i>" for h in (c["hint"], c.get("concept", "")) if h)
         parts.append(f"<tr><td class='{cls}'>{'pass' if c['passed'] else e(c['status'])}</td>"
                      f"<td>{e(c['check'])}</td><td>{c['points']:g}/{c['max_points']:g}</td>"
                      f"<td>{detail}</td></tr>")

@@ -279,3 +279,24 @@ def test_an_unknown_lab_lists_the_labs(tmp_path):
 
 def test_the_solutions_used_here_are_the_real_ones():
     assert callable(load_answers(f"solutions/{LAB}.ipynb")["exit_code_of"])
+
+
+def test_a_notebook_whose_every_answer_hangs_costs_one_timeout_per_exercise(tmp_path):
+    lab = "02_pipes"
+    nb = nbformat.read(ROOT / "solutions" / f"{lab}.ipynb", as_version=4)
+    names = {n for v in answers_of(ROOT / "exercises" / f"{lab}.ipynb").values()
+             for n in ([v] if isinstance(v, str) else v)}
+    nb.cells += [nbformat.v4.new_code_cell(
+        f"def {n}(*args, **kwargs):\n    import time\n    time.sleep(3600)") for n in names]
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    nbformat.write(nb, subs / "hangs.ipynb")
+    row = grade(lab, subs, tmp_path / "out", jobs=1)[0]
+    print(f"every answer hangs: graded in {row.seconds:.1f} s")
+    assert row.score == 0
+    by_exercise: dict[str, list[str]] = {}
+    for c in row.checks:
+        by_exercise.setdefault(c["exercise"], []).append(c["status"])
+    for statuses in by_exercise.values():  # one timeout each, then "not run": bounded time
+        first = statuses.index("failed")
+        assert set(statuses[first + 1:]) <= {"not run"}, statuses
