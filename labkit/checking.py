@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._janitor import MQUEUE_DIR, SESSION_PID, SHM_DIR, UID, unlink_name
+from ._janitor import FIFO_DIR, MQUEUE_DIR, SESSION_PID, SHM_DIR, UID, unlink_name
 from .errors import ChildError, LabTimeout
 from .processes import Child, ChildResult, start
 
@@ -227,7 +227,7 @@ def _named_objects() -> set[tuple[str, str]]:
                 found.add((kind, "/" + entry))
     for folder in {tempfile.gettempdir(), os.getcwd()}:
         found |= _fifos_and_sockets(folder, depth=1)
-    return found
+    return found | _fifos_and_sockets(str(FIFO_DIR), depth=0)
 
 
 def _fifos_and_sockets(folder: str, depth: int) -> set[tuple[str, str]]:
@@ -248,18 +248,17 @@ def _fifos_and_sockets(folder: str, depth: int) -> set[tuple[str, str]]:
             found.add(("fifo", entry.path))
         elif stat.S_ISSOCK(st.st_mode):
             found.add(("socket", entry.path))
-        elif stat.S_ISDIR(st.st_mode) and depth > 0:
-            found |= _fifos_and_sockets(entry.path, depth - 1)
+        elif stat.S_ISDIR(st.st_mode) and depth > 0 and not entry.name.startswith("labkit"):
+            found |= _fifos_and_sockets(entry.path, depth - 1)  # (labkit's: its sessions')
     return found
 
 
 def _remove_new_objects(before: set[tuple[str, str]]) -> list[str]:
     """Remove the objects that appeared since ``before``; say what each one was."""
-    problems = []
-    for kind, name in sorted(_named_objects() - before):
-        problems.append(f"{kind} {name} was left behind (labkit removed it)")
+    left = sorted(_named_objects() - before)
+    for kind, name in left:
         unlink_name(kind, name)
-    return problems
+    return [f"{kind} {name}" for kind, name in left]
 
 
 def _plain(value: Any, depth: int = 0) -> Any:
@@ -299,18 +298,14 @@ def _measured(answer: Callable, args: tuple, kwargs: dict) -> tuple[Any, list[st
     me = _answer_pid = os.getpid()
     _define_notebooks((answer, args, kwargs))  # what its cells made at the top level is no leak
     fds, objects = _open_fds(), _named_objects()
-    try:
-        value = answer(*args, **kwargs)
-    except BaseException:
-        if os.getpid() == me:
-            _remove_new_objects(objects)  # the check fails on the error; nothing stays behind
-        raise
-    value = _plain(value)
+    value = _plain(answer(*args, **kwargs))
     if os.getpid() != me:  # a fork that returned: the harness reports it as escaped
         return value, []
     problems = [f"file descriptor {fd} ({what}) was left open"
                 for fd, what in sorted(_open_fds().items()) if fd not in fds]
-    return value, problems + _remove_new_objects(objects)
+    problems += [f"{kind} {name} was left behind"
+                 for kind, name in sorted(_named_objects() - objects)]
+    return value, problems
 
 
 CALL_TIMEOUT = 5.0  # seconds one call of an answer may take, unless a check says otherwise
@@ -417,8 +412,16 @@ def _run_all(exercise_id: str, answer: Any, progress_w: int | None = None) -> li
                                        f"not run: an earlier check timed out ({timed_out})",
                                        c.hint, c.concept))
             continue
+        before = _named_objects()
         try:
-            c.fn(answer)
+            try:
+                c.fn(answer)
+            finally:
+                # Seen from here, not as the answer reports it: whatever it left is removed.
+                left = _remove_new_objects(before)
+            if left:
+                raise CheckFailed(f"your function left {', '.join(left)} behind (labkit "
+                                  "removed it): remove what you create, also when a step fails")
         except NotDone:
             results.append(CheckResult(ex.id, c.name, NOT_DONE, 0, c.points,
                                        "not done yet: replace `raise NotImplementedError` "
