@@ -184,6 +184,7 @@ class Seen:
     shown: str               # what it returned, for messages
     forks: int               # processes the answer's process forked
     stores: tuple[int, ...]  # stores to the watched counter, by each forked process
+    dropped: tuple[str, ...] # segments the answer created and never ended itself
 
 
 def plain(value: Any) -> tuple[int | None, str]:
@@ -201,7 +202,7 @@ def plain(value: Any) -> tuple[int | None, str]:
         return None, f"{value!r} (the counter itself, a view on shared memory)"
     if isinstance(value, (str, float, bool, type(None), ctypes._SimpleCData)):
         return None, f"{value!r} ({type(value).__name__})"[:100]
-    return None, f"a {type(value).__name__} object"
+    return None, f"an object of type {type(value).__name__}"
 
 
 def whole_number(seen: tuple[int | None, str], what: str) -> int:
@@ -218,13 +219,19 @@ def observed(answer: Any, workers: int, *args: Any, spread: bool = False) -> See
 
     ``os.fork`` is wrapped for the duration of the call (labkit, multiprocessing
     and a bare ``os.fork()`` all go through it), and a 64-bit ctypes counter from
-    ``Segment.struct`` is watched (see the module docstring). With ``spread``
+    ``Segment.struct`` is watched (see the module docstring). Segments the answer
+    creates are noted, with whether it ended them itself (a ``with`` block or
+    ``unlink``): one left to the garbage collector is removed by labkit here, but
+    leaks in a notebook, where a traceback keeps it alive. With ``spread``
     the forked children are spread over the CPUs (:func:`spread_over_cpus`).
     """
     if spread:
         spread_over_cpus()
     watch = _Watch(workers)
     real_fork, real_struct = os.fork, shm.Segment.struct
+    real_create, real_exit, real_unlink = (shm.Segment.__dict__[k] for k in
+                                           ("create", "__exit__", "unlink"))
+    made: dict[str, bool] = {}           # segment name -> ended by the answer itself
 
     def counting_fork() -> int:
         forker, slot = os.getpid(), int(watch.table[0])
@@ -239,16 +246,37 @@ def observed(answer: Any, workers: int, *args: Any, spread: bool = False) -> See
             return _Counter(real, watch)
         return real
 
-    os.fork, shm.Segment.struct = counting_fork, watched_struct
+    def watched_create(cls: type, *args: Any, **kwargs: Any) -> shm.Segment:
+        seg = real_create.__func__(cls, *args, **kwargs)
+        if os.getpid() == watch.creator:
+            made[seg.name] = False
+        return seg
+
+    def ended(real: Any) -> Any:
+        def end(self: shm.Segment, *args: Any) -> Any:
+            if os.getpid() == watch.creator and self.name in made:
+                made[self.name] = True
+            return real(self, *args)
+        return end
+
+    patches = {"create": classmethod(watched_create), "__exit__": ended(real_exit),
+               "unlink": ended(real_unlink), "struct": watched_struct}
+    os.fork = counting_fork
+    for k, v in patches.items():
+        setattr(shm.Segment, k, v)
     try:
         value = answer(workers, *args)
     finally:
-        os.fork, shm.Segment.struct = real_fork, real_struct
+        os.fork = real_fork
+        for k, v in (("create", real_create), ("__exit__", real_exit),
+                     ("unlink", real_unlink), ("struct", real_struct)):
+            setattr(shm.Segment, k, v)
     number, shown = plain(value)
     stores = tuple(watch.stores())
     forks = int(watch.table[0])
     del value
-    return Seen(number, shown, forks, stores)
+    dropped = tuple(name for name, done in made.items() if not done)
+    return Seen(number, shown, forks, stores, dropped)
 
 
 _LAB = re.compile(r"(?:sem\.)?labkit_\d+_(\d+)_")
@@ -293,8 +321,9 @@ def _as_text(answer: Any, *args: Any) -> tuple[bool, str]:
         got = "".join(str(p) for p in got)
     if type(got) is str:
         return True, got
-    return False, f"{got!r}"[:80] if isinstance(got, (int, float, bool, type(None))) else \
-        f"a {type(got).__name__}"
+    if isinstance(got, (int, float, bool, type(None))):
+        return False, f"{got!r}"
+    return False, f"an object of type {type(got).__name__}"
 
 
 def schedule_of(answer: Any, *args: Any, call: str) -> str:
@@ -427,6 +456,17 @@ def expect_stores(seen: Seen, call: str, workers: int, want: int | None) -> None
                               f"({workers} workers, each its own full share of iterations)")
 
 
+def expect_nothing_left(seen: Seen, attempt: Attempt, who: str) -> None:
+    """Fail if the answer left something behind, or left a segment to the garbage
+    collector instead of ending it."""
+    expect(not attempt.problems, f"{who} did not clean up: " + "; ".join(attempt.problems))
+    if seen.dropped:
+        raise CheckFailed(f"{who} never unlinked the segment {seen.dropped[0]}: only the "
+                          "garbage collector removed it, after your function had returned. "
+                          "In a notebook, where an error's traceback keeps the segment "
+                          "alive, its name stays in /dev/shm; end it yourself (a with block)")
+
+
 @RACY.check("one worker counts exactly", points=1,
             hint="The counter must be in memory that the workers share with the process "
                  "that reads the result; an ordinary variable is copied into each worker.",
@@ -491,7 +531,7 @@ def _(answer):
             concept="A named segment lives in /dev/shm until someone unlinks it, whatever "
                     "happens to the processes that used it.")
 def _(answer):
-    got, _, attempt = counted(answer, 2, 5_000, "racy_count")
+    got, seen, attempt = counted(answer, 2, 5_000, "racy_count")
     expect(0 < got <= 10_000, f"racy_count(2, 5000) returned {got:,}; expected a value from 1 "
                               "to 10,000")
-    expect(not attempt.problems, "racy_count did not clean up: " + "; ".join(attempt.problems))
+    expect_nothing_left(seen, attempt, "racy_count")

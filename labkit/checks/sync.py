@@ -33,7 +33,7 @@ from ..errors import ChildError, LabTimeout
 from ..processes import run_workers, start
 from ..shm import Segment
 from ..sync import Delivery, Ring, deliver, item_code
-from .race import (counted, expect_stores, guarded_call, pair, plain, run_schedule, schedule_of,
+from .race import (counted, expect_nothing_left, expect_stores, guarded_call, pair, plain, run_schedule, schedule_of,
                    spread_over_cpus, whole_number)
 
 # --- helpers ------------------------------------------------------------------------------
@@ -119,10 +119,9 @@ def _(answer):
               concept="Named semaphores and segments outlive the processes that use them "
                       "until they are unlinked.")
 def _(answer):
-    got, _, attempt = counted(answer, 2, 2_000, "locked_count", spread=True)
+    got, seen, attempt = counted(answer, 2, 2_000, "locked_count", spread=True)
     expect(got == 4_000, f"locked_count(2, 2000) returned {got:,}; expected 4,000")
-    expect(not attempt.problems, "locked_count did not clean up: "
-                                 + "; ".join(attempt.problems))
+    expect_nothing_left(seen, attempt, "locked_count")
 
 
 # --- 05.batched_counter -----------------------------------------------------------------------
@@ -206,10 +205,9 @@ def _(answer):
                concept="Named semaphores and segments outlive the processes that use them "
                        "until they are unlinked.")
 def _(answer):
-    got, _, attempt = counted(answer, 2, 2_000, "batched_count", spread=True)
+    got, seen, attempt = counted(answer, 2, 2_000, "batched_count", spread=True)
     expect(got == 4_000, f"batched_count(2, 2000) returned {got:,}; expected 4,000")
-    expect(not attempt.problems, "batched_count did not clean up: "
-                                 + "; ".join(attempt.problems))
+    expect_nothing_left(seen, attempt, "batched_count")
 
 
 # --- 05.bounded_buffer -----------------------------------------------------------------------
