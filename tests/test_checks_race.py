@@ -4,13 +4,10 @@ the watched counter (a race made certain, stores counted per worker), and answer
 crossing back to the checker as plain data."""
 from __future__ import annotations
 
-import ctypes
-
 from helpers import failures as _failures
 from helpers import load_answers
+from mutants import all_mutants
 
-import labkit
-from labkit import shm
 from labkit.checks.race import observed
 from labkit.processes import run
 
@@ -29,26 +26,17 @@ def test_the_watch_makes_every_unlocked_run_lose_at_least_one_update_per_extra_w
         assert seen.dropped == ()
 
 
-def _count_alone(i, counter, n):
-    for _ in range(n):
-        counter.value += 1
-
-
 def test_one_worker_is_never_held_and_counts_exactly():
     seen = _observe(SOLVED["racy_count"], 1, 5_000)
     assert (seen.value, seen.stores) == (5_000, (5_000,))
 
 
 def test_a_segment_left_to_the_garbage_collector_is_noted():
-    def dropped(workers, iterations):
-        seg = shm.Segment.create(8)
-        counter = seg.struct(ctypes.c_int64)
-        labkit.run_workers(_count_alone, workers, counter, iterations).values
-        value = int(counter.value)
-        del counter
-        return value
-
-    seen = _observe(dropped, 2, 100)
+    mutant = next(m for m in all_mutants() if m.name == "segment_never_unlinked"
+                  and m.exercise == "04.racy_counter")
+    namespace = dict(SOLVED)
+    exec(mutant.source, namespace)
+    seen = _observe(namespace["racy_count"], 2, 100)
     assert len(seen.dropped) == 1 and seen.dropped[0].startswith("/labkit_")
 
 

@@ -64,6 +64,9 @@ _SLOTS = 64            # forked processes the watch keeps a record of
 _FIELDS = 3            # per slot: pid, has loaded, stores
 _QUIET = 0.02          # seconds a process must stay asleep to count as blocked
 _PATIENCE = 3.0        # seconds a first store waits for the others at most
+# Telling a blocked worker from a running one needs /proc (Linux). Without it the watch
+# only counts, and holds no store: a correct lock would otherwise wait out the patience.
+_PROC = os.path.isdir("/proc/self/task")
 
 
 def _asleep(pid: int) -> tuple[bool, int]:
@@ -76,7 +79,9 @@ def _asleep(pid: int) -> tuple[bool, int]:
                             if line.startswith("voluntary_ctxt_switches"))
     except (OSError, StopIteration, IndexError, ValueError):
         return True, -1                  # gone: it will never load
-    return state in "SZX", switches
+    if state in ("Z", "X"):
+        return True, -1                  # ended
+    return state == "S", switches
 
 
 class _Watch:
@@ -114,7 +119,7 @@ class _Watch:
 
     def before_store(self) -> None:
         """Hold a worker's first store until every other worker has loaded, or sleeps."""
-        if self.slot < 0 or not self.first_store:
+        if self.slot < 0 or not self.first_store or not _PROC:
             return
         self.first_store = False
         seen: dict[int, tuple[int, float]] = {}
@@ -185,6 +190,7 @@ class Seen:
     forks: int               # processes the answer's process forked
     stores: tuple[int, ...]  # stores to the watched counter, by each forked process
     dropped: tuple[str, ...] # segments the answer created and never ended itself
+    forced: bool = _PROC     # whether first stores were held until the others had loaded
 
 
 def plain(value: Any) -> tuple[int | None, str]:
@@ -283,20 +289,20 @@ _LAB = re.compile(r"(?:sem\.)?labkit_\d+_(\d+)_")
 
 
 def _entries() -> set[str]:
-    """Entries of /dev/shm that an answer run from this session could have made (other
-    sessions' lab objects and multiprocessing's own locks are never counted)."""
+    """Entries of /dev/shm that are this session's lab objects. Only those: another name
+    that appears during a call may belong to another user's or another program's run on
+    the same machine, and is never ours to remove."""
     found = set()
     for entry in os.listdir(SHM_DIR) if SHM_DIR.is_dir() else []:
         m = _LAB.match(entry)
-        if entry.startswith("sem.mp-") or (m and int(m.group(1)) != SESSION_PID):
-            continue
-        found.add(entry)
+        if m and int(m.group(1)) == SESSION_PID:
+            found.add(entry)
     return found
 
 
 def guarded_call(fn: Any, *args: Any, **kwargs: Any) -> Attempt:
-    """:func:`labkit.checking.call`, then remove the named objects that appeared during the
-    call and are still there. A call that ends normally has already reported and removed
+    """:func:`labkit.checking.call`, then remove the lab objects of this session that
+    appeared during the call and are still there. A call that ends normally has already reported and removed
     its leftovers; this catches those of a call killed at its time limit, whose processes
     could not clean up and whose session (the checker's) lives on, so no janitor would."""
     before = _entries()
@@ -502,7 +508,7 @@ def _(answer):
     want = workers * iterations
     expect(got <= want, f"{call} returned {got:,}, more than the {want:,} increments made: "
                         "something counts twice")
-    expect(got <= want - (workers - 1),
+    expect(not seen.forced or got <= want - (workers - 1),
            f"{call} returned {got:,}, but the check made all {workers} workers load the "
            f"counter before any of them stored it, so at least {workers - 1} updates must be "
            f"lost (at most {want - workers + 1:,}). The increments were serialized (a lock?) "

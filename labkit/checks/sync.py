@@ -1,13 +1,16 @@
 """Checks for the exercises of lesson 05 (synchronization).
 
 Every answer runs through :func:`labkit.checking.call`, in a process of its
-own, which first spreads the answer's workers over the CPUs so that a missing
-or misplaced lock shows in nearly every run (:func:`.race.spread_over_cpus`).
-What is judged holds in every correct run: exact totals in every trial, every
-item exactly once and in order, blocking where the rules say a process must
-wait (a process that has waited half a second is waiting), the order in which
-locks are taken (recorded by the lock objects the check hands over), and a
-schedule in the deterministic model.
+own, and what is judged holds in every correct run. A missing or misplaced
+lock is made to show every time rather than now and then: the counters run
+under the watch of :mod:`.race` (each worker's first store waits until the
+others have loaded the counter or sleep on a lock, so a lock around only part
+of the increment loses updates in every trial, and a number made up without
+the counter stored nothing); the bank's locks record the order in which they
+are taken and its accounts refuse a read or write without the account's lock;
+the buffer must deliver every item exactly once and in order, and block where
+the rules say a process must wait (a process that has waited half a second is
+waiting); the deadlock schedules run in the deterministic model.
 
 The one timing, "batching is at least 3 times faster than locking every
 increment", is measured in the same process three times, interleaved with a

@@ -5,6 +5,13 @@ the counter before any stores it, so their faults show in every run.
 """
 from mutants import Mutant
 
+# The lesson's worker, as the students write it: the counter mutants differ around it.
+_ADD_ONES = '''
+def add_ones(i, counter, n):
+    for _ in range(n):
+        counter.value += 1
+'''
+
 MUTANTS = [
     # --- 04.lost_update: schedules in the interleaving model
     Mutant("04.lost_update", "serial_schedule", '''
@@ -64,11 +71,8 @@ def racy_count(workers, iterations):
     labkit.run_workers(lambda i: None, workers).values
     return workers * iterations            # what a lossless count would give
 ''', fault=r"no worker process ever stored a value into the shared counter"),
-    Mutant("04.racy_counter", "counter_in_private_memory", '''
+    Mutant("04.racy_counter", "counter_in_private_memory", _ADD_ONES + '''
 def racy_count(workers, iterations):
-    def add_ones(i, counter, n):
-        for _ in range(n):
-            counter.value += 1
     counter = ctypes.c_int64(0)            # copied into each worker at fork
     labkit.run_workers(add_ones, workers, counter, iterations).values
     return counter.value
@@ -83,11 +87,8 @@ def racy_count(workers, iterations):
         del counter
     return value
 ''', fault=r"started no process|forked 0 process"),
-    Mutant("04.racy_counter", "segment_never_unlinked", '''
+    Mutant("04.racy_counter", "segment_never_unlinked", _ADD_ONES + '''
 def racy_count(workers, iterations):
-    def add_ones(i, counter, n):
-        for _ in range(n):
-            counter.value += 1
     seg = shm.Segment.create(8)
     counter = seg.struct(ctypes.c_int64)
     labkit.run_workers(add_ones, workers, counter, iterations).values
@@ -96,13 +97,10 @@ def racy_count(workers, iterations):
     seg.close()                            # detached; the name waits for the collector
     return value
 ''', fault=r"never unlinked the segment .*garbage collector"),
-    Mutant("04.racy_counter", "name_never_unlinked", '''
+    Mutant("04.racy_counter", "name_never_unlinked", _ADD_ONES + '''
 import posix_ipc
 
 def racy_count(workers, iterations):
-    def add_ones(i, counter, n):
-        for _ in range(n):
-            counter.value += 1
     mem = posix_ipc.SharedMemory(labkit.objects.lab_name("leak"), posix_ipc.O_CREX,
                                  mode=0o600, size=8)
     seg = shm.Segment.attach(mem.name)
@@ -114,11 +112,8 @@ def racy_count(workers, iterations):
     seg.close()
     return value
 ''', fault=r"did not clean up: .*was left behind"),
-    Mutant("04.racy_counter", "work_split_between_workers", '''
+    Mutant("04.racy_counter", "work_split_between_workers", _ADD_ONES + '''
 def racy_count(workers, iterations):
-    def add_ones(i, counter, n):
-        for _ in range(n):
-            counter.value += 1
     with shm.Segment.create(8) as seg:
         counter = seg.struct(ctypes.c_int64)
         labkit.run_workers(add_ones, workers, counter, iterations // workers).values
@@ -140,11 +135,8 @@ def racy_count(workers, iterations):
         del counter
     return value
 ''', fault=r"at least 2 updates must be lost.*serialized"),
-    Mutant("04.racy_counter", "returns_the_view", '''
+    Mutant("04.racy_counter", "returns_the_view", _ADD_ONES + '''
 def racy_count(workers, iterations):
-    def add_ones(i, counter, n):
-        for _ in range(n):
-            counter.value += 1
     seg = shm.Segment.create(8)
     counter = seg.struct(ctypes.c_int64)
     labkit.run_workers(add_ones, workers, counter, iterations).values

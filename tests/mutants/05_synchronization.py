@@ -113,22 +113,8 @@ def batched_count(workers, iterations):
 
     # --- 05.bounded_buffer
     Mutant("05.bounded_buffer", "no_mutex", '''
-def producer(ring, items):
-    for item in items:
-        ring.empty.acquire()
-        ring.slots[ring.tail.value % ring.capacity] = item
-        ring.tail.value += 1
-        ring.full.release()
-
-
-def consumer(ring, count):
-    got = []
-    for _ in range(count):
-        ring.full.acquire()
-        got.append(int(ring.slots[ring.head.value % ring.capacity]))
-        ring.head.value += 1
-        ring.empty.release()
-    return got
+from helpers import spsc_consumer as consumer     # right for one producer and one consumer
+from helpers import spsc_producer as producer
 ''', fault=r"never arrived|more than once|no producer put"),
     Mutant("05.bounded_buffer", "producer_takes_the_mutex_first", '''
 def producer(ring, items):
