@@ -489,6 +489,7 @@ def _(answer):
                           "race with anybody, so it must count exactly 20,000")
     expect(seen.forks >= 1, "racy_count(1, 20000) started no process: the counting must "
                             "happen in a worker process (labkit.run_workers), not in your own")
+    expect_stores(seen, "racy_count(1, 20000)", 1, 20_000)
 
 
 @RACY.check("the workers count in the shared counter: made to load it together, they lose "
@@ -529,6 +530,7 @@ def _(answer):
                             "worker process for each of the 4 workers")
     expect(0 < got <= 20_000, f"racy_count(4, 5000) returned {got:,}; expected a value from "
                               "1 to 20,000")
+    expect_stores(seen, "racy_count(4, 5000)", 4, 20_000)
 
 
 @RACY.check("nothing is left behind: no segment, descriptor or child", points=1,
@@ -540,4 +542,5 @@ def _(answer):
     got, seen, attempt = counted(answer, 2, 5_000, "racy_count")
     expect(0 < got <= 10_000, f"racy_count(2, 5000) returned {got:,}; expected a value from 1 "
                               "to 10,000")
+    expect_stores(seen, "racy_count(2, 5000)", 2, 10_000)
     expect_nothing_left(seen, attempt, "racy_count")

@@ -124,6 +124,7 @@ def _(answer):
 def _(answer):
     got, seen, attempt = counted(answer, 2, 2_000, "locked_count", spread=True)
     expect(got == 4_000, f"locked_count(2, 2000) returned {got:,}; expected 4,000")
+    expect_stores(seen, "locked_count(2, 2000)", 2, 2_000 * 2)
     expect_nothing_left(seen, attempt, "locked_count")
 
 
@@ -210,6 +211,7 @@ def _(answer):
 def _(answer):
     got, seen, attempt = counted(answer, 2, 2_000, "batched_count", spread=True)
     expect(got == 4_000, f"batched_count(2, 2000) returned {got:,}; expected 4,000")
+    expect_stores(seen, "batched_count(2, 2000)", 2, None)
     expect_nothing_left(seen, attempt, "batched_count")
 
 
