@@ -662,7 +662,9 @@ def plot_model_vs_real(models: Sequence[Outcomes], real: Any, ax: Any = None) ->
     ax = axes("Final value as a share of the correct total: model and real processes",
               "final value / correct total (%)", "share of schedules or trials (%)", ax=ax,
               figsize=(8.0, 4.2))
-    edges = np.linspace(0, 102.5, 42)
+    # Bins of 2.5 % that end exactly at 100 %: a correct total falls in the last one
+    # (NumPy closes the last bin on the right), and no bar is drawn past the line.
+    edges = np.linspace(0, 100, 41)
     for k, m in enumerate(models):
         values = [100 * v / m.correct for v, n in m.counts.items() for _ in range(n)]
         weights = [100 / len(values)] * len(values) if values else []

@@ -219,6 +219,7 @@ class Trial:
     final: int
     expected: int
     seconds: float               # from the first worker's start to the last one's end
+    overlap: float = 1.0         # the share of those seconds in which all workers counted
 
     @property
     def lost(self) -> int:
@@ -271,6 +272,12 @@ class RaceResult:
     def lossy_trials(self) -> int:
         """How many trials lost at least one update."""
         return sum(t.lost > 0 for t in self.trials)
+
+    @property
+    def median_overlap(self) -> float:
+        """The median share of a trial during which every worker was counting: near 1 when
+        they ran side by side, near 0 when one finished before another started."""
+        return statistics.median(t.overlap for t in self.trials)
 
     @property
     def median_seconds(self) -> float:
@@ -360,9 +367,17 @@ def counter_race(workers: int = 2, iterations: int = 200_000, trials: int = 20,
         finally:
             del counter
     expected = workers * iterations
-    rows = tuple(Trial(final, expected, max(end for _, end in per) - min(s for s, _ in per))
-                 for final, per in zip(finals, zip(*times)))
+    rows = tuple(_trial(final, expected, per) for final, per in zip(finals, zip(*times)))
     return RaceResult(workers, iterations, flavour, placement, cpus, rows)
+
+
+def _trial(final: int, expected: int, spans: Sequence[tuple[float, float]]) -> Trial:
+    """A trial from each worker's (start, end) of counting."""
+    first, last = min(b for b, _ in spans), max(e for _, e in spans)
+    together = min(e for _, e in spans) - max(b for b, _ in spans)
+    seconds = last - first
+    return Trial(final, expected, seconds,
+                 max(0.0, together) / seconds if seconds > 0 else 1.0)
 
 
 # --- sweeps -------------------------------------------------------------------------------------

@@ -452,7 +452,9 @@ def bounded_buffer(producers: int = 1, consumers: int = 1, capacity: int = 8,
 
 def _watch(group: Any, ring: Ring, items: int, times: Any, counts: Any, total: Any,
            label: str, until: float) -> None:
-    """Redraw the ring and the occupancy in the notebook until every item is taken.
+    """Redraw the ring and the occupancy in the notebook until every item is taken, then
+    once more when the sampler has recorded the empty buffer, so the last frame shows
+    the drain and not the moment before it.
 
     It never waits for the workers to end: they send their results through
     pipes that only ``wait()`` reads, so a big result would keep them alive.
@@ -469,21 +471,41 @@ def _watch(group: Any, ring: Ring, items: int, times: Any, counts: Any, total: A
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained",
                                       gridspec_kw={"width_ratios": [1, 2]})
     handle = display(fig, display_id=True)
+
+    def frame(title: str) -> bool:
+        n = int(total.value)
+        left.clear()
+        right.clear()
+        try:
+            plot_ring(*ring.snapshot(), ax=left)
+        except LabTimeout:
+            return False                               # stuck: the final wait says why
+        _draw_occupancy(right, times[:n].tolist(), counts[:n].tolist(), ring.capacity, title)
+        handle.update(fig)
+        return True
+
     try:
         while group.running and ring.head.value < items and time.perf_counter() < until:
-            n = int(total.value)
-            left.clear()
-            right.clear()
-            try:
-                plot_ring(*ring.snapshot(), ax=left)
-            except LabTimeout:
-                break                                  # stuck: the final wait says why
-            _draw_occupancy(right, times[:n].tolist(), counts[:n].tolist(), ring.capacity,
-                            f"{label} (live)")
-            handle.update(fig)
+            if not frame(f"{label} (live)"):
+                return
             time.sleep(0.15)
+        if ring.head.value >= items:
+            _sampler_done(group.pids[-1], until)
+            frame(f"{label} (done)")
     finally:
         plt.close(fig)
+
+
+def _sampler_done(pid: int, until: float) -> None:
+    """Wait (not past ``until``) for the sampler to end: its last sample is the drained
+    buffer. Peeks with WNOWAIT, so the worker group still reaps it and reads its result."""
+    while time.perf_counter() < until:
+        try:
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                return
+        except ChildProcessError:
+            return
+        time.sleep(0.005)
 
 
 def _draw_occupancy(ax: Any, ts: list[float], occ: list[int], capacity: int, title: str) -> None:

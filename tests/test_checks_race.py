@@ -1,132 +1,61 @@
-"""Lesson 04's checks (tests/test_checks.py covers solutions and untouched exercises):
-plausible wrong answers fail with a message that points at the mistake."""
+"""Lesson 04's check helpers. Wrong answers are in tests/mutants/04_data_races.py, the
+solutions and untouched exercises in tests/test_checks.py; here is what the checks rely on:
+the watched counter (a race made certain, stores counted per worker), and answers' values
+crossing back to the checker as plain data."""
 from __future__ import annotations
 
-import ctypes
-
-import posix_ipc
 from helpers import failures as _failures
 from helpers import load_answers
+from mutants import all_mutants
 
-import labkit
-from labkit import objects, shm
+from labkit.checks.race import observed
+from labkit.processes import run
 
 SOLVED = load_answers("solutions/04_data_races.ipynb")
 
 
-# --- 04.lost_update --------------------------------------------------------------------------
+def _observe(answer, workers, iterations):
+    return run(observed, answer, workers, iterations, timeout=30, show=False).value
 
 
-def test_a_serial_schedule_loses_nothing_and_is_caught():
-    failed = _failures("04.lost_update", (lambda: "000 111", SOLVED["lose_two"]))
-    message = failed["two processes: a complete schedule that ends with x = 1"]
-    assert "x ends at 2, not 1" in message and "P1: store x -> x = 2" in message
-    assert len(failed) == 1
+def test_the_watch_makes_every_unlocked_run_lose_at_least_one_update_per_extra_worker():
+    for _ in range(3):
+        seen = _observe(SOLVED["racy_count"], 3, 2_000)
+        assert seen.value is not None and 0 < seen.value <= 6_000 - 2
+        assert seen.stores == (2_000, 2_000, 2_000) and seen.forks == 3
+        assert seen.dropped == ()
 
 
-def test_an_unfinished_schedule_is_caught():
-    failed = _failures("04.lost_update", (lambda: "0101", lambda: "012012"))
-    assert "it stops with 2 steps still to go" in failed[
-        "two processes: a complete schedule that ends with x = 1"]
-    assert "it stops with 3 steps still to go" in failed[
-        "three processes: a complete schedule that ends with x = 1 (two updates lost)"]
+def test_one_worker_is_never_held_and_counts_exactly():
+    seen = _observe(SOLVED["racy_count"], 1, 5_000)
+    assert (seen.value, seen.stores) == (5_000, (5_000,))
 
 
-def test_a_schedule_that_cannot_run_says_why():
-    failed = _failures("04.lost_update", (lambda: "0000 111", lambda: [0, 1, 2, 3]))
-    assert "cannot run: step 4: process 0 has finished its 3 instructions" in failed[
-        "two processes: a complete schedule that ends with x = 1"]
-    assert "names process 3" in failed[
-        "three processes: a complete schedule that ends with x = 1 (two updates lost)"]
+def test_a_segment_left_to_the_garbage_collector_is_noted():
+    mutant = next(m for m in all_mutants() if m.name == "segment_never_unlinked"
+                  and m.exercise == "04.racy_counter")
+    namespace = dict(SOLVED)
+    exec(mutant.source, namespace)
+    seen = _observe(namespace["racy_count"], 2, 100)
+    assert len(seen.dropped) == 1 and seen.dropped[0].startswith("/labkit_")
 
 
-def test_three_processes_losing_only_one_update_are_caught():
-    failed = _failures("04.lost_update", (SOLVED["lose_one"], lambda: "01 01 01 222"))
-    assert "x ends at 2, not 1" in failed[
-        "three processes: a complete schedule that ends with x = 1 (two updates lost)"]
+def test_what_the_answer_returns_comes_back_as_plain_data():
+    class Hostile:
+        def __reduce__(self):                     # would run in the checker if unpickled
+            return (exit, (3,))
+
+    seen = _observe(lambda workers, iterations: Hostile(), 1, 1)
+    assert seen.value is None and seen.shown == "an object of type Hostile"
+    failed = _failures("04.lost_update", (lambda: Hostile(), SOLVED["lose_two"]))
+    assert "lose_one() returned an object of type Hostile; expected a schedule" in next(
+        iter(failed.values()))
 
 
-def test_something_else_than_a_schedule_or_a_pair_is_refused_clearly():
-    failed = _failures("04.lost_update", (lambda: None, SOLVED["lose_two"]))
-    assert "expected a schedule as a string" in next(iter(failed.values()))
+def test_something_else_than_a_pair_is_refused_clearly():
     failed = _failures("04.lost_update", SOLVED["lose_one"])
     assert all("pass both functions as a pair" in m for m in failed.values()) and failed
 
 
-# --- 04.smallest_total --------------------------------------------------------------------------
-
-
-def test_a_schedule_that_only_works_for_three_increments_is_caught():
-    fixed = SOLVED["smallest_total"](3)
-    failed = _failures("04.smallest_total", lambda n: fixed)
-    assert list(failed) == ["any number of increments (2, 5 and 10): x still ends at 2"]
-    assert "smallest_total(2)" in next(iter(failed.values()))
-
-
-def test_a_schedule_that_ends_at_three_is_caught():
-    def three(n):
-        return "0" + "111" * (n - 1) + "00" + "000" * (n - 1) + "111"   # x = 1 + n - 1 + 1
-
-    failed = _failures("04.smallest_total", three)
-    message = failed["3 increments each: the schedule ends with x = 2"]
-    assert "x ends at 4, not 2" in message
-
-
-# --- 04.racy_counter ----------------------------------------------------------------------------
-
-
-def _add_ones(i, counter, n):
-    for _ in range(n):
-        counter.value += 1
-
-
-def test_a_counter_in_private_memory_is_caught():
-    def private(workers, iterations):
-        counter = ctypes.c_int64(0)                  # copied into each child at fork
-        labkit.run_workers(_add_ones, workers, counter, iterations).values
-        return counter.value
-
-    failed = _failures("04.racy_counter", private)
-    assert "counted in its own copy, not in shared memory" in failed[
-        "one worker counts exactly"]
-
-
-def test_counting_without_worker_processes_is_caught():
-    def no_workers(workers, iterations):
-        with shm.Segment.create(8) as seg:
-            counter = seg.struct(ctypes.c_int64)
-            for i in range(workers):
-                _add_ones(i, counter, iterations)
-            value = int(counter.value)
-            del counter
-        return value
-
-    failed = _failures("04.racy_counter", no_workers)
-    assert "started no process" in failed["one worker counts exactly"]
-    assert "forked 0 process(es)" in failed["the counting is done by `workers` worker processes"]
-
-
-def test_a_counter_that_is_never_unlinked_is_caught():
-    def leaky(workers, iterations):
-        mem = posix_ipc.SharedMemory(objects.lab_name("leak"), posix_ipc.O_CREX, mode=0o600,
-                                     size=8)
-        seg = shm.Segment.attach(mem.name)
-        mem.close_fd()
-        counter = seg.struct(ctypes.c_int64)
-        labkit.run_workers(_add_ones, workers, counter, iterations).values
-        value = int(counter.value)
-        del counter
-        seg.close()
-        return value
-
-    failed = _failures("04.racy_counter", leaky)
-    assert list(failed) == ["nothing is left behind: no segment, descriptor or child"]
-    assert "was left behind (labkit removed it)" in next(iter(failed.values()))
-
-
-def test_a_value_that_is_not_an_int_is_refused_clearly():
-    def view(workers, iterations):
-        return ctypes.c_int64(workers * iterations)
-
-    failed = _failures("04.racy_counter", view)
-    assert "expected the counter's final value as an int" in failed["one worker counts exactly"]
+def test_a_schedule_given_as_a_list_of_numbers_is_accepted():
+    assert _failures("04.lost_update", (lambda: [0, 1, 0, 1, 0, 1], SOLVED["lose_two"])) == {}

@@ -189,3 +189,25 @@ def test_a_worker_that_finished_its_trials_is_not_taken_for_a_dead_one():
             time.sleep(0.01)
         assert _ended_early(workers) == 1
         workers.wait()
+
+
+def test_a_trial_records_how_long_all_workers_counted_together():
+    apart = race._trial(10, 20, [(0.0, 1.0), (1.0, 2.0)])       # one after the other
+    half = race._trial(10, 20, [(0.0, 2.0), (1.0, 3.0)])
+    alone = race._trial(10, 10, [(5.0, 6.0)])
+    assert (apart.seconds, apart.overlap) == (2.0, 0.0)
+    assert (half.seconds, half.overlap) == (3.0, pytest.approx(1 / 3))
+    assert alone.overlap == 1.0
+    r = race.counter_race(workers=2, iterations=10_000, trials=3)
+    assert all(0.0 <= t.overlap <= 1.0 for t in r.trials)
+    assert 0.0 <= r.median_overlap <= 1.0
+
+
+def test_the_model_histogram_draws_nothing_past_the_correct_total():
+    from labkit import interleave
+
+    real = race.RaceResult(2, 100, "none", "unpinned", (None, None),
+                           (race.Trial(200, 200, 0.01), race.Trial(150, 200, 0.01)))
+    ax = interleave.plot_model_vs_real([interleave.outcomes(interleave.counter())], real)
+    right = max(max(p.get_path().vertices[:, 0]) for p in ax.patches)
+    assert right <= 100

@@ -1,24 +1,36 @@
 """Checks for the exercises of lesson 04 (data races).
 
 Schedules are judged by the interleaving model (:mod:`labkit.interleave`): it
-is deterministic, so a schedule either loses the update or it does not. The
-racy counter runs on real processes, and its checks test only what holds in
-every run: one worker counts exactly, several never count above the correct
-total, the counting happens in processes the answer started, and nothing is
-left behind. Whether a run happened to lose updates is never judged.
+is deterministic, so a schedule either loses the update or it does not.
 
-The helpers at the top (:func:`observed`, :func:`spread_over_cpus`) are shared
-with the checks of lesson 05.
+The counters run on real processes, and a lost update is made certain rather
+than waited for: in the answer's process the check watches the counter that
+``seg.struct(ctypes.c_int64)`` hands out (:func:`observed`). It counts the
+stores each worker makes, and holds every worker's *first* store until every
+other worker has loaded the counter too, or is asleep (blocked on a lock, as
+``/proc`` shows). So an unlocked increment, or a lock around only part of it,
+loses at least ``workers - 1`` updates in every run, while a correctly locked
+one is held up only until the others are seen waiting for its lock. A number
+made up without the counter is caught because no worker stored anything.
+Waiting for a race to happen by chance was rejected: it happens in one run of
+forty for some wrong answers.
+
+The helpers at the top are shared with the checks of lesson 05.
 """
 from __future__ import annotations
 
+import ctypes
+import mmap
 import os
 import re
+import time
+from dataclasses import dataclass
 from typing import Any
 
-from .. import interleave
+from .. import interleave, shm
 from .._janitor import SESSION_PID, SHM_DIR, unlink_name
-from ..checking import Attempt, CheckFailed, Exercise, call, expect
+from .. import checking
+from ..checking import Attempt, CheckFailed, Exercise, expect
 
 # --- helpers shared with checks/sync.py -------------------------------------------------------
 
@@ -27,8 +39,7 @@ def spread_over_cpus() -> None:
     """In this process, pin each child forked from now on to the next CPU (round robin).
 
     A check calls it in the answer's own process (never in the checker), so the
-    answer's workers run on different cores where there are several: a race, if
-    the answer has one, then shows in nearly every run instead of now and then.
+    answer's workers run on different cores where there are several.
     """
     if not hasattr(os, "sched_setaffinity"):
         return
@@ -49,55 +60,254 @@ def spread_over_cpus() -> None:
     os.register_at_fork(before=before, after_in_child=in_child)
 
 
-def observed(answer: Any, *args: Any, spread: bool = False) -> tuple[Any, int]:
-    """Run in the answer's process: the answer's value, and how many processes it forked.
+_SLOTS = 64            # forked processes the watch keeps a record of
+_FIELDS = 3            # per slot: pid, has loaded, stores
+_QUIET = 0.02          # seconds a process must stay asleep to count as blocked
+_PATIENCE = 3.0        # seconds a first store waits for the others at most
+# Telling a blocked worker from a running one needs /proc (Linux). Without it the watch
+# only counts, and holds no store: a correct lock would otherwise wait out the patience.
+_PROC = os.path.isdir("/proc/self/task")
+
+
+def _asleep(pid: int) -> tuple[bool, int]:
+    """Whether ``pid`` sleeps (state S) or has ended, and its voluntary context switches."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        with open(f"/proc/{pid}/status") as f:
+            switches = next(int(line.split()[1]) for line in f
+                            if line.startswith("voluntary_ctxt_switches"))
+    except (OSError, StopIteration, IndexError, ValueError):
+        return True, -1                  # gone: it will never load
+    if state in ("Z", "X"):
+        return True, -1                  # ended
+    return state == "S", switches
+
+
+class _Watch:
+    """The bookkeeping of a watched counter, in an anonymous shared mapping: inherited by
+    every process forked while it exists, it has no name and leaves nothing behind."""
+
+    def __init__(self, workers: int) -> None:
+        self._mem = mmap.mmap(-1, 8 * (1 + _SLOTS * _FIELDS))
+        self.table = (ctypes.c_int64 * (1 + _SLOTS * _FIELDS)).from_buffer(self._mem)
+        self.creator = os.getpid()
+        self.workers = workers
+        self.slot = -1                   # this process's slot; -1 in the answer's own process
+        self.first_store = True
+
+    def forked(self, slot: int, pid: int) -> None:
+        """Called on both sides of a fork made by the answer's process."""
+        if slot >= _SLOTS:
+            return
+        self.table[1 + slot * _FIELDS] = pid or os.getpid()
+        if pid == 0:
+            self.slot, self.first_store = slot, True
+        else:
+            self.table[0] = slot + 1
+
+    def field(self, slot: int, k: int) -> int:
+        return self.table[1 + slot * _FIELDS + k]
+
+    def loaded(self) -> None:
+        if self.slot >= 0:
+            self.table[1 + self.slot * _FIELDS + 1] = 1
+
+    def stored(self) -> None:
+        if self.slot >= 0:
+            self.table[1 + self.slot * _FIELDS + 2] += 1   # only this process writes it
+
+    def before_store(self) -> None:
+        """Hold a worker's first store until every other worker has loaded, or sleeps."""
+        if self.slot < 0 or not self.first_store or not _PROC:
+            return
+        self.first_store = False
+        seen: dict[int, tuple[int, float]] = {}
+        deadline = time.monotonic() + _PATIENCE
+        while time.monotonic() < deadline:
+            forked = min(int(self.table[0]), _SLOTS)
+            if forked >= self.workers and all(self._ready(k, seen) for k in range(forked)
+                                                  if k != self.slot):
+                return
+            time.sleep(0.0005)
+
+    def _ready(self, slot: int, seen: dict[int, tuple[int, float]]) -> bool:
+        pid = self.field(slot, 0)
+        if pid == 0:
+            return False
+        if self.field(slot, 1):
+            return True
+        asleep, switches = _asleep(pid)
+        now = time.monotonic()
+        if not asleep:
+            seen.pop(pid, None)
+            return False
+        if switches < 0:
+            return True
+        before = seen.get(pid)
+        if before is None or before[0] != switches:
+            seen[pid] = (switches, now)
+            return False
+        return now - before[1] >= _QUIET
+
+    def stores(self) -> list[int]:
+        """The stores of each process the answer forked, in the order they were forked."""
+        return [self.field(k, 2) for k in range(min(int(self.table[0]), _SLOTS))]
+
+
+class _Counter:
+    """What ``seg.struct(ctypes.c_int64)`` returns while a check watches: the real shared
+    counter behind a ``value`` that reports each load and store to the watch."""
+
+    __slots__ = ("_real", "_watch")
+
+    def __init__(self, real: Any, watch: _Watch) -> None:
+        self._real = real
+        self._watch = watch
+
+    @property
+    def value(self) -> int:
+        v = self._real.value
+        self._watch.loaded()
+        return v
+
+    @value.setter
+    def value(self, v: int) -> None:
+        self._watch.before_store()
+        self._real.value = v
+        self._watch.stored()
+
+    def __repr__(self) -> str:
+        return repr(self._real)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What :func:`observed` saw: plain data only, never an object the answer made."""
+
+    value: int | None        # what the answer returned, if it was an int
+    shown: str               # what it returned, for messages
+    forks: int               # processes the answer's process forked
+    stores: tuple[int, ...]  # stores to the watched counter, by each forked process
+    dropped: tuple[str, ...] # segments the answer created and never ended itself
+    forced: bool = _PROC     # whether first stores were held until the others had loaded
+
+
+def plain(value: Any) -> tuple[int | None, str]:
+    """An answer's value as plain data: the int it is, or a short description of it."""
+    try:
+        import numpy as np
+
+        if isinstance(value, np.integer):
+            value = int(value)
+    except ImportError:  # pragma: no cover - numpy is a dependency
+        pass
+    if type(value) is int:
+        return value, f"{value:,}"
+    if isinstance(value, _Counter):
+        return None, f"{value!r} (the counter itself, a view on shared memory)"
+    if isinstance(value, (str, float, bool, type(None), ctypes._SimpleCData)):
+        return None, f"{value!r} ({type(value).__name__})"[:100]
+    return None, f"an object of type {type(value).__name__}"
+
+
+def whole_number(seen: tuple[int | None, str], what: str) -> int:
+    """The answer's int, or a failed check saying what came back instead."""
+    number, shown = seen
+    if number is None:
+        raise CheckFailed(f"{what} returned {shown}; expected the counter's final value as an "
+                          "int, copied out of shared memory before it is released")
+    return number
+
+
+def observed(answer: Any, workers: int, *args: Any, spread: bool = False) -> Seen:
+    """Run ``answer(workers, *args)`` in this (the answer's) process, watching its counter.
 
     ``os.fork`` is wrapped for the duration of the call (labkit, multiprocessing
-    and a bare ``os.fork()`` all go through it). With ``spread`` the forked
-    children are spread over the CPUs (:func:`spread_over_cpus`).
+    and a bare ``os.fork()`` all go through it), and a 64-bit ctypes counter from
+    ``Segment.struct`` is watched (see the module docstring). Segments the answer
+    creates are noted, with whether it ended them itself (a ``with`` block or
+    ``unlink``): one left to the garbage collector is removed by labkit here, but
+    leaks in a notebook, where a traceback keeps it alive. With ``spread``
+    the forked children are spread over the CPUs (:func:`spread_over_cpus`).
     """
     if spread:
         spread_over_cpus()
-    real = os.fork
-    forks = [0]
+    watch = _Watch(workers)
+    real_fork, real_struct = os.fork, shm.Segment.struct
+    real_create, real_exit, real_unlink = (shm.Segment.__dict__[k] for k in
+                                           ("create", "__exit__", "unlink"))
+    made: dict[str, bool] = {}           # segment name -> ended by the answer itself
 
     def counting_fork() -> int:
-        pid = real()
-        if pid:
-            forks[0] += 1
+        forker, slot = os.getpid(), int(watch.table[0])
+        pid = real_fork()
+        if forker == watch.creator:
+            watch.forked(slot, pid)
         return pid
 
+    def watched_struct(self: shm.Segment, ctype: type, offset: int = 0) -> Any:
+        real = real_struct(self, ctype, offset)
+        if ctype in (ctypes.c_int64, ctypes.c_long, ctypes.c_longlong):
+            return _Counter(real, watch)
+        return real
+
+    def watched_create(cls: type, *args: Any, **kwargs: Any) -> shm.Segment:
+        seg = real_create.__func__(cls, *args, **kwargs)
+        if os.getpid() == watch.creator:
+            made[seg.name] = False
+        return seg
+
+    def ended(real: Any) -> Any:
+        def end(self: shm.Segment, *args: Any) -> Any:
+            if os.getpid() == watch.creator and self.name in made:
+                made[self.name] = True
+            return real(self, *args)
+        return end
+
+    patches = {"create": classmethod(watched_create), "__exit__": ended(real_exit),
+               "unlink": ended(real_unlink), "struct": watched_struct}
     os.fork = counting_fork
+    for k, v in patches.items():
+        setattr(shm.Segment, k, v)
     try:
-        value = answer(*args)
+        value = answer(workers, *args)
     finally:
-        os.fork = real
-    return value, forks[0]
+        os.fork = real_fork
+        for k, v in (("create", real_create), ("__exit__", real_exit),
+                     ("unlink", real_unlink), ("struct", real_struct)):
+            setattr(shm.Segment, k, v)
+    number, shown = plain(value)
+    stores = tuple(watch.stores())
+    forks = int(watch.table[0])
+    del value
+    dropped = tuple(name for name, done in made.items() if not done)
+    return Seen(number, shown, forks, stores, dropped)
 
 
 _LAB = re.compile(r"(?:sem\.)?labkit_\d+_(\d+)_")
 
 
 def _entries() -> set[str]:
-    """Entries of /dev/shm that an answer run from this session could have made (other
-    sessions' lab objects and multiprocessing's own locks are never counted)."""
+    """Entries of /dev/shm that are this session's lab objects. Only those: another name
+    that appears during a call may belong to another user's or another program's run on
+    the same machine, and is never ours to remove."""
     found = set()
     for entry in os.listdir(SHM_DIR) if SHM_DIR.is_dir() else []:
         m = _LAB.match(entry)
-        if entry.startswith("sem.mp-") or (m and int(m.group(1)) != SESSION_PID):
-            continue
-        found.add(entry)
+        if m and int(m.group(1)) == SESSION_PID:
+            found.add(entry)
     return found
 
 
 def guarded_call(fn: Any, *args: Any, **kwargs: Any) -> Attempt:
-    """:func:`labkit.checking.call`, then remove the named objects that appeared during the
-    call and are still there. A call that ends normally has already reported and removed
+    """:func:`labkit.checking.call`, then remove the lab objects of this session that
+    appeared during the call and are still there. A call that ends normally has already reported and removed
     its leftovers; this catches those of a call killed at its time limit, whose processes
     could not clean up and whose session (the checker's) lives on, so no janitor would."""
     before = _entries()
     try:
-        return call(fn, *args, **kwargs)
+        return checking.call(fn, *args, **kwargs)
     finally:
         for entry in sorted(_entries() - before):
             if entry.startswith("sem."):
@@ -106,51 +316,53 @@ def guarded_call(fn: Any, *args: Any, **kwargs: Any) -> Attempt:
                 unlink_name("shm", "/" + entry)
 
 
-def whole_number(value: Any, what: str) -> int:
-    """``value`` as an int, or a failed check saying what came back instead."""
-    try:
-        import numpy as np
-
-        if isinstance(value, np.integer):
-            value = int(value)
-    except ImportError:  # pragma: no cover - numpy is a dependency
-        pass
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise CheckFailed(f"{what} returned {value!r} ({type(value).__name__}); expected the "
-                          "counter's final value as an int (copy it out: int(counter.value))")
-    return value
-
-
 # --- judging schedules ---------------------------------------------------------------------
 
 
-def _schedule_of(answer: Any, who: str) -> str:
-    got = guarded_call(answer).value
-    if isinstance(got, (list, tuple)):
+def _as_text(answer: Any, *args: Any) -> tuple[bool, str]:
+    """Run in the answer's process: (True, the schedule as a string) or (False, what came
+    back instead); only plain strings cross back to the checker."""
+    got = answer(*args)
+    if isinstance(got, (list, tuple)) and all(type(p) in (int, str) for p in got):
         got = "".join(str(p) for p in got)
-    expect(isinstance(got, str), f"{who}() returned {got!r}; expected a schedule as a string "
-                                 "such as '0011 01'")
+    if type(got) is str:
+        return True, got
+    if isinstance(got, (int, float, bool, type(None))):
+        return False, f"{got!r}"
+    return False, f"an object of type {type(got).__name__}"
+
+
+def schedule_of(answer: Any, *args: Any, call: str) -> str:
+    """The schedule ``answer(*args)`` returns, or a failed check saying what it returned."""
+    ok, got = guarded_call(_as_text, answer, *args).value
+    expect(ok, f"{call} returned {got}; expected a schedule: a string of process numbers "
+               "such as '0011 01'")
     return got
 
 
-def _judge(system: interleave.System, schedule: str, want: int, who: str) -> interleave.Trace:
-    """Run ``schedule`` in the model; fail unless it finishes with x == want."""
+def run_schedule(system: interleave.System, schedule: str, call: str) -> interleave.Trace:
+    """Follow ``schedule`` in the model; a failed check if it cannot run."""
     try:
-        trace = interleave.run(system, schedule)
+        return interleave.run(system, schedule)
     except interleave.ScheduleError as e:
-        raise CheckFailed(f"{who}() gave {schedule!r}, which cannot run: {e}") from None
+        raise CheckFailed(f"{call} gave {schedule!r}, which cannot run: {e}") from None
+
+
+def _judge(system: interleave.System, schedule: str, want: int, call: str) -> None:
+    """Fail unless ``schedule`` is complete and finishes with x == want."""
+    trace = run_schedule(system, schedule, call)
     if not trace.finished:
         left = system.steps - len(trace.schedule)
-        raise CheckFailed(f"{who}() gave {schedule!r}: it stops with {left} steps still to go. "
+        raise CheckFailed(f"{call} gave {schedule!r}: it stops with {left} steps still to go. "
                           f"A complete schedule has {system.steps} steps, one per instruction "
                           "of every process")
     got = trace.value()
-    expect(got == want, f"{who}() gave {schedule!r}: following it, x ends at {got}, not {want}"
+    expect(got == want, f"{call} gave {schedule!r}: following it, x ends at {got}, not {want}"
                         f" ({system.title}; the steps were: {'; '.join(trace.events)})")
-    return trace
 
 
-def _pair(answer: Any, first: str, second: str) -> tuple[Any, Any]:
+def pair(answer: Any, first: str, second: str) -> tuple[Any, Any]:
+    """The two functions of an exercise that takes a pair, or a failed check."""
     expect(isinstance(answer, tuple) and len(answer) == 2,
            f"pass both functions as a pair: labkit.check(..., ({first}, {second})), "
            f"got {answer!r}")
@@ -163,20 +375,26 @@ LOST_UPDATE = Exercise("04.lost_update", "Schedules that lose updates")
 
 
 @LOST_UPDATE.check("two processes: a complete schedule that ends with x = 1", points=2,
-                   hint="An update is lost when both processes load x before either stores "
-                        "it. Write the 6 steps so that both loads come first.")
+                   hint="An update is lost when a process stores a value it loaded before the "
+                        "other process stored its own. Order the 6 steps so that happens.",
+                   concept="Each process runs load, add, store. The final x is the value of "
+                           "the last store, and a store writes what its own process loaded "
+                           "plus 1: a value loaded before another store is stale.")
 def _(answer):
-    lose_one, _ = _pair(answer, "lose_one", "lose_two")
-    _judge(interleave.counter(2), _schedule_of(lose_one, "lose_one"), 1, "lose_one")
+    lose_one, _ = pair(answer, "lose_one", "lose_two")
+    _judge(interleave.counter(2), schedule_of(lose_one, call="lose_one()"), 1, "lose_one()")
 
 
 @LOST_UPDATE.check("three processes: a complete schedule that ends with x = 1 (two updates "
                    "lost)", points=2,
-                   hint="Let all three load x = 0 before any of them stores; then every store "
-                        "writes 1.")
+                   hint="Processes are numbered from 0. For x to end at 1, every store must "
+                        "write 0 + 1.",
+                   concept="A store writes the value its process loaded plus 1; if each "
+                           "process loaded before anybody stored, all three write the same "
+                           "value.")
 def _(answer):
-    _, lose_two = _pair(answer, "lose_one", "lose_two")
-    _judge(interleave.counter(3), _schedule_of(lose_two, "lose_two"), 1, "lose_two")
+    _, lose_two = pair(answer, "lose_one", "lose_two")
+    _judge(interleave.counter(3), schedule_of(lose_two, call="lose_two()"), 1, "lose_two()")
 
 
 # --- 04.smallest_total ------------------------------------------------------------------------
@@ -185,26 +403,28 @@ SMALLEST = Exercise("04.smallest_total", "The smallest total: two processes end 
 
 
 def _smallest_case(answer: Any, increments: int) -> None:
-    schedule = guarded_call(answer, increments).value
-    if isinstance(schedule, (list, tuple)):
-        schedule = "".join(str(p) for p in schedule)
-    expect(isinstance(schedule, str), f"smallest_total({increments}) returned {schedule!r}; "
-                                      "expected a schedule string")
-    _judge(interleave.counter(2, increments), schedule, 2, f"smallest_total({increments})")
+    call = f"smallest_total({increments})"
+    schedule = schedule_of(answer, increments, call=call)
+    _judge(interleave.counter(2, increments), schedule, 2, call)
 
 
 @SMALLEST.check("3 increments each: the schedule ends with x = 2", points=2,
-                hint="Let P0 load 0 and stop there. Let P1 finish all but its last increment; "
-                     "then P0 stores 1 (wiping those out). Now P1 loads 1 and stops; P0 runs "
-                     "its other increments to the end; last, P1 stores 1 + 1.")
+                hint="A stale store can wipe out many increments at once. Find a moment to "
+                     "load a small value and hold it for a long time; you need two such "
+                     "moments, one in each process.",
+                concept="The final x is the last store's value, which is 1 more than what its "
+                        "process loaded. For x to end at 2, the last store must come from a "
+                        "load that saw 1; and for some store to have left 1 behind, it must "
+                        "come from a load that saw 0 and land after the other process's work.")
 def _(answer):
     _smallest_case(answer, 3)
 
 
 @SMALLEST.check("any number of increments (2, 5 and 10): x still ends at 2", points=2,
-                hint="Build the schedule from the number of increments n: the pattern of the "
-                     "3-increment case, with n - 1 whole increments where it had 2. A whole "
-                     "increment is three steps of one process.")
+                hint="Build the schedule from n instead of writing it out: which parts of "
+                     "your 3-increment schedule grow with n, and which stay the same?",
+                concept="A complete schedule for counter(2, n) has 6n steps, 3n per process. "
+                        "The two stale stores stay; what lies between them grows with n.")
 def _(answer):
     for n in (2, 5, 10):
         _smallest_case(answer, n)
@@ -215,55 +435,112 @@ def _(answer):
 RACY = Exercise("04.racy_counter", "The lost-update counter on real processes", timeout=60.0)
 
 
-def _count(answer: Any, workers: int, iterations: int) -> tuple[int, int, Any]:
-    attempt = guarded_call(observed, answer, workers, iterations, timeout=15)
-    value, forks = attempt.value
-    return whole_number(value, "racy_count"), forks, attempt
+def counted(answer: Any, workers: int, iterations: int, who: str, spread: bool = False
+            ) -> tuple[int, Seen, Attempt]:
+    """Call ``who(workers, iterations)`` under :func:`observed`: its int, what was seen, and
+    the attempt (for its hygiene)."""
+    attempt = guarded_call(observed, answer, workers, iterations, spread=spread, timeout=15)
+    seen = attempt.value
+    return whole_number((seen.value, seen.shown), who), seen, attempt
 
 
-@RACY.check("one worker counts exactly", points=2,
-            hint="The counter must live in shared memory (a lab segment: shm.Segment.create, "
-                 "then seg.struct(ctypes.c_int64)) that the workers inherit; a plain variable "
-                 "is copied into each child at fork and the parent never sees their counts.")
+def expect_stores(seen: Seen, call: str, workers: int, want: int | None) -> None:
+    """Fail unless the answer's worker processes stored into the shared counter (``want``
+    times in all, when given), each of ``workers`` of them at least once."""
+    total = sum(seen.stores)
+    if total == 0:
+        raise CheckFailed(f"{call}: no worker process ever stored a value into the shared "
+                          "counter (seg.struct(ctypes.c_int64)), so the number returned did "
+                          "not come from the workers' counting in shared memory")
+    storers = sum(n > 0 for n in seen.stores)
+    expect(storers >= workers, f"{call}: only {storers} process(es) stored into the shared "
+                               f"counter; each of the {workers} workers must do its own "
+                               "counting")
+    if want is not None:
+        expect(total == want, f"{call}: the workers stored into the shared counter {total:,} "
+                              f"times in all; expected {want:,}, one store per increment "
+                              f"({workers} workers, each its own full share of iterations)")
+
+
+def expect_nothing_left(seen: Seen, attempt: Attempt, who: str) -> None:
+    """Fail if the answer left something behind, or left a segment to the garbage
+    collector instead of ending it."""
+    expect(not attempt.problems, f"{who} did not clean up: " + "; ".join(attempt.problems))
+    if seen.dropped:
+        raise CheckFailed(f"{who} never unlinked the segment {seen.dropped[0]}: only the "
+                          "garbage collector removed it, after your function had returned. "
+                          "In a notebook, where an error's traceback keeps the segment "
+                          "alive, its name stays in /dev/shm; end it yourself (a with block)")
+
+
+@RACY.check("one worker counts exactly", points=1,
+            hint="The counter must be in memory that the workers share with the process "
+                 "that reads the result; an ordinary variable is copied into each worker.",
+            concept="After fork a child has a copy of the parent's memory: its writes to a "
+                    "variable change only its copy. Only a shared mapping (a lab segment) is "
+                    "the same memory in both.")
 def _(answer):
-    got, forks, _ = _count(answer, 1, 20_000)
+    got, seen, _ = counted(answer, 1, 20_000, "racy_count")
     if got == 0:
         raise CheckFailed("racy_count(1, 20000) returned 0: the worker's increments never "
                           "reached the counter you read, so it counted in its own copy, not "
                           "in shared memory")
     expect(got == 20_000, f"racy_count(1, 20000) returned {got:,}; one worker alone cannot "
                           "race with anybody, so it must count exactly 20,000")
-    expect(forks >= 1, "racy_count(1, 20000) started no process: the counting must happen in "
-                       "a worker process (labkit.run_workers), not in your own")
+    expect(seen.forks >= 1, "racy_count(1, 20000) started no process: the counting must "
+                            "happen in a worker process (labkit.run_workers), not in your own")
+    expect_stores(seen, "racy_count(1, 20000)", 1, 20_000)
 
 
-@RACY.check("several workers never count above the correct total", points=1,
-            hint="Each worker adds 1 to the shared counter `iterations` times with "
-                 "counter.value += 1; return the counter's value once every worker has ended.")
+@RACY.check("the workers count in the shared counter: made to load it together, they lose "
+            "updates", points=2,
+            hint="Each worker must itself add 1 to the one shared counter, iterations times, "
+                 "with no lock: the check watches the counter, and makes the workers' first "
+                 "increments overlap.",
+            concept="A data race is a property of the code, not of a lucky run: load, add "
+                    "and store are three steps, and when two workers load before either "
+                    "stores, one update is lost. The check forces that moment; a counter "
+                    "nobody shares, or a number computed without it, shows no lost update.")
 def _(answer):
-    for _ in range(3):
-        got, _, _ = _count(answer, 3, 20_000)
-        expect(0 < got <= 60_000, f"racy_count(3, 20000) returned {got:,}; with 3 x 20,000 "
-                                  "increments into one shared counter the result lies between "
-                                  "1 and 60,000, whatever the interleaving")
+    workers, iterations = 3, 20_000
+    call = f"racy_count({workers}, {iterations})"
+    got, seen, _ = counted(answer, workers, iterations, "racy_count")
+    expect_stores(seen, call, workers, workers * iterations)
+    want = workers * iterations
+    expect(got <= want, f"{call} returned {got:,}, more than the {want:,} increments made: "
+                        "something counts twice")
+    expect(not seen.forced or got <= want - (workers - 1),
+           f"{call} returned {got:,}, but the check made all {workers} workers load the "
+           f"counter before any of them stored it, so at least {workers - 1} updates must be "
+           f"lost (at most {want - workers + 1:,}). The increments were serialized (a lock?) "
+           "or the number did not come from the counter")
+    expect(got > 0, f"{call} returned 0: the workers' increments never reached the counter "
+                    "you read")
 
 
 @RACY.check("the counting is done by `workers` worker processes", points=1,
-            hint="Start all the workers together: labkit.run_workers(add_ones, workers, "
-                 "counter, iterations) forks them and releases them at the same moment.")
+            hint="Start one worker process per worker, all at the same time; labkit has a "
+                 "function that forks n of them and releases them together.",
+            concept="A race needs two processes running the increment at once: one process "
+                    "doing all the work, or workers started one after the other's end, "
+                    "cannot interleave.")
 def _(answer):
-    got, forks, _ = _count(answer, 4, 5_000)
-    expect(forks >= 4, f"racy_count(4, 5000) forked {forks} process(es); expected a worker "
-                       "process for each of the 4 workers")
+    got, seen, _ = counted(answer, 4, 5_000, "racy_count")
+    expect(seen.forks >= 4, f"racy_count(4, 5000) forked {seen.forks} process(es); expected a "
+                            "worker process for each of the 4 workers")
     expect(0 < got <= 20_000, f"racy_count(4, 5000) returned {got:,}; expected a value from "
                               "1 to 20,000")
+    expect_stores(seen, "racy_count(4, 5000)", 4, 20_000)
 
 
 @RACY.check("nothing is left behind: no segment, descriptor or child", points=1,
-            hint="Create the segment in a with block (it is unlinked at its end), copy the "
-                 "value out with int() first, and let run_workers wait for every worker.")
+            hint="Give the segment an owner that ends (a with block), copy the value out "
+                 "before that end, and wait for every worker.",
+            concept="A named segment lives in /dev/shm until someone unlinks it, whatever "
+                    "happens to the processes that used it.")
 def _(answer):
-    got, _, attempt = _count(answer, 2, 5_000)
+    got, seen, attempt = counted(answer, 2, 5_000, "racy_count")
     expect(0 < got <= 10_000, f"racy_count(2, 5000) returned {got:,}; expected a value from 1 "
                               "to 10,000")
-    expect(not attempt.problems, "racy_count did not clean up: " + "; ".join(attempt.problems))
+    expect_stores(seen, "racy_count(2, 5000)", 2, 10_000)
+    expect_nothing_left(seen, attempt, "racy_count")

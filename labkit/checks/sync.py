@@ -1,13 +1,16 @@
 """Checks for the exercises of lesson 05 (synchronization).
 
 Every answer runs through :func:`labkit.checking.call`, in a process of its
-own, which first spreads the answer's workers over the CPUs so that a missing
-or misplaced lock shows in nearly every run (:func:`.race.spread_over_cpus`).
-What is judged holds in every correct run: exact totals in every trial, every
-item exactly once and in order, blocking where the rules say a process must
-wait (a process that has waited half a second is waiting), the order in which
-locks are taken (recorded by the lock objects the check hands over), and a
-schedule in the deterministic model.
+own, and what is judged holds in every correct run. A missing or misplaced
+lock is made to show every time rather than now and then: the counters run
+under the watch of :mod:`.race` (each worker's first store waits until the
+others have loaded the counter or sleep on a lock, so a lock around only part
+of the increment loses updates in every trial, and a number made up without
+the counter stored nothing); the bank's locks record the order in which they
+are taken and its accounts refuse a read or write without the account's lock;
+the buffer must deliver every item exactly once and in order, and block where
+the rules say a process must wait (a process that has waited half a second is
+waiting); the deadlock schedules run in the deterministic model.
 
 The one timing, "batching is at least 3 times faster than locking every
 increment", is measured in the same process three times, interleaved with a
@@ -33,7 +36,8 @@ from ..errors import ChildError, LabTimeout
 from ..processes import run_workers, start
 from ..shm import Segment
 from ..sync import Delivery, Ring, deliver, item_code
-from .race import guarded_call, observed, spread_over_cpus, whole_number
+from .race import (counted, expect_nothing_left, expect_stores, guarded_call, pair, plain, run_schedule, schedule_of,
+                   spread_over_cpus, whole_number)
 
 # --- helpers ------------------------------------------------------------------------------
 
@@ -58,29 +62,31 @@ def _still_placeholder(result: Any) -> None:
 # --- counters -----------------------------------------------------------------------------
 
 
-def _counted(answer: Any, workers: int, iterations: int, who: str) -> tuple[int, int, Any]:
-    attempt = guarded_call(observed, answer, workers, iterations, spread=True, timeout=15)
-    value, forks = attempt.value
-    return whole_number(value, who), forks, attempt
-
-
-def _exact_every_trial(answer: Any, who: str, workers: int, iterations: int,
-                       trials: int) -> None:
+def _exact_every_trial(answer: Any, who: str, workers: int, iterations: int, trials: int,
+                       stores_per_worker: int | None) -> None:
+    """Every trial exact, counted by the workers in the watched counter (see :mod:`.race`:
+    each worker's first store waits until the others have loaded or are blocked, so an
+    increment only partly locked loses updates in every trial)."""
     want = workers * iterations
+    call = f"{who}({workers}, {iterations})"
     for trial in range(1, trials + 1):
-        got, forks, _ = _counted(answer, workers, iterations, who)
+        got, seen, _ = counted(answer, workers, iterations, who, spread=True)
         if got == 0:
-            raise CheckFailed(f"{who}({workers}, {iterations}) returned 0: the workers' "
-                              "increments never reached the counter you read (a plain "
-                              "variable is copied into each child; use shared memory)")
-        expect(got <= want, f"{who}({workers}, {iterations}) returned {got:,}, more than the "
-                            f"{want:,} increments made: something counts twice")
-        expect(got == want, f"trial {trial}: {who}({workers}, {iterations}) returned {got:,} "
-                            f"instead of {want:,}: {want - got:,} updates were lost, so two "
-                            "workers were inside the load-add-store at the same time")
-        expect(forks >= workers, f"{who}({workers}, {iterations}) forked {forks} "
-                                 f"process(es): the counting must be done by {workers} worker "
-                                 "processes running at the same time")
+            raise CheckFailed(f"{call} returned 0: the workers' increments never reached the "
+                              "counter you read (a plain variable is copied into each child; "
+                              "use shared memory)")
+        expect(got <= want, f"{call} returned {got:,}, more than the {want:,} increments "
+                            "made: something counts twice")
+        expect(seen.forks >= workers, f"{call} forked {seen.forks} process(es): the counting "
+                                      f"must be done by {workers} worker processes running "
+                                      "at the same time")
+        expect_stores(seen, call, workers,
+                      None if stores_per_worker is None else stores_per_worker * workers)
+        expect(got == want, f"trial {trial}: {call} returned {got:,} instead of {want:,}: "
+                            f"{want - got:,} updates were lost. The check let another worker "
+                            "load the counter while one was between its load and its store; "
+                            "that can only lose updates if the load, the add and the store "
+                            "are not all inside one lock that every worker shares")
 
 
 # --- 05.locked_counter ------------------------------------------------------------------------
@@ -88,30 +94,38 @@ def _exact_every_trial(answer: Any, who: str, workers: int, iterations: int,
 LOCKED = Exercise("05.locked_counter", "Fix the counter with a semaphore", timeout=60.0)
 
 
-@LOCKED.check("exact in every trial: 2 workers x 20,000 increments, five times", points=3,
-              hint="Put the whole increment inside the lock: with lock: counter.value += 1. "
-                   "Locking only the read (value = counter.value) still lets two workers "
-                   "store the same value.")
+@LOCKED.check("exact in every trial: 2 workers x 20,000 increments, three times", points=3,
+              hint="Which steps of an increment must no other worker run in between? All of "
+                   "them must be inside the critical section, not only some.",
+              concept="Adding 1 to a shared value is a load, an add and a store. A lock around the "
+                      "load alone (or the store alone) still lets another worker load the "
+                      "same old value before the first one stores: both store the same "
+                      "number, and one update is lost.")
 def _(answer):
-    _exact_every_trial(answer, "locked_count", 2, 20_000, 5)
+    _exact_every_trial(answer, "locked_count", 2, 20_000, 3, stores_per_worker=20_000)
 
 
 @LOCKED.check("exact with 4 workers, and with 1", points=1,
-              hint="One semaphore for all workers, created before they start (they inherit "
-                   "it), with initial value 1.")
+              hint="Every worker must take the same lock, one that lets only one holder in "
+                   "at a time and that exists before the workers start.",
+              concept="A semaphore is a lock only if its value starts at 1, and only for the "
+                      "processes that share that one semaphore: a lock each worker makes for "
+                      "itself excludes nobody.")
 def _(answer):
-    _exact_every_trial(answer, "locked_count", 4, 5_000, 1)
-    _exact_every_trial(answer, "locked_count", 1, 1_000, 1)
+    _exact_every_trial(answer, "locked_count", 4, 5_000, 1, stores_per_worker=5_000)
+    _exact_every_trial(answer, "locked_count", 1, 1_000, 1, stores_per_worker=1_000)
 
 
 @LOCKED.check("nothing is left behind: no semaphore, segment, descriptor or child", points=1,
-              hint="Create the semaphore and the segment in with blocks (labkit.objects.scope()"
-                   " and shm.Segment.create) so that they are removed at the end.")
+              hint="Give the semaphore and the segment owners that end: labkit.objects.scope()"
+                   " and shm.Segment.create both work as with blocks.",
+              concept="Named semaphores and segments outlive the processes that use them "
+                      "until they are unlinked.")
 def _(answer):
-    got, _, attempt = _counted(answer, 2, 2_000, "locked_count")
+    got, seen, attempt = counted(answer, 2, 2_000, "locked_count", spread=True)
     expect(got == 4_000, f"locked_count(2, 2000) returned {got:,}; expected 4,000")
-    expect(not attempt.problems, "locked_count did not clean up: "
-                                 + "; ".join(attempt.problems))
+    expect_stores(seen, "locked_count(2, 2000)", 2, 2_000 * 2)
+    expect_nothing_left(seen, attempt, "locked_count")
 
 
 # --- 05.batched_counter -----------------------------------------------------------------------
@@ -137,27 +151,35 @@ def _reference(workers: int, iterations: int) -> int:
     return final
 
 
-def _timed(fn: Any, *args: Any) -> tuple[Any, float]:
-    """Run in a fresh process: fn's value and its wall time, workers spread over the CPUs."""
+def _timed(fn: Any, *args: Any) -> tuple[tuple[int | None, str], float]:
+    """Run in a fresh process: fn's value (as plain data) and its wall time, workers spread
+    over the CPUs."""
     spread_over_cpus()
     began = time.perf_counter()
     value = fn(*args)
-    return value, time.perf_counter() - began
+    return plain(value), time.perf_counter() - began
 
 
-@BATCHED.check("exact in every trial: 2 workers x 100,000, three times; 3 workers x 10,000",
+@BATCHED.check("exact in every trial: 2 workers x 100,000, twice; 3 workers x 10,000",
                points=2,
-               hint="Each worker counts in a local variable, then adds its total to the shared "
-                    "counter once, inside the lock: with lock: counter.value += local.")
+               hint="Batching moves the counting out of the critical section, not the "
+                    "critical section out of the program: the one shared update per worker "
+                    "still needs the lock around all of it.",
+               concept="Each worker's single addition to the shared counter is a load, an add "
+                       "and a store like any other; two workers adding their totals at the "
+                       "same moment lose one of them unless the whole addition is locked.")
 def _(answer):
-    _exact_every_trial(answer, "batched_count", 2, 100_000, 3)
-    _exact_every_trial(answer, "batched_count", 3, 10_000, 1)
+    _exact_every_trial(answer, "batched_count", 2, 100_000, 2, stores_per_worker=None)
+    _exact_every_trial(answer, "batched_count", 3, 10_000, 1, stores_per_worker=None)
 
 
 @BATCHED.check("at least 3 times faster than locking every increment (2 workers x 300,000)",
                points=2,
-               hint="Take the lock once per worker, not once per increment: the loop runs on a "
-                    "local variable, and only the final addition is a critical section.")
+               hint="How often does each worker take the lock? The loop itself does not need "
+                    "to touch anything shared.",
+               concept="Taking and releasing a semaphore costs far more than adding 1 to a "
+                       "number; a worker can count in private memory and share only its "
+                       "total.")
 def _(answer):
     workers, iterations = 2, 300_000
     times: dict[str, list[float]] = {"start-up": [], "locked": [], "answer": []}
@@ -182,12 +204,15 @@ def _(answer):
 
 
 @BATCHED.check("nothing is left behind, and the result is right", points=1,
-               hint="Same as the locked counter: with blocks for the semaphore and the segment.")
+               hint="As for the locked counter: owners that end for the semaphore and the "
+                    "segment.",
+               concept="Named semaphores and segments outlive the processes that use them "
+                       "until they are unlinked.")
 def _(answer):
-    got, _, attempt = _counted(answer, 2, 2_000, "batched_count")
+    got, seen, attempt = counted(answer, 2, 2_000, "batched_count", spread=True)
     expect(got == 4_000, f"batched_count(2, 2000) returned {got:,}; expected 4,000")
-    expect(not attempt.problems, "batched_count did not clean up: "
-                                 + "; ".join(attempt.problems))
+    expect_stores(seen, "batched_count(2, 2000)", 2, None)
+    expect_nothing_left(seen, attempt, "batched_count")
 
 
 # --- 05.bounded_buffer -----------------------------------------------------------------------
@@ -198,13 +223,6 @@ BUFFER = Exercise("05.bounded_buffer", "A bounded buffer for several producers a
 
 def _many(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
-
-
-def _pair(answer: Any, first: str, second: str) -> tuple[Any, Any]:
-    expect(isinstance(answer, tuple) and len(answer) == 2,
-           f"pass both functions as a pair: labkit.check(..., ({first}, {second})), "
-           f"got {answer!r}")
-    return answer
 
 
 def _deliver(producer: Any, consumer: Any, settings: dict) -> Delivery | str:
@@ -220,7 +238,7 @@ def _deliver(producer: Any, consumer: Any, settings: dict) -> Delivery | str:
 def _delivered(answer: Any, **kwargs: Any) -> Delivery:
     """sync.deliver with the answer's functions; a deadlock ends after a few seconds, and
     everything it made is removed (the check never waits for its own time limit)."""
-    producer, consumer = _pair(answer, "producer", "consumer")
+    producer, consumer = pair(answer, "producer", "consumer")
     kwargs.setdefault("timeout", 4.0)
     setting = (f"{_many(kwargs['producers'], 'producer')} x {kwargs['items']} items, "
                f"{_many(kwargs['consumers'], 'consumer')}, {_many(kwargs['capacity'], 'slot')}")
@@ -315,19 +333,24 @@ def _producer_waits(producer: Any, capacity: int) -> dict:
 
 @BUFFER.check("one producer, one consumer: 500 items through 4 slots, each once, in order",
               points=1,
-              hint="producer: for each item, empty.acquire(), write slots[tail % capacity], "
-                   "tail += 1, full.release(). consumer: full.acquire(), read slots[head % "
-                   "capacity], head += 1, empty.release(); return the items in a list.")
+              hint="Start from the lesson's producer and consumer: one semaphore counts the "
+                   "free slots, the other the items, and each side waits on one and posts "
+                   "the other.",
+              concept="A bounded buffer is two counting semaphores around a ring of slots: "
+                      "a producer may write only after taking a free slot, a consumer may "
+                      "read only after taking an item.")
 def _(answer):
     _delivered(answer, producers=1, consumers=1, items=500, capacity=4)
 
 
 @BUFFER.check("a consumer waits while the buffer is empty, and takes the item once it comes",
               points=1,
-              hint="The consumer must acquire full before it reads a slot: full counts the "
-                   "items, and is 0 while the buffer is empty.")
+              hint="Before it reads a slot, the consumer must wait for the semaphore that "
+                   "counts the items; it is 0 while the buffer is empty.",
+              concept="A semaphore at 0 puts the process that acquires it to sleep until "
+                      "another posts it: waiting costs no CPU and cannot miss the item.")
 def _(answer):
-    _, consumer = _pair(answer, "producer", "consumer")
+    _, consumer = pair(answer, "producer", "consumer")
     r = guarded_call(_consumer_waits, consumer, 4, timeout=15).value
     expect(r["waited"], f"consumer(ring, 1) returned {r['got']!r} at once from an empty "
                         "buffer; it must wait until a producer has put an item")
@@ -338,10 +361,12 @@ def _(answer):
 
 @BUFFER.check("a producer waits while the buffer is full, and goes on once a slot is free",
               points=1,
-              hint="The producer must acquire empty before it writes a slot: empty counts the "
-                   "free slots and starts at the capacity.")
+              hint="Before it writes a slot, the producer must wait for the semaphore that "
+                   "counts the free slots; it starts at the capacity.",
+              concept="Without that wait, a producer faster than its consumers writes over "
+                      "items that nobody has taken yet.")
 def _(answer):
-    producer, _ = _pair(answer, "producer", "consumer")
+    producer, _ = pair(answer, "producer", "consumer")
     r = guarded_call(_producer_waits, producer, 3, timeout=15).value
     expect(not r["held"], "producer(ring, 4 items) with 3 free slots and no consumer waited "
                           "for the fourth slot, but " + _HELD)
@@ -359,9 +384,12 @@ def _(answer):
 
 @BUFFER.check("three producers, two consumers, two slots: every item exactly once, each "
               "producer's items in order", points=2,
-              hint="Several producers share tail, several consumers share head: x += 1 on "
-                   "shared memory, as in lesson 04. Take ring.mutex around the slot and the "
-                   "index update (after empty.acquire() / full.acquire(), not before).")
+              hint="Several producers share one index, several consumers the other: an "
+                   "index update is lesson 04's race. The ring has a mutex for the slot and "
+                   "its index together.",
+              concept="The counting semaphores say how many slots may be used, not which one: "
+                      "two producers that read the same index write the same slot. Reading "
+                      "a slot and moving its index must be one critical section.")
 def _(answer):
     for _ in range(2):
         _delivered(answer, producers=3, consumers=2, items=1_000, capacity=2)
@@ -369,9 +397,11 @@ def _(answer):
 
 @BUFFER.check("a full buffer does not deadlock several producers (the consumers start late)",
               points=1,
-              hint="Wait on empty (or full) first, then take the mutex. A producer that holds "
-                   "the mutex while it sleeps on a full buffer locks out the consumer that "
-                   "would free a slot.")
+              hint="In which order do you wait for a slot and take the mutex? A producer "
+                   "asleep on a full buffer must not hold anything a consumer needs.",
+              concept="Hold a lock only while you can make progress: sleeping on a counting "
+                      "semaphore while holding the mutex locks out the very process that "
+                      "would wake you (a deadlock).")
 def _(answer):
     _delivered(answer, producers=2, consumers=1, items=30, capacity=1, consumer_delay=0.3,
                timeout=3)
@@ -384,6 +414,42 @@ LOCK_ORDER = Exercise("05.lock_order", "Two locks without deadlock", timeout=60.
 
 class Deadlock(RuntimeError):
     """A lock handed to transfer() waited too long: the workers wait for each other."""
+
+
+class Unguarded(RuntimeError):
+    """transfer() touched an account whose lock it did not hold."""
+
+
+class _Accounts:
+    """The balances given to ``transfer``: the shared NumPy array behind indexing that
+    checks, on every read and write, that the worker holds the lock of each account it
+    touches. A move outside its locks is a race that shows only now and then; this makes
+    it show every time."""
+
+    def __init__(self, array: Any, held: list[int]) -> None:
+        self._array = array
+        self._held = held
+
+    def _guard(self, index: Any, what: str) -> None:
+        touched = np.arange(len(self._array))[index]
+        for k in np.atleast_1d(touched).tolist():
+            if k not in self._held:
+                raise Unguarded(f"a worker {what} account {k} while not holding its lock "
+                                f"(it held {sorted(self._held) or 'no lock'})")
+
+    def __getitem__(self, index: Any) -> Any:
+        self._guard(index, "read")
+        return self._array[index]
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        self._guard(index, "changed")
+        self._array[index] = value
+
+    def __len__(self) -> int:
+        return len(self._array)
+
+    def __repr__(self) -> str:
+        return f"<accounts {self._array.tolist()}>"
 
 
 class _Lock:
@@ -399,6 +465,10 @@ class _Lock:
         self._patience = patience
 
     def acquire(self) -> bool:
+        if self.index in self._held:
+            raise Deadlock(f"a worker asked for lock {self.index} while it already held it: "
+                           "it was never released after an earlier move, and the worker would "
+                           "now wait for itself forever")
         try:
             self._sem.acquire(self._patience)
         except posix_ipc.BusyError:
@@ -432,10 +502,12 @@ def _mover(i: int, transfer: Any, accounts: Any, sems: list, plans: list, patien
     log: list[tuple[str, int]] = []
     locks = [_Lock(k, s, held, log, patience) for k, s in enumerate(sems)]
     try:
-        transfer(accounts, locks, plans[i])
-    except Deadlock as e:
-        return {"deadlock": str(e), "log": log, "held": list(held)}
-    return {"deadlock": "", "log": log, "held": list(held)}
+        transfer(_Accounts(accounts, held), locks, plans[i])
+    except (Deadlock, Unguarded) as e:
+        return {"deadlock": str(e) if isinstance(e, Deadlock) else "",
+                "unguarded": str(e) if isinstance(e, Unguarded) else "",
+                "log": log, "held": list(held)}
+    return {"deadlock": "", "unguarded": "", "log": log, "held": list(held)}
 
 
 def _bank(transfer: Any, balances: list[int], plans: list[list[tuple[int, int, int]]],
@@ -475,6 +547,9 @@ def _expected(balances: list[int], plans: list[list[tuple[int, int, int]]]) -> l
 def _run_bank(answer: Any, balances: list[int], plans: list) -> dict:
     got = guarded_call(_bank, answer, balances, plans, timeout=40).value
     for w, r in enumerate(got["workers"]):
+        if r["unguarded"]:
+            raise CheckFailed(f"worker {w}: {r['unguarded']}. Every read and write of a "
+                              "balance must happen while both accounts' locks are held")
         if r["deadlock"]:
             raise CheckFailed(f"worker {w}: {r['deadlock']}. Take the two locks of a move in "
                               "one global order, whatever the direction of the move")
@@ -506,9 +581,12 @@ def _moves_of(log: list[tuple[str, int]]) -> list[tuple[int, ...]]:
 
 @LOCK_ORDER.check("opposite moves between two accounts: all done, money conserved, no "
                   "deadlock", points=2,
-                  hint="Before moving money take both accounts' locks, and release both after. "
-                       "If one worker takes 0 then 1 and the other 1 then 0, each can end up "
-                       "holding one lock and waiting for the other.")
+                  hint="Both accounts of a move need their locks for the whole move. If one "
+                       "worker takes 0 then 1 and the other 1 then 0, each can end up holding "
+                       "one lock and waiting for the other.",
+                  concept="A deadlock needs a cycle of processes, each holding a lock the next "
+                          "one waits for. If every process takes its locks in one global "
+                          "order, no cycle can form.")
 def _(answer):
     balances, plans = [1_000, 1_000], _plans_two()
     got = _run_bank(answer, balances, plans)
@@ -519,8 +597,11 @@ def _(answer):
 
 
 @LOCK_ORDER.check("every move takes both accounts' locks, the lower index first", points=2,
-                  hint="For a move from src to dst: first = min(src, dst), second = max(src, "
-                       "dst); with locks[first]: with locks[second]: move the money.")
+                  hint="The order of the two locks must not depend on the direction of the "
+                       "move: decide it from the two account numbers alone.",
+                  concept="Lock ordering: number the locks and always take them in "
+                          "increasing order, so that no process ever waits for a lower lock "
+                          "while holding a higher one.")
 def _(answer):
     for balances, plans in (([1_000, 1_000], _plans_two()), ([500] * 3, _plans_cycle())):
         got = _run_bank(answer, balances, plans)
@@ -540,7 +621,9 @@ def _(answer):
 @LOCK_ORDER.check("three accounts in a cycle, three workers: no deadlock, money conserved",
                   points=1,
                   hint="The cycle 0 -> 1 -> 2 -> 0 deadlocks if each worker takes the lock of "
-                       "its source first; one global order (lowest index first) breaks it.")
+                       "its source first; one global order breaks it.",
+                  concept="With a global order, the worker holding the highest lock of the "
+                          "cycle never waits for a lower one, so somebody can always finish.")
 def _(answer):
     balances, plans = [500] * 3, _plans_cycle()
     got = _run_bank(answer, balances, plans)
@@ -550,7 +633,10 @@ def _(answer):
 
 
 @LOCK_ORDER.check("every lock is released in the end", points=1,
-                  hint="Use with locks[i]: so that a lock is released even if the body raises.")
+                  hint="Is every lock you take released on every path, including when the "
+                       "move raises? A with block does it for you.",
+                  concept="A lock that is never released makes every later acquirer wait "
+                          "forever, even the process that forgot it.")
 def _(answer):
     balances, plans = [1_000, 1_000], _plans_two()
     got = _run_bank(answer, balances, plans)
@@ -568,33 +654,32 @@ DEADLOCK = Exercise("05.deadlock_schedule", "Schedules that deadlock")
 
 
 def _stuck(answer: Any, system: interleave.System, who: str) -> None:
-    schedule = guarded_call(answer).value
-    if isinstance(schedule, (list, tuple)):
-        schedule = "".join(str(p) for p in schedule)
-    expect(isinstance(schedule, str), f"{who}() returned {schedule!r}; expected a schedule "
-                                      "string such as '0101'")
-    try:
-        trace = interleave.run(system, schedule)
-    except interleave.ScheduleError as e:
-        raise CheckFailed(f"{who}() gave {schedule!r}, which cannot run: {e}") from None
+    call = f"{who}()"
+    schedule = schedule_of(answer, call=call)
+    trace = run_schedule(system, schedule, call)
     if trace.finished:
-        raise CheckFailed(f"{who}() gave {schedule!r}: every process finished (x = "
+        raise CheckFailed(f"{call} gave {schedule!r}: every process finished (x = "
                           f"{trace.value()}), no deadlock")
-    expect(trace.deadlocked, f"{who}() gave {schedule!r}: after it some process can still "
+    expect(trace.deadlocked, f"{call} gave {schedule!r}: after it some process can still "
                              f"move ({', '.join(f'P{p}' for p in system.enabled(trace.state))})"
                              "; a deadlock is a state where none can")
 
 
 @DEADLOCK.check("two locks in opposite orders: a schedule that ends in a deadlock", points=1,
-                hint="Let each process take its first lock before either takes its second.")
+                hint="A process blocks when the lock it asks for is held. What if each holds "
+                     "one lock when it asks for its second?",
+                concept="A deadlock is a cycle of waiting: every unfinished process waits for "
+                        "a lock that another waiting process holds.")
 def _(answer):
-    two, _ = _pair(answer, "deadlock_two", "deadlock_philosophers")
+    two, _ = pair(answer, "deadlock_two", "deadlock_philosophers")
     _stuck(two, interleave.two_locks(), "deadlock_two")
 
 
 @DEADLOCK.check("three philosophers: a schedule that ends in a deadlock", points=1,
                 hint="A cycle: each process holds the lock on its left and waits for the one on "
-                     "its right, which its neighbour holds.")
+                     "its right, which its neighbour holds. Processes are numbered from 0.",
+                concept="A deadlock is a cycle of waiting: every unfinished process waits for "
+                        "a lock that another waiting process holds.")
 def _(answer):
-    _, three = _pair(answer, "deadlock_two", "deadlock_philosophers")
+    _, three = pair(answer, "deadlock_two", "deadlock_philosophers")
     _stuck(three, interleave.philosophers(3), "deadlock_philosophers")
