@@ -31,6 +31,7 @@ from .. import interleave, shm
 from .._janitor import SESSION_PID, SHM_DIR, unlink_name
 from .. import checking
 from ..checking import Attempt, CheckFailed, Exercise, expect
+from ..processes import plain_data
 
 # --- helpers shared with checks/sync.py -------------------------------------------------------
 
@@ -181,6 +182,7 @@ class _Counter:
         return repr(self._real)
 
 
+@plain_data
 @dataclass(frozen=True)
 class Seen:
     """What :func:`observed` saw: plain data only, never an object the answer made."""
