@@ -40,7 +40,7 @@ from ._platform import LINUX
 from ._validate import seconds as _seconds
 from ._validate import whole as _whole
 from .errors import LabError, LabTimeout, NotSupportedHere
-from .processes import start_workers
+from .processes import end_program, start_program, start_workers
 
 __all__ = [
     "PIPE_BUF", "PAGE_SIZE", "pipe_size", "set_pipe_size", "max_pipe_size", "bytes_waiting",
@@ -1025,9 +1025,9 @@ def fifo_server(lifetime: float = 60.0) -> Iterator[FifoServer]:
     _seconds("lifetime", lifetime, 1, 3600)
     with objects.scope() as objs:
         server = FifoServer(objs.fifo("server"))
-        proc = subprocess.Popen([sys.executable, "-c", _SERVER, str(server.path),
-                                 str(lifetime)], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        proc = start_program([sys.executable, "-c", _SERVER, str(server.path), str(lifetime)],
+                             lifetime, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL)
         try:
             yield server
         finally:
@@ -1037,6 +1037,8 @@ def fifo_server(lifetime: float = 60.0) -> Iterator[FifoServer]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 log, _ = proc.communicate()
+            finally:
+                end_program(proc)
             for line in log.decode(errors="replace").splitlines():
                 status, _, reply_path = line.partition("\t")
                 server.served.append((status, reply_path))

@@ -19,9 +19,10 @@ pytestmark = pytest.mark.usefixtures("no_descriptor_leaks")
 
 
 def _sockets_left() -> list[str]:
-    from labkit._janitor import FIFO_DIR
+    from labkit._janitor import SESSION_DIR
 
-    return [p.name for p in FIFO_DIR.glob("*.sock")] if FIFO_DIR.is_dir() else []
+    folder = SESSION_DIR.made
+    return [p.name for p in folder.glob("*.sock")] if folder and folder.is_dir() else []
 
 
 # --- queues ---------------------------------------------------------------------------
