@@ -893,7 +893,7 @@ def open_fifo(path: str | os.PathLike, mode: str = "r", timeout: float = 5.0) ->
         raise ValueError(f"mode must be 'r' (the reading end) or 'w' (the writing end), "
                          f"got {mode!r}")
     _seconds("timeout", timeout, 0.001, 600)
-    path = os.fspath(path)
+    path = _fifo_path(path)
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -927,6 +927,23 @@ def open_fifo(path: str | os.PathLike, mode: str = "r", timeout: float = 5.0) ->
             raise
     os.set_blocking(fd, True)
     return fd
+
+
+def _fifo_path(path: Any) -> str:
+    """``path`` as text if it can name a file, else a TypeError or ValueError saying why."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or a pathlib.Path (the one labkit.objects.fifo() "
+                        f"returned), got {type(path).__name__}")
+    text = os.fspath(path)
+    if not isinstance(text, str):
+        raise TypeError(f"path must be text, got {type(text).__name__}")
+    if not text or "\0" in text or len(text.encode(errors="surrogateescape")) >= 4096:
+        raise ValueError(f"path must be a file path of 1 to 4095 bytes without NUL characters, "
+                         f"got {text[:60]!r}{'...' if len(text) > 60 else ''}")
+    if any(len(part.encode(errors="surrogateescape")) > 255 for part in text.split("/")):
+        raise ValueError("path has a name longer than 255 bytes, which no file system "
+                         "allows; pass the path labkit.objects.fifo() returned")
+    return text
 
 
 # The question server of :func:`fifo_server`: a separate Python program, so that it shares

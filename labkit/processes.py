@@ -1066,7 +1066,16 @@ def process_tree(pid: int | None = None, max_depth: int = 6) -> ProcessNode:
     >>> tree.pid == os.getpid()
     True
     """
-    root = psutil.Process(pid if pid is not None else os.getpid())
+    from ._validate import pid as valid_pid, whole
+
+    if pid is not None:
+        valid_pid(pid)
+    whole("max_depth", max_depth, 0, 64, "generations")
+    try:
+        root = psutil.Process(pid if pid is not None else os.getpid())
+    except psutil.NoSuchProcess as e:
+        raise LabError(f"there is no process {pid} (it never existed, or it has ended and "
+                       "been reaped)") from e
 
     def node(p: psutil.Process, depth: int) -> ProcessNode:
         with p.oneshot():
