@@ -278,6 +278,8 @@ def mqueue_use() -> int | None:
     >>> mqueue_use() is None or mqueue_use() >= 0
     True
     """
+    if not os.path.ismount(MQUEUE_DIR):
+        return None  # an empty folder where the queue file system is not mounted
     try:
         return len(os.listdir(MQUEUE_DIR))
     except OSError:
