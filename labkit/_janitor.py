@@ -207,6 +207,19 @@ def _kill_group(pgid: int) -> None:
         pass  # the group has already ended
 
 
+def _note(line: bytes, groups: dict[int, float], objects: set[tuple[str, str]]) -> None:
+    """Apply one line from the kernel: ``+ pg PID DEADLINE``, ``- pg PID``, ``+ KIND NAME``..."""
+    op, kind, name, *deadline = line.decode().split(" ")
+    if kind == "pg" and op == "+":
+        groups[int(name)] = float(deadline[0])
+    elif kind == "pg":
+        groups.pop(int(name), None)
+    elif op == "+":
+        objects.add((kind, name))
+    elif op == "-":
+        objects.discard((kind, name))
+
+
 def _watch(kernel_pid: int, pidfd: int | None, prefix: str, session_dir: Path) -> None:
     groups: dict[int, float] = {}           # process group -> deadline (monotonic clock)
     objects: set[tuple[str, str]] = set()   # (kind, name)
@@ -215,24 +228,23 @@ def _watch(kernel_pid: int, pidfd: int | None, prefix: str, session_dir: Path) -
         waits = [deadline + GRACE - time.monotonic() for deadline in groups.values()]
         fds = ([0] if reading else []) + ([pidfd] if pidfd is not None else [])
         ready, _, _ = select.select(fds, [], [], max(0.0, min(waits + [1.0])))
-        if pidfd in ready or (pidfd is None and not pid_alive(kernel_pid)):
-            break  # the kernel has ended, however it ended
-        if 0 in ready:
+        ended = pidfd in ready or (pidfd is None and not pid_alive(kernel_pid))
+        if ended and reading:
+            # What the kernel said before it ended, unread yet: a kernel killed right after
+            # starting a child has told us about it (both become ready at once).
+            ready, _, _ = select.select([0], [], [], 0)
+        while reading and 0 in ready:
             chunk = os.read(0, 65536)
             reading = bool(chunk)  # at EOF keep watching the kernel itself
             *lines, pending = (pending + chunk).split(b"\n")
-            if b"bye" in lines:
-                break  # a normal exit: clean up what is left, the kernel then reaps us
             for line in lines:
-                op, kind, name, *deadline = line.decode().split(" ")
-                if kind == "pg" and op == "+":
-                    groups[int(name)] = float(deadline[0])
-                elif kind == "pg":
-                    groups.pop(int(name), None)
-                elif op == "+":
-                    objects.add((kind, name))
+                if line == b"bye":
+                    ended = True  # a normal exit: clean up what is left; the kernel reaps us
                 else:
-                    objects.discard((kind, name))
+                    _note(line, groups, objects)
+            ready, _, _ = select.select([0], [], [], 0)
+        if ended:
+            break  # the kernel has ended, however it ended
         for pgid, deadline in list(groups.items()):
             if time.monotonic() > deadline + GRACE:
                 _kill_group(pgid)
