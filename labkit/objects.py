@@ -92,7 +92,7 @@ def shm_free_bytes() -> int:
 def _no_space(size: int, free: int) -> NoSpaceError:
     return NoSpaceError(
         f"cannot reserve {format_bytes(size)} of shared memory: /dev/shm has only "
-        f"{format_bytes(free)} free. Use a smaller size, remove leftovers with "
+        f"{format_bytes(free)} free. Use a size of at most that, remove leftovers with "
         "`labkit clean`, or give the machine more: `docker run --shm-size=1g`, or a "
         "memory-backed emptyDir on Kubernetes (see `labkit doctor`).")
 

@@ -941,8 +941,8 @@ def _fifo_path(path: Any) -> str:
         raise ValueError(f"path must be a file path of 1 to 4095 bytes without NUL characters, "
                          f"got {text[:60]!r}{'...' if len(text) > 60 else ''}")
     if any(len(part.encode(errors="surrogateescape")) > 255 for part in text.split("/")):
-        raise ValueError("path has a name longer than 255 bytes, which no file system "
-                         "allows; pass the path labkit.objects.fifo() returned")
+        raise ValueError("each name in path must be at most 255 bytes (no file system allows "
+                         "longer); pass the path labkit.objects.fifo() returned")
     return text
 
 
