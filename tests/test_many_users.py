@@ -25,7 +25,7 @@ from pathlib import Path
 import posix_ipc
 import pytest
 
-from labkit import doctor, mq, objects, run, shm
+from labkit import doctor, mq, objects, run, shm, signals, start
 from labkit._janitor import CLIENT
 from labkit.cli import main
 
@@ -285,3 +285,21 @@ def test_when_other_users_take_every_queue_the_error_and_the_doctor_say_so(user_
     assert "shared by every user" in error and "RLIMIT_MSGQUEUE" not in error
     assert finding.startswith("[FAIL] queues in use: 2 of 2")
     assert verdict == "IPC Lab on this machine: not ready"
+
+
+def _b_signals(pid):
+    from labkit.errors import LabError
+
+    try:
+        signals.send_and_settle(pid, "SIGUSR1")
+    except LabError as e:
+        return str(e)
+    return "sent"
+
+
+@needs_root
+def test_signalling_another_users_process_is_a_clear_error(user_b):
+    with start(time.sleep, 30, timeout=30) as child:
+        said = _as(user_b, _b_signals, child.pid)
+        assert child.running  # B's signal never arrived
+    assert "belongs to another user" in said and "Errno" not in said

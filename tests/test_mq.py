@@ -298,3 +298,13 @@ def test_the_survey_fills_every_cell_from_an_observation():
     with pytest.raises(KeyError, match="no mechanism"):
         s["carrier pigeon"]
     assert not _sockets_left()
+
+
+@pytest.mark.parametrize("kind", ["stream", "dgram"])
+def test_socket_files_are_0600_whatever_the_umask(kind):
+    old = os.umask(0)  # the worst case: bind would make the file 0777
+    try:
+        with mq.socket_server(kind) as server:
+            assert stat.S_IMODE(os.lstat(server.address).st_mode) == 0o600
+    finally:
+        os.umask(old)

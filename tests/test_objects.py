@@ -231,3 +231,15 @@ def test_clean_removes_only_objects_of_ended_sessions():
         assert stale_name in [o.name for o in objects.clean()]
         assert not os.path.exists(f"/dev/shm{stale_name}")
         assert os.path.exists(f"/dev/shm{live.name}")
+
+
+def test_the_session_folder_goes_under_xdg_runtime_dir_when_that_is_yours(tmp_path):
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    code = "from labkit import objects; print(objects.fifo().parent.parent)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, env={**os.environ, "XDG_RUNTIME_DIR": str(runtime),
+                                          "PYTHONPATH": str(Path(objects.__file__).parents[1])})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(runtime)
+    assert list(runtime.iterdir()) == []  # and the janitor removed it at exit
