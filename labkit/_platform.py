@@ -177,8 +177,10 @@ def held_interrupts() -> Iterator[None]:
     ...     pass
     """
     noted: list[int] = []
-    main = threading.current_thread() is threading.main_thread()
-    before = signal.getsignal(signal.SIGINT) if main else None
+    before = signal.getsignal(signal.SIGINT)
+    # Only the main thread may set handlers, and a handler set from C (None) cannot be put
+    # back from Python: then the mask alone holds SIGINT back in this thread.
+    main = threading.current_thread() is threading.main_thread() and before is not None
     if main:
         signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})

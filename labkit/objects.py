@@ -306,7 +306,17 @@ def _private_path(label: str, suffix: str = "") -> Path:
     """A fresh name in the session's private folder (mode 0700, made by ``mkdtemp``)."""
     _check_label(label)
     CLIENT.start()
-    return SESSION_DIR.get() / f"{label}_{secrets.token_hex(3)}{suffix}"
+    return _session_folder() / f"{label}_{secrets.token_hex(3)}{suffix}"
+
+
+def _session_folder() -> Path:
+    try:
+        return SESSION_DIR.get()
+    except OSError as e:
+        raise LabError(f"cannot make this session's private folder in "
+                       f"{session_roots()[0]}: {e.strerror or e}. It must be a writable "
+                       "folder: free some space there (`df -h /tmp`), or set TMPDIR to "
+                       "another folder of yours") from e
 
 
 @contextmanager
@@ -324,7 +334,7 @@ def temp_folder(label: str = "tmp") -> Iterator[Path]:
     """
     _check_label(label)
     CLIENT.start()
-    with tempfile.TemporaryDirectory(prefix=f"{label}-", dir=SESSION_DIR.get()) as folder:
+    with tempfile.TemporaryDirectory(prefix=f"{label}-", dir=_session_folder()) as folder:
         yield Path(folder)
 
 
