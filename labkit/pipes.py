@@ -720,8 +720,9 @@ def dd_pair(size: int, writes: int, cpus: tuple[int | None, int | None]) -> floa
         _pin(cpus[1])  # each dd inherits the CPU this process is pinned to when it starts
         # the reader takes up to 64 KiB per read, like the lab's reader; the writer
         # writes `size` bytes per write (after reading them from /dev/zero)
-        reader = subprocess.Popen(["dd", "of=/dev/null", f"bs={max(size, 65536)}"], stdin=r,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        reader = start_program(["dd", "of=/dev/null", f"bs={max(size, 65536)}"], 600,
+                               stdin=r, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=env)
         os.close(r)
         r = -1
         try:
@@ -732,6 +733,7 @@ def dd_pair(size: int, writes: int, cpus: tuple[int | None, int | None]) -> floa
             os.close(w)
             w = -1
             reader.wait()
+            end_program(reader)
     finally:
         for fd in (r, w):
             if fd >= 0:
