@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._janitor import MQUEUE_DIR, SHM_DIR
+from ._janitor import SHM_DIR
 from ._platform import LINUX, MACOS
 from .objects import format_bytes, list_objects, mqueue_limits, mqueue_use
 

@@ -1066,7 +1066,8 @@ def process_tree(pid: int | None = None, max_depth: int = 6) -> ProcessNode:
     >>> tree.pid == os.getpid()
     True
     """
-    from ._validate import pid as valid_pid, whole
+    from ._validate import pid as valid_pid
+    from ._validate import whole
 
     if pid is not None:
         valid_pid(pid)

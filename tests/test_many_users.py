@@ -128,15 +128,16 @@ def user_b():
     try:
         yield pwd.getpwnam(name)
     finally:
-        subprocess.run(["userdel", name], capture_output=True, timeout=30)
+        subprocess.run(["userdel", name], capture_output=True, timeout=30, check=False)
 
 
 def _as(user, fn, *args):
     """Run ``fn(*args)`` in a forked child that has become ``user``; return its value.
 
     B cannot read this Python's files (they live under root's home), so
-    everything ``fn`` needs is imported here, before the fork. The child forgets this session's janitor (it is root's: user B must never
-    talk to it) and uses labkit as a session of B's would.
+    everything ``fn`` needs is imported here, before the fork. The child
+    forgets this session's janitor (it is root's: user B must never talk to
+    it) and uses labkit as a session of B's would.
     """
     def become():
         CLIENT._fd, CLIENT._broken = None, True
@@ -276,7 +277,7 @@ def test_when_other_users_take_every_queue_the_error_and_the_doctor_say_so(user_
         pytest.skip("needs unshare for a private IPC namespace")
     out = subprocess.run(["unshare", "--ipc", "--mount", "--propagation", "private",
                           sys.executable, "-c", QUEUES_FULL, str(user_b.pw_uid)],
-                         capture_output=True, text=True, timeout=60,
+                         capture_output=True, text=True, timeout=60, check=False,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()

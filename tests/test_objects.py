@@ -190,9 +190,10 @@ def test_a_full_dev_shm_is_a_clear_no_space_error_for_semaphores_and_segments():
     """A real full /dev/shm: a tiny tmpfs mounted in a private mount namespace."""
     if os.geteuid() != 0 or not shutil.which("unshare"):
         pytest.skip("needs root and unshare to mount a private, tiny /dev/shm")
+    env = {**os.environ, "PYTHONPATH": str(Path(objects.__file__).parents[1])}
     out = subprocess.run(["unshare", "--mount", "--propagation", "private", sys.executable,
                           "-c", FULL_SHM], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "PYTHONPATH": str(Path(objects.__file__).parents[1])})
+                         check=False, env=env)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert len(lines) == 2 and all(line.startswith("NoSpaceError") for line in lines), out.stdout
@@ -237,9 +238,10 @@ def test_the_session_folder_goes_under_xdg_runtime_dir_when_that_is_yours(tmp_pa
     runtime = tmp_path / "run"
     runtime.mkdir(mode=0o700)
     code = "from labkit import objects; print(objects.fifo().parent.parent)"
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime),
+           "PYTHONPATH": str(Path(objects.__file__).parents[1])}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60, env={**os.environ, "XDG_RUNTIME_DIR": str(runtime),
-                                          "PYTHONPATH": str(Path(objects.__file__).parents[1])})
+                         timeout=60, check=False, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(runtime)
     assert list(runtime.iterdir()) == []  # and the janitor removed it at exit

@@ -457,9 +457,10 @@ def test_everything_a_killed_kernel_started_ends_and_its_folder_goes(moment):
     import random
     from pathlib import Path
 
+    root = str(Path(labkit.__file__).parents[1])
     kernel = subprocess.Popen([sys.executable, "-c", KERNEL], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(Path(labkit.__file__).parents[1])})
+                              env={**os.environ, "PYTHONPATH": root})
     try:
         if moment is None:
             line = kernel.stdout.readline()
@@ -520,8 +521,8 @@ def test_children_and_programs_start_with_inherited_ignores_reset():
     try:
         in_child = run(lambda: (int(signal.getsignal(signal.SIGQUIT)),
                                 int(signal.getsignal(signal.SIGPIPE)))).value
-        program = start_program([sys.executable, "-c", "import signal; print(int("
-                                 "signal.getsignal(signal.SIGQUIT)))"], 30,
+        program = start_program([sys.executable, "-c", ("import signal; print(int("
+                                 "signal.getsignal(signal.SIGQUIT)))")], 30,
                                 stdout=subprocess.PIPE, text=True)
         try:
             in_program = program.communicate(timeout=30)[0]
