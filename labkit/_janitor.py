@@ -13,7 +13,13 @@ process (not a child of the kernel) that
   child started with :func:`labkit.start` and never waited for still ends;
 * when the kernel is gone (a pidfd becomes readable), kills the groups still
   registered and removes the objects, plus anything in ``/dev/shm`` or
-  ``/dev/mqueue`` that carries the session's name prefix, then exits.
+  ``/dev/mqueue`` that carries the session's name prefix and the session's
+  private folder with all it holds, then exits.
+
+The session folder (FIFOs, sockets, and every temporary folder labkit makes)
+is made with ``mkdtemp`` under ``$XDG_RUNTIME_DIR`` when that is set, else
+the system's temporary folder: mode 0700 and an unguessable name, because a
+predictable name in a shared ``/tmp`` is one another user can take first.
 
 It runs as ``python -m labkit._janitor``, imports only the standard library
 and posix_ipc, and never runs notebook code. Lines are shorter than
@@ -27,6 +33,7 @@ import os
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -42,7 +49,44 @@ MQUEUE_DIR = Path("/dev/mqueue")
 UID = os.getuid()
 SESSION_PID = os.getpid()
 PREFIX = f"labkit_{UID}_{SESSION_PID}_"
-FIFO_DIR = Path(tempfile.gettempdir()) / f"labkit_{UID}_{SESSION_PID}"
+
+
+def session_roots() -> list[Path]:
+    """Where session folders live: ``$XDG_RUNTIME_DIR`` (when it is ours), then ``/tmp``."""
+    roots = []
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        try:
+            st = os.stat(runtime)
+            if st.st_uid == UID and not st.st_mode & 0o077:
+                roots.append(Path(runtime))
+        except OSError:
+            pass  # set but missing (a su'd shell): fall back to the temporary folder
+    tmp = Path(tempfile.gettempdir())
+    return roots + ([tmp] if tmp not in roots else [])
+
+
+class _SessionDir:
+    """The session's private folder, made on first use; forked children share it."""
+
+    def __init__(self) -> None:
+        self._path: Path | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Path:
+        """The folder (mode 0700), made now if this session has none yet."""
+        with self._lock:
+            if self._path is None or not self._path.is_dir():
+                self._path = Path(tempfile.mkdtemp(prefix=PREFIX, dir=session_roots()[0]))
+            return self._path
+
+    @property
+    def made(self) -> Path | None:
+        """The folder if it was made, else None (nothing to clean up)."""
+        return self._path
+
+
+SESSION_DIR = _SessionDir()
 
 
 class JanitorClient:
@@ -67,7 +111,7 @@ class JanitorClient:
             try:
                 self._proc = subprocess.Popen(
                     [sys.executable, "-m", "labkit._janitor", str(os.getpid()), PREFIX,
-                     str(FIFO_DIR)],
+                     str(SESSION_DIR.get())],
                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL, start_new_session=True,
                     cwd=Path(__file__).resolve().parent.parent)
@@ -130,8 +174,8 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def _sweep(prefix: str, fifo_dir: Path) -> None:
-    """Remove every object named with this session's prefix."""
+def _sweep(prefix: str, session_dir: Path) -> None:
+    """Remove every object named with this session's prefix, and its private folder."""
     if SHM_DIR.is_dir():
         for entry in os.listdir(SHM_DIR):
             if entry.startswith(prefix):
@@ -142,7 +186,18 @@ def _sweep(prefix: str, fifo_dir: Path) -> None:
         for entry in os.listdir(MQUEUE_DIR):
             if entry.startswith(prefix):
                 unlink_name("mq", "/" + entry)
-    shutil.rmtree(fifo_dir, ignore_errors=True)
+    for root in {session_dir.parent, *session_roots()}:
+        try:
+            entries = [root / e for e in os.listdir(root) if e.startswith(prefix)]
+        except OSError:
+            continue
+        for folder in entries:  # the session's folder (made again if someone removed it)
+            try:
+                st = os.lstat(folder)
+            except OSError:
+                continue  # removed meanwhile
+            if stat.S_ISDIR(st.st_mode) and st.st_uid == UID:
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def _kill_group(pgid: int) -> None:
@@ -152,7 +207,20 @@ def _kill_group(pgid: int) -> None:
         pass  # the group has already ended
 
 
-def _watch(kernel_pid: int, pidfd: int | None, prefix: str, fifo_dir: Path) -> None:
+def _note(line: bytes, groups: dict[int, float], objects: set[tuple[str, str]]) -> None:
+    """Apply one line from the kernel: ``+ pg PID DEADLINE``, ``- pg PID``, ``+ KIND NAME``..."""
+    op, kind, name, *deadline = line.decode().split(" ")
+    if kind == "pg" and op == "+":
+        groups[int(name)] = float(deadline[0])
+    elif kind == "pg":
+        groups.pop(int(name), None)
+    elif op == "+":
+        objects.add((kind, name))
+    elif op == "-":
+        objects.discard((kind, name))
+
+
+def _watch(kernel_pid: int, pidfd: int | None, prefix: str, session_dir: Path) -> None:
     groups: dict[int, float] = {}           # process group -> deadline (monotonic clock)
     objects: set[tuple[str, str]] = set()   # (kind, name)
     pending, reading = b"", True
@@ -160,24 +228,23 @@ def _watch(kernel_pid: int, pidfd: int | None, prefix: str, fifo_dir: Path) -> N
         waits = [deadline + GRACE - time.monotonic() for deadline in groups.values()]
         fds = ([0] if reading else []) + ([pidfd] if pidfd is not None else [])
         ready, _, _ = select.select(fds, [], [], max(0.0, min(waits + [1.0])))
-        if pidfd in ready or (pidfd is None and not pid_alive(kernel_pid)):
-            break  # the kernel has ended, however it ended
-        if 0 in ready:
+        ended = pidfd in ready or (pidfd is None and not pid_alive(kernel_pid))
+        if ended and reading:
+            # What the kernel said before it ended, unread yet: a kernel killed right after
+            # starting a child has told us about it (both become ready at once).
+            ready, _, _ = select.select([0], [], [], 0)
+        while reading and 0 in ready:
             chunk = os.read(0, 65536)
             reading = bool(chunk)  # at EOF keep watching the kernel itself
             *lines, pending = (pending + chunk).split(b"\n")
-            if b"bye" in lines:
-                break  # a normal exit: clean up what is left, the kernel then reaps us
             for line in lines:
-                op, kind, name, *deadline = line.decode().split(" ")
-                if kind == "pg" and op == "+":
-                    groups[int(name)] = float(deadline[0])
-                elif kind == "pg":
-                    groups.pop(int(name), None)
-                elif op == "+":
-                    objects.add((kind, name))
+                if line == b"bye":
+                    ended = True  # a normal exit: clean up what is left; the kernel reaps us
                 else:
-                    objects.discard((kind, name))
+                    _note(line, groups, objects)
+            ready, _, _ = select.select([0], [], [], 0)
+        if ended:
+            break  # the kernel has ended, however it ended
         for pgid, deadline in list(groups.items()):
             if time.monotonic() > deadline + GRACE:
                 _kill_group(pgid)
@@ -186,11 +253,11 @@ def _watch(kernel_pid: int, pidfd: int | None, prefix: str, fifo_dir: Path) -> N
         _kill_group(pgid)
     for kind, name in objects:
         unlink_name(kind, name)
-    _sweep(prefix, fifo_dir)
+    _sweep(prefix, session_dir)
 
 
 def main(argv: list[str]) -> None:
-    kernel_pid, prefix, fifo_dir = int(argv[0]), argv[1], Path(argv[2])
+    kernel_pid, prefix, session_dir = int(argv[0]), argv[1], Path(argv[2])
     try:
         pidfd: int | None = os.pidfd_open(kernel_pid)  # type: ignore[attr-defined]
     except (AttributeError, OSError):
@@ -200,7 +267,7 @@ def main(argv: list[str]) -> None:
     set_process_name("labkit-janitor")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C meant for the notebook is not for us
     os.chdir("/")
-    _watch(kernel_pid, pidfd, prefix, fifo_dir)
+    _watch(kernel_pid, pidfd, prefix, session_dir)
     os._exit(0)
 
 

@@ -31,3 +31,20 @@ def seconds(name: str, value: Any, low: float, high: float) -> float:
         raise ValueError(f"{name} must be a number of seconds from {low:g} to {high:g}, "
                          f"got {value!r}")
     return float(value)
+
+
+PID_MAX = 4_194_304  # Linux's largest pid_max
+
+
+def pid(value: Any) -> int:
+    """``value`` if it can name one process, else a ``ValueError`` saying what can.
+
+    >>> pid(-1)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: pid must be a process id, a whole number from 1 to 4194304 (...), got -1
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= PID_MAX:
+        raise ValueError(f"pid must be a process id, a whole number from 1 to {PID_MAX} "
+                         f"(such as child.pid or os.getpid()), got {value!r}")
+    return value

@@ -1282,17 +1282,19 @@ _STRACE_ROW = re.compile(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\
 def _strace_runs(mechanism: str, size: int, counts: list[int],
                  timeout: float) -> list[dict[str, int]]:
     """Trace one transfer per entry of ``counts``, all at once; the calls each one made."""
-    import signal
     import subprocess
-    import tempfile
+
+    from .processes import end_program, start_program
 
     root = str(Path(__file__).resolve().parent.parent)
-    with tempfile.TemporaryDirectory(prefix="labkit-strace-") as folder:
+    # The folder lives in the session's private folder and strace dies with the kernel:
+    # nothing of this survives a killed kernel.
+    with objects.temp_folder("strace") as folder:
         outs = [Path(folder, f"{k}.txt") for k in range(len(counts))]
-        procs = [subprocess.Popen(
+        procs = [start_program(
             ["strace", "-f", "-c", "-o", str(out), sys.executable, "-c", _TRACED, mechanism,
-             str(size), str(count), root], stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+             str(size), str(count), root], timeout, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             for out, count in zip(outs, counts)]
         saids = []
         try:
@@ -1305,9 +1307,8 @@ def _strace_runs(mechanism: str, size: int, counts: list[int],
                              "were killed") from None
         finally:
             for proc in procs:  # strace and everything it traces: its own process group
-                if proc.poll() is None:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.communicate()
+                end_program(proc)
+                proc.communicate()
         texts = [out.read_text() if out.exists() else "" for out in outs]
     results = []
     for proc, said, text in zip(procs, saids, texts):

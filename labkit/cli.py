@@ -23,8 +23,9 @@ def _clean(args: argparse.Namespace) -> int:
     verb = "would remove" if args.dry_run else "removed"
     for obj in removed:
         print(f"{verb} {obj}")
-    print(f"{len(removed)} leftover lab object(s) {verb}; live sessions and other users' "
-          "objects are never touched")
+    print(f"{len(removed)} leftover lab object(s) {verb} (named objects, FIFOs, sockets and "
+          "the folders of ended sessions); live sessions and other users' objects are never "
+          "touched")
     return 0
 
 

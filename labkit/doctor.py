@@ -3,7 +3,12 @@
 Each finding has a verdict (ok, note, warn, fail) and, where something
 should change, the fix: the Docker flag, the Kubernetes setting or the
 sysctl. Containers are where labs break (a 64 MB ``/dev/shm``, a low process
-limit, an init that never reaps zombies), so those get the most care.
+limit, an init that never reaps zombies), so those get the most care. On a
+shared server the limits every user draws from (queues, processes, open
+files) are reported as the whole machine's use, not only yours.
+
+Each check is a function in :data:`CHECKS` returning one finding or a list;
+a new check is one more entry there.
 """
 from __future__ import annotations
 
@@ -11,18 +16,20 @@ import os
 import platform
 import resource
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._janitor import MQUEUE_DIR, SHM_DIR
+from ._janitor import SHM_DIR
 from ._platform import LINUX, MACOS
-from .objects import mqueue_limits, format_bytes, list_objects
+from .objects import format_bytes, list_objects, mqueue_limits, mqueue_use
 
 __all__ = ["Finding", "diagnose", "report"]
 
 OK, NOTE, WARN, FAIL = "ok", "note", "warn", "FAIL"
 SHM_WANTED = 256 * 2**20
 NPROC_WANTED = 256
+SHARED_WARN = 0.8  # a machine-wide limit this full is flagged: the next users will hit it
 REAPING_INITS = {"systemd", "init", "tini", "docker-init", "dumb-init", "catatonit",
                  "s6-svscan", "runit", "openrc-init", "launchd"}
 
@@ -112,11 +119,47 @@ def _mqueue() -> list[Finding]:
                              "ulimit -q 819200"))
     else:
         found.append(Finding(OK, "message queues", text))
-    if LINUX and not MQUEUE_DIR.is_dir():
+    use = mqueue_use()
+    if LINUX and use is None:
         found.append(Finding(NOTE, "/dev/mqueue", "not mounted: queues work, but leftovers "
-                             "cannot be listed or cleaned by name",
+                             "cannot be listed or cleaned by name, and the machine-wide "
+                             "number of queues cannot be seen",
                              "mount -t mqueue none /dev/mqueue (as root)"))
+    elif use is not None:
+        found.append(_shared("queues in use", use, limits["queues_max"], "all users' queues",
+                             "close queues you no longer need (`labkit clean`); an "
+                             "administrator can raise it: sysctl fs.mqueue.queues_max=1024"))
     return found
+
+
+def _shared(topic: str, used: int, limit: int, what: str, fix: str) -> Finding:
+    """A limit every user of the machine draws from, and how much of it is taken."""
+    text = f"{used} of {limit} ({what}, on the whole machine)"
+    if limit and used >= limit and os.geteuid() != 0:
+        return Finding(FAIL, topic, text + ": none left for you", fix)
+    if limit and used >= SHARED_WARN * limit:
+        return Finding(WARN, topic, text + ": nearly all taken", fix)
+    return Finding(OK, topic, text)
+
+
+def _machine_processes() -> Finding:
+    try:
+        limit = int(Path("/proc/sys/kernel/pid_max").read_text())
+        running = sum(1 for e in os.listdir("/proc") if e.isdigit())
+    except OSError:
+        return Finding(NOTE, "processes in use", "unknown (no /proc)")
+    return _shared("processes in use", running, limit, "all users' processes",
+                   "end processes you no longer need; an administrator can raise "
+                   "kernel.pid_max")
+
+
+def _machine_files() -> Finding:
+    try:
+        used, _, limit = map(int, Path("/proc/sys/fs/file-nr").read_text().split())
+    except (OSError, ValueError):
+        return Finding(NOTE, "open files in use", "unknown (no /proc/sys/fs/file-nr)")
+    return _shared("open files in use", used, limit, "all users' open files",
+                   "close files you no longer need; an administrator can raise fs.file-max")
 
 
 def _processes() -> Finding:
@@ -153,10 +196,22 @@ def _leftovers() -> Finding:
     return Finding(OK, "leftovers", f"none ({len(objs)} object(s) of live sessions)")
 
 
+CHECKS: list[Callable[[], Finding | list[Finding]]] = [
+    _python, _system, _posix_ipc, _cores, _shm, _mqueue, _processes, _machine_processes,
+    _machine_files, _init, _leftovers]
+
+
 def diagnose() -> list[Finding]:
-    """Every check, in the order the report prints them."""
-    return [_python(), _system(), _posix_ipc(), _cores(), _shm(), *_mqueue(), _processes(),
-            _init(), _leftovers()]
+    """Every check of :data:`CHECKS`, in the order the report prints them.
+
+    >>> [f.topic for f in diagnose()][:2]
+    ['python', 'system']
+    """
+    found: list[Finding] = []
+    for check in CHECKS:
+        result = check()
+        found += result if isinstance(result, list) else [result]
+    return found
 
 
 def report(findings: list[Finding]) -> str:

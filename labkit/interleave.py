@@ -494,9 +494,14 @@ def outcomes(system: System, var: str = "x") -> Outcomes:
     >>> o.total, o.counts
     (20, {1: 18, 2: 2})
     """
+    if not isinstance(system, System):
+        raise TypeError(f"outcomes() takes a System (from counter(), locked_counter(), "
+                        f"two_locks(), philosophers() or System.of()), got {system!r}")
     if var not in system.variables:
         raise ValueError(f"the system has no variable {var!r}; it has "
                          f"{', '.join(system.variables)}")
+    if _fewest_states(system) > MAX_STATES:
+        raise _too_many_states(system)
 
     memo: dict[State, tuple[Counter[int], int]] = {}
 
@@ -504,9 +509,7 @@ def outcomes(system: System, var: str = "x") -> Outcomes:
         if state in memo:
             return memo[state]
         if len(memo) >= MAX_STATES:
-            raise ValueError(f"{system.title or 'this system'} has more than {MAX_STATES:,} "
-                             "states, too many to count every schedule; draw random "
-                             "schedules with sample() instead")
+            raise _too_many_states(system)
         moves = system.enabled(state)
         ends: Counter[int] = Counter()
         stuck = 0
@@ -525,6 +528,32 @@ def outcomes(system: System, var: str = "x") -> Outcomes:
     ends, stuck = count(system.start())
     ends = Counter(dict(sorted(ends.items())))
     return Outcomes(system.title, var, dict(ends), stuck, _correct(system, var))
+
+
+def _too_many_states(system: System) -> ValueError:
+    return ValueError(f"{system.title or 'this system'} has more than {MAX_STATES:,} states, "
+                      "too many to count every schedule; draw random schedules with "
+                      "sample() instead, or use fewer processes or steps")
+
+
+def _fewest_states(system: System) -> int:
+    """A lower bound on the reachable states, known before counting any.
+
+    A process that holds no lock at some point of its program can get there
+    by running alone; so every combination of such points is reachable, and
+    the product of their numbers bounds the states from below. It refuses a
+    system far too big at once, instead of after seconds of counting.
+    """
+    bound = 1
+    for program in system.programs:
+        held, free = 0, 1  # the start holds no lock
+        for ins in program:
+            held += {"acquire": 1, "release": -1}.get(ins.op, 0)
+            free += held <= 0
+        bound *= free
+        if bound > MAX_STATES:
+            break
+    return bound
 
 
 def schedules(system: System) -> Iterator[Trace]:

@@ -41,7 +41,7 @@ from ._platform import MACOS
 from ._validate import seconds as _seconds
 from ._validate import whole as _whole
 from .errors import LabError, LabTimeout, NoSpaceError, NotSupportedHere
-from .processes import run, start_workers
+from .processes import end_program, run, start_program, start_workers
 
 __all__ = [
     "supported", "require", "queue", "QueueState", "state", "Limits", "limits", "queue_bytes",
@@ -401,9 +401,9 @@ class _Program:
     def __init__(self, code: str, args: list[str], lifetime: float, paused: bool) -> None:
         self._log = tempfile.TemporaryFile(prefix="labkit-log-")  # noqa: SIM115 - see close()
         self._paused = paused
-        self.proc = subprocess.Popen(
+        self.proc = start_program(
             [sys.executable, "-c", code, json.dumps(args), str(lifetime),
-             "1" if paused else "0"],
+             "1" if paused else "0"], lifetime,
             stdin=subprocess.PIPE, stdout=self._log, stderr=subprocess.DEVNULL,
             cwd="/")
 
@@ -442,8 +442,9 @@ class _Program:
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+            pass  # end_program kills it
+        finally:
+            end_program(self.proc)
         if self.proc.stdin is not None:
             self.proc.stdin.close()
 
@@ -451,14 +452,12 @@ class _Program:
         self._log.close()
 
 
-# Shared opening of every server program: die with the lab, a lifetime as a safety net,
-# and an optional pause until the lab says "go" on standard input.
+# Shared opening of every server program (after start_program's, which makes it die with
+# the lab): a lifetime as a safety net, and an optional pause until the lab says "go" on
+# standard input. Socket files it binds are 0600: only their owner may connect.
 _PRELUDE = r'''
-import ctypes, json, os, signal, sys, time
-try:
-    ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: die with the lab
-except (OSError, AttributeError):
-    pass
+import json, os, signal, sys, time
+os.umask(0o177)
 args, lifetime, paused = json.loads(sys.argv[1]), float(sys.argv[2]), sys.argv[3] == "1"
 signal.alarm(max(1, round(lifetime)))
 stopping = []
@@ -940,10 +939,17 @@ def _probe_mq(q: posix_ipc.MessageQueue) -> MechanismFacts:
           f"there, and an urgent one (priority 9) sent after it came out first: {got!r}")))
 
 
+def _bind(sock: socket.socket, address: Any) -> None:
+    """Bind; a Unix socket file is then made 0600 (bind follows the umask)."""
+    sock.bind(address)
+    if sock.family == socket.AF_UNIX:
+        os.chmod(address, 0o600)
+
+
 def _connected_stream(family: int, address: Any) -> tuple[socket.socket, socket.socket,
                                                           socket.socket]:
     srv = socket.socket(family, socket.SOCK_STREAM)
-    srv.bind(address)
+    _bind(srv, address)
     srv.listen(1)
     cli = socket.socket(family, socket.SOCK_STREAM)
     cli.connect(srv.getsockname())
@@ -994,8 +1000,8 @@ def _probe_dgram(a_path: Path, b_path: Path) -> MechanismFacts:
     a = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     b = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
-        a.bind(str(a_path))
-        b.bind(str(b_path))
+        _bind(a, str(a_path))
+        _bind(b, str(b_path))
         for m in _THREE:
             a.sendto(m, str(b_path))
         first = b.recv(1024)
@@ -1219,9 +1225,9 @@ def _reach_from_stranger(fifo: Path, mq_name: str, shm_name: str,
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as st, \
             socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as dg, \
             socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-        st.bind(str(stream_path))
+        _bind(st, str(stream_path))
         st.listen(1)
-        dg.bind(str(dgram_path))
+        _bind(dg, str(dgram_path))
         tcp.bind(("127.0.0.1", 0))
         tcp.listen(1)
         r = run_unrelated(_REACH, str(fifo), mq_name, shm_name, str(stream_path),
@@ -1235,9 +1241,7 @@ def _survey() -> list[MechanismFacts]:
     from .shm import Segment
 
     rows = []
-    with objects.scope() as objs, \
-            tempfile.TemporaryDirectory(prefix="labkit-survey-") as tmp_dir:
-        tmp = Path(tmp_dir)
+    with objects.scope() as objs, objects.temp_folder("survey") as tmp:
         fifo = objs.fifo("survey")
         q = objs.message_queue(4, 64, "survey") if supported() else None
         with Segment.create(4096, label="survey") as seg:

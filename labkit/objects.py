@@ -13,6 +13,11 @@ everywhere:
   itself) and is removed when the scope ends; the session janitor removes
   what is left if the kernel dies.
 
+FIFOs, sockets and temporary folders live in the session's private folder
+(``mkdtemp``: mode 0700, unguessable name), never under a predictable name in
+the shared ``/tmp``. Listing looks only at the current user's own entries, so
+another user's live session never makes it fail.
+
 Shared memory is reserved with ``posix_fallocate`` when it is created: a full
 ``/dev/shm`` is then a clear :class:`~labkit.errors.NoSpaceError` instead of a
 SIGBUS that kills the process on its first write.
@@ -27,27 +32,31 @@ import secrets
 import shutil
 import stat
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import posix_ipc
 
-from ._janitor import (CLIENT, FIFO_DIR, MQUEUE_DIR, PREFIX, SHM_DIR, UID, pid_alive,
-                       unlink_name)
+from ._janitor import (CLIENT, MQUEUE_DIR, PREFIX, SESSION_DIR, SHM_DIR, pid_alive,
+                       session_roots, unlink_name)
 from ._platform import MACOS
 from .errors import LabError, NoSpaceError, NotSupportedHere
 
 __all__ = [
     "lab_name", "scope", "Scope", "shared_memory", "semaphore", "message_queue", "fifo",
     "socket_path", "remove", "ObjectInfo", "list_objects", "clean", "shm_free_bytes",
-    "format_bytes",
-    "mqueue_limits",
+    "format_bytes", "temp_folder",
+    "mqueue_limits", "mqueue_use",
 ]
 
 MODE = 0o600
 _LABEL = re.compile(r"[A-Za-z0-9]{1,12}")
 _NAME = re.compile(r"labkit_(\d+)_(\d+)_")
+_SESSION_FOLDER = re.compile(r"labkit_(\d+)_(\d+)(?:_\w*)?")  # also the old fixed name
+_DRAWS = 5  # fresh names tried before a taken name is reported (24 random bits each)
 
 
 def _check_label(label: str) -> None:
@@ -83,7 +92,7 @@ def shm_free_bytes() -> int:
 def _no_space(size: int, free: int) -> NoSpaceError:
     return NoSpaceError(
         f"cannot reserve {format_bytes(size)} of shared memory: /dev/shm has only "
-        f"{format_bytes(free)} free. Use a smaller size, remove leftovers with "
+        f"{format_bytes(free)} free. Use a size of at most that, remove leftovers with "
         "`labkit clean`, or give the machine more: `docker run --shm-size=1g`, or a "
         "memory-backed emptyDir on Kubernetes (see `labkit doctor`).")
 
@@ -124,8 +133,8 @@ class Scope:
         if size > free:
             raise _no_space(size, free)
         CLIENT.start()
-        name = lab_name(label)
-        shm = posix_ipc.SharedMemory(name, posix_ipc.O_CREX, mode=MODE, size=0)
+        name, shm = _create("shared memory", label, lambda name: posix_ipc.SharedMemory(
+            name, posix_ipc.O_CREX, mode=MODE, size=0))
         try:
             os.fchmod(shm.fd, MODE)  # the umask can only remove bits; make the mode exact
             if hasattr(os, "posix_fallocate"):
@@ -147,8 +156,17 @@ class Scope:
             raise ValueError(f"value must be a whole number from 0 to "
                              f"{posix_ipc.SEMAPHORE_VALUE_MAX}, got {value!r}")
         CLIENT.start()
-        name = lab_name(label)
-        sem = posix_ipc.Semaphore(name, posix_ipc.O_CREX, mode=MODE, initial_value=value)
+        try:
+            name, sem = _create("semaphore", label, lambda name: posix_ipc.Semaphore(
+                name, posix_ipc.O_CREX, mode=MODE, initial_value=value))
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.ENOMEM):
+                raise
+            raise NoSpaceError(
+                f"cannot create a semaphore: /dev/shm (where Linux keeps named semaphores) "
+                f"is full ({format_bytes(shm_free_bytes())} free). Remove leftovers with "
+                "`labkit clean`, free shared memory you no longer need, or give the machine "
+                "more (see `labkit doctor`).") from e
         return self._own("sem", name, sem)
 
     def message_queue(self, max_messages: int = 10, max_message_size: int = 8192,
@@ -158,33 +176,35 @@ class Scope:
             raise NotSupportedHere("this system has no POSIX message queues (macOS lacks "
                                    "them); use a pipe or a Unix socket instead")
         for what, v in (("max_messages", max_messages), ("max_message_size", max_message_size)):
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ValueError(f"{what} must be a whole number > 0, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 < v < 2**31:
+                raise ValueError(f"{what} must be a whole number from 1 to {2**31 - 1} "
+                                 f"(and within the limits `labkit doctor` shows), got {v!r}")
         CLIENT.start()
-        name = lab_name(label)
         try:
-            mq = posix_ipc.MessageQueue(name, posix_ipc.O_CREX, mode=MODE,
-                                        max_messages=max_messages,
-                                        max_message_size=max_message_size)
+            name, mq = _create("message queue", label, lambda name: posix_ipc.MessageQueue(
+                name, posix_ipc.O_CREX, mode=MODE, max_messages=max_messages,
+                max_message_size=max_message_size))
         except (ValueError, OSError) as e:
             raise _queue_error(max_messages, max_message_size) from e
         return self._own("mq", name, mq)
 
     def fifo(self, label: str = "fifo") -> Path:
-        """Create a named pipe (FIFO) in a private directory and return its path."""
+        """Create a named pipe (FIFO) in the session's private folder and return its path."""
         path = _private_path(label)
         try:
             os.mkfifo(path, MODE)
         except FileExistsError as e:
             raise LabError(f"{path} already exists (a name drawn twice?); call fifo() "
                            "again for a fresh name") from e
+        os.chmod(path, MODE)  # the umask can only remove bits; make the mode exact
         return self._own("fifo", str(path), path)
 
     def socket_path(self, label: str = "sock") -> Path:
-        """A fresh path for a Unix socket, in the private directory (mode 0700).
+        """A fresh path for a Unix socket, in the session's private folder (mode 0700).
 
-        Nothing is created: ``bind`` makes the socket file there, and the
-        scope removes it when it ends.
+        Nothing is created: ``bind`` makes the socket file there (its mode
+        follows the umask, but nobody else can enter the folder; labkit's own
+        servers make it 0600), and the scope removes it when it ends.
         """
         path = _private_path(label, ".sock")
         return self._own("socket", str(path), path)
@@ -205,17 +225,65 @@ class Scope:
             self.remove(self._owned[-1][2])
 
 
+def _create(what: str, label: str, make: Callable[[str], Any]) -> tuple[str, Any]:
+    """Create an object exclusively under a fresh name; another draw if the name is taken.
+
+    Someone may have planted an object under a name we draw (or guessed it):
+    it is never opened, only stepped around.
+    """
+    for _ in range(_DRAWS):
+        name = lab_name(label)
+        try:
+            return name, make(name)
+        except posix_ipc.ExistentialError:
+            continue
+    raise LabError(f"could not create a {what}: {_DRAWS} fresh names in a row were already "
+                   "taken by someone else's objects (planted on purpose?). Nothing of theirs "
+                   "was opened. List them with `ls -l /dev/shm /dev/mqueue` and ask whoever "
+                   "owns them, or an administrator, to remove them.")
+
+
 def _queue_error(max_messages: int, max_message_size: int) -> LabError:
     limits = mqueue_limits()
     need = max_messages * max_message_size
+    use = mqueue_use()
+    if use is not None and use >= limits["queues_max"]:
+        return NoSpaceError(
+            f"cannot create a message queue: all {limits['queues_max']} queues this machine "
+            f"allows (fs.mqueue.queues_max, shared by every user) are in use, {use} now. "
+            "Close queues you no longer need and try again later, or ask an administrator "
+            "to raise it: sysctl fs.mqueue.queues_max=1024 (see `labkit doctor`).")
     return NoSpaceError(
         f"cannot create a message queue of {max_messages} messages x {max_message_size} "
         f"bytes ({format_bytes(need)}). Limits here: at most {limits['msg_max']} messages "
         f"and {limits['msgsize_max']} bytes per message for ordinary users, and "
         f"{format_bytes(limits['rlimit'])} for all your queues together (RLIMIT_MSGQUEUE), "
-        f"which is about {max(limits['rlimit'] // max(need, 1), 0)} queues of this size. "
-        "Close queues you no longer need (posix_ipc reports this as 'too many open "
-        "files', which it is not), or raise the limits: see `labkit doctor`.")
+        f"which is about {max(limits['rlimit'] // max(need, 1), 0)} queues of this size, "
+        f"and {limits['queues_max']} queues on the whole machine, shared by every user "
+        f"(fs.mqueue.queues_max){_in_use(use)}. Close queues you no longer need (posix_ipc "
+        "reports this as 'too many open files', which it is not), or raise the limits: "
+        "see `labkit doctor`.")
+
+
+def _in_use(use: int | None) -> str:
+    return "" if use is None else f", {use} in use now"
+
+
+def mqueue_use() -> int | None:
+    """How many message queues exist on the machine, all users' (None if it cannot be seen).
+
+    Linux counts queues against ``fs.mqueue.queues_max`` for everybody at
+    once; only ``/dev/mqueue``, when mounted, shows them all.
+
+    >>> mqueue_use() is None or mqueue_use() >= 0
+    True
+    """
+    if not os.path.ismount(MQUEUE_DIR):
+        return None  # an empty folder where the queue file system is not mounted
+    try:
+        return len(os.listdir(MQUEUE_DIR))
+    except OSError:
+        return None
 
 
 def mqueue_limits() -> dict[str, int]:
@@ -234,23 +302,40 @@ def mqueue_limits() -> dict[str, int]:
     return limits
 
 
-def _private_dir(path: Path) -> None:
-    """Make ``path`` a directory only we can enter, refusing one someone else planted."""
-    try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        st = os.lstat(path)
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid != UID or st.st_mode & 0o077:
-            raise LabError(f"{path} exists but is not a private directory of yours; "
-                           "remove it and try again") from None
-
-
 def _private_path(label: str, suffix: str = "") -> Path:
-    """A fresh name in the session's private directory (mode 0700), which it creates."""
+    """A fresh name in the session's private folder (mode 0700, made by ``mkdtemp``)."""
     _check_label(label)
     CLIENT.start()
-    _private_dir(FIFO_DIR)
-    return FIFO_DIR / f"{label}_{secrets.token_hex(3)}{suffix}"
+    return _session_folder() / f"{label}_{secrets.token_hex(3)}{suffix}"
+
+
+def _session_folder() -> Path:
+    try:
+        return SESSION_DIR.get()
+    except OSError as e:
+        raise LabError(f"cannot make this session's private folder in "
+                       f"{session_roots()[0]}: {e.strerror or e}. It must be a writable "
+                       "folder: free some space there (`df -h /tmp`), or set TMPDIR to "
+                       "another folder of yours") from e
+
+
+@contextmanager
+def temp_folder(label: str = "tmp") -> Iterator[Path]:
+    """A temporary folder inside the session's private folder, removed when the block ends.
+
+    If the kernel dies first, the janitor (or ``labkit clean``) removes it
+    with the session's folder.
+
+    >>> with temp_folder("demo") as folder:
+    ...     (folder / "notes.txt").write_text("hi")
+    2
+    >>> folder.exists()
+    False
+    """
+    _check_label(label)
+    CLIENT.start()
+    with tempfile.TemporaryDirectory(prefix=f"{label}-", dir=_session_folder()) as folder:
+        yield Path(folder)
 
 
 def _destroy(kind: str, name: str, obj: Any) -> None:
@@ -267,8 +352,6 @@ def _destroy(kind: str, name: str, obj: Any) -> None:
 
 SESSION = Scope()
 atexit.register(SESSION.close)
-if os.path.isdir(FIFO_DIR):  # only this process can have made it; a stale one from a reused pid
-    shutil.rmtree(FIFO_DIR, ignore_errors=True)
 
 
 def scope() -> Scope:
@@ -326,8 +409,8 @@ def remove(obj: Any) -> None:
 class ObjectInfo:
     """One lab object found on the machine."""
 
-    kind: str          # "shm", "sem", "mq", "fifo" or "socket"
-    name: str          # the POSIX name ("/labkit_...") or the FIFO's path
+    kind: str          # "shm", "sem", "mq", "fifo", "socket", "folder" or "file"
+    name: str          # the POSIX name ("/labkit_...") or the path in a session folder
     uid: int           # owner
     size: int          # bytes (0 for semaphores and FIFOs)
     mode: int          # permission bits
@@ -343,11 +426,16 @@ class ObjectInfo:
 def list_objects(all_users: bool = False) -> list[ObjectInfo]:
     """The lab's objects on this machine: yours, or everyone's with ``all_users=True``.
 
+    Session folders and what they hold (FIFOs, sockets, temporary folders)
+    are listed for your own sessions only: another user's are private to
+    them, and are never looked into.
+
     >>> with scope() as objs:
     ...     name = objs.semaphore(0).name
     ...     [o.kind for o in list_objects() if o.name == name]
     ['sem']
     """
+    me = os.getuid()
     found: list[ObjectInfo] = []
 
     def add(kind: str, name: str, entry: str, path: Path) -> None:
@@ -358,48 +446,91 @@ def list_objects(all_users: bool = False) -> list[ObjectInfo]:
             st = os.lstat(path)
         except FileNotFoundError:
             return  # removed while we looked
-        if not all_users and (st.st_uid != UID or int(m.group(1)) != UID):
+        if not all_users and (st.st_uid != me or int(m.group(1)) != me):
             return
         pid = int(m.group(2))
         size = st.st_size if kind in ("shm", "mq") else 0
         found.append(ObjectInfo(kind, name, st.st_uid, size, stat.S_IMODE(st.st_mode), pid,
                                 pid_alive(pid)))
 
-    if SHM_DIR.is_dir():
-        for entry in sorted(os.listdir(SHM_DIR)):
-            if entry.startswith("sem."):
-                add("sem", "/" + entry[4:], entry[4:], SHM_DIR / entry)
-            else:
-                add("shm", "/" + entry, entry, SHM_DIR / entry)
-    if MQUEUE_DIR.is_dir():
-        for entry in sorted(os.listdir(MQUEUE_DIR)):
-            add("mq", "/" + entry, entry, MQUEUE_DIR / entry)
-    tmp = Path(tempfile.gettempdir())
-    for d in sorted(tmp.glob("labkit_*_*")):
-        if d.is_dir() and not d.is_symlink():
-            for f in sorted(d.iterdir()):
-                add("socket" if f.is_socket() else "fifo", str(f), d.name + "_", f)
+    for directory, kind_of in ((SHM_DIR, _shm_kind), (MQUEUE_DIR, lambda e: ("mq", e))):
+        try:
+            entries = sorted(os.listdir(directory))
+        except OSError:
+            continue  # not mounted here (/dev/mqueue often is not)
+        for entry in entries:
+            kind, bare = kind_of(entry)
+            add(kind, "/" + bare, bare, directory / entry)
+    for folder in _own_session_folders():
+        try:
+            inside = sorted(folder.iterdir())
+        except OSError:
+            continue  # removed while we looked
+        tag = folder.name + "_"
+        for f in inside:
+            kind = ("socket" if f.is_socket() else "fifo" if f.is_fifo()
+                    else "folder" if f.is_dir() and not f.is_symlink() else "file")
+            add(kind, str(f), tag, f)
+        add("folder", str(folder), tag, folder)  # last: removed once it is empty
     return found
+
+
+def _shm_kind(entry: str) -> tuple[str, str]:
+    return ("sem", entry[4:]) if entry.startswith("sem.") else ("shm", entry)
+
+
+def _own_session_folders() -> list[Path]:
+    """This user's session folders, found by name and checked by owner; nobody else's."""
+    me = os.getuid()
+    folders = []
+    for root in session_roots():
+        try:
+            entries = sorted(os.listdir(root))
+        except OSError:
+            continue
+        for entry in entries:
+            m = _SESSION_FOLDER.fullmatch(entry)
+            if not m or int(m.group(1)) != me:
+                continue
+            try:
+                st = os.lstat(root / entry)
+            except OSError:
+                continue
+            if stat.S_ISDIR(st.st_mode) and st.st_uid == me:  # never a planted link
+                folders.append(root / entry)
+    return folders
 
 
 def clean(dry_run: bool = False) -> list[ObjectInfo]:
     """Remove your lab objects whose session has ended, and return them.
 
     Another user's objects and those of a running session are never touched.
+    An ended session's folder goes too, with every FIFO, socket and
+    temporary folder in it; each counts once.
 
     >>> for obj in clean(): print("removed", obj)  # doctest: +SKIP
     """
     removed = []
     for info in list_objects():
-        if info.alive or info.uid != UID:
+        if info.alive or info.uid != os.getuid():
             continue
-        if not dry_run:
-            if not unlink_name(info.kind, info.name):
-                continue  # gone meanwhile
-            if info.kind in ("fifo", "socket"):
-                try:
-                    os.rmdir(Path(info.name).parent)
-                except OSError:
-                    pass  # other FIFOs of that session are still there
+        if not dry_run and not _remove_leftover(info):
+            continue  # gone meanwhile
         removed.append(info)
     return removed
+
+
+def _remove_leftover(info: ObjectInfo) -> bool:
+    if info.kind == "folder":
+        try:
+            shutil.rmtree(info.name)
+        except FileNotFoundError:
+            return False
+        return True
+    if info.kind == "file":
+        try:
+            os.unlink(info.name)
+        except FileNotFoundError:
+            return False
+        return True
+    return unlink_name(info.kind, info.name)

@@ -40,7 +40,7 @@ from ._platform import LINUX
 from ._validate import seconds as _seconds
 from ._validate import whole as _whole
 from .errors import LabError, LabTimeout, NotSupportedHere
-from .processes import start_workers
+from .processes import end_program, start_program, start_workers
 
 __all__ = [
     "PIPE_BUF", "PAGE_SIZE", "pipe_size", "set_pipe_size", "max_pipe_size", "bytes_waiting",
@@ -720,8 +720,9 @@ def dd_pair(size: int, writes: int, cpus: tuple[int | None, int | None]) -> floa
         _pin(cpus[1])  # each dd inherits the CPU this process is pinned to when it starts
         # the reader takes up to 64 KiB per read, like the lab's reader; the writer
         # writes `size` bytes per write (after reading them from /dev/zero)
-        reader = subprocess.Popen(["dd", "of=/dev/null", f"bs={max(size, 65536)}"], stdin=r,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        reader = start_program(["dd", "of=/dev/null", f"bs={max(size, 65536)}"], 600,
+                               stdin=r, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=env)
         os.close(r)
         r = -1
         try:
@@ -732,6 +733,7 @@ def dd_pair(size: int, writes: int, cpus: tuple[int | None, int | None]) -> floa
             os.close(w)
             w = -1
             reader.wait()
+            end_program(reader)
     finally:
         for fd in (r, w):
             if fd >= 0:
@@ -893,7 +895,7 @@ def open_fifo(path: str | os.PathLike, mode: str = "r", timeout: float = 5.0) ->
         raise ValueError(f"mode must be 'r' (the reading end) or 'w' (the writing end), "
                          f"got {mode!r}")
     _seconds("timeout", timeout, 0.001, 600)
-    path = os.fspath(path)
+    path = _fifo_path(path)
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -927,6 +929,23 @@ def open_fifo(path: str | os.PathLike, mode: str = "r", timeout: float = 5.0) ->
             raise
     os.set_blocking(fd, True)
     return fd
+
+
+def _fifo_path(path: Any) -> str:
+    """``path`` as text if it can name a file, else a TypeError or ValueError saying why."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or a pathlib.Path (the one labkit.objects.fifo() "
+                        f"returned), got {type(path).__name__}")
+    text = os.fspath(path)
+    if not isinstance(text, str):
+        raise TypeError(f"path must be text, got {type(text).__name__}")
+    if not text or "\0" in text or len(text.encode(errors="surrogateescape")) >= 4096:
+        raise ValueError(f"path must be a file path of 1 to 4095 bytes without NUL characters, "
+                         f"got {text[:60]!r}{'...' if len(text) > 60 else ''}")
+    if any(len(part.encode(errors="surrogateescape")) > 255 for part in text.split("/")):
+        raise ValueError("each name in path must be at most 255 bytes (no file system allows "
+                         "longer); pass the path labkit.objects.fifo() returned")
+    return text
 
 
 # The question server of :func:`fifo_server`: a separate Python program, so that it shares
@@ -1025,9 +1044,9 @@ def fifo_server(lifetime: float = 60.0) -> Iterator[FifoServer]:
     _seconds("lifetime", lifetime, 1, 3600)
     with objects.scope() as objs:
         server = FifoServer(objs.fifo("server"))
-        proc = subprocess.Popen([sys.executable, "-c", _SERVER, str(server.path),
-                                 str(lifetime)], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        proc = start_program([sys.executable, "-c", _SERVER, str(server.path), str(lifetime)],
+                             lifetime, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL)
         try:
             yield server
         finally:
@@ -1037,6 +1056,8 @@ def fifo_server(lifetime: float = 60.0) -> Iterator[FifoServer]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 log, _ = proc.communicate()
+            finally:
+                end_program(proc)
             for line in log.decode(errors="replace").splitlines():
                 status, _, reply_path = line.partition("\t")
                 server.served.append((status, reply_path))

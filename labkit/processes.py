@@ -6,12 +6,19 @@ cell under test runners, a hung child hangs the cell, and a forgotten
 ``waitpid`` leaves a zombie. This module is the one place in labkit that
 forks, and it closes each of those traps:
 
-* **the child** resets SIGINT to the default, leaves the kernel's process
+* **the fork** holds SIGINT back (an interrupt that lands in the fork's own
+  hooks would be lost) and delivers it to the cell right after, once the
+  child is known and can be ended with the rest;
+* **the child** resets SIGINT, and every signal the kernel inherited as
+  ignored, to the default, leaves the kernel's process
   group (the interrupt button is for the kernel), asks to be killed if the
   kernel dies (``PR_SET_PDEATHSIG``), adopts its orphaned descendants
   (``PR_SET_CHILD_SUBREAPER``), sends its standard streams and its result
   through pipes, kills and reaps whatever it left running, and always ends
   with ``os._exit``;
+* **programs** (servers, unrelated processes, ``dd``) start through
+  :func:`start_program`: their own process group, known to the janitor, a
+  parent-death signal, and clean signal dispositions;
 * **the parent** reads every pipe in one loop, streams each line to the cell
   as it arrives, reaps its children, and enforces one deadline. On timeout or
   on KeyboardInterrupt it freezes each child's process group (SIGSTOP, so a
@@ -36,6 +43,7 @@ import select
 import selectors
 import signal
 import struct
+import subprocess
 import sys
 import time
 import traceback
@@ -46,16 +54,19 @@ from typing import Any, NoReturn, TypeVar
 import psutil
 
 from ._janitor import CLIENT
-from ._platform import quiet_fork, set_parent_death_signal, set_subreaper, subreaper
+from ._platform import (PROGRAM_PRELUDE, held_interrupts, program_env, quiet_fork,
+                        reset_inherited_ignores, set_parent_death_signal, set_subreaper,
+                        subreaper)
 from .errors import ChildError, LabError, LabTimeout
 
 __all__ = [
     "ExitStatus", "ChildResult", "WorkerResults", "Child", "Workers",
     "run", "start", "start_ready", "run_workers", "start_workers", "to_signal",
-    "ProcessNode", "process_tree", "plot_process_tree",
+    "ProcessNode", "process_tree", "plot_process_tree", "start_program", "end_program",
 ]
 
 DEFAULT_TIMEOUT = 10.0
+MAX_TIMEOUT = 86400.0   # a day: a longer wait is a mistake (and overflows the kernel's timers)
 MAX_WORKERS = 256
 _EX_HARNESS = 70        # exit code when labkit's own harness failed (EX_SOFTWARE)
 _LEFTOVER_GRACE = 0.5   # seconds a finished child's pipes may stay open before we kill holders
@@ -323,7 +334,8 @@ def _child_main(fn: Callable, args: tuple, kwargs: dict, parent: int, res_w: int
     code = _EX_HARNESS
     try:
         _result_fd = res_w  # children forked from here close it: they cannot forge our result
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # SIGINT is still held back (the fork)
+        reset_inherited_ignores()
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         faulthandler.disable()  # a fault kills the child by its signal, as in C; the parent says so
         os.setpgid(0, 0)
@@ -603,10 +615,12 @@ def _records(data: bytes) -> list[dict]:
 def _seconds(value: Any, what: str = "timeout", allow_zero: bool = False) -> float:
     """``value`` as seconds, or a ValueError saying what ``what`` must be."""
     ok = (not isinstance(value, bool) and isinstance(value, (int, float))
-          and math.isfinite(value) and (value >= 0 if allow_zero else value > 0))
+          and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
+          and value <= MAX_TIMEOUT)
     if not ok:
         bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{what} must be a number of seconds {bound}, got {value!r}")
+        raise ValueError(f"{what} must be a number of seconds {bound} and at most "
+                         f"{MAX_TIMEOUT:g} (a day), got {value!r}")
     return float(value)
 
 
@@ -623,23 +637,36 @@ def _spawn(fn: Callable, args: tuple, kwargs: dict, name: str, deadline: float, 
             pipes[kind] = r
             ends.append(w)
         parent = os.getpid()
-        with quiet_fork():
-            pid = os.fork()
     except OSError as e:
         for fd in (*pipes.values(), *ends):
             os.close(fd)
         raise _fork_error(name, e) from e
-    if pid == 0:
-        inherited = [_result_fd] if _result_fd is not None else []
-        _child_main(fn, args, kwargs, parent, *ends, close=[*pipes.values(), *close, *inherited],
-                    barrier=barrier)
-    for fd in ends:
-        os.close(fd)
+    proc: _Proc | None = None
     try:
-        os.setpgid(pid, pid)  # the child does it too; whoever is first wins the race
-    except OSError:
-        pass  # the child has already exec'd or ended
-    return _Proc(name, pid, pipes, deadline, prefix)
+        with held_interrupts():  # an interrupt now is raised below, once proc is known
+            try:
+                with quiet_fork():
+                    pid = os.fork()
+            except OSError as e:
+                for fd in (*pipes.values(), *ends):
+                    os.close(fd)
+                raise _fork_error(name, e) from e
+            if pid == 0:
+                inherited = [_result_fd] if _result_fd is not None else []
+                _child_main(fn, args, kwargs, parent, *ends,
+                            close=[*pipes.values(), *close, *inherited], barrier=barrier)
+            for fd in ends:
+                os.close(fd)
+            try:
+                os.setpgid(pid, pid)  # the child does it too; whoever is first wins the race
+            except OSError:
+                pass  # the child has already exec'd or ended
+            proc = _Proc(name, pid, pipes, deadline, prefix)
+    except KeyboardInterrupt:
+        if proc is not None:  # interrupted during the fork: end the child it made
+            _Group([proc], 5.0, False)._stop()
+        raise
+    return proc
 
 
 def _fork_error(name: str, e: OSError) -> LabError:
@@ -653,6 +680,56 @@ def _fork_error(name: str, e: OSError) -> LabError:
     return LabError(f"could not start {name}: {e.strerror or e}. The limit of {what} here "
                     f"(ulimit {flag}) is {limit}; end what you no longer need (close files, "
                     "wait for children), use fewer workers, or see `labkit doctor`.")
+
+
+# How a program other than Python starts: the prelude, then exec with the signal
+# dispositions a C program expects (Python itself ignores SIGPIPE and SIGXFSZ).
+_EXEC = """
+import os, signal, sys
+for _n in (signal.SIGPIPE, signal.SIGXFSZ):
+    signal.signal(_n, signal.SIG_DFL)
+os.execvp(sys.argv[1], sys.argv[1:])
+"""
+
+
+def start_program(argv: list[str], lifetime: float, **popen: Any) -> subprocess.Popen:
+    """Start a program (``subprocess.Popen``) that ends with the kernel, however it ends.
+
+    The program gets its own process group, known to the janitor (which ends
+    the group ``lifetime`` seconds from now, or when the kernel dies), a
+    parent-death signal, and the default action for every signal the kernel
+    inherited as ignored. ``python -c CODE`` runs with a prelude that does
+    this; any other program is started through it. ``popen`` goes to Popen.
+    Call :func:`end_program` when done with it.
+
+    >>> p = start_program([sys.executable, "-c", "print('hi')"], 10, stdout=subprocess.PIPE)
+    >>> p.communicate()[0]
+    b'hi\\n'
+    >>> end_program(p)
+    """
+    lifetime = _seconds(lifetime, "lifetime")
+    argv = [str(a) for a in argv]
+    if argv[:2] == [sys.executable, "-c"] and len(argv) > 2:
+        argv = [sys.executable, "-c", PROGRAM_PRELUDE + argv[2], *argv[3:]]
+    else:
+        argv = [sys.executable, "-c", PROGRAM_PRELUDE + _EXEC, *argv]
+    CLIENT.start()
+    env = program_env(popen.pop("env", None))
+    with held_interrupts():  # an interrupt before the janitor knows the group would leak it
+        proc = subprocess.Popen(argv, env=env, start_new_session=True, **popen)
+        CLIENT.send(f"+ pg {proc.pid} {time.monotonic() + lifetime}")
+    return proc
+
+
+def end_program(proc: subprocess.Popen) -> None:
+    """Kill what is left of a program's group, reap it, and tell the janitor it is gone."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # its group: it leads one of its own
+        except OSError:
+            proc.kill()
+        proc.wait()
+    CLIENT.send(f"- pg {proc.pid}")
 
 
 class _Group:
@@ -1071,7 +1148,17 @@ def process_tree(pid: int | None = None, max_depth: int = 6) -> ProcessNode:
     >>> tree.pid == os.getpid()
     True
     """
-    root = psutil.Process(pid if pid is not None else os.getpid())
+    from ._validate import pid as valid_pid
+    from ._validate import whole
+
+    if pid is not None:
+        valid_pid(pid)
+    whole("max_depth", max_depth, 0, 64, "generations")
+    try:
+        root = psutil.Process(pid if pid is not None else os.getpid())
+    except psutil.NoSuchProcess as e:
+        raise LabError(f"there is no process {pid} (it never existed, or it has ended and "
+                       "been reaped)") from e
 
     def node(p: psutil.Process, depth: int) -> ProcessNode:
         with p.oneshot():

@@ -40,7 +40,7 @@ from ._janitor import SHM_DIR
 from ._platform import LINUX, MACOS
 from .display import Table, axes
 from .errors import LabError, LabTimeout, NotSupportedHere
-from .processes import ExitStatus, run
+from .processes import ExitStatus, _seconds, end_program, run, start_program
 
 __all__ = [
     "Segment", "NoSuchSegment", "AccessDenied", "PAGE_SIZE", "check_name",
@@ -579,11 +579,9 @@ class Unrelated:
         return f"process {self.pid} {self.status}"
 
 
-# The driver: die with the kernel, then run the code as a script with its own argv.
+# The driver (after start_program's prelude): run the code as a script with its own argv.
 _DRIVER = """\
-import signal, sys
-from labkit._platform import set_parent_death_signal
-set_parent_death_signal(signal.SIGKILL)
+import sys
 code, sys.argv = sys.argv[1], ["-c", *sys.argv[2:]]
 exec(compile(code, "<unrelated process>", "exec"), {"__name__": "__main__"})
 """
@@ -603,13 +601,12 @@ def run_unrelated(code: str, *args: str, timeout: float = 10.0) -> Unrelated:
     """
     if not isinstance(code, str):
         raise TypeError(f"code must be Python source text (a str), got {type(code).__name__}")
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+    timeout = _seconds(timeout)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(_ROOT), *filter(None, [env.get("PYTHONPATH")])])
-    proc = subprocess.Popen([sys.executable, "-c", _DRIVER, code, *map(str, args)],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = start_program([sys.executable, "-c", _DRIVER, code, *map(str, args)], timeout,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env)
     try:
         out, err = proc.communicate(timeout=timeout)
     except BaseException as e:                # a timeout or the stop button: end it, reap it
@@ -619,6 +616,8 @@ def run_unrelated(code: str, *args: str, timeout: float = 10.0) -> Unrelated:
             raise LabTimeout(f"the unrelated process {proc.pid} did not finish in "
                              f"{timeout:g} s; it was killed") from None
         raise
+    finally:
+        end_program(proc)
     status = ExitStatus(proc.returncode) if proc.returncode >= 0 else ExitStatus(
         None, -proc.returncode)
     return Unrelated(proc.pid, status, out, err)

@@ -11,6 +11,7 @@ plain data that the plotting functions draw. Waiting is by handshake (a
 """
 from __future__ import annotations
 
+import ctypes
 import mmap
 import os
 import select
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 from ._platform import LINUX
+from ._validate import pid as _valid_pid
 from .display import Table, axes
 from .errors import ChildError, LabError, LabTimeout, NotSupportedHere
 from .processes import _seconds, start, start_ready, to_signal
@@ -184,11 +186,13 @@ def signal_state(pid: int) -> SignalState:
     if not LINUX:
         raise NotSupportedHere("reading a process's signal masks needs Linux's /proc "
                                "(macOS has no /proc/PID/status)")
+    pid = _valid_pid(pid)
     try:
         with open(f"/proc/{pid}/status") as f:
             fields = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
     except (FileNotFoundError, ProcessLookupError) as e:
-        raise LabError(f"there is no process {pid} (it has ended and been reaped)") from e
+        raise LabError(f"there is no process {pid} (it never existed, or it has ended and "
+                       "been reaped)") from e
     wchan = ""
     try:
         with open(f"/proc/{pid}/wchan") as f:
@@ -256,6 +260,11 @@ def send_and_settle(pid: int, sig: SignalLike, timeout: float = 2.0) -> str:
     """
     signum = to_signal(sig)
     timeout = _seconds(timeout)
+    pid = _valid_pid(pid)
+    if pid == 1:
+        raise LabError("process 1 is the system's init (or the container's entry point); "
+                       "labkit does not signal it. Signal a process you started, such as "
+                       "child.pid")
     before = signal_state(pid)
     if before.state in "ZX":
         return "ended"
@@ -263,6 +272,11 @@ def send_and_settle(pid: int, sig: SignalLike, timeout: float = 2.0) -> str:
         os.kill(pid, signum)
     except ProcessLookupError as e:
         raise LabError(f"there is no process {pid} to send {signum.name} to") from e
+    except PermissionError as e:
+        raise LabError(f"you may not send {signum.name} to process {pid}: it belongs to "
+                       "another user. A process may signal only its own user's processes "
+                       "(root excepted); signal a process you started, such as child.pid"
+                       ) from e
     name = signum.name
     deadline = time.monotonic() + timeout
     while True:
@@ -735,11 +749,10 @@ class Progress:
 
 
 def _count_forever(ready: Callable[[], None], shared: mmap.mmap) -> None:
-    n = 0
+    count = ctypes.c_int64.from_buffer(shared)  # one aligned 8-byte store per update
     ready()
     while True:
-        n += 1
-        struct.pack_into("q", shared, 0, n)
+        count.value += 1
         time.sleep(0.001)   # one unit of "work" per millisecond or so
 
 
@@ -770,6 +783,9 @@ def stop_and_continue(stop_at: float = 0.3, continue_at: float = 0.7, duration: 
         raise ValueError(f"need stop_at <= continue_at <= duration <= {MAX_SCRIPT_SECONDS:g} s, "
                          f"got {stop_at}, {continue_at}, {duration}")
     shared = mmap.mmap(-1, 8)   # anonymous and shared: the child inherits it through fork
+    # Read and written whole, as one aligned 8-byte word: struct copies byte by byte, and
+    # a read in the middle of a copy can see the count go back (255 -> 0 -> 256).
+    count = ctypes.c_int64.from_buffer(shared)
     times, counts, states = [], [], []
     try:
         with start_ready(_count_forever, shared, timeout=duration + 5, name="counter") as child:
@@ -783,12 +799,13 @@ def stop_and_continue(stop_at: float = 0.3, continue_at: float = 0.7, duration: 
                     os.kill(child.pid, signal.SIGCONT)
                     continue_at, sent_cont = t, True
                 times.append(t)
-                counts.append(struct.unpack_from("q", shared, 0)[0])
+                counts.append(count.value)
                 states.append(_proc_state(child.pid))
                 time.sleep(interval)
             pid = child.pid
             child.stop()
     finally:
+        del count  # the mmap cannot close while a ctypes view holds it
         shared.close()
     return Progress(times, counts, states, stop_at, continue_at, pid)
 

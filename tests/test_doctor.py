@@ -59,3 +59,55 @@ def test_clean_lists_what_it_removed_and_spares_live_sessions(capsys):
     out = capsys.readouterr().out
     assert f"removed sem  {name}" in out and "live sessions and other users'" in out
     assert not os.path.exists(f"/dev/shm/sem.{name[1:]}")
+
+
+# A kernel that dies with a FIFO, a socket and two temporary folders in its session folder.
+# Its janitor is frozen first, as one that was itself killed (an OOM kill, a container
+# stop) would be, so what is left is for `labkit clean`.
+DEAD_SESSION = """
+import os, signal, socket
+from labkit import objects
+from labkit._janitor import CLIENT
+with objects.temp_folder("strace"), objects.temp_folder("survey"):
+    fifo = objects.fifo()
+    os.kill(CLIENT.pid, signal.SIGSTOP)
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(objects.socket_path()))
+    print(fifo.parent, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_clean_removes_a_dead_sessions_folder_with_its_temp_folders_and_counts_each(capsys):
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(doctor.__file__).parents[1])
+    out = subprocess.run([sys.executable, "-c", DEAD_SESSION], capture_output=True, text=True,
+                         timeout=60, check=False, env={**os.environ, "PYTHONPATH": root})
+    assert out.returncode == -signal.SIGKILL, out.stderr
+    folder = Path(out.stdout.strip())
+    try:
+        assert folder.is_dir() and len(list(folder.iterdir())) == 4
+        assert main(["clean", "--dry-run"]) == 0
+        assert "5 leftover lab object(s) would remove" in capsys.readouterr().out
+        assert folder.is_dir()
+        assert main(["clean"]) == 0
+        assert "5 leftover lab object(s) removed" in capsys.readouterr().out
+        assert not folder.exists()
+    finally:
+        for p in _janitors_of(folder):
+            p.kill()
+            p.wait(5)
+
+
+def _janitors_of(folder):
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        if str(folder) in (p.info["cmdline"] or []):
+            found.append(p)
+    return found

@@ -92,3 +92,26 @@ def test_labkit_forks_without_the_multithreading_warning(kernel):
         "warnings.simplefilter('error')\n"
         "print(threading.active_count() > 1, labkit.run(os.getpid, show=False).returned)")
     assert (status, out, err) == ("ok", "True True\n", ""), error
+
+
+def test_thirty_interrupts_of_a_forking_cell_all_arrive(kernel):
+    """Each interrupt ends the cell: none is lost in a fork's hooks, whenever it comes."""
+    import queue
+    import random
+
+    status, *_ = kernel.run("import os, labkit")
+    assert status == "ok"
+    rng = random.Random(15)
+    for n in range(30):
+        msg_id = kernel.send("while True:\n    labkit.run(os.getpid, show=False)")
+        time.sleep(rng.uniform(0.05, 0.3))  # a random moment to interrupt, not a wait
+        kernel.km.interrupt_kernel()
+        try:
+            status, _, err, error = kernel.collect(msg_id, timeout=20)
+        except queue.Empty:
+            pytest.fail(f"interrupt {n + 1} of 30 was lost: the cell ran on")
+        assert (status, error) == ("error", "KeyboardInterrupt")
+        assert "Exception ignored" not in err
+    status, out, _, _ = kernel.run("import psutil\n"
+                                   "[p.name() for p in psutil.Process().children()]")
+    assert out.strip() == "['labkit-janitor']"

@@ -19,9 +19,10 @@ pytestmark = pytest.mark.usefixtures("no_descriptor_leaks")
 
 
 def _sockets_left() -> list[str]:
-    from labkit._janitor import FIFO_DIR
+    from labkit._janitor import SESSION_DIR
 
-    return [p.name for p in FIFO_DIR.glob("*.sock")] if FIFO_DIR.is_dir() else []
+    folder = SESSION_DIR.made
+    return [p.name for p in folder.glob("*.sock")] if folder and folder.is_dir() else []
 
 
 # --- queues ---------------------------------------------------------------------------
@@ -57,9 +58,9 @@ def test_the_name_goes_even_when_the_block_raises():
 
 @pytest.mark.parametrize("bad", BAD_COUNTS)
 def test_bad_queue_sizes_are_refused(bad):
-    with pytest.raises(ValueError, match="must be a whole number > 0"), mq.queue(bad, 8):
+    with pytest.raises(ValueError, match="must be a whole number from 1 to"), mq.queue(bad, 8):
         pass
-    with pytest.raises(ValueError, match="must be a whole number > 0"), mq.queue(2, bad):
+    with pytest.raises(ValueError, match="must be a whole number from 1 to"), mq.queue(2, bad):
         pass
 
 
@@ -297,3 +298,13 @@ def test_the_survey_fills_every_cell_from_an_observation():
     with pytest.raises(KeyError, match="no mechanism"):
         s["carrier pigeon"]
     assert not _sockets_left()
+
+
+@pytest.mark.parametrize("kind", ["stream", "dgram"])
+def test_socket_files_are_0600_whatever_the_umask(kind):
+    old = os.umask(0)  # the worst case: bind would make the file 0777
+    try:
+        with mq.socket_server(kind) as server:
+            assert stat.S_IMODE(os.lstat(server.address).st_mode) == 0o600
+    finally:
+        os.umask(old)

@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import posix_ipc
 import pytest
@@ -79,9 +83,10 @@ def test_message_queue_is_private():
         assert _mode(f"/dev/mqueue{mq.name}") == 0o600
 
 
-@pytest.mark.parametrize("kwargs", [{"max_messages": 0}, {"max_message_size": -1}])
+@pytest.mark.parametrize("kwargs", [{"max_messages": 0}, {"max_message_size": -1},
+                                    {"max_messages": 2**64}, {"max_message_size": 2**31}])
 def test_bad_queue_sizes_are_refused(kwargs):
-    with pytest.raises(ValueError, match="must be a whole number > 0"):
+    with pytest.raises(ValueError, match="must be a whole number from 1 to 2147483647"):
         objects.message_queue(**kwargs)
 
 
@@ -132,13 +137,67 @@ def test_a_queue_closed_by_its_user_is_still_removed_with_its_scope():
     assert not os.path.exists(f"/dev/mqueue{mq.name}")
 
 
-def test_a_planted_fifo_directory_is_refused(tmp_path, monkeypatch):
-    planted = tmp_path / "planted"
-    planted.mkdir(mode=0o777)
-    os.chmod(planted, 0o777)
-    monkeypatch.setattr(objects, "FIFO_DIR", planted)
-    with pytest.raises(LabError, match="not a private directory"):
-        objects.fifo()
+def test_the_session_folder_is_private_unguessable_and_not_the_old_fixed_name():
+    with scope() as objs:
+        path = objs.fifo()
+    folder = path.parent
+    assert folder.name.startswith(f"labkit_{os.getuid()}_{os.getpid()}_")
+    assert folder.name != f"labkit_{os.getuid()}_{os.getpid()}"  # the name others could plant
+    assert _mode(folder) == 0o700 and folder.stat().st_uid == os.getuid()
+
+
+def test_objects_step_around_a_planted_name_and_say_so_when_every_draw_is_taken(monkeypatch):
+    planted = objects.lab_name("plant")  # planted as a semaphore and as shared memory
+    posix_ipc.Semaphore(planted, posix_ipc.O_CREX, mode=0o600).close()
+    posix_ipc.SharedMemory(planted, posix_ipc.O_CREX, mode=0o600, size=0).close_fd()
+    try:
+        draws = iter([planted])
+        real = objects.lab_name
+        monkeypatch.setattr(objects, "lab_name", lambda label: next(draws, None) or real(label))
+        with scope() as objs:
+            sem = objs.semaphore(1)  # the planted name is never opened: a fresh one is drawn
+            assert sem.name != planted
+        monkeypatch.setattr(objects, "lab_name", lambda label: planted)
+        for make in (lambda o: o.semaphore(1), lambda o: o.shared_memory(4096)):
+            with scope() as objs, pytest.raises(LabError, match="already taken"):
+                make(objs)
+    finally:
+        posix_ipc.unlink_semaphore(planted)
+        posix_ipc.unlink_shared_memory(planted)
+
+
+FULL_SHM = """
+import os, subprocess
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", "/dev/shm"], check=True)
+fd = os.open("/dev/shm/filler", os.O_WRONLY | os.O_CREAT, 0o600)
+try:                                        # fill it to the last byte
+    while True:
+        os.write(fd, b"x" * 4096)
+except OSError:
+    os.close(fd)
+from labkit import objects
+from labkit.errors import NoSpaceError
+for make in (lambda: objects.semaphore(1), lambda: objects.shared_memory(4096)):
+    try:
+        make()
+        print("created")
+    except NoSpaceError as e:
+        print("NoSpaceError", e)
+"""
+
+
+def test_a_full_dev_shm_is_a_clear_no_space_error_for_semaphores_and_segments():
+    """A real full /dev/shm: a tiny tmpfs mounted in a private mount namespace."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare to mount a private, tiny /dev/shm")
+    env = {**os.environ, "PYTHONPATH": str(Path(objects.__file__).parents[1])}
+    out = subprocess.run(["unshare", "--mount", "--propagation", "private", sys.executable,
+                          "-c", FULL_SHM], capture_output=True, text=True, timeout=60,
+                         check=False, env=env)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert len(lines) == 2 and all(line.startswith("NoSpaceError") for line in lines), out.stdout
+    assert "Errno" not in out.stdout and "/dev/shm" in lines[0] and "labkit clean" in lines[0]
 
 
 @pytest.mark.parametrize("bad", ["", "has space", "slash/no", "x" * 13, 5])
@@ -173,3 +232,16 @@ def test_clean_removes_only_objects_of_ended_sessions():
         assert stale_name in [o.name for o in objects.clean()]
         assert not os.path.exists(f"/dev/shm{stale_name}")
         assert os.path.exists(f"/dev/shm{live.name}")
+
+
+def test_the_session_folder_goes_under_xdg_runtime_dir_when_that_is_yours(tmp_path):
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    code = "from labkit import objects; print(objects.fifo().parent.parent)"
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime),
+           "PYTHONPATH": str(Path(objects.__file__).parents[1])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=False, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(runtime)
+    assert list(runtime.iterdir()) == []  # and the janitor removed it at exit

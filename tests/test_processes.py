@@ -387,3 +387,155 @@ def test_a_grandchild_cannot_reach_its_parents_result_pipe():
 
     mine, grandchild_files = run(parent_side).value
     assert mine.startswith("pipe:") and mine not in grandchild_files
+
+
+# --- a killed kernel leaves nothing; interrupts are never lost; children start clean ---
+
+KERNEL = textwrap.dedent("""
+    import contextlib, json, os, threading, time
+    import psutil
+    from labkit import mq, objects, pipes, shm, start
+    from labkit._janitor import CLIENT
+
+    def parent_of_one():                    # lesson 00: a child with a child of its own
+        if os.fork() == 0:
+            time.sleep(600)
+            os._exit(0)
+        time.sleep(600)
+
+    stack = contextlib.ExitStack()
+    folder = stack.enter_context(objects.temp_folder("strace"))
+    objects.fifo()
+    stack.enter_context(pipes.fifo_server(lifetime=600))
+    stack.enter_context(mq.socket_server("stream", lifetime=600))
+    stack.enter_context(start(parent_of_one, timeout=600))
+    threading.Thread(target=shm.run_unrelated, args=("import time; time.sleep(600)",),
+                     kwargs={"timeout": 600}, daemon=True).start()
+    me = psutil.Process()
+    while len(me.children(recursive=True)) < 6:   # janitor, 2 servers, child, grandchild, stranger
+        time.sleep(0.01)
+    print(json.dumps({"pids": [p.pid for p in me.children(recursive=True)],
+                      "janitor": CLIENT.pid, "folder": str(folder.parent)}), flush=True)
+    time.sleep(600)
+""")
+
+
+def _wait_all_ended(pids, seconds):
+    """The pids still alive after ``seconds`` (each watched through a pidfd, no polling)."""
+    fds = {}
+    for pid in pids:
+        try:
+            fds[os.pidfd_open(pid)] = pid
+        except ProcessLookupError:
+            pass  # already gone
+    deadline = time.monotonic() + seconds
+    try:
+        while fds and time.monotonic() < deadline:
+            ready, _, _ = select.select(list(fds), [], [], deadline - time.monotonic())
+            for fd in ready:
+                os.close(fd)
+                del fds[fd]
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return sorted(fds.values())
+
+
+def _session_leftovers(kernel_pid: int) -> list[str]:
+    import glob
+    import tempfile
+
+    prefix = f"labkit_{os.getuid()}_{kernel_pid}_"
+    return (glob.glob(os.path.join(tempfile.gettempdir(), prefix + "*"))
+            + glob.glob(f"/dev/shm/*{prefix}*") + glob.glob(f"/dev/mqueue/{prefix}*"))
+
+
+@pytest.mark.parametrize("moment", [None, *range(10)])
+def test_everything_a_killed_kernel_started_ends_and_its_folder_goes(moment):
+    """Kill a kernel once all is running, or at a random moment (seeded) while it starts."""
+    import json
+    import random
+    from pathlib import Path
+
+    root = str(Path(labkit.__file__).parents[1])
+    kernel = subprocess.Popen([sys.executable, "-c", KERNEL], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": root})
+    try:
+        if moment is None:
+            line = kernel.stdout.readline()
+            assert line, kernel.stderr.read()
+            assert len(json.loads(line)["pids"]) >= 6
+        else:
+            time.sleep(random.Random(moment).uniform(0.1, 1.5))  # when to kill, not a wait
+    finally:
+        kernel.kill()
+        kernel.wait()
+    ours = {p.pid for p in psutil.Process().children(recursive=True)}  # orphans come to us
+    left = _wait_all_ended(ours - {labkit._janitor.CLIENT.pid}, 5.0)
+    assert not left, [(p, psutil.Process(p).cmdline()[-2:]) for p in left if psutil.pid_exists(p)]
+    assert not _session_leftovers(kernel.pid)
+
+
+def test_interrupts_during_forks_are_never_lost(capfd):
+    """30 interrupts at random moments of forking: each one is a KeyboardInterrupt here."""
+    import random
+
+    rounds, caught = 30, []
+    armed, handled, stop = threading.Event(), threading.Event(), threading.Event()
+    rng = random.Random(15)
+
+    def interrupter():
+        for _ in range(rounds):
+            if not armed.wait(10):
+                return
+            armed.clear()
+            time.sleep(rng.uniform(0, 0.004))  # a random moment of the fork loop below
+            handled.clear()
+            os.kill(os.getpid(), signal.SIGINT)
+            if not handled.wait(10):
+                return  # lost: the count below says so
+        stop.set()
+
+    sender = threading.Thread(target=interrupter, daemon=True)
+    sender.start()
+    while not stop.is_set() and len(caught) < rounds:
+        try:
+            armed.set()
+            while True:
+                run(os.getpid, show=False)
+        except KeyboardInterrupt:
+            caught.append(1)
+            handled.set()
+        if not sender.is_alive():
+            break
+    sender.join(10)
+    assert len(caught) == rounds, f"{rounds - len(caught)} of {rounds} interrupts were lost"
+    assert "Exception ignored" not in capfd.readouterr().err
+
+
+def test_children_and_programs_start_with_inherited_ignores_reset():
+    from labkit.processes import end_program, start_program
+
+    before = signal.signal(signal.SIGQUIT, signal.SIG_IGN)  # as if started under nohup & co
+    try:
+        in_child = run(lambda: (int(signal.getsignal(signal.SIGQUIT)),
+                                int(signal.getsignal(signal.SIGPIPE)))).value
+        program = start_program([sys.executable, "-c", ("import signal; print(int("
+                                 "signal.getsignal(signal.SIGQUIT)))")], 30,
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            in_program = program.communicate(timeout=30)[0]
+        finally:
+            end_program(program)
+        shell = start_program(["sh", "-c", "grep SigIgn /proc/self/status"], 30,
+                              stdout=subprocess.PIPE, text=True)
+        try:
+            ignored = int(shell.communicate(timeout=30)[0].split()[1], 16)
+        finally:
+            end_program(shell)
+    finally:
+        signal.signal(signal.SIGQUIT, before)
+    assert in_child == (int(signal.SIG_DFL), int(signal.SIG_IGN))  # Python's own SIGPIPE stays
+    assert in_program.strip() == str(int(signal.SIG_DFL))
+    assert not ignored & (1 << (signal.SIGQUIT - 1)) and not ignored & (1 << (signal.SIGPIPE - 1))

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from labkit import signals
 from labkit.errors import ChildError, LabError, LabTimeout
 from labkit.signals import (Coalescing, Progress, Timeline, coalescing, plot_coalescing,
                             plot_progress, plot_timeline, record_signals, replay,
@@ -174,6 +175,15 @@ def test_a_stopped_child_makes_no_progress():
     assert stopped, "the child was never seen stopped"
     assert len(set(stopped[1:])) <= 1    # frozen from the first stopped sample on
     assert p.stopped_at <= p.continued_at
+
+
+def test_the_count_is_never_seen_going_back_even_counting_flat_out(monkeypatch):
+    """The doctest's flake: the count was copied byte by byte, so a read in the middle of
+    a copy could see it go back. Counting and sampling without pauses, as here, showed it
+    hundreds of times a second; one aligned word never does."""
+    monkeypatch.setattr(signals.time, "sleep", lambda seconds: None)  # the child inherits it
+    p = stop_and_continue(0.0, 0.0, 0.5, interval=0.001)
+    assert len(p.counts) > 100 and p.counts == sorted(p.counts)
 
 
 def test_stop_and_continue_checks_its_times():
