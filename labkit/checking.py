@@ -27,7 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._janitor import FIFO_DIR, MQUEUE_DIR, SESSION_PID, SHM_DIR, UID, unlink_name
+from ._janitor import (MQUEUE_DIR, PREFIX, SESSION_PID, SHM_DIR, UID, session_roots,
+                       unlink_name)
 from .errors import ChildError, LabTimeout
 from .processes import Child, ChildResult, start
 
@@ -225,9 +226,10 @@ def _named_objects() -> set[tuple[str, str]]:
                 found.add(("sem", "/" + entry[4:]))
             else:
                 found.add((kind, "/" + entry))
-    for folder in {tempfile.gettempdir(), os.getcwd()}:
+    folders = {tempfile.gettempdir(), os.getcwd(), str(session_roots()[0])}
+    for folder in folders:
         found |= _fifos_and_sockets(folder, depth=1)
-    return found | _fifos_and_sockets(str(FIFO_DIR), depth=0)
+    return found
 
 
 def _fifos_and_sockets(folder: str, depth: int) -> set[tuple[str, str]]:
@@ -248,8 +250,9 @@ def _fifos_and_sockets(folder: str, depth: int) -> set[tuple[str, str]]:
             found.add(("fifo", entry.path))
         elif stat.S_ISSOCK(st.st_mode):
             found.add(("socket", entry.path))
-        elif stat.S_ISDIR(st.st_mode) and depth > 0 and not entry.name.startswith("labkit"):
-            found |= _fifos_and_sockets(entry.path, depth - 1)  # (labkit's: its sessions')
+        elif stat.S_ISDIR(st.st_mode) and depth > 0 and (
+                entry.name.startswith(PREFIX) or not entry.name.startswith("labkit")):
+            found |= _fifos_and_sockets(entry.path, depth - 1)  # not other sessions' folders
     return found
 
 
