@@ -65,7 +65,8 @@ def pipeline(cmd1, cmd2):
                 if stdin is not None:
                     os.dup2(stdin, 0)
                 os.dup2(stdout, 1)
-                {child_close}
+                for fd in (link_r, link_w, out_r, out_w):
+                    os.close(fd)
                 os.execvp(argv[0], argv)
             {guard_close}
         return pid
@@ -74,7 +75,7 @@ def pipeline(cmd1, cmd2):
     second = spawn(cmd2, link_r, out_w)
     {parent_close}
 {collect}
-    return {output}, status1, status2
+    return output, status1, status2
 '''
 _READ_THEN_WAIT = '''    with open(out_r, encoding="utf-8", errors="replace") as out:
         output = out.read()
@@ -85,13 +86,11 @@ _READ_THEN_WAIT = '''    with open(out_r, encoding="utf-8", errors="replace") as
 
 def _pipeline(guard_open="try:", guard_close="finally:\n                os._exit(127)",
               sigpipe="signal.signal(signal.SIGPIPE, signal.SIG_DFL)",
-              child_close="for fd in (link_r, link_w, out_r, out_w):\n"
-                          "                    os.close(fd)",
               parent_close="for fd in (link_r, link_w, out_w):\n        os.close(fd)",
-              collect=_READ_THEN_WAIT, output="output") -> str:
+              collect=_READ_THEN_WAIT) -> str:
     return _PIPELINE.format(guard_open=guard_open, guard_close=guard_close, sigpipe=sigpipe,
-                            child_close=child_close, parent_close=parent_close,
-                            collect=collect, output=output)
+                            parent_close=parent_close,
+                            collect=collect)
 
 
 # --- 02.recv_message: framing over a byte stream --------------------------------------
