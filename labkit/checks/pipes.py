@@ -1,7 +1,7 @@
 """Checks for the exercises of lesson 02 (pipes and named pipes).
 
-Every answer runs through :func:`~labkit.checking.call` in a process of its
-own. Where an answer reads from a pipe, the data comes from a feeder child
+Every answer runs in a process of its own, started with
+:func:`~labkit.checking.launch` (as :func:`~labkit.checking.call` does). Where an answer reads from a pipe, the data comes from a feeder child
 that waits until the pipe is empty before each next piece, so short reads
 happen for certain, not by luck; and the answer's process never holds a write
 end, so end of file can come.
@@ -10,7 +10,9 @@ An answer that hangs is looked at just before it is stopped: what each of its
 processes is blocked in (``/proc/PID/wchan``: a pipe read or write, waitpid, a
 FIFO open) and which of them still hold the write end of a pipe someone waits
 to read. The timeout message then names the cause (a write end never closed,
-a wait before the read, two full pipes) instead of only the time.
+a wait before the read, two full pipes) instead of only the time. Whether a
+request goes to the server in one write is seen by counting, in the answer's
+own process, the ``os.write`` calls that reach the server's FIFO.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from pathlib import Path
 import psutil
 
 from .. import checking
-from ..checking import (Attempt, CheckFailed, Exercise, Launched, answer_pid, call, expect,
+from ..checking import (Attempt, CheckFailed, Exercise, Launched, answer_pid, expect,
                         expect_clean, launch)
 from ..pipes import PIPE_BUF, bytes_waiting, fifo_server
 from ..processes import start
@@ -82,49 +84,59 @@ def _who(pid: int, root: int) -> str:
         return f"its child {pid}"
 
 
+def _holders(pipe: str, ends: dict[int, dict[int, tuple[str, bool]]], write_end: bool
+             ) -> list[tuple[int, int]]:
+    """(pid, descriptor) of every process in ``ends`` holding that end of ``pipe``."""
+    return [(pid, fd) for pid, fds in ends.items() for fd, (target, w) in fds.items()
+            if pipe and target == pipe and w == write_end]
+
+
 def _diagnosis(root: int) -> str:
-    """What the answer's processes are blocked in, and who holds the pipes they wait on."""
+    """What the answer's processes are blocked in, and who holds the pipes they wait on.
+
+    Read from /proc while they are still blocked; "" if nothing can be said (they ended).
+    """
     try:
         tree = [root] + [c.pid for c in psutil.Process(root).children(recursive=True)]
     except psutil.Error:
         return ""
     doing = {pid: _blocked_in(pid) for pid in tree}
     ends = {pid: _pipe_ends(pid) for pid in tree}
+
+    def named(holders: list[tuple[int, int]]) -> str:
+        return " and ".join(f"{_who(pid, root)} (descriptor {fd})" for pid, fd in holders)
+
     said, self_held, waits_on_writer = [], False, False
     for pid in tree:
         what, who = doing[pid], _who(pid, root)
         fd = _syscall_fd(pid) if what in ("read", "write") else None
         pipe = ends[pid].get(fd, ("", False))[0] if fd is not None else ""
         if what == "read":
-            holders = [(other, n) for other in tree for n, (t, w) in ends[other].items()
-                       if pipe.startswith("pipe:") and t == pipe and w]
-            if any(other == pid for other, _ in holders):
-                n = next(n for other, n in holders if other == pid)
+            writers = _holders(pipe, ends, write_end=True)
+            own = [n for other, n in writers if other == pid]
+            if own:
                 self_held = True
                 said.append(f"{who} waits to read a pipe whose write end it still holds "
-                            f"itself (descriptor {n}), so end of file can never come")
-            elif holders:
+                            f"itself (descriptor {own[0]}), so end of file can never come")
+            elif writers:
                 said.append(f"{who} waits to read a pipe whose write end is still open in "
-                            + " and ".join(f"{_who(o, root)} (descriptor {n})"
-                                           for o, n in holders)
-                            + ", which is not writing, so end of file never comes")
+                            f"{named(writers)}, which is not writing, so end of file never "
+                            "comes")
             else:
                 said.append(f"{who} waits to read a pipe and nothing is written to it")
         elif what == "write":
-            readers = [(other, n) for other in tree for n, (t, w) in ends[other].items()
-                       if pipe.startswith("pipe:") and t == pipe and not w]
-            said.append(f"{who} is blocked writing into a full pipe"
-                        + (" whose read end is open in " + " and ".join(
-                            f"{_who(o, root)} (descriptor {n})" for o, n in readers)
-                           + ", which is not reading" if readers else ""))
-            if doing[root] == "wait" and any(o == root for o, _ in readers):
-                waits_on_writer = True
+            readers = _holders(pipe, ends, write_end=False)
+            said.append(f"{who} is blocked writing into a full pipe" + (
+                f" whose read end is open in {named(readers)}, which is not reading"
+                if readers else ""))
+            waits_on_writer |= doing[root] == "wait" and any(o == root for o, _ in readers)
         elif what == "wait":
             said.append(f"{who} is in waitpid, waiting for a child that has not ended")
         elif what == "open":
             said.append(f"{who} is blocked opening a FIFO: an open waits until another "
-                        "process opens the other end")
-    states = {doing[pid] for pid in tree}
+                        "process opens the other end, and one that first waits for something "
+                        "from you never will")
+    states = set(doing.values())
     if waits_on_writer:
         said.append("your function waits for a child that cannot end until someone reads "
                     "its output: read the output before you wait for the children (and close "

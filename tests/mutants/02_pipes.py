@@ -252,6 +252,14 @@ def ask(server_path, question):
     finally:
         os.unlink(reply_path)
 ''', fault=r"used the same reply FIFO"),
+    Mutant("02.ask", "session_fifo_instead_of_a_scope", '''
+def ask(server_path, question):
+    reply_path = labkit.objects.fifo("reply")
+    with open(server_path, "w") as server:
+        server.write(f"{reply_path}\\t{question}\\n")
+    with open(reply_path) as reply:
+        return reply.read()
+''', fault=r"was still there after ask returned"),
     Mutant("02.ask", "reply_fifo_left_on_disk", '''
 def ask(server_path, question):
     reply_path = labkit.objects.lab_name("reply").replace("/", "/tmp/", 1)
