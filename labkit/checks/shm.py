@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import posix_ipc
 
 from .._janitor import SESSION_PID, SHM_DIR, unlink_name
 from ..checking import Attempt, CheckFailed, Exercise, call, expect
@@ -165,8 +166,9 @@ def _run(fn: Any, *args: Any, timeout: float | None = None, where: Any = _watche
          ) -> _Outcome:
     """Call an answer function in its own process, watching its mappings and names.
 
-    ``where`` is :func:`_watched`, or :func:`_elsewhere` for a call that must map the
-    segment (named by the first argument) at another address than a sibling would.
+    ``where`` is :func:`_watched`, :func:`_elsewhere` for a call that must map the
+    segment (named by the first argument) at another address than a sibling would, or
+    :func:`_creating` to learn how the answer created its segments.
     """
     if not callable(fn):
         raise CheckFailed(f"expected a function, got {fn!r}")
@@ -561,15 +563,38 @@ def _(answer):
                         f"i + 1 into byte i, so expected {list(want[:8])}")
 
 
-@LIFECYCLE.check("the segment is private: mode 0600, and a fresh name each time",
-                 hint="shm.Segment.create does both; by hand, create exclusively, with mode "
-                      "0600 and a name from objects.lab_name.",
+def _creating(answer: Any, *args: Any) -> tuple:
+    """:func:`_watched`, noting for each shared memory object the answer's process creates
+    through posix_ipc (labkit's Segment included) whether it asked for O_EXCL; on return
+    the value is paired with that list."""
+    real, exclusive = posix_ipc.SharedMemory, []
+
+    def recording(name: Any, flags: int = 0, *more: Any, **kwargs: Any) -> Any:
+        if flags & posix_ipc.O_CREAT:
+            exclusive.append(bool(flags & posix_ipc.O_EXCL))
+        return real(name, flags, *more, **kwargs)
+
+    posix_ipc.SharedMemory = recording
+    try:
+        how, value, seen = _watched(answer, *args)
+    finally:
+        posix_ipc.SharedMemory = real
+    return (how, (value, exclusive), seen) if how == "returned" else (how, value, seen)
+
+
+@LIFECYCLE.check("the segment is private: created exclusively, mode 0600, a fresh name each "
+                 "time",
+                 hint="shm.Segment.create does all three; by hand, create exclusively, with "
+                      "mode 0600 and a name from objects.lab_name.",
                  concept="A name in /dev/shm is visible to every user: a predictable one can "
                          "be taken or planted first, and a lax mode lets others read it.")
 def _(answer):
     names = []
     for _ in range(2):
-        got = _run(answer, 4096, _report, 1).value
+        got, exclusive = _run(answer, 4096, _report, 1, where=_creating).value
+        expect(all(exclusive), "the segment was created with O_CREAT but without O_EXCL: had "
+                               "someone made that name first, you would have opened their "
+                               "object instead of failing; create it exclusively")
         mode = int.from_bytes(got[0:2], "little")
         expect(mode == 0o600, f"the segment had mode {mode:04o}; only its owner should be able "
                               "to open it: 0600 (and create it with O_CREAT | O_EXCL)")

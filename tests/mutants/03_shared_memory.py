@@ -206,7 +206,7 @@ def share_and_destroy(size, work, n):
     name = f"/labkit_{os.getuid()}_{os.getpid()}_fixed_000000"
     old = os.umask(0o022)
     try:
-        mem = posix_ipc.SharedMemory(name, posix_ipc.O_CREAT, mode=0o666, size=size)
+        mem = posix_ipc.SharedMemory(name, posix_ipc.O_CREX, mode=0o666, size=size)
     finally:
         os.umask(old)
     try:
@@ -216,6 +216,17 @@ def share_and_destroy(size, work, n):
         mem.close_fd()
         mem.unlink()
 ''', fault=r"the segment had mode 0644"),
+    Mutant("03.lifecycle", "created_without_o_excl", '''
+def share_and_destroy(size, work, n):
+    mem = posix_ipc.SharedMemory(objects.lab_name("life"), posix_ipc.O_CREAT, mode=0o600,
+                                 size=size)
+    try:
+        labkit.run_workers(work, n, mem.name).values
+        return os.pread(mem.fd, size, 0)
+    finally:
+        mem.close_fd()
+        mem.unlink()
+''', fault=r"without O_EXCL"),
     Mutant("03.lifecycle", "workers_one_after_the_other", '''
 def share_and_destroy(size, work, n):
     with shm.Segment.create(size) as seg:
