@@ -211,6 +211,16 @@ def _record_of(seg: Segment) -> tuple:
     return (r.sensor, r.count, r.value, r.unit)
 
 
+def _what_went_wrong(got: tuple, want: tuple) -> str:
+    if got == (0, 0, 0.0, b""):
+        return (": nothing reached shared memory; were the fields set on a copy (bytes, "
+                "from_buffer_copy) instead of a view of the mapping?")
+    if got[0] != want[0] or got[2] != want[2]:
+        return (": the bytes are not laid out as Reading (sensor at byte 0, count at 4, value "
+                "at 8, unit at 16)")
+    return ""
+
+
 def _fields(t: tuple) -> str:
     return f"sensor={t[0]!r}, count={t[1]!r}, value={t[2]!r}, unit={t[3]!r}"
 
@@ -231,9 +241,7 @@ def _(answer):
     want = (7, 1, 21.5, b"degC")
     expect(got == want, f"after publish(name, 7, 21.5, b'degC') on a fresh segment, another "
                         f"process reads {_fields(got)}; expected {_fields(want)}"
-           + ("" if got[0] == want[0] and got[2] == want[2] else
-              ": the bytes are not laid out as Reading (sensor at byte 0, count at 4, value "
-              "at 8, unit at 16)"))
+           + _what_went_wrong(got, want))
 
 
 @RECORD.check("publishing twice counts 2 and keeps the latest values",

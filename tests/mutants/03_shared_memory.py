@@ -33,6 +33,13 @@ def publish(name, sensor, value, unit):
         record.sensor, record.count, record.value, record.unit = sensor, 1, value, unit
         del record
 ''', fault=r"add 1 to what the segment holds"),
+    Mutant("03.record", "fields_set_on_a_copy", '''
+def publish(name, sensor, value, unit):
+    with shm.Segment.attach(name) as seg:
+        record = Reading.from_buffer_copy(seg.buf)
+        record.sensor, record.value, record.unit = sensor, value, unit
+        record.count += 1
+''', fault=r"nothing reached shared memory.*copy"),
     Mutant("03.record", "publish_unlinks_the_callers_segment", _WITH_PUBLISH.format(
         body="solved(name, sensor, value, unit)\n    posix_ipc.unlink_shared_memory(name)"),
         fault=r"no longer exists after publish"),
