@@ -27,6 +27,7 @@ import stat
 import subprocess
 import sys
 import time
+import warnings
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,6 +134,21 @@ def _release(st: _State) -> None:
         _remove_name(st)
 
 
+def _collected(st: _State) -> None:
+    """A segment's end by garbage collection (or at exit): warn if only that removes its name.
+
+    The unlink still happens, but not silently: where an exception's traceback keeps
+    the Segment alive (a notebook), the name would leak, and a check must not be
+    fooled by a collection that happens to run in its own process.
+    """
+    if st.creator_pid == os.getpid() and not st.unlinked:
+        warnings.warn(f"shared memory segment {st.name} was never unlinked; it goes only "
+                      "because its Segment was garbage collected (or the process exited). "
+                      "Use `with Segment.create(...)`, or unlink() in a finally block",
+                      ResourceWarning, stacklevel=2)
+    _release(st)
+
+
 class Segment:
     """A named shared memory segment mapped into this process.
 
@@ -173,7 +189,7 @@ class Segment:
         probe = np.frombuffer(st.mm, dtype=np.uint8, count=1)
         self._address = int(probe.ctypes.data)
         del probe                             # no view may outlive this line
-        self._finalizer = weakref.finalize(self, _release, st)
+        self._finalizer = weakref.finalize(self, _collected, st)
         return self
 
     @classmethod
@@ -406,7 +422,8 @@ class Segment:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._finalizer()                     # detach, and unlink if we created it
+        if self._finalizer.detach():          # not yet ended: end it here, on purpose
+            _release(self._st)                # detach, and unlink if we created it
 
     def __reduce__(self) -> tuple:
         # Pickled (for a spawned worker), a segment travels as its name and is re-attached.

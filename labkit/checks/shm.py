@@ -2,18 +2,23 @@
 
 Every answer runs through :func:`labkit.checking.call`, wrapped so that its
 process also reports shared mappings still in place when the answer returned
-(a NumPy or ctypes view kept alive, an ``mmap`` never closed). The checker
-itself notes names that appear in ``/dev/shm`` during a call and stay: a
-segment leaked by an answer that raised or whose process died, which the
-answer's own process cannot report. The segments a check hands to an answer
-are made here with :class:`labkit.shm.Segment`, and the check reads them
-through its own mapping, in a process other than the answer's.
+(a NumPy or ctypes view kept alive, an ``mmap`` never closed), and, when the
+answer raised, the names in ``/dev/shm`` at the moment the exception left it:
+in a notebook the traceback keeps the answer's objects alive, so a segment that
+only garbage collection would remove has leaked there, and the check must not
+be fooled by a collection in its own process. The checker itself notes names
+that appear during a call and stay (an answer whose process died). The
+segments a check hands to an answer are made here with
+:class:`labkit.shm.Segment`, and the check reads them through its own mapping,
+in a process other than the answer's; a walker is run where the segment lands
+at another address than in the builder's process.
 """
 from __future__ import annotations
 
 import ctypes
 import functools
 import gc
+import mmap
 import os
 import re
 import signal
@@ -22,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import posix_ipc
 
 from .._janitor import SESSION_PID, SHM_DIR, unlink_name
 from ..checking import Attempt, CheckFailed, Exercise, call, expect
@@ -57,12 +63,30 @@ def _shared_maps() -> set[str]:
         return set()  # no /proc (macOS): mappings cannot be judged
 
 
-def _watched(answer: Any, *args: Any) -> tuple[Any, list[str]]:
-    """Run in the answer's process: the answer's value, and mappings it left in place."""
-    before = _shared_maps()
-    value = answer(*args)
+def _watched(answer: Any, *args: Any) -> tuple:
+    """Run in the answer's process. ``("returned", value, mappings still in place)``, or
+    ``("raised", error text, names in /dev/shm that the answer made and had not removed
+    when its exception left it)``: plain data either way."""
+    before, names = _shared_maps(), _entries()
+    try:
+        value = answer(*args)
+    except NotImplementedError:
+        raise                         # not attempted yet: the harness says "not done"
+    except BaseException as e:  # noqa: BLE001 - reported to the check as plain data
+        return "raised", f"{type(e).__name__}: {e}", sorted(_entries() - names)
     gc.collect()                      # views that are merely unreferenced do not count
-    return value, sorted(_shared_maps() - before)
+    return "returned", value, sorted(_shared_maps() - before)
+
+
+def _elsewhere(answer: Any, name: str, *args: Any) -> tuple:
+    """:func:`_watched`, in a process where the segment cannot land where it did in a
+    sibling process: the free space a fresh fork would map it into is taken first."""
+    size = os.stat(SHM_DIR / name.lstrip("/")).st_size
+    taken = mmap.mmap(-1, size)       # the same size: the first free space that fits it
+    try:
+        return _watched(answer, name, *args)
+    finally:
+        taken.close()
 
 
 _LAB = re.compile(r"(?:sem\.)?labkit_\d+_(\d+)_")
@@ -92,12 +116,20 @@ class _Outcome:
     leftover_names: tuple[str, ...]
 
     @property
+    def _report(self) -> tuple:
+        return self.attempt.value     # a failed check if the process died or a fork escaped
+
+    @property
     def returned(self) -> bool:
-        return self.attempt.result.returned and not self.attempt.result.escaped
+        r = self.attempt.result
+        return r.returned and not r.escaped and self._report[0] == "returned"
 
     @property
     def value(self) -> Any:
-        return self.attempt.value[0]
+        how, value, _ = self._report
+        if how == "raised":
+            raise CheckFailed(f"your function raised {value}")
+        return value
 
     @property
     def pid(self) -> int:
@@ -106,10 +138,20 @@ class _Outcome:
     @property
     def problems(self) -> list[str]:
         problems = list(self.attempt.problems)
-        if self.returned:
+        r = self.attempt.result
+        how, _, seen = self._report if r.returned and not r.escaped else ("", None, [])
+        reported = " ".join(problems)         # names the answer's process already found left
+        if how == "returned":
             problems += [f"a shared mapping was still in place when your function returned "
                          f"({_describe_map(line)}): close every mmap or segment, and do not "
-                         "keep NumPy or ctypes views of it" for line in self.attempt.value[1]]
+                         "keep NumPy or ctypes views of it" for line in seen]
+        elif how == "raised":
+            problems += [f"shm /{name} was still there when your function raised; only "
+                         "garbage collection removed it later, and in a notebook the "
+                         "traceback keeps it alive, so the name leaks: unlink it on every "
+                         "path (a with block or finally)"
+                         for name in seen if f"shm /{name} " not in reported
+                         and name not in self.leftover_names and not name.startswith("sem.")]
         problems += [f"shm /{name} was left behind (labkit removed it)"
                      for name in self.leftover_names]
         return problems
@@ -120,13 +162,19 @@ def _describe_map(line: str) -> str:
     return parts[5] if len(parts) == 6 else line
 
 
-def _run(fn: Any, *args: Any, timeout: float | None = None) -> _Outcome:
-    """Call an answer function in its own process, watching its mappings and names."""
+def _run(fn: Any, *args: Any, timeout: float | None = None, where: Any = _watched
+         ) -> _Outcome:
+    """Call an answer function in its own process, watching its mappings and names.
+
+    ``where`` is :func:`_watched`, :func:`_elsewhere` for a call that must map the
+    segment (named by the first argument) at another address than a sibling would, or
+    :func:`_creating` to learn how the answer created its segments.
+    """
     if not callable(fn):
         raise CheckFailed(f"expected a function, got {fn!r}")
     before = _entries()
     try:
-        attempt = call(_watched, fn, *args, timeout=timeout)
+        attempt = call(where, fn, *args, timeout=timeout)
     finally:
         leftovers = sorted(_entries() - before)
         for entry in leftovers:
@@ -163,14 +211,28 @@ def _record_of(seg: Segment) -> tuple:
     return (r.sensor, r.count, r.value, r.unit)
 
 
+def _what_went_wrong(got: tuple, want: tuple) -> str:
+    if got == (0, 0, 0.0, b""):
+        return (": nothing reached shared memory; were the fields set on a copy (bytes, "
+                "from_buffer_copy) instead of a view of the mapping?")
+    if got[0] != want[0] or got[2] != want[2]:
+        return (": the bytes are not laid out as Reading (sensor at byte 0, count at 4, value "
+                "at 8, unit at 16)")
+    return ""
+
+
 def _fields(t: tuple) -> str:
     return f"sensor={t[0]!r}, count={t[1]!r}, value={t[2]!r}, unit={t[3]!r}"
 
 
+_LAYOUT = ("Shared memory is only bytes: two programs understand each other because they "
+           "agree on a layout, here the Reading structure at offset 0, which says which bytes "
+           "hold which field and how.")
+
+
 @RECORD.check("publish writes the record where a reader expects it", points=2,
-              hint="Attach by name (shm.Segment.attach(name)), lay a Reading over offset 0 "
-                   "(seg.struct(Reading)) and set its fields; the field order and types of "
-                   "Reading are the layout both sides agree on.")
+              hint="Attach the segment by its name, lay a Reading over its first bytes, and "
+                   "set the fields through that view.", concept=_LAYOUT)
 def _(answer):
     publish, _ = _pair(answer, "publish", "read_record")
     with _check_segment(ctypes.sizeof(Reading)) as seg:
@@ -178,12 +240,13 @@ def _(answer):
         got = _record_of(seg)
     want = (7, 1, 21.5, b"degC")
     expect(got == want, f"after publish(name, 7, 21.5, b'degC') on a fresh segment, another "
-                        f"process reads {_fields(got)}; expected {_fields(want)}")
+                        f"process reads {_fields(got)}; expected {_fields(want)}"
+           + _what_went_wrong(got, want))
 
 
 @RECORD.check("publishing twice counts 2 and keeps the latest values",
-              hint="count is a counter: add 1 to what the segment already holds (record.count "
-                   "+= 1), the other fields are overwritten.")
+              hint="count counts the publishes: add one to what the segment already holds; "
+                   "the other fields are overwritten.", concept=_LAYOUT)
 def _(answer):
     publish, _ = _pair(answer, "publish", "read_record")
     with _check_segment(ctypes.sizeof(Reading)) as seg:
@@ -192,12 +255,16 @@ def _(answer):
         got = _record_of(seg)
     want = (2, 2, -0.5, b"mV")
     expect(got == want, f"after two publishes (sensor 1, then sensor 2 with -0.5 mV) the "
-                        f"segment holds {_fields(got)}; expected {_fields(want)}")
+                        f"segment holds {_fields(got)}; expected {_fields(want)}"
+           + (": count must say how many times the record was published, so add 1 to what "
+              "the segment holds" if got[1] != 2 else ""))
 
 
 @RECORD.check("read_record reads a record another process wrote", points=2,
-              hint="Attach read-only (shm.Segment.attach(name, readonly=True)) and copy the "
-                   "record out: Reading.from_buffer_copy(seg.buf); return plain values.")
+              hint="Attach read-only and copy the record out of the mapping; return plain "
+                   "values, not a view.",
+              concept="A view into a mapping is only valid while the mapping is; a copy "
+                      "survives the detach.")
 def _(answer):
     _, read_record = _pair(answer, "publish", "read_record")
     with _check_segment(ctypes.sizeof(Reading)) as seg:
@@ -212,7 +279,8 @@ def _(answer):
 
 
 @RECORD.check("written by publish in one process, read by read_record in another",
-              hint="Both functions must use the same layout: the Reading structure at offset 0.")
+              hint="Both functions must use the same layout: the Reading structure at "
+                   "offset 0.", concept=_LAYOUT)
 def _(answer):
     publish, read_record = _pair(answer, "publish", "read_record")
     with _check_segment(ctypes.sizeof(Reading)) as seg:
@@ -225,8 +293,10 @@ def _(answer):
 
 
 @RECORD.check("both leave the segment to its owner and clean up",
-              hint="Detach (leave the with block, or close the mmap and the descriptor); never "
-                   "unlink a segment you did not create: the caller still uses it.")
+              hint="Detach when you are done (leave the with block, or close the mapping and "
+                   "the descriptor); never unlink a segment you did not create.",
+              concept="Attaching and detaching are this process's business; the name belongs "
+                      "to the creator, and other processes still use it.")
 def _(answer):
     publish, read_record = _pair(answer, "publish", "read_record")
     with _check_segment(ctypes.sizeof(Reading)) as seg:
@@ -250,6 +320,10 @@ def _sum_case(answer: Any, data: np.ndarray, n: int) -> tuple[_Outcome, Any, Any
     expect(isinstance(got, tuple) and len(got) == 2 and isinstance(got[1], (list, tuple)),
            f"expected (total, slots) with slots a list of (pid, total) pairs, got {got!r}")
     total, slots = got
+    expect(not any(isinstance(s, (np.void, np.ndarray)) for s in slots),
+           f"the slots came back as NumPy values ({type(slots[0]).__name__}), views of the "
+           "shared array, not plain (pid, total) pairs of ints: copy them out as ints before "
+           "the segment goes")
     expect(len(slots) == n and all(isinstance(s, (tuple, list)) and len(s) == 2 for s in slots),
            f"expected {n} slots, one (pid, total) pair per worker, got {slots!r}")
     return outcome, total, [(int(p), int(t)) for p, t in slots]
@@ -260,7 +334,7 @@ def _parts(data: np.ndarray, n: int) -> list[int]:
 
 
 @PARALLEL_SUM.check("the total is right (4 workers, 100,001 numbers)", points=2,
-                    hint="Add up the workers' slot totals after every worker has ended.")
+                    hint="Add up the slot totals after every worker has ended.")
 def _(answer):
     data = np.random.default_rng(3).integers(-10**6, 10**6, 100_001)
     _, total, slots = _sum_case(answer, data, 4)
@@ -270,11 +344,12 @@ def _(answer):
 
 @PARALLEL_SUM.check("each slot holds its part's sum, written by its own worker process",
                     points=2,
-                    hint="Worker i sums np.array_split(data, n)[i] and writes (os.getpid(), sum) "
-                         "into slot i of an array that lives in shared memory (a plain NumPy "
-                         "array is copied into each child at fork).")
+                    hint="Worker i adds up part i of np.array_split and writes its own pid and "
+                         "that sum into slot i of an array that lives in shared memory.",
+                    concept="A fork copies the parent's memory: after it, a plain NumPy array "
+                            "is private to each process. Only a shared mapping is seen by all.")
 def _(answer):
-    data = np.random.default_rng(4).integers(0, 1000, 10_000)
+    data = np.random.default_rng(4).integers(0, 1000, 10_001)
     outcome, _, slots = _sum_case(answer, data, 4)
     totals, pids = [t for _, t in slots], [p for p, _ in slots]
     want = _parts(data, 4)
@@ -289,7 +364,8 @@ def _(answer):
 
 
 @PARALLEL_SUM.check("one worker, and more workers than numbers",
-                    hint="np.array_split gives empty parts when n > len(data); their sum is 0.")
+                    hint="np.array_split gives empty parts when there are more workers than "
+                         "numbers; their sum is 0.")
 def _(answer):
     data = np.arange(1, 11)
     for d, n in ((data, 1), (data[:5], 7)):
@@ -301,8 +377,10 @@ def _(answer):
 
 
 @PARALLEL_SUM.check("nothing is left behind: no segment, mapping, descriptor or child",
-                    hint="Create the slots in a with block (shm.Segment.create), wait for every "
-                         "worker, and return plain ints copied out of shared memory, not views.")
+                    hint="Create the slots' segment in a with block, wait for every worker, "
+                         "and return plain ints copied out of shared memory, not views.",
+                    concept="A view (a NumPy array or a ctypes object over the mapping) keeps "
+                            "the mapping alive as long as the view lives.")
 def _(answer):
     outcome, _, _ = _sum_case(answer, np.arange(100), 3)
     _expect_tidy(outcome, "parallel_sum")
@@ -311,6 +389,10 @@ def _(answer):
 # --- 03.linked_list ----------------------------------------------------------------------
 
 LINKED_LIST = Exercise("03.linked_list", "An offset-based linked list across processes")
+
+_OFFSETS = ("Each process maps a segment wherever its own address space has room, so the same "
+            "node has a different address in each; its offset from the start of the segment "
+            "is the same everywhere.")
 
 
 def _list_segment(n: int) -> Segment:
@@ -354,7 +436,7 @@ def _lay_out(seg: Segment, values: list[int], seed: int) -> None:
 @LINKED_LIST.check("build_list stores offsets that another process can follow", points=2,
                    hint="Offset 0 holds the offset of the first node; each node's next holds "
                         "the offset of the following node, 0 for the last. Offsets count from "
-                        "the start of the segment, never ctypes.addressof(...).")
+                        "the start of the segment: never store an address.", concept=_OFFSETS)
 def _(answer):
     build, _ = _pair(answer, "build_list", "walk_list")
     values = [5, -3, 8, 2**40]
@@ -367,8 +449,8 @@ def _(answer):
 
 @LINKED_LIST.check("walk_list follows the offsets, wherever the nodes are", points=2,
                    hint="Start at the offset stored at 0; read the Node at that offset of your "
-                        "own mapping (Node.from_buffer_copy(seg.buf, offset)), take its value, "
-                        "move to node.next; stop at 0. The nodes need not be in order.")
+                        "own mapping, take its value, move to its next; stop at 0. The nodes "
+                        "need not be in order.", concept=_OFFSETS)
 def _(answer):
     _, walk = _pair(answer, "build_list", "walk_list")
     values = [10, 20, 30, 40, 50, 60]
@@ -386,8 +468,7 @@ def _(answer):
 
 
 @LINKED_LIST.check("an empty list has a head of 0, both ways",
-                   hint="With no values, build_list writes 0 at offset 0; walk_list then "
-                        "returns [].")
+                   hint="An empty list is a header of 0, and walking it gives an empty list.")
 def _(answer):
     build, walk = _pair(answer, "build_list", "walk_list")
     with _list_segment(0) as seg:
@@ -400,18 +481,30 @@ def _(answer):
     expect(head == 0, f"build_list(name, []) left {head:#x} at offset 0; expected 0")
 
 
-@LINKED_LIST.check("built in one process, walked in another, and nothing left behind",
+@LINKED_LIST.check("built in one process, walked in another that maps it elsewhere, and "
+                   "nothing left behind",
                    hint="Neither function unlinks the segment (the caller owns it); both detach "
-                        "and keep no views.")
+                        "and keep no views. And the list must make sense wherever the walking "
+                        "process maps the segment.", concept=_OFFSETS)
 def _(answer):
     build, walk = _pair(answer, "build_list", "walk_list")
     values = list(range(100, 120))
     with _list_segment(len(values)) as seg:
         built = _run(build, seg.name, values)
         built.value
-        walked = _run(walk, seg.name)
+        expect(os.path.exists(seg.path), "the segment no longer exists after build_list: it "
+                                         "belongs to the caller; detach from it, do not "
+                                         "unlink it")
+        walked = _run(walk, seg.name, where=_elsewhere)
+        if not walked.returned and walked.attempt.result.status.signal_name == "SIGSEGV":
+            raise CheckFailed("walk_list was killed by SIGSEGV in a process that maps the "
+                              "segment at another address than build_list's did: the list "
+                              "holds addresses, which mean nothing there; store offsets")
         got = walked.value
-        expect(got == values, f"build_list then walk_list gave {got!r}; expected {values}")
+        expect(got == values, f"build_list then walk_list, in a process that maps the segment "
+                              f"at another address, gave {got!r}; expected {values}"
+               + ("" if got == values else ": an address is only valid in the process that "
+                  "took it; the list must hold offsets from the start of the segment"))
         expect(os.path.exists(seg.path), "the segment no longer exists: it belongs to the "
                                          "caller; detach from it, do not unlink it")
         _expect_tidy(built, "build_list")
@@ -422,6 +515,10 @@ def _(answer):
 
 LIFECYCLE = Exercise("03.lifecycle", "Create, share and destroy, even when a worker fails",
                      timeout=60.0)  # six calls; the one that checks concurrency may take 10 s
+
+_NOT_GC = ("Garbage collection is not cleanup: while an exception's traceback is kept (a "
+           "notebook keeps the last one), it keeps your segment object alive, so a name you "
+           "did not unlink yourself stays in /dev/shm.")
 
 
 def _stamp(i: int, name: str) -> None:
@@ -462,9 +559,8 @@ def _fails(i: int, name: str, how: str) -> None:
 
 
 @LIFECYCLE.check("four workers write into one segment, and you return what they wrote", points=2,
-                 hint="Create the segment, start the workers with its name "
-                      "(labkit.run_workers(work, n, seg.name)), wait for all of them, and return "
-                      "bytes(seg.buf): a copy, made before the segment goes.")
+                 hint="Create the segment, start all the workers with its name, wait for all "
+                      "of them, and return a copy of its bytes, made before the segment goes.")
 def _(answer):
     got = _run(answer, 4096, _stamp, 4).value
     want = bytes([1, 2, 3, 4]) + bytes(4092)
@@ -475,13 +571,38 @@ def _(answer):
                         f"i + 1 into byte i, so expected {list(want[:8])}")
 
 
-@LIFECYCLE.check("the segment is private: mode 0600, and a fresh name each time",
-                 hint="shm.Segment.create(size) does both; by hand: posix_ipc.SharedMemory("
-                      "objects.lab_name(), posix_ipc.O_CREX, mode=0o600, size=size).")
+def _creating(answer: Any, *args: Any) -> tuple:
+    """:func:`_watched`, noting for each shared memory object the answer's process creates
+    through posix_ipc (labkit's Segment included) whether it asked for O_EXCL; on return
+    the value is paired with that list."""
+    real, exclusive = posix_ipc.SharedMemory, []
+
+    def recording(name: Any, flags: int = 0, *more: Any, **kwargs: Any) -> Any:
+        if flags & posix_ipc.O_CREAT:
+            exclusive.append(bool(flags & posix_ipc.O_EXCL))
+        return real(name, flags, *more, **kwargs)
+
+    posix_ipc.SharedMemory = recording
+    try:
+        how, value, seen = _watched(answer, *args)
+    finally:
+        posix_ipc.SharedMemory = real
+    return (how, (value, exclusive), seen) if how == "returned" else (how, value, seen)
+
+
+@LIFECYCLE.check("the segment is private: created exclusively, mode 0600, a fresh name each "
+                 "time",
+                 hint="shm.Segment.create does all three; by hand, create exclusively, with "
+                      "mode 0600 and a name from objects.lab_name.",
+                 concept="A name in /dev/shm is visible to every user: a predictable one can "
+                         "be taken or planted first, and a lax mode lets others read it.")
 def _(answer):
     names = []
     for _ in range(2):
-        got = _run(answer, 4096, _report, 1).value
+        got, exclusive = _run(answer, 4096, _report, 1, where=_creating).value
+        expect(all(exclusive), "the segment was created with O_CREAT but without O_EXCL: had "
+                               "someone made that name first, you would have opened their "
+                               "object instead of failing; create it exclusively")
         mode = int.from_bytes(got[0:2], "little")
         expect(mode == 0o600, f"the segment had mode {mode:04o}; only its owner should be able "
                               "to open it: 0600 (and create it with O_CREAT | O_EXCL)")
@@ -491,8 +612,7 @@ def _(answer):
 
 
 @LIFECYCLE.check("the workers run at the same time",
-                 hint="Start all workers before waiting for any (labkit.run_workers does), not "
-                      "one after the other.")
+                 hint="Start all the workers before waiting for any, not one after the other.")
 def _(answer):
     got = _run(answer, 64, functools.partial(_meet, count=3), 3, timeout=10).value
     met = list(got[3:6])
@@ -502,8 +622,9 @@ def _(answer):
 
 
 @LIFECYCLE.check("a worker that raises: the segment is still destroyed, and you raise", points=2,
-                 hint="Put the cleanup in finally (or a with block), and let the failure out: "
-                      "labkit.run_workers(...).values raises ChildError if a worker failed.")
+                 hint="Put the cleanup where it runs on every path, and let the failure out: "
+                      "asking the workers' results for their values raises if one failed.",
+                 concept=_NOT_GC)
 def _(answer):
     outcome = _run(answer, 4096, functools.partial(_fails, how="raise"), 3)
     expect(not outcome.returned, "worker 1 raised ValueError, but your function returned "
@@ -514,7 +635,7 @@ def _(answer):
 
 @LIFECYCLE.check("a worker that is killed: the segment is still destroyed, and you raise",
                  hint="A worker killed by a signal returns nothing; its status says how it "
-                      "ended. Treat it as a failure, after cleaning up.")
+                      "ended. Treat it as a failure, after cleaning up.", concept=_NOT_GC)
 def _(answer):
     outcome = _run(answer, 4096, functools.partial(_fails, how="kill"), 3)
     expect(not outcome.returned, "worker 1 was killed by SIGKILL, but your function returned "

@@ -1,0 +1,272 @@
+"""Wrong answers to lesson 02 (pipes and FIFOs): an end left open, a wait before the read,
+a read that assumes whole messages, a request that is not one atomic write."""
+from mutants import Mutant
+
+# --- 02.converse: a parent and one child, a pipe each way ------------------------------
+
+_CONVERSE = '''
+def converse(transform, messages):
+    down_r, down_w = os.pipe()
+    up_r, up_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            {child_close}
+            os.close(up_r)
+            with open(down_r, encoding="utf-8") as inbox, \\
+                    open(up_w, "w", encoding="utf-8") as outbox:
+                for line in inbox:
+                    outbox.write({reply} + "\\n")
+                    outbox.flush()
+        finally:
+            os._exit(0)
+    os.close(down_r)
+    {parent_close}
+    with open(down_w, "w", encoding="utf-8") as out, open(up_r, encoding="utf-8") as back:
+{talk}
+    {wait}
+    return replies
+'''
+_ALTERNATE = '''        replies = []
+        for m in messages:
+            out.write(m + "\\n")
+            {flush}
+            replies.append({reply_in_parent})
+'''
+
+
+def _converse(child_close="os.close(down_w)", parent_close="os.close(up_w)",
+              reply='transform(line.rstrip("\\n"))', flush="out.flush()",
+              reply_in_parent='back.readline().rstrip("\\n")', wait="os.waitpid(pid, 0)",
+              talk=None) -> str:
+    talk = talk or _ALTERNATE.format(flush=flush, reply_in_parent=reply_in_parent)
+    return _CONVERSE.format(child_close=child_close, parent_close=parent_close, reply=reply,
+                            talk=talk, wait=wait)
+
+
+_ALL_AT_ONCE = '''        for m in messages:
+            out.write(m + "\\n")
+        out.flush()
+        replies = [back.readline().rstrip("\\n") for _ in messages]
+'''
+
+# --- 02.pipeline: pipe, fork, dup2, exec ----------------------------------------------
+
+_PIPELINE = '''
+def pipeline(cmd1, cmd2):
+    link_r, link_w = os.pipe()
+    out_r, out_w = os.pipe()
+
+    def spawn(argv, stdin, stdout):
+        pid = os.fork()
+        if pid == 0:
+            {guard_open}
+                {sigpipe}
+                if stdin is not None:
+                    os.dup2(stdin, 0)
+                os.dup2(stdout, 1)
+                for fd in (link_r, link_w, out_r, out_w):
+                    os.close(fd)
+                os.execvp(argv[0], argv)
+            {guard_close}
+        return pid
+
+    first = spawn(cmd1, None, link_w)
+    second = spawn(cmd2, link_r, out_w)
+    {parent_close}
+{collect}
+    return output, status1, status2
+'''
+_READ_THEN_WAIT = '''    with open(out_r, encoding="utf-8", errors="replace") as out:
+        output = out.read()
+    status1 = os.waitstatus_to_exitcode(os.waitpid(first, 0)[1])
+    status2 = os.waitstatus_to_exitcode(os.waitpid(second, 0)[1])
+'''
+
+
+def _pipeline(guard_open="try:", guard_close="finally:\n                os._exit(127)",
+              sigpipe="signal.signal(signal.SIGPIPE, signal.SIG_DFL)",
+              parent_close="for fd in (link_r, link_w, out_w):\n        os.close(fd)",
+              collect=_READ_THEN_WAIT) -> str:
+    return _PIPELINE.format(guard_open=guard_open, guard_close=guard_close, sigpipe=sigpipe,
+                            parent_close=parent_close,
+                            collect=collect)
+
+
+# --- 02.recv_message: framing over a byte stream --------------------------------------
+
+_RECV_WITH = '''
+solved = recv_message
+def recv_message(fd):
+    {body}
+'''
+
+# --- 02.ask: a client of a FIFO server -------------------------------------------------
+
+_ASK = '''
+def ask(server_path, question):
+    with labkit.objects.scope() as objs:
+        reply_path = objs.fifo("reply")
+        request = f"{{reply_path}}\\t{{question}}\\n".encode()
+        {check}
+        fd = os.open(server_path, os.O_WRONLY)
+        try:
+            {send}
+        finally:
+            os.close(fd)
+        with open(reply_path, "rb") as reply:
+            return {read}
+'''
+_LIMIT = '''if len(request) > select.PIPE_BUF:
+            raise ValueError("too long")'''
+
+
+def _ask(check=_LIMIT, send="os.write(fd, request)", read="reply.read().decode()") -> str:
+    return _ASK.format(check=check, send=send, read=read)
+
+
+MUTANTS = [
+    # --- 02.converse
+    Mutant("02.converse", "child_keeps_its_write_end", _converse(child_close="pass"),
+           fault=r"write end it still holds itself"),
+    Mutant("02.converse", "send_all_then_read", _converse(talk=_ALL_AT_ONCE),
+           fault=r"writing into a full pipe.*none is reading"),
+    Mutant("02.converse", "no_flush", _converse(flush="pass"),
+           fault=r"never flushed"),
+    Mutant("02.converse", "transform_in_parent",
+           _converse(reply='line.rstrip("\\n")',
+                     reply_in_parent='transform(back.readline().rstrip("\\n"))'),
+           fault=r"not in a child"),
+    Mutant("02.converse", "child_per_message", '''
+_one = converse
+def converse(transform, messages):
+    return [_one(transform, [m])[0] for m in messages]
+''', fault=r"different processes"),
+    Mutant("02.converse", "child_never_waited_for", _converse(wait="pass"),
+           fault=r"nobody waited for it"),
+    Mutant("02.converse", "parent_keeps_the_childs_write_end", _converse(parent_close="pass"),
+           fault=r"descriptor \d+ .* left open"),
+
+    # --- 02.pipeline
+    Mutant("02.pipeline", "waits_before_reading", _pipeline(collect='''\
+    status1 = os.waitstatus_to_exitcode(os.waitpid(first, 0)[1])
+    status2 = os.waitstatus_to_exitcode(os.waitpid(second, 0)[1])
+    with open(out_r, encoding="utf-8", errors="replace") as out:
+        output = out.read()
+'''), fault=r"full pipe.*read the output before you wait"),
+    Mutant("02.pipeline", "one_read_of_the_output", _pipeline(collect='''\
+    output = os.read(out_r, 65536).decode(errors="replace")
+    os.close(out_r)
+    status1 = os.waitstatus_to_exitcode(os.waitpid(first, 0)[1])
+    status2 = os.waitstatus_to_exitcode(os.waitpid(second, 0)[1])
+'''), fault=r"more than a pipe holds.*read until end of file"),
+    Mutant("02.pipeline", "parent_keeps_the_write_end",
+           _pipeline(parent_close="os.close(out_w)"),
+           fault=r"write end is still open in your function's process"),
+    Mutant("02.pipeline", "parent_keeps_its_output_write_end", _pipeline(
+        parent_close="os.close(link_r)\n    os.close(link_w)"),
+        fault=r"write end it still holds itself"),
+    Mutant("02.pipeline", "sigpipe_left_ignored", _pipeline(sigpipe="pass"),
+           fault=r"SIGPIPE was still ignored"),
+    Mutant("02.pipeline", "failed_exec_returns", _pipeline(
+        guard_open="if True:", guard_close=""),
+        fault=r"returned from your function instead of ending"),
+    Mutant("02.pipeline", "raw_wait_status", _pipeline(collect='''\
+    with open(out_r, encoding="utf-8", errors="replace") as out:
+        output = out.read()
+    status1 = os.waitpid(first, 0)[1]
+    status2 = os.waitpid(second, 0)[1]
+'''), fault=r"raw wait status"),
+
+    # --- 02.recv_message
+    Mutant("02.recv_message", "one_read_each", '''
+def recv_message(fd):
+    header = os.read(fd, 4)
+    if not header:
+        return None
+    (length,) = struct.unpack("!I", header)
+    return os.read(fd, length)
+''', fault=r"fewer bytes than asked"),
+    Mutant("02.recv_message", "loops_for_the_header_only", '''
+def recv_message(fd):
+    header = b""
+    while len(header) < 4:
+        chunk = os.read(fd, 4 - len(header))
+        if not chunk:
+            if header:
+                raise EOFError("cut in the header")
+            return None
+        header += chunk
+    (length,) = struct.unpack("!I", header)
+    body = os.read(fd, length) if length else b""
+    if len(body) < length and not body:
+        raise EOFError("cut in the body")
+    return body
+''', fault=r"fewer bytes than asked"),
+    Mutant("02.recv_message", "reads_past_its_message", '''
+def recv_message(fd):
+    data = os.read(fd, 65536)
+    if not data:
+        return None
+    (length,) = struct.unpack("!I", data[:4])
+    return data[4:4 + length]
+''', fault=r"read more than its message"),
+    Mutant("02.recv_message", "empty_bytes_at_end_of_file", _RECV_WITH.format(
+        body="got = solved(fd)\n    return b'' if got is None else got"),
+        fault=r"returned b'' instead of None"),
+    Mutant("02.recv_message", "empty_message_taken_for_the_end", _RECV_WITH.format(
+        body="got = solved(fd)\n    return got or None"),
+        fault=r"empty message .* came back as None"),
+    Mutant("02.recv_message", "cut_message_returned_quietly", _RECV_WITH.format(
+        body="try:\n        return solved(fd)\n    except EOFError:\n        return None"),
+        fault=r"returned None, expected EOFError"),
+
+    # --- 02.ask
+    Mutant("02.ask", "one_read_of_the_answer", _ask(read="os.read(reply.fileno(), 65536)"
+                                                         ".decode()"),
+           fault=r"read until end of file"),
+    Mutant("02.ask", "opens_the_reply_before_asking", '''
+def ask(server_path, question):
+    with labkit.objects.scope() as objs:
+        reply_path = objs.fifo("reply")
+        with open(reply_path, "rb") as reply:
+            with open(server_path, "w") as server:
+                server.write(f"{reply_path}\\t{question}\\n")
+            return reply.read().decode()
+''', fault=r"blocked opening a FIFO"),
+    Mutant("02.ask", "request_in_two_writes", _ask(
+        send='os.write(fd, str(reply_path).encode())\n'
+             '            os.write(fd, f"\\t{question}\\n".encode())'),
+        fault=r"in 2 writes"),
+    Mutant("02.ask", "no_pipe_buf_limit", _ask(check="pass"),
+           fault=r"more than \d+ bytes \(PIPE_BUF\) was accepted"),
+    Mutant("02.ask", "fixed_reply_path", '''
+def ask(server_path, question):
+    reply_path = "/tmp/ipclab_reply_fifo"
+    os.mkfifo(reply_path, 0o600)
+    try:
+        with open(server_path, "w") as server:
+            server.write(f"{reply_path}\\t{question}\\n")
+        with open(reply_path) as reply:
+            return reply.read()
+    finally:
+        os.unlink(reply_path)
+''', fault=r"used the same reply FIFO"),
+    Mutant("02.ask", "session_fifo_instead_of_a_scope", '''
+def ask(server_path, question):
+    reply_path = labkit.objects.fifo("reply")
+    with open(server_path, "w") as server:
+        server.write(f"{reply_path}\\t{question}\\n")
+    with open(reply_path) as reply:
+        return reply.read()
+''', fault=r"was still there after ask returned"),
+    Mutant("02.ask", "reply_fifo_left_on_disk", '''
+def ask(server_path, question):
+    reply_path = labkit.objects.lab_name("reply").replace("/", "/tmp/", 1)
+    os.mkfifo(reply_path, 0o600)
+    with open(server_path, "w") as server:
+        server.write(f"{reply_path}\\t{question}\\n")
+    with open(reply_path) as reply:
+        return reply.read()
+''', fault=r"was still there after ask returned"),
+]
