@@ -21,6 +21,7 @@ import html
 import os
 import re
 import stat
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -33,7 +34,8 @@ from .errors import ChildError, LabTimeout
 from .processes import Child, ChildResult, start
 
 __all__ = ["check", "run_checks", "CheckResult", "CheckReport", "Exercise", "CheckFailed",
-           "NotDone", "call", "launch", "Launched", "expect", "expect_clean", "exercises"]
+           "CheckTimedOut", "NotDone", "call", "launch", "Launched", "expect", "expect_clean",
+           "exercises"]
 
 PASSED, FAILED, NOT_DONE, ERROR, NOT_RUN = "passed", "failed", "not done", "error", "not run"
 PROGRESS_AFTER = 2.0  # seconds a check() may take before it shows which check is running
@@ -265,13 +267,14 @@ def _remove_new_objects(before: set[tuple[str, str]]) -> list[str]:
 
 
 def _plain(value: Any, depth: int = 0) -> Any:
-    """The answer's value as built-in data, so the checker can decode it without running any
-    of the answer's code: numpy numbers and arrays become Python ones, named tuples tuples.
-    Anything else is sent as it is, and the checker refuses it if it is not plain."""
+    """The answer's value as built-in data where that is unambiguous, so the checker can decode
+    it without running any of the answer's code: NumPy numbers become Python numbers, named
+    tuples tuples. Anything else is sent as it is, and the checker refuses what is not plain
+    (a NumPy array may be a view of memory that is gone: the answer must copy it out)."""
     if depth > 50:
         return value
-    if hasattr(value, "tolist") and type(value).__module__ == "numpy":
-        return value.tolist()
+    if _numpy_number(value):
+        return value.item()
     if isinstance(value, tuple):
         return tuple(_plain(v, depth + 1) for v in value)
     if isinstance(value, list):
@@ -279,6 +282,11 @@ def _plain(value: Any, depth: int = 0) -> Any:
     if isinstance(value, dict):
         return {_plain(k, depth + 1): _plain(v, depth + 1) for k, v in value.items()}
     return value
+
+
+def _numpy_number(value: Any) -> bool:
+    numpy = sys.modules.get("numpy")
+    return numpy is not None and isinstance(value, (numpy.integer, numpy.floating, numpy.bool_))
 
 
 def _define_notebooks(given: Any) -> None:

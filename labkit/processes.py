@@ -507,7 +507,8 @@ class _Proc:
                 value = (plain_loads if self.plain else pickle.loads)(main.get("payload", b""))
             except Exception as e:  # noqa: BLE001 - unpickling runs arbitrary class code
                 what = ("a value that is not plain data (" + str(e) + "); return numbers, "
-                        "strings, bytes, lists, tuples, dicts or sets" if self.plain else
+                        "strings, bytes, lists, tuples, dicts or sets (copy NumPy values out "
+                        "with int(), float() or .tolist())" if self.plain else
                         f"a value the parent could not unpickle ({type(e).__name__}: {e})")
                 return ChildResult(returned=False, error_type="labkit.unpicklable",
                                    error_message=what, **common)
@@ -564,6 +565,8 @@ class _PlainUnpickler(pickle.Unpickler):
             return getattr(builtins, name)
         if (module, name) in _PLAIN_TYPES:
             return _PLAIN_TYPES[(module, name)]
+        if module.split(".")[0] == "numpy":
+            raise pickle.UnpicklingError("a NumPy array or value is not plain data")
         raise pickle.UnpicklingError(f"{module}.{name} is not plain data")
 
 

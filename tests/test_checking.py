@@ -107,7 +107,8 @@ def test_numpy_and_named_tuples_come_back_as_plain_data(toy):
 
     import numpy as np
     pair = collections.namedtuple("pair", "a b")
-    assert call(lambda: (np.int64(4), pair(1, np.arange(2)))).value == (4, (1, [0, 1]))
+    assert call(lambda: (np.int64(4), pair(1, np.float32(0.5)))).value == (4, (1, 0.5))
+    assert "NumPy array or value is not plain data" in call(lambda: np.arange(2)).result.failure
 
 
 def test_a_check_that_hangs_cannot_freeze_the_caller(monkeypatch):

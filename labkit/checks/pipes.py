@@ -31,8 +31,8 @@ from pathlib import Path
 import psutil
 
 from .. import checking
-from ..checking import (Attempt, CheckFailed, Exercise, Launched, answer_pid, expect,
-                        expect_clean, launch)
+from ..checking import (Attempt, CheckFailed, CheckTimedOut, Exercise, Launched, answer_pid,
+                        expect, expect_clean, launch)
 from ..pipes import PIPE_BUF, bytes_waiting, fifo_server
 from ..processes import start
 
@@ -157,11 +157,11 @@ def _finish(running: Launched, limit: float, doing: str) -> Attempt:
     look.start()
     try:
         return running.finish()
-    except CheckFailed as e:
-        if not (seen and seen[0] and "did not finish" in str(e)):
+    except CheckTimedOut:
+        if not (seen and seen[0]):
             raise
-        raise CheckFailed(f"{doing} did not finish in {limit:g} s and was stopped. Just "
-                          f"before: {seen[0]}") from None
+        raise CheckTimedOut(f"{doing} did not finish in {limit:g} s and was stopped. Just "
+                            f"before: {seen[0]}") from None
     finally:
         look.cancel()
         look.join()

@@ -128,7 +128,7 @@ def parallel_sum(data, n):
         labkit.run_workers(work, n, seg).values
         slots = list(seg.array(SLOT, n))
     return sum(int(t) for _, t in slots), slots
-''', fault=r"NumPy values .*views of the shared array"),
+''', fault=r"NumPy array or value is not plain data.*copy NumPy values out"),
 
     # --- 03.linked_list
     Mutant("03.linked_list", "pointers_in_both_directions", '''
