@@ -412,9 +412,13 @@ def _describe(outcome) -> str:
                concept="Python runs a handler in the main thread at the point the program had "
                        "reached; an exception it raises propagates from that point.")
 def _(answer):
-    outcome, _, _ = _timeout_call(answer, _sleepy, 0.2)
+    _expect_timeout(answer, _sleepy, 0.2, "fn sleeps 30 s")
+
+
+def _expect_timeout(answer, fn, seconds: float, what: str) -> None:
+    outcome, _, _ = _timeout_call(answer, fn, seconds)
     expect(outcome[:2] == ("raised", "TimeoutError"),
-           f"fn sleeps 30 s and the limit is 0.2 s; expected TimeoutError, got "
+           f"{what} and the limit is {seconds:g} s; expected TimeoutError, got "
            f"{_describe(outcome)}")
 
 
@@ -424,10 +428,7 @@ def _(answer):
                concept="A timer interrupts any code, sleeping or computing: the kernel sends "
                        "the signal when the time is up, whatever the process is doing.")
 def _(answer):
-    outcome, _, _ = _timeout_call(answer, _spin, 0.3)
-    expect(outcome[:2] == ("raised", "TimeoutError"),
-           f"with a 0.3 s limit on an endless loop, expected TimeoutError, got "
-           f"{_describe(outcome)}")
+    _expect_timeout(answer, _spin, 0.3, "fn computes in an endless loop")
 
 
 def _timer_left() -> float:

@@ -1,6 +1,57 @@
 """Wrong answers to lesson 00 (processes): fork, exit statuses, wait, exec."""
 from mutants import Mutant
 
+
+def _exit_code_of(first_code: int = 1, handle: str = "",
+                  result: str = "return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])"
+                  ) -> str:
+    """The solution's exit_code_of with its child's error handling or its result replaced."""
+    return f'''
+def exit_code_of(fn):
+    pid = os.fork()
+    if pid == 0:
+        code = {first_code}
+        try:
+            code = fn()
+        {handle}
+        finally:
+            os._exit(code)
+    {result}
+'''
+
+
+def _run_program(exec_call: str = "os.execvp(argv[0], argv)",
+                 result: str = "os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])") -> str:
+    """The solution's run_program with its exec call or its result replaced."""
+    return f'''
+def run_program(argv):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            {exec_call}
+        finally:
+            os._exit(127)
+    return {result}
+'''
+
+
+def _reap_all(first: int = 0, child_exit: str = "os._exit(i)",
+              result: str = "{pid: os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) "
+                            "for pid in pids}") -> str:
+    """A reap_all that forks every child first, with one of its parts replaced."""
+    return f'''
+import sys
+
+def reap_all(n):
+    pids = []
+    for i in range({first}, n + {first}):
+        pid = os.fork()
+        if pid == 0:
+            {child_exit}
+        pids.append(pid)
+    return {result}
+'''
+
 MUTANTS = [
     # --- 00.exit_code --------------------------------------------------------------------
     Mutant("00.exit_code", "runs_fn_in_the_parent", '''
@@ -27,42 +78,14 @@ def exit_code_of(fn):
     os.close(w)
     return code[0] if code else 1
 ''', fault=r"nobody waited for it"),
-    Mutant("00.exit_code", "raw_status_returned", '''
-def exit_code_of(fn):
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            code = fn()
-        finally:
-            os._exit(code)
-    return os.waitpid(pid, 0)[1]
-''', fault=r"raw wait status"),
-    Mutant("00.exit_code", "waitpid_that_does_not_wait", '''
-def exit_code_of(fn):
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            code = fn()
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, os.WNOHANG)
-    return os.waitstatus_to_exitcode(status)
-''', fault=r"returned while its child was still running"),
-    Mutant("00.exit_code", "exception_gives_exit_code_0", '''
-def exit_code_of(fn):
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            code = fn()
-        except Exception:
-            pass
-        finally:
-            os._exit(code)
-    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-''', fault=r"function that raises you returned 0, expected 1"),
+    Mutant("00.exit_code", "raw_status_returned",
+           _exit_code_of(result="return os.waitpid(pid, 0)[1]"), fault=r"raw wait status"),
+    Mutant("00.exit_code", "waitpid_that_does_not_wait", _exit_code_of(
+        result="return os.waitstatus_to_exitcode(os.waitpid(pid, os.WNOHANG)[1])"),
+        fault=r"returned while its child was still running"),
+    Mutant("00.exit_code", "exception_gives_exit_code_0",
+           _exit_code_of(first_code=0, handle="except Exception:\n            pass"),
+           fault=r"function that raises you returned 0, expected 1"),
 
     # --- 00.describe_status --------------------------------------------------------------
     Mutant("00.describe_status", "signal_number_not_name", '''
@@ -137,48 +160,17 @@ def reap_all(n):
         os.waitpid(pids[-1], 0)
     return codes
 ''', fault=r"zombie.*nobody waited for it"),
-    Mutant("00.reap_all", "keyed_by_child_number", '''
-def reap_all(n):
-    pids = []
-    for i in range(n):
-        pid = os.fork()
-        if pid == 0:
-            os._exit(i)
-        pids.append(pid)
-    return {i: os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for i, pid in enumerate(pids)}
-''', fault=r"keys must be the children's pids"),
-    Mutant("00.reap_all", "raw_statuses", '''
-def reap_all(n):
-    pids = []
-    for i in range(n):
-        pid = os.fork()
-        if pid == 0:
-            os._exit(i)
-        pids.append(pid)
-    return {pid: os.waitpid(pid, 0)[1] for pid in pids}
-''', fault=r"raw wait status"),
-    Mutant("00.reap_all", "sys_exit_in_the_child", '''
-import sys
-
-def reap_all(n):
-    pids = []
-    for i in range(n):
-        pid = os.fork()
-        if pid == 0:
-            sys.exit(i)
-        pids.append(pid)
-    return {pid: os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids}
-''', fault=r"returned from your function instead of ending.*os._exit"),
-    Mutant("00.reap_all", "codes_counted_from_one", '''
-def reap_all(n):
-    pids = []
-    for i in range(1, n + 1):
-        pid = os.fork()
-        if pid == 0:
-            os._exit(i)
-        pids.append(pid)
-    return {pid: os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids}
-''', fault=r"expected exit codes 0, 1, 2 \(one per child\), got \[1, 2, 3\]"),
+    Mutant("00.reap_all", "keyed_by_child_number", _reap_all(
+        result="{i: os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) "
+               "for i, pid in enumerate(pids)}"),
+        fault=r"keys must be the children's pids"),
+    Mutant("00.reap_all", "raw_statuses", _reap_all(result="{pid: os.waitpid(pid, 0)[1] "
+                                                           "for pid in pids}"),
+           fault=r"raw wait status"),
+    Mutant("00.reap_all", "sys_exit_in_the_child", _reap_all(child_exit="sys.exit(i)"),
+           fault=r"returned from your function instead of ending.*os._exit"),
+    Mutant("00.reap_all", "codes_counted_from_one", _reap_all(first=1),
+           fault=r"expected exit codes 0, 1, 2 \(one per child\), got \[1, 2, 3\]"),
 
     # --- 00.run_program ------------------------------------------------------------------
     Mutant("00.run_program", "exec_without_fork", '''
@@ -192,26 +184,11 @@ def run_program(argv):
         os.execvp(argv[0], argv)
     return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
 ''', fault=r"returned from your function instead of ending"),
-    Mutant("00.run_program", "no_path_search", '''
-def run_program(argv):
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.execv(argv[0], argv)
-        finally:
-            os._exit(127)
-    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-''', fault=r"returned 127, expected 0.*PATH"),
-    Mutant("00.run_program", "arguments_dropped", '''
-def run_program(argv):
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.execvp(argv[0], argv[:1])
-        finally:
-            os._exit(127)
-    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-''', fault=r"did the program get all of argv"),
+    Mutant("00.run_program", "no_path_search", _run_program(exec_call="os.execv(argv[0], argv)"),
+           fault=r"returned 127, expected 0.*PATH"),
+    Mutant("00.run_program", "arguments_dropped",
+           _run_program(exec_call="os.execvp(argv[0], argv[:1])"),
+           fault=r"did the program get all of argv"),
     Mutant("00.run_program", "missing_program_exits_1", '''
 def run_program(argv):
     pid = os.fork()
@@ -222,14 +199,6 @@ def run_program(argv):
             os._exit(1)
     return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
 ''', fault=r"does not exist you returned 1, expected 127"),
-    Mutant("00.run_program", "raw_status_returned", '''
-def run_program(argv):
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.execvp(argv[0], argv)
-        finally:
-            os._exit(127)
-    return os.waitpid(pid, 0)[1]
-''', fault=r"raw wait status"),
+    Mutant("00.run_program", "raw_status_returned", _run_program(result="os.waitpid(pid, 0)[1]"),
+           fault=r"raw wait status"),
 ]
