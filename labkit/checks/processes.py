@@ -211,29 +211,21 @@ def _expect_descriptions(answer, cases: list[tuple[int, str]]) -> None:
                         "os.W... functions are the portable way to read it.")
 def _(answer):
     _expect_descriptions(answer, [(_real_status(os._exit, code), f"from a child that called "
-                                   f"os._exit({code})") for code in (0, 3, 255)])
+                                   f"os._exit({code})") for code in (0, 1, 3, 255)])
 
 
-@DESCRIBE.check("deaths by a signal",
-                hint="A process a signal killed has no exit code: ask the status which "
-                     "signal it was, and name it with the signal module's Signals enum.",
+@DESCRIBE.check("deaths by a signal, with and without a core dump",
+                hint="A process a signal killed has no exit code: ask the status which signal "
+                     "it was (named by the signal module's Signals enum) and whether the "
+                     "process dumped core.",
                 concept="The low 7 bits of a wait status hold the number of the signal that "
-                        "killed the process, 0 if it exited.")
+                        "killed the process (0 if it exited), bit 7 (0x80) says whether a "
+                        "core dump was written, and the exit code sits in the second byte.")
 def _(answer):
     _expect_descriptions(answer, [
         (_real_status(_die_by, signal.SIGKILL), "from a child killed by SIGKILL"),
-        (_real_status(_die_by, signal.SIGTERM), "from a child killed by SIGTERM"),
-        (_real_status(_die_by, signal.SIGSEGV), "from a child that read address 0")])
-
-
-@DESCRIBE.check("a core dump is reported",
-                hint="One more os.W... function says whether the killed process dumped "
-                     "core; add \" (core dumped)\" when it did.",
-                concept="Bit 7 of a wait status (0x80) is set when the kernel wrote a core "
-                        "dump; the signal is still in the low 7 bits, so the status is not "
-                        "the signal number any more.")
-def _(answer):
-    _expect_descriptions(answer, [
+        (_real_status(_die_by, signal.SIGHUP), "from a child killed by SIGHUP (signal 1)"),
+        (_real_status(_die_by, signal.SIGSEGV), "from a child that read address 0"),
         (_core_dumped_status(signal.SIGSEGV), "the status of a child killed by SIGSEGV "
                                               "that dumped core"),
         (_core_dumped_status(signal.SIGQUIT), "the status of a child killed by SIGQUIT "
@@ -250,16 +242,6 @@ def _(answer):
         (run(_stopped_status, sig, show=False).value,
          f"from a program stopped by {sig.name} (seen with waitpid and WUNTRACED)")
         for sig in (signal.SIGSTOP, signal.SIGTSTP)])
-
-
-@DESCRIBE.check("exit code 1 and signal 1 are told apart",
-                hint="Both contain a 1 somewhere: look at which byte of the status holds it.",
-                concept="The exit code is in the second byte of the status, the killing "
-                        "signal in the low seven bits.")
-def _(answer):
-    _expect_descriptions(answer, [
-        (_real_status(os._exit, 1), "from a child that called os._exit(1)"),
-        (_real_status(_die_by, signal.SIGHUP), "from a child killed by SIGHUP")])
 
 
 # --- 00.reap_all ----------------------------------------------------------------------
@@ -339,23 +321,18 @@ def _(answer):
         _ran(answer, argv, want)
 
 
-@RUN_PROGRAM.check("the program's own exit code comes back",
-                   hint="Decode the status as in the first exercise.",
-                   concept="The exec'd program's exit code travels through the same wait "
-                           "status as a Python child's.")
-def _(answer):
-    _ran(answer, ["sh", "-c", "exit 7"], 7)
-
-
-@RUN_PROGRAM.check("every argument reaches the program",
+@RUN_PROGRAM.check("the program's own exit code comes back, and it gets every argument",
                    hint="The program must get the whole argument list, its own name "
-                        "included as the first item.",
-                   concept="argv[0] is the program's name as it sees it; the arguments "
-                           "follow it in the same list.")
+                        "included as the first item; decode its status as in the first "
+                        "exercise.",
+                   concept="argv[0] is the program's name as it sees it, the arguments follow "
+                           "it in the same list; the exec'd program's exit code travels "
+                           "through the same wait status as a Python child's.")
 def _(answer):
     _ran(answer, ["sh", "-c", "exit $#", "sh", "a", "b", "c"], 3,
          " (sh -c 'exit $#' exits with the number of arguments it got after the script: "
          "did the program get all of argv?)")
+    _ran(answer, ["sh", "-c", "exit 7"], 7)
 
 
 @RUN_PROGRAM.check("a missing program gives 127 and its child still ends",
