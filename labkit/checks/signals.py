@@ -30,9 +30,19 @@ def _callable(answer) -> None:
     expect(callable(answer), f"expected a function, got {answer!r}")
 
 
+_SETTLE = 1.0  # seconds an answer may take from installing its handlers to sleeping
+_START = 3.0   # seconds an answer may take to install its handlers at all
+
+
 def _await_waiting(pid: int, caught: list[str], blocked_ok: list[str] = ()) -> None:
-    """Wait until the answer catches ``caught`` (or blocks those in ``blocked_ok``) and sleeps."""
-    deadline = time.monotonic() + 3.0
+    """Wait until the answer catches ``caught`` (or blocks those in ``blocked_ok``) and sleeps.
+
+    An answer that has its handlers but keeps running is busy-waiting, and one asleep
+    with only some of them will never get the rest: both fail after ``_SETTLE`` seconds,
+    which is ample for an answer that goes on to wait (it is microseconds away from it).
+    """
+    now = time.monotonic()
+    deadline, since, seen = now + _START, now, None
     while True:
         try:
             st = signal_state(pid)
@@ -40,18 +50,25 @@ def _await_waiting(pid: int, caught: list[str], blocked_ok: list[str] = ()) -> N
             return  # it ended: finish() will say how
         missing = [s for s in caught if s not in st.caught
                    and not (s in blocked_ok and (s in st.blocked or st.in_sigwait))]
-        if st.state in "ZX":
+        if st.state in "ZX" or (not missing and st.state == "S"):
             return
-        if not missing and st.state == "S":
-            return
-        if time.monotonic() > deadline:
-            if missing:
-                raise CheckFailed(f"after 3 s your function had still not installed a handler "
-                                  f"for {' and '.join(missing)}")
-            raise CheckFailed("after 3 s your function was still running (process state "
-                              f"{st.state}) instead of waiting: a loop that tests a flag "
-                              "without sleeping is a busy wait; signal.pause() or "
-                              "signal.sigwait() wait without using the CPU")
+        now = time.monotonic()
+        # "ready" (every handler there, still running) or "partial" (asleep without some)
+        phase = "ready" if not missing else "partial" if (
+            st.state == "S" and len(missing) < len(caught)) else None
+        if phase != seen:
+            seen, since = phase, now
+        if phase == "ready" and now - since > _SETTLE:
+            raise CheckFailed(f"your function had its handlers, but {_SETTLE:g} s later it was "
+                              f"still running (process state {st.state}) instead of waiting: "
+                              "a loop that tests a flag without sleeping is a busy wait; "
+                              "signal.pause() or signal.sigwait() wait without using the CPU")
+        if phase == "partial" and now - since > _SETTLE:
+            raise CheckFailed(f"your function was waiting, but had not installed a handler "
+                              f"for {' and '.join(missing)}")
+        if now > deadline and missing:
+            raise CheckFailed(f"after {_START:g} s your function had still not installed a "
+                              f"handler for {' and '.join(missing)}")
         time.sleep(0.002)
 
 
@@ -503,6 +520,9 @@ def _(answer):
 REAPER = Exercise("01.reaper", "Reap children from a SIGCHLD handler")
 
 
+_QUICK = 3.0  # seconds for a call whose children end at once: a hang fails sooner
+
+
 def _code(i: int) -> int:
     return i
 
@@ -579,7 +599,8 @@ def _codes(attempt, n: int) -> dict:
                       "blocking says which, one child per call.")
 def _(answer):
     _callable(answer)
-    got = _codes(call(answer, [functools.partial(_code, i) for i in range(3)]), 3)
+    got = _codes(call(answer, [functools.partial(_code, i) for i in range(3)],
+                      timeout=_QUICK), 3)
     values = sorted(got.values())
     raw = (" (those are raw wait statuses: the exit code is in their second byte)"
            if values == [0, 1 << 8, 2 << 8] else "")
@@ -597,7 +618,8 @@ def _task_raises() -> int:
                       "parent's code and carries on as a second copy of the program.")
 def _(answer):
     _callable(answer)
-    got = _codes(call(answer, [functools.partial(_code, 4), _task_raises]), 2)
+    got = _codes(call(answer, [functools.partial(_code, 4), _task_raises],
+                      timeout=_QUICK), 2)
     values = sorted(got.values())
     expect(values == [1, 4], f"a task returning 4 and one that raises gave {values}, "
                              "expected [1, 4]")
@@ -652,7 +674,7 @@ def _(answer):
                       "that comes while no handler is installed is simply lost.")
 def _(answer):
     _callable(answer)
-    got = _codes(call(answer, [_handler_inherited] * 3), 3)
+    got = _codes(call(answer, [_handler_inherited] * 3, timeout=_QUICK), 3)
     expect(all(v == 1 for v in got.values()),
            "some children were forked while your process had no SIGCHLD handler yet "
            "(children inherit the handlers of their parent at fork time)")
@@ -683,7 +705,8 @@ def _(answer):
                       "them borrows them and must give them back.")
 def _(answer):
     _callable(answer)
-    attempt = call(_reap_with_previous, answer, [functools.partial(_code, i) for i in range(5)])
+    attempt = call(_reap_with_previous, answer, [functools.partial(_code, i) for i in range(5)],
+                   timeout=_QUICK)
     got, restored = attempt.value
     expect(restored, "the SIGCHLD handler that was there before your function ran was not "
                      "put back")
