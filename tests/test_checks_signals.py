@@ -2,7 +2,9 @@
 tests/test_checks.py covers the solutions and the untouched exercises)."""
 from __future__ import annotations
 
+import os
 import resource
+import signal
 
 from labkit.checks import signals as checks
 from labkit.processes import run
@@ -31,3 +33,27 @@ def _cpu_of_burn() -> float:
 
 def test_the_yardstick_child_really_computes_for_its_cpu_time():
     assert run(_cpu_of_burn, show=False).value >= checks._BURN
+
+
+def _waits_in_both_places(tasks):
+    def on_chld(signum, frame):
+        try:
+            os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            pass
+
+    old = signal.signal(signal.SIGCHLD, on_chld)
+    try:
+        on_chld(signal.SIGCHLD, None)          # the handler's own code, called by hand
+        try:
+            os.waitpid(-1, os.WNOHANG)         # and the main code's
+        except ChildProcessError:
+            pass
+    finally:
+        signal.signal(signal.SIGCHLD, old)
+    return {}
+
+
+def test_wait_calls_are_counted_by_where_they_come_from():
+    value, where = run(checks._reaped_where, _waits_in_both_places, [], show=False).value
+    assert value == {} and where == {"handler": 1, "elsewhere": 1}

@@ -464,8 +464,9 @@ def _(answer):
                                      f"{_describe(outcome)}")
     left = outcome[1]
     expect(isinstance(left, float) and left > 0,
-           f"while fn ran with a limit of 0.25 s, no timer was armed (time left {left!r}): "
-           "a limit rounded down to 0 s cancels the alarm")
+           f"while fn ran with a limit of 0.25 s, no real-time timer (ITIMER_REAL) was armed "
+           f"(time left {left!r}): a limit rounded down to 0 s cancels the alarm, and the "
+           "other timers count CPU time, which a sleeping fn does not use")
     expect(left <= 0.25, f"while fn ran with a limit of 0.25 s, the timer had {left:.2f} s "
                          "left: it was armed for longer than the limit (rounded up?)")
 
@@ -697,6 +698,58 @@ def _(answer):
     got = _codes(attempt, 20)
     expect(sorted(got.values()) == [3] * 20, f"expected twenty exit codes 3, got {got!r}")
     expect_clean(attempt)
+
+
+_WAITS = ("wait", "waitpid", "waitid", "wait3", "wait4")
+
+
+def _in_sigchld_handler() -> bool:
+    """True if the caller's caller runs inside the SIGCHLD handler now installed."""
+    code = getattr(signal.getsignal(signal.SIGCHLD), "__code__", None)
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code is code:
+            return True
+        frame = frame.f_back
+    return code is None  # a handler that is no plain function: nothing to tell
+
+
+def _reaped_where(answer, tasks) -> tuple[object, dict[str, int]]:
+    """Call the answer with os's wait functions counting where they are called from."""
+    where = {"handler": 0, "elsewhere": 0}
+    real = {name: getattr(os, name) for name in _WAITS if hasattr(os, name)}
+
+    def counted(wait):
+        def counting(*args, **kwargs):
+            where["handler" if _in_sigchld_handler() else "elsewhere"] += 1
+            return wait(*args, **kwargs)
+        return counting
+
+    for name, wait in real.items():
+        setattr(os, name, counted(wait))
+    try:
+        return answer(tasks), where
+    finally:
+        for name, wait in real.items():
+            setattr(os, name, wait)
+
+
+@REAPER.check("the SIGCHLD handler does the reaping, not the main code",
+              hint="The main code only sleeps until the handler has collected every child; "
+                   "the wait calls belong in the handler.",
+              concept="With a SIGCHLD handler, a program can go on with its own work and "
+                      "still never leave a zombie: the kernel interrupts it exactly when "
+                      "a child has ended.")
+def _(answer):
+    _callable(answer)
+    attempt = call(_reaped_where, answer, [functools.partial(_code, i) for i in range(3)],
+                   timeout=_QUICK)
+    got, where = attempt.value
+    expect(isinstance(got, dict) and len(got) == 3,
+           f"expected a dict {{pid: exit code}} of three children, got {got!r}")
+    expect(where["elsewhere"] == 0,
+           f"your main code called a wait function {where['elsewhere']} time(s) outside the "
+           "SIGCHLD handler: the children must be reaped by the handler")
 
 
 @REAPER.check("the previous SIGCHLD handler is back, and no zombie is left",

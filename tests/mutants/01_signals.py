@@ -250,6 +250,11 @@ def call_with_timeout(fn, seconds):
            fault=r"no SIGCHLD handler yet"),
     Mutant("01.reaper", "previous_handler_not_restored", _reaper(restore=False),
            fault=r"SIGCHLD handler that was there before your function ran was not put back"),
+    Mutant("01.reaper", "main_code_reaps", _reaper(handler="""
+        pass                                         # the main code reaps instead""",
+        wait="codes.update((pid, os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])) "
+             "for pid in pids)"),
+        fault=r"outside the SIGCHLD handler"),
     Mutant("01.reaper", "raw_statuses", _reaper(store="status"), fault=r"raw wait statuses"),
     Mutant("01.reaper", "child_escapes_when_its_task_raises",
            _reaper(child="\n                os._exit(task())"),
