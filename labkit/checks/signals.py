@@ -700,6 +700,15 @@ def _(answer):
     expect_clean(attempt)
 
 
+def _wrapped_call(wrapper, answer, n: int):
+    """Call ``wrapper(answer, tasks)`` for n children ending at once; return what it reports."""
+    _callable(answer)
+    attempt = call(wrapper, answer, [functools.partial(_code, i) for i in range(n)],
+                   timeout=_QUICK)
+    got, report = attempt.value
+    return attempt, got, report
+
+
 _WAITS = ("wait", "waitpid", "waitid", "wait3", "wait4")
 
 
@@ -741,10 +750,7 @@ def _reaped_where(answer, tasks) -> tuple[object, dict[str, int]]:
                       "still never leave a zombie: the kernel interrupts it exactly when "
                       "a child has ended.")
 def _(answer):
-    _callable(answer)
-    attempt = call(_reaped_where, answer, [functools.partial(_code, i) for i in range(3)],
-                   timeout=_QUICK)
-    got, where = attempt.value
+    _, got, where = _wrapped_call(_reaped_where, answer, 3)
     expect(isinstance(got, dict) and len(got) == 3,
            f"expected a dict {{pid: exit code}} of three children, got {got!r}")
     expect(where["elsewhere"] == 0,
@@ -757,10 +763,7 @@ def _(answer):
               concept="Signal handlers belong to the whole process; a function that changes "
                       "them borrows them and must give them back.")
 def _(answer):
-    _callable(answer)
-    attempt = call(_reap_with_previous, answer, [functools.partial(_code, i) for i in range(5)],
-                   timeout=_QUICK)
-    got, restored = attempt.value
+    attempt, got, restored = _wrapped_call(_reap_with_previous, answer, 5)
     expect(restored, "the SIGCHLD handler that was there before your function ran was not "
                      "put back")
     expect_clean(attempt)
