@@ -30,9 +30,19 @@ def _callable(answer) -> None:
     expect(callable(answer), f"expected a function, got {answer!r}")
 
 
+_SETTLE = 1.0  # seconds an answer may take from installing its handlers to sleeping
+_START = 3.0   # seconds an answer may take to install its handlers at all
+
+
 def _await_waiting(pid: int, caught: list[str], blocked_ok: list[str] = ()) -> None:
-    """Wait until the answer catches ``caught`` (or blocks those in ``blocked_ok``) and sleeps."""
-    deadline = time.monotonic() + 3.0
+    """Wait until the answer catches ``caught`` (or blocks those in ``blocked_ok``) and sleeps.
+
+    An answer that has its handlers but keeps running is busy-waiting, and one asleep
+    with only some of them will never get the rest: both fail after ``_SETTLE`` seconds,
+    which is ample for an answer that goes on to wait (it is microseconds away from it).
+    """
+    now = time.monotonic()
+    deadline, since, seen = now + _START, now, None
     while True:
         try:
             st = signal_state(pid)
@@ -40,17 +50,25 @@ def _await_waiting(pid: int, caught: list[str], blocked_ok: list[str] = ()) -> N
             return  # it ended: finish() will say how
         missing = [s for s in caught if s not in st.caught
                    and not (s in blocked_ok and (s in st.blocked or st.in_sigwait))]
-        if st.state in "ZX":
+        if st.state in "ZX" or (not missing and st.state == "S"):
             return
-        if not missing and st.state == "S":
-            return
-        if time.monotonic() > deadline:
-            if missing:
-                raise CheckFailed(f"after 3 s your function had still not installed a handler "
-                                  f"for {' and '.join(missing)}")
-            raise CheckFailed("after 3 s your function was still running (process state "
-                              f"{st.state}) instead of waiting: wait with signal.pause() or "
-                              "signal.sigwait(), which use no CPU")
+        now = time.monotonic()
+        # "ready" (every handler there, still running) or "partial" (asleep without some)
+        phase = "ready" if not missing else "partial" if (
+            st.state == "S" and len(missing) < len(caught)) else None
+        if phase != seen:
+            seen, since = phase, now
+        if phase == "ready" and now - since > _SETTLE:
+            raise CheckFailed(f"your function had its handlers, but {_SETTLE:g} s later it was "
+                              f"still running (process state {st.state}) instead of waiting: "
+                              "a loop that tests a flag without sleeping is a busy wait; "
+                              "signal.pause() or signal.sigwait() wait without using the CPU")
+        if phase == "partial" and now - since > _SETTLE:
+            raise CheckFailed(f"your function was waiting, but had not installed a handler "
+                              f"for {' and '.join(missing)}")
+        if now > deadline and missing:
+            raise CheckFailed(f"after {_START:g} s your function had still not installed a "
+                              f"handler for {' and '.join(missing)}")
         time.sleep(0.002)
 
 
@@ -88,37 +106,63 @@ def _count_run(answer, usr1: int, paced: bool, wrapper=None) -> object:
     return attempt
 
 
+def _miscount(got: object, sent: int) -> str:
+    """Why ``got`` SIGUSR1 may have been counted when ``sent`` were handled one at a time."""
+    if got == sent + 1:
+        return ": one more than the SIGUSR1 sent, so SIGTERM was counted too"
+    if isinstance(got, int) and 0 <= got < sent:
+        return (": your function stopped waiting before SIGTERM came (wait again after each "
+                "signal until SIGTERM has come)")
+    return ""
+
+
 def _explain_death(attempt) -> None:
+    """Fail with the likely reason if the answer's process ended before the function returned."""
     r = attempt.result
-    if not r.returned and r.status.signal is not None:
+    if r.returned or r.escaped:
+        return
+    if r.status.signal is not None:
         sig = r.status.signal_name
         raise CheckFailed(f"the process running your function was {r.status}: it had no handler "
                           f"for {sig} when {sig} came (install it before you wait, and keep "
                           "it until you return)")
+    if r.error_type is None:
+        raise CheckFailed(f"your function never returned: its process {r.status} (sys.exit in "
+                          "a signal handler?). A handler should only note that the signal "
+                          "came, so that your function can clean up and return")
 
 
 @COUNT.check("five SIGUSR1, one at a time, then SIGTERM: returns 5", points=2,
-             hint="count = 0; a handler for SIGUSR1 does count += 1 (nonlocal); a handler for "
-                  "SIGTERM sets done = True; while not done: signal.pause(); return count.")
+             hint="Count in one handler, end the wait in another, and wait for signals in a "
+                  "loop until the ending one has come.",
+             concept="A handler runs in your process between two bytecodes of the waiting "
+                     "code; it can only pass on what it learnt through a variable that the "
+                     "waiting code also sees (nonlocal or global).")
 def _(answer):
     _callable(answer)
     got = _count_run(answer, 5, paced=True).value
     expect(got == 5, f"five SIGUSR1 were sent, each after the one before had been handled, "
-                     f"then SIGTERM; your function returned {got!r}, expected 5")
+                     f"then SIGTERM; your function returned {got!r}, expected 5"
+                     f"{_miscount(got, 5)}")
 
 
 @COUNT.check("SIGTERM alone: returns 0 and the process survives",
              hint="Install the SIGTERM handler before you start waiting; it should only "
-                  "end the wait, not the process.")
+                  "end the wait, not the process.",
+             concept="Without a handler, SIGTERM's default action ends the whole process, "
+                     "and nothing of your function runs after it.")
 def _(answer):
     _callable(answer)
     got = _count_run(answer, 0, paced=True).value
-    expect(got == 0, f"only SIGTERM was sent; your function returned {got!r}, expected 0")
+    expect(got == 0, f"only SIGTERM was sent; your function returned {got!r}, expected 0"
+                     f"{_miscount(got, 0)}")
 
 
 @COUNT.check("a burst of 300 SIGUSR1 counts at least 1 and never more than 300",
              hint="Count in the handler, once per call. Fewer than 300 is right: standard "
-                  "signals that arrive while one is pending merge into it.")
+                  "signals that arrive while one is pending merge into it.",
+             concept="The kernel keeps one pending bit per standard signal, not a counter: "
+                     "a burst can only be seen as fewer signals, never as more.")
 def _(answer):
     _callable(answer)
     got = _count_run(answer, 300, paced=False).value
@@ -128,8 +172,10 @@ def _(answer):
 
 
 @COUNT.check("the previous handlers of SIGUSR1 and SIGTERM are back afterwards",
-             hint="old = signal.signal(signal.SIGUSR1, handler) returns the previous handler; "
-                  "put it back in a finally block.")
+             hint="Installing a handler hands you back the one it replaced: keep both and "
+                  "put them back however your function ends.",
+             concept="Signal handlers belong to the whole process; a function that changes "
+                     "them borrows them and must give them back.")
 def _(answer):
     _callable(answer)
     attempt = _count_run(answer, 2, paced=True, wrapper=_count_with_previous_ignored)
@@ -197,20 +243,16 @@ class _Workdir:
 
 def _results(attempt, n: int) -> list:
     _explain_death(attempt)
-    r = attempt.result
-    if not r.returned and r.error_type is None and not r.escaped:
-        raise CheckFailed(f"your function never returned: its process {r.status} in the middle "
-                          "of the jobs (sys.exit in the SIGTERM handler?). The handler should "
-                          "only set a flag, so the current job can finish and your function "
-                          "can clean up and return")
     got = attempt.value
     expect(isinstance(got, list), f"expected the list of the jobs' results, got {got!r}")
     return got
 
 
 @GRACEFUL.check("without SIGTERM every job runs, in order, and the pid file goes",
-                hint="Write str(os.getpid()) to pidfile; results = [job() for each job]; "
-                     "remove pidfile in a finally block.")
+                hint="Announce the process in the pid file, run the jobs in order, and remove "
+                     "the file whatever happens.",
+                concept="Cleanup that must happen on every path (a normal end, a signal, an "
+                        "exception) belongs in a finally block.")
 def _(answer):
     _callable(answer)
     with _Workdir() as d:
@@ -222,8 +264,10 @@ def _(answer):
 
 
 @GRACEFUL.check("the pid file holds the pid while the jobs run",
-                hint="Create it before the first job: with open(pidfile, 'w') as f: "
-                     "f.write(str(os.getpid())).")
+                hint="Create the file before the first job runs, with the pid of the process "
+                     "that runs the jobs (not its parent's).",
+                concept="Other programs read a pid file to know whom to signal: it must exist, "
+                        "complete, for as long as the service runs.")
 def _(answer):
     _callable(answer)
     with _Workdir() as d:
@@ -237,8 +281,11 @@ def _(answer):
 
 @GRACEFUL.check("SIGTERM in the middle of a job: that job finishes, no later job starts",
                 points=2,
-                hint="The handler only sets a flag (stop = True). The loop checks the flag "
-                     "before each job, so the current job runs to its end.")
+                hint="Let the handler only note that SIGTERM came; the loop looks at that "
+                     "note between jobs, so the current job runs to its end.",
+                concept="A handler interrupts the main code at an arbitrary point; stopping "
+                        "right there (an exit, an exception) leaves the current work half "
+                        "done.")
 def _(answer):
     _callable(answer)
     with _Workdir() as d:
@@ -259,7 +306,9 @@ def _(answer):
 
 @GRACEFUL.check("SIGTERM from another process: cleans up and returns what is done",
                 hint="Install the SIGTERM handler before the first job; after the loop, "
-                     "remove the pid file and return the results so far.")
+                     "remove the pid file and return the results so far.",
+                concept="A signal from another process can come at any moment, also while "
+                        "a job runs; the loop is where your code decides what to do about it.")
 def _(answer):
     _callable(answer)
     with _Workdir() as d:
@@ -284,8 +333,10 @@ def _(answer):
 
 
 @GRACEFUL.check("the previous SIGTERM handler is back, and nothing is left open",
-                hint="old = signal.signal(signal.SIGTERM, handler) ... finally: "
-                     "signal.signal(signal.SIGTERM, old).")
+                hint="Keep the handler your own one replaced, and put it back at the end, "
+                     "after SIGTERM too; close whatever you opened.",
+                concept="Signal handlers belong to the whole process; a function that changes "
+                        "them borrows them and must give them back.")
 def _(answer):
     _callable(answer)
     with _Workdir() as d:
@@ -341,7 +392,14 @@ def _timeout_outcome(answer, fn, seconds, prior_timer=0.0):
 
 def _timeout_call(answer, fn, seconds, prior_timer=0.0):
     _callable(answer)
-    attempt = call(_timeout_outcome, answer, fn, seconds, prior_timer, timeout=5)
+    try:
+        attempt = call(_timeout_outcome, answer, fn, seconds, prior_timer, timeout=3)
+    except CheckFailed as e:
+        if "did not finish" not in str(e):
+            raise
+        raise CheckFailed(f"with a limit of {seconds:g} s, fn was still running after 3 s: "
+                          "nothing interrupted it (is the timer armed for the limit, and does "
+                          "the SIGALRM handler raise TimeoutError?)") from None
     if not attempt.result.returned and attempt.result.status.signal == signal.SIGALRM:
         raise CheckFailed("the process was killed by SIGALRM: a timer went off when no handler "
                           "was installed any more (cancel your timer before you restore the "
@@ -350,8 +408,9 @@ def _timeout_call(answer, fn, seconds, prior_timer=0.0):
 
 
 @TIMEOUT.check("a quick function's value comes back",
-               hint="Install a SIGALRM handler, arm signal.setitimer(signal.ITIMER_REAL, "
-                    "seconds), return fn().")
+               hint="Arm a real-time timer for the limit before calling fn, and let fn's "
+                    "value through.",
+               concept="ITIMER_REAL counts wall-clock time and sends SIGALRM when it runs out.")
 def _(answer):
     outcome, _, _ = _timeout_call(answer, _quick, 1.0)
     expect(outcome == ("returned", 42),
@@ -365,32 +424,58 @@ def _describe(outcome) -> str:
 
 
 @TIMEOUT.check("a function that sleeps too long raises TimeoutError", points=2,
-               hint="The handler raises TimeoutError; the exception comes out of fn() at the "
-                    "point where the signal arrived, even inside time.sleep.")
+               hint="A handler that only notes the alarm lets fn carry on; one that raises "
+                    "makes the exception come out of fn wherever it is, even inside a sleep.",
+               concept="Python runs a handler in the main thread at the point the program had "
+                       "reached; an exception it raises propagates from that point.")
 def _(answer):
-    outcome, _, _ = _timeout_call(answer, _sleepy, 0.2)
+    _expect_timeout(answer, _sleepy, 0.2, "fn sleeps 30 s")
+
+
+def _expect_timeout(answer, fn, seconds: float, what: str) -> None:
+    outcome, _, _ = _timeout_call(answer, fn, seconds)
     expect(outcome[:2] == ("raised", "TimeoutError"),
-           f"fn sleeps 30 s and the limit is 0.2 s; expected TimeoutError, got "
+           f"{what} and the limit is {seconds:g} s; expected TimeoutError, got "
            f"{_describe(outcome)}")
 
 
 @TIMEOUT.check("fractions of a second work, and a busy loop is interrupted too",
-               hint="signal.alarm takes whole seconds only (alarm(0) cancels!); "
-                    "signal.setitimer takes a float.")
+               hint="One of the two timer functions takes whole seconds only (and 0 cancels "
+                    "the alarm!); the other takes a float.",
+               concept="A timer interrupts any code, sleeping or computing: the kernel sends "
+                       "the signal when the time is up, whatever the process is doing.")
 def _(answer):
-    try:
-        outcome, _, _ = _timeout_call(answer, _spin, 0.3)
-    except CheckFailed as e:
-        raise CheckFailed(f"{e}. With a limit of 0.3 s the busy loop was never stopped: a "
-                          "limit rounded down to 0 s cancels the alarm") from None
-    expect(outcome[:2] == ("raised", "TimeoutError"),
-           f"with a 0.3 s limit on an endless loop, expected TimeoutError, got "
-           f"{_describe(outcome)}")
+    _expect_timeout(answer, _spin, 0.3, "fn computes in an endless loop")
+
+
+def _timer_left() -> float:
+    """The time left on the real-time timer while fn runs."""
+    return signal.getitimer(signal.ITIMER_REAL)[0]
+
+
+@TIMEOUT.check("the timer is armed for the limit itself, to a fraction of a second",
+               hint="Whole seconds are not enough: arm the timer with the float you were "
+                    "given, neither rounded up nor down.",
+               concept="The real-time timer can be read back while it runs: it shows the "
+                       "time left until SIGALRM.")
+def _(answer):
+    outcome, _, _ = _timeout_call(answer, _timer_left, 0.25)
+    expect(outcome[0] == "returned", f"fn only reads the timer, yet your function gave "
+                                     f"{_describe(outcome)}")
+    left = outcome[1]
+    expect(isinstance(left, float) and left > 0,
+           f"while fn ran with a limit of 0.25 s, no real-time timer (ITIMER_REAL) was armed "
+           f"(time left {left!r}): a limit rounded down to 0 s cancels the alarm, and the "
+           "other timers count CPU time, which a sleeping fn does not use")
+    expect(left <= 0.25, f"while fn ran with a limit of 0.25 s, the timer had {left:.2f} s "
+                         "left: it was armed for longer than the limit (rounded up?)")
 
 
 @TIMEOUT.check("the previous SIGALRM handler is back, after a value and after a timeout",
-               hint="old = signal.signal(signal.SIGALRM, handler); ... finally: "
-                    "signal.signal(signal.SIGALRM, old).")
+               hint="Keep the handler yours replaced and restore it in every case: after a "
+                    "value and after a timeout.",
+               concept="Signal handlers belong to the whole process; a function that changes "
+                       "them borrows them and must give them back.")
 def _(answer):
     for fn, what in ((_quick, "returned"), (_sleepy, "timed out")):
         _, restored, _ = _timeout_call(answer, fn, 0.2)
@@ -399,7 +484,9 @@ def _(answer):
 
 
 @TIMEOUT.check("no timer is left running afterwards",
-               hint="Disarm in the finally block: signal.setitimer(signal.ITIMER_REAL, 0).")
+               hint="Disarm your timer in every case before you return.",
+               concept="An armed timer outlives the call that armed it: its SIGALRM arrives "
+                       "later, in code that does not expect it.")
 def _(answer):
     _, _, left = _timeout_call(answer, _quick, 2.0)
     expect(left == 0, f"after call_with_timeout returned, a timer was still armed with "
@@ -407,8 +494,10 @@ def _(answer):
 
 
 @TIMEOUT.check("a timer that was already running goes on running",
-               hint="setitimer returns the old (delay, interval); re-arm it at the end with "
-                    "the delay minus the time your call took.")
+               hint="Arming a timer tells you what was armed before; re-arm that at the end "
+                    "with what is left of it.",
+               concept="A process has one real-time timer: arming it replaces the caller's, "
+                       "so a well-behaved function saves and restores it.")
 def _(answer):
     _, _, left = _timeout_call(answer, _quick, 1.0, prior_timer=20.0)
     expect(0 < left <= 20, f"a 20 s timer was running before the call; afterwards it had "
@@ -417,7 +506,8 @@ def _(answer):
 
 @TIMEOUT.check("an exception from fn passes through unchanged",
                hint="Do not catch exceptions from fn; only make sure the timer and handler "
-                    "are restored (finally).")
+                    "are restored.",
+               concept="A time limit changes how fn can end, not what its own errors are.")
 def _(answer):
     outcome, restored, left = _timeout_call(answer, _fails, 1.0)
     expect(outcome == ("raised", "ValueError", "fn failed on purpose"),
@@ -429,6 +519,9 @@ def _(answer):
 # --- 01.reaper ------------------------------------------------------------------------
 
 REAPER = Exercise("01.reaper", "Reap children from a SIGCHLD handler")
+
+
+_QUICK = 3.0  # seconds for a call whose children end at once: a hang fails sooner
 
 
 def _code(i: int) -> int:
@@ -501,21 +594,88 @@ def _codes(attempt, n: int) -> dict:
 
 
 @REAPER.check("three children's exit codes come back",
-              hint="The handler loops: pid, status = os.waitpid(-1, os.WNOHANG) until pid == 0 "
-                   "or ChildProcessError, storing os.waitstatus_to_exitcode(status).")
+              hint="The handler collects every ended child it can without blocking and "
+                   "keeps each one's exit code, decoded from its status.",
+              concept="SIGCHLD only says that some child changed state; a wait without "
+                      "blocking says which, one child per call.")
 def _(answer):
     _callable(answer)
-    got = _codes(call(answer, [functools.partial(_code, i) for i in range(3)]), 3)
-    expect(sorted(got.values()) == [0, 1, 2],
-           f"children exiting with 0, 1 and 2 gave {sorted(got.values())}")
+    got = _codes(call(answer, [functools.partial(_code, i) for i in range(3)],
+                      timeout=_QUICK), 3)
+    values = sorted(got.values())
+    raw = (" (those are raw wait statuses: the exit code is in their second byte)"
+           if values == [0, 1 << 8, 2 << 8] else "")
+    expect(values == [0, 1, 2], f"children exiting with 0, 1 and 2 gave {values}{raw}")
+
+
+def _task_raises() -> int:
+    raise ValueError("this task fails on purpose")
+
+
+@REAPER.check("a task that raises: its child exits with 1, and still ends",
+              hint="Whatever the task does, even raising, the child's last act must be to "
+                   "exit, with 1 if the task raised.",
+              concept="A forked child that lets an exception escape returns into the "
+                      "parent's code and carries on as a second copy of the program.")
+def _(answer):
+    _callable(answer)
+    got = _codes(call(answer, [functools.partial(_code, 4), _task_raises],
+                      timeout=_QUICK), 2)
+    values = sorted(got.values())
+    expect(values == [1, 4], f"a task returning 4 and one that raises gave {values}, "
+                             "expected [1, 4]")
+
+
+_BURN = 0.3  # seconds of CPU time a child computes while the answer waits for it
+
+
+def _burn() -> int:
+    """Compute for _BURN seconds of this process's own CPU time, then exit with 0."""
+    end = time.process_time() + _BURN
+    while time.process_time() < end:
+        pass
+    return 0
+
+
+def _cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
+@REAPER.check("your process sleeps while its child computes: no busy wait",
+              hint="While the children work, your process should sleep between two looks "
+                   "at what the handler has collected, not look again as fast as it can.",
+              concept="A loop that never sleeps keeps a CPU busy for nothing, as long as the "
+                      "child it waits for; a sleeping process uses no CPU, and the kernel "
+                      "still wakes it to run the handler when SIGCHLD comes.")
+def _(answer):
+    _callable(answer)
+    used = 0.0
+    # The child's CPU time is the yardstick: a busy-waiting parent gets about as much CPU
+    # as the child (the scheduler shares fairly), however loaded the machine is.
+    with launch(answer, [_burn], timeout=10) as running:
+        while running.running:
+            try:
+                used = max(used, _cpu_seconds(running.pid))
+            except psutil.Error:
+                break  # it ended and was reaped between two looks
+            time.sleep(0.02)
+        attempt = running.finish()
+    _codes(attempt, 1)
+    expect(used < _BURN / 3,
+           f"while its child computed for {_BURN:g} s of CPU time, the process running your "
+           f"function used {used:.2f} s of CPU time itself: it waited in a busy loop instead "
+           "of sleeping")
 
 
 @REAPER.check("the SIGCHLD handler is installed before the first fork",
               hint="A child can end before fork even returns in the parent: install the "
-                   "handler first, then fork.")
+                   "handler first, then fork.",
+              concept="Children inherit their parent's handlers at fork time, and a SIGCHLD "
+                      "that comes while no handler is installed is simply lost.")
 def _(answer):
     _callable(answer)
-    got = _codes(call(answer, [_handler_inherited] * 3), 3)
+    got = _codes(call(answer, [_handler_inherited] * 3, timeout=_QUICK), 3)
     expect(all(v == 1 for v in got.values()),
            "some children were forked while your process had no SIGCHLD handler yet "
            "(children inherit the handlers of their parent at fork time)")
@@ -523,9 +683,10 @@ def _(answer):
 
 @REAPER.check("twenty children that end while your process is stopped are all reaped",
               points=2,
-              hint="SIGCHLD does not queue: one signal may stand for many ended children. "
-                   "In the handler, call os.waitpid(-1, os.WNOHANG) in a loop until it "
-                   "returns pid 0.")
+              hint="One SIGCHLD may stand for many ended children: in the handler, keep "
+                   "collecting until no ended child is left.",
+              concept="Standard signals do not queue: while one SIGCHLD is pending, more "
+                      "children ending add nothing to it.")
 def _(answer):
     _callable(answer)
     try:
@@ -539,13 +700,70 @@ def _(answer):
     expect_clean(attempt)
 
 
-@REAPER.check("the previous SIGCHLD handler is back, and no zombie is left",
-              hint="Restore the old handler in a finally block, after the last child is "
-                   "reaped.")
-def _(answer):
+def _wrapped_call(wrapper, answer, n: int):
+    """Call ``wrapper(answer, tasks)`` for n children ending at once; return what it reports."""
     _callable(answer)
-    attempt = call(_reap_with_previous, answer, [functools.partial(_code, i) for i in range(5)])
-    got, restored = attempt.value
+    attempt = call(wrapper, answer, [functools.partial(_code, i) for i in range(n)],
+                   timeout=_QUICK)
+    got, report = attempt.value
+    return attempt, got, report
+
+
+_WAITS = ("wait", "waitpid", "waitid", "wait3", "wait4")
+
+
+def _in_sigchld_handler() -> bool:
+    """True if the caller's caller runs inside the SIGCHLD handler now installed."""
+    code = getattr(signal.getsignal(signal.SIGCHLD), "__code__", None)
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code is code:
+            return True
+        frame = frame.f_back
+    return code is None  # a handler that is no plain function: nothing to tell
+
+
+def _reaped_where(answer, tasks) -> tuple[object, dict[str, int]]:
+    """Call the answer with os's wait functions counting where they are called from."""
+    where = {"handler": 0, "elsewhere": 0}
+    real = {name: getattr(os, name) for name in _WAITS if hasattr(os, name)}
+
+    def counted(wait):
+        def counting(*args, **kwargs):
+            where["handler" if _in_sigchld_handler() else "elsewhere"] += 1
+            return wait(*args, **kwargs)
+        return counting
+
+    for name, wait in real.items():
+        setattr(os, name, counted(wait))
+    try:
+        return answer(tasks), where
+    finally:
+        for name, wait in real.items():
+            setattr(os, name, wait)
+
+
+@REAPER.check("the SIGCHLD handler does the reaping, not the main code",
+              hint="The main code only sleeps until the handler has collected every child; "
+                   "the wait calls belong in the handler.",
+              concept="With a SIGCHLD handler, a program can go on with its own work and "
+                      "still never leave a zombie: the kernel interrupts it exactly when "
+                      "a child has ended.")
+def _(answer):
+    _, got, where = _wrapped_call(_reaped_where, answer, 3)
+    expect(isinstance(got, dict) and len(got) == 3,
+           f"expected a dict {{pid: exit code}} of three children, got {got!r}")
+    expect(where["elsewhere"] == 0,
+           f"your main code called a wait function {where['elsewhere']} time(s) outside the "
+           "SIGCHLD handler: the children must be reaped by the handler")
+
+
+@REAPER.check("the previous SIGCHLD handler is back, and no zombie is left",
+              hint="Put the previous handler back after the last child is reaped.",
+              concept="Signal handlers belong to the whole process; a function that changes "
+                      "them borrows them and must give them back.")
+def _(answer):
+    attempt, got, restored = _wrapped_call(_reap_with_previous, answer, 5)
     expect(restored, "the SIGCHLD handler that was there before your function ran was not "
                      "put back")
     expect_clean(attempt)
