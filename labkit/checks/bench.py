@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from .. import bench, checking
-from ..checking import Attempt, Exercise, call, expect, expect_clean
+from ..checking import Attempt, CheckFailed, Exercise, call, expect, expect_clean
 
 # --- a notebook shared by the check and the answer's processes -------------------------
 
@@ -229,9 +229,10 @@ def _(answer):
         expect(not shifted, f"the echo dawdled {_SLOW * 1e3:g} ms on round trips "
                             f"{[_WARM_UP + j for j in marks]}, but your times show it 50 "
                             "places later: the 50 warm-up round trips were timed too")
-        expect(False, f"the echo dawdled {_SLOW * 1e3:g} ms on timed round trips {marks}, "
-                      f"but your times for them are {[f'{times[j] * 1e6:.0f} µs' for j in marks]}: "
-                      "they did not include the wait for the reply (timed one way only?)")
+        shown = [f"{times[j] * 1e6:.0f} µs" for j in marks]
+        raise CheckFailed(f"the echo dawdled {_SLOW * 1e3:g} ms on timed round trips {marks}, "
+                          f"but your times for them are {shown}: they did not include the "
+                          "wait for the reply (timed one way only?)")
     span = board.t_last - board.t_warm
     total = sum(times[:-1])
     expect(total <= span + 1e-6 * n,
@@ -461,7 +462,8 @@ def _from_readings(workload: dict, figures: dict, readings: _Readings) -> None:
     what = (f"a one-way stream of {size}-byte messages" if stream else
             f"request and response of {size} bytes")
     for m, figure in sorted(figures.items()):
-        per_msg, round_trip = getattr(readings, f"t_stream_{m}"), getattr(readings, f"t_round_{m}")
+        per_msg = getattr(readings, f"t_stream_{m}")
+        round_trip = getattr(readings, f"t_round_{m}")
         if stream:
             expect(per_msg or not round_trip,
                    f"for {what} your figure for {m} was a round trip: a stream is judged by "

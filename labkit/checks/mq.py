@@ -243,7 +243,8 @@ def _answer_request(data: bytes, prio: int, respond: bool, info: dict[str, Any])
 
 
 def _stuck_asking(info: dict[str, Any], timeout: float) -> str:
-    waited = f"ask was still waiting {_GRACE:g} s after its timeout of {timeout:g} s and was stopped"
+    waited = (f"ask was still waiting {_GRACE:g} s after its timeout of {timeout:g} s and was "
+              "stopped")
     if "reply_to" not in info:
         return (f"{waited}; its request never reached the server's queue: sending must give "
                 "up after `timeout` seconds too")

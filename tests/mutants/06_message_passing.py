@@ -5,6 +5,13 @@ mistake switched on, so that every mutant differs from the solution in that one 
 """
 from mutants import Mutant
 
+
+def _maker(exercise: str, template: str, signature: str, call: str):
+    """Mutants of one exercise: ``template`` called with one mistake (``args``) switched on."""
+    return lambda name, args, fault: Mutant(
+        exercise, name, f"{template}\ndef {signature}:\n    return {call}, {args})\n", fault)
+
+
 # ask with one mistake (the solution when every parameter is left as it is)
 _ASK = '''
 def _ask(server, question, priority=0, timeout=2.0, *, keep_priority=True, mode=None,
@@ -38,11 +45,8 @@ def _ask(server, question, priority=0, timeout=2.0, *, keep_priority=True, mode=
 '''
 
 
-def _ask(name: str, args: str, fault: str) -> Mutant:
-    return Mutant("06.ask", name, _ASK + f'''
-def ask(server, question, priority=0, timeout=2.0):
-    return _ask(server, question, priority, timeout, {args})
-''', fault)
+_ask = _maker('06.ask', _ASK, 'ask(server, question, priority=0, timeout=2.0)',
+              '_ask(server, question, priority, timeout')
 
 
 # serve with one mistake
@@ -83,11 +87,8 @@ def _serve(requests, count, *, send_timeout=0, catch_missing=True, create=False,
 '''
 
 
-def _serve(name: str, args: str, fault: str) -> Mutant:
-    return Mutant("06.serve", name, _SERVE + f'''
-def serve(requests, count):
-    return _serve(requests, count, {args})
-''', fault)
+_serve = _maker('06.serve', _SERVE, 'serve(requests, count)',
+                '_serve(requests, count')
 
 
 # kv_server with one mistake
@@ -139,11 +140,8 @@ def _kv(path, count, *, split=lambda data: data.split(b" ", 2), reply_to_first=F
 '''
 
 
-def _kv(name: str, args: str, fault: str) -> Mutant:
-    return Mutant("06.kv_server", name, _KV + f'''
-def kv_server(path, count):
-    return _kv(path, count, {args})
-''', fault)
+_kv = _maker('06.kv_server', _KV, 'kv_server(path, count)',
+             '_kv(path, count')
 
 
 # gather with one mistake
@@ -178,11 +176,8 @@ def _gather(fn, items, workers, *, flush=True, wait_first=False, share=None, rea
 '''
 
 
-def _gather(name: str, args: str, fault: str) -> Mutant:
-    return Mutant("06.gather", name, _GATHER + f'''
-def gather(fn, items, workers):
-    return _gather(fn, items, workers, {args})
-''', fault)
+_gather = _maker('06.gather', _GATHER, 'gather(fn, items, workers)',
+                 '_gather(fn, items, workers')
 
 
 MUTANTS = [

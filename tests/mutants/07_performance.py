@@ -3,6 +3,13 @@ of what the answer did (the echo's notes, the figures bench gave it, where the b
 never by a timing that happened to be slow."""
 from mutants import Mutant
 
+
+def _maker(exercise: str, template: str, signature: str, call: str):
+    """Mutants of one exercise: ``template`` called with one mistake (``args``) switched on."""
+    return lambda name, args, fault: Mutant(
+        exercise, name, f"{template}\ndef {signature}:\n    return {call}, {args})\n", fault)
+
+
 # round_trip with one mistake; the parameters say which (the solution when all are default)
 _ROUND_TRIP = '''
 def _trip(n, cpus, echo, *, unit=1e9, call_echo=True, pin=True, child_cpu=1, one_way=False,
@@ -46,11 +53,8 @@ def _trip(n, cpus, echo, *, unit=1e9, call_echo=True, pin=True, child_cpu=1, one
 '''
 
 
-def _round_trip(name: str, args: str, fault: str) -> Mutant:
-    return Mutant("07.round_trip", name, _ROUND_TRIP + f'''
-def round_trip(n, cpus, echo):
-    return _trip(n, cpus, echo, {args})
-''', fault)
+_round_trip = _maker('07.round_trip', _ROUND_TRIP, 'round_trip(n, cpus, echo)',
+                     '_trip(n, cpus, echo')
 
 
 # fastest with one mistake
@@ -59,7 +63,8 @@ def _fastest(workload, *, pick=None, scale=1.0, stream_always=False, rounds_alwa
              default_size=False, usable=None):
     size, count = workload["size"], workload["count"]
     if usable is None:
-        usable = [m for m in bench.MECHANISMS if m != "mqueue" or size <= mq.limits().msgsize_max]
+        usable = [m for m in bench.MECHANISMS
+                  if m != "mqueue" or size <= mq.limits().msgsize_max]
     if (workload["pattern"] == "request-response" or rounds_always) and not stream_always:
         s = bench.round_trips(usable, n=count, **({} if default_size else {"size": size}))
         figures = {m: s.round_trip(m) * scale for m in usable}
@@ -71,11 +76,8 @@ def _fastest(workload, *, pick=None, scale=1.0, stream_always=False, rounds_alwa
 '''
 
 
-def _fastest(name: str, args: str, fault: str) -> Mutant:
-    return Mutant("07.fastest", name, _FASTEST + f'''
-def fastest(workload):
-    return _fastest(workload, {args})
-''', fault)
+_fastest = _maker('07.fastest', _FASTEST, 'fastest(workload)',
+                  '_fastest(workload')
 
 
 # ring_transfer with one mistake
@@ -133,11 +135,8 @@ def _ring(count, size, slots, produce, consume, *, copy_in=False, copy_out=False
 '''
 
 
-def _ring(name: str, args: str, fault: str) -> Mutant:
-    return Mutant("07.ring", name, _RING + f'''
-def ring_transfer(count, size, slots, produce, consume):
-    return _ring(count, size, slots, produce, consume, {args})
-''', fault)
+_ring = _maker('07.ring', _RING, 'ring_transfer(count, size, slots, produce, consume)',
+               '_ring(count, size, slots, produce, consume')
 
 
 MUTANTS = [
