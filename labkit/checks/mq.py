@@ -136,11 +136,29 @@ def _end(running: Launched) -> None:
         running.finish()
 
 
-def _stop_stuck(running: Launched, why: str) -> None:
-    """If the answer still runs, kill it and fail the check with ``why``."""
+def _stop_stuck(running: Launched, why: str, answer: Any = None) -> None:
+    """If the answer still runs, kill it and fail the check with ``why``.
+
+    Given the ``answer``, the later checks of the exercise are not run on it (see
+    :func:`_not_again`): it would hang in the same way there, seconds each time.
+    """
     if running.running:
         _end(running)
+        if answer is not None:
+            _stuck[id(answer)] = (answer, why)   # the answer is kept: ids stay unique
         raise CheckFailed(why)
+
+
+# Answers found stuck where every check would find them stuck, with the reason. The checks
+# of one exercise run one after another in one process, so this lives as long as they do.
+_stuck: dict[int, tuple[Any, str]] = {}
+
+
+def _not_again(answer: Any) -> None:
+    """Fail at once, with the earlier diagnosis, if ``answer`` was found stuck before."""
+    if id(answer) in _stuck:
+        raise CheckFailed("not run: an earlier check stopped this answer: "
+                          + _stuck[id(answer)][1])
 
 
 def _strangers(code: str, args_list: list[list[str]], alive: Any,
@@ -195,6 +213,7 @@ def _serve_one(answer: Any, question: str, priority: int = 0, respond: bool = Tr
     ``full``, the request queue holds one message already and has no room for more.
     """
     expect(callable(answer), f"expected a function, got {answer!r}")
+    _not_again(answer)
     info: dict[str, Any] = {}
     with mq.queue(1 if full else 4, 1024, label="requests") as requests:
         if full:
@@ -215,7 +234,9 @@ def _serve_one(answer: Any, question: str, priority: int = 0, respond: bool = Tr
                         continue
                     _answer_request(data, prio, respond, info)
                     made.seen.add(info["reply_to"])
-                _stop_stuck(running, _stuck_asking(info, timeout))
+                # stuck with a server that answers: it would hang in every check
+                _stop_stuck(running, _stuck_asking(info, timeout),
+                            answer if respond and not full else None)
                 attempt = running.finish()
         finally:
             left = made.remove()
@@ -337,6 +358,7 @@ def _clients_at_once(answer: Any, server: str, asks: list[tuple[str, int]]) -> l
                    "clients that run at the same time must never share a reply queue.")
 def _(answer):
     expect(callable(answer), f"expected a function, got {answer!r}")
+    _not_again(answer)
     asks = [("routine", 0), ("urgent", 7), ("soon", 3)]
     with mq.mq_server(paused=True) as server:
         made = _Queues(server.requests)
@@ -345,7 +367,7 @@ def _(answer):
                         timeout=5 * checking.CALL_TIMEOUT) as running:
                 requests = posix_ipc.MessageQueue(server.requests)
                 try:
-                    deadline = time.monotonic() + 3 * checking.CALL_TIMEOUT
+                    deadline = time.monotonic() + checking.CALL_TIMEOUT
                     while requests.current_messages < len(asks) and running.running \
                             and time.monotonic() < deadline:
                         time.sleep(0.005)
@@ -638,6 +660,7 @@ def _kv(answer: Any, requests: list[bytes], count: int | None = None,
             if refused:
                 _end(running)
             else:
+                _after_the_last(running, count or total, outputs)
                 attempt = running.finish()
         left = path.exists()
     finally:
@@ -646,6 +669,18 @@ def _kv(answer: Any, requests: list[bytes], count: int | None = None,
                         "server's socket a datagram socket (SOCK_DGRAM), bound at the path "
                         "it was given?")
     return attempt, replies, left, outputs
+
+
+def _after_the_last(running: Launched, count: int, outputs: list[str]) -> None:
+    """Every request has been sent: the server has _GRACE seconds left to end."""
+    deadline = time.monotonic() + _GRACE
+    while running.running and time.monotonic() < deadline:
+        time.sleep(0.01)
+    failed = [out for out in outputs if out.startswith("(failed")]
+    _stop_stuck(running, f"kv_server was still running {_GRACE:g} s after the last of its "
+                         f"{count} requests had been sent, and was stopped"
+                + (f"; a client program reported {failed[0]}" if failed else
+                   ": did some request get no reply, or was one never received?"))
 
 
 _KV_CLIENT = r'''
@@ -844,17 +879,11 @@ def _ended(pid: int) -> bool:
         return True
 
 
-# An answer found stuck because its results were lost is not run again by the later
-# checks: the same answer loses them in the same way, and each wait costs seconds.
-_lost: dict[int, tuple[Any, str]] = {}
-
-
 def _gather(answer: Any, kind: str, n: int, workers: int) -> tuple[Attempt, _Noted]:
     """Run gather on items 0 .. n-1, watching the workers; a stuck answer is stopped
     as soon as it is clear what it waits for, and the check says what that is."""
     expect(callable(answer), f"expected a function, got {answer!r}")
-    if id(answer) in _lost:
-        raise CheckFailed("not run again: " + _lost[id(answer)][1])
+    _not_again(answer)
     fn = _Noted(kind, n)
     items = list(range(n))
     with launch(_gather_and_note, answer, fn, items, workers,
@@ -864,21 +893,29 @@ def _gather(answer: Any, kind: str, n: int, workers: int) -> tuple[Attempt, _Not
             done = sum(1 for c in fn.calls if c)
             if done != seen:
                 since, seen = time.monotonic(), done
+            stalled = time.monotonic() - since
             pids = {p for p in fn.pids if p}
-            if done and time.monotonic() - since > _GRACE and all(map(_ended, pids)):
-                why = _gather_stuck(done, n)
-                if done == n:
-                    _lost[id(answer)] = (answer, why)   # keep answer: ids stay unique
-                _stop_stuck(running, why)
-            if done == n and time.monotonic() - since > 2 * _GRACE:
-                _stop_stuck(running, f"every item had been computed {2 * _GRACE:g} s "
-                                     "earlier, but the workers had not ended and gather was "
-                                     "still waiting: nobody was reading their results, so "
-                                     "they could not finish writing them into the queue's "
-                                     "pipe. Read every result before you wait for the "
-                                     "workers")
+            if done and stalled > _GRACE and all(map(_ended, pids)):
+                # results lost hang every check; items given to no worker only some
+                _stop_stuck(running, _gather_stuck(done, n), answer if done == n else None)
+            if stalled > 2 * _GRACE:
+                _stop_stuck(running, _gather_stalled(done, n), answer if done < n else None)
             time.sleep(0.01)
         return running.finish(), fn
+
+
+def _gather_stalled(done: int, n: int) -> str:
+    late = f"{2 * _GRACE:g} s"
+    if done == n:
+        return (f"every item had been computed {late} earlier, but the workers had not ended "
+                "and gather was still waiting: nobody was reading their results, so they "
+                "could not finish writing them into the queue's pipe. Read every result "
+                "before you wait for the workers")
+    if done == 0:
+        return (f"no item had been computed after {late}, and gather was still running: "
+                "start the workers, and have each call fn on its share of the items")
+    return (f"only {done} of {n} items had been computed, and nothing more happened for "
+            f"{late}: gather was stopped")
 
 
 def _gather_stuck(done: int, n: int) -> str:
