@@ -7,6 +7,7 @@ import os
 import secrets
 
 import posix_ipc
+import pytest
 from helpers import load_answers
 
 from labkit import mq
@@ -88,3 +89,23 @@ def test_a_check_removes_a_reply_queue_the_answer_left_under_any_name():
     # labkit's hygiene, or the check itself, names it
     assert any(name in m and "behind" in m for m in failed.values()), failed
     assert not checks._exists(name)
+
+
+def _sleeps(*args):
+    import time
+
+    time.sleep(60)
+
+
+@pytest.mark.parametrize("exercise, cause", [
+    ("06.ask", "its request never reached the server's queue"),
+    ("06.serve", "after taking no request from its queue"),
+    ("06.kv_server", "no socket appeared at the path"),
+    ("06.gather", "no item had been computed"),
+])
+def test_an_answer_that_hangs_is_stopped_once_with_its_cause(exercise, cause):
+    results = run_checks(exercise, _sleeps)
+    assert all(r.status == FAILED for r in results)
+    assert cause in results[0].message
+    # the later checks do not wait for it again, and none of them just timed out
+    assert all(r.message.startswith("not run: ") and cause in r.message for r in results[1:])

@@ -447,6 +447,32 @@ def _served(attempt: Attempt, count: int) -> list[tuple]:
     return [tuple(g) for g in got]
 
 
+def _serving(answer: Any, requests: posix_ipc.MessageQueue, count: int) -> Attempt:
+    """Run serve on ``count`` waiting requests; stop it, saying why, if it stalls.
+
+    Replying never waits in these checks, so serve has 2 * _GRACE seconds to take
+    its first request and _GRACE to take each next one or return after the last:
+    a serve that misses either hangs in every check, and the later ones are not run.
+    """
+    expect(callable(answer), f"expected a function, got {answer!r}")
+    _not_again(answer)
+    with launch(answer, requests.name, count) as running:
+        since, left = time.monotonic(), requests.current_messages
+        while running.running and time.monotonic() - since < _GRACE * (1 + (left == count)):
+            if requests.current_messages != left:
+                since, left = time.monotonic(), requests.current_messages
+            time.sleep(0.01)
+        taken = count - requests.current_messages
+        waited = _GRACE * (1 + (taken == 0))
+        _stop_stuck(running, f"serve was still running {waited:g} s after taking "
+                             + (f"{taken} of its {count} requests, and was stopped: does it "
+                                "wait for something after receiving them?" if taken else
+                                "no request from its queue, and was stopped: open the "
+                                "queue by the name you are given and receive from it"),
+                    answer)
+        return running.finish()
+
+
 def _drain(q: posix_ipc.MessageQueue) -> list[tuple[bytes, int]]:
     out = []
     while True:
@@ -468,7 +494,7 @@ _NEVER_WAIT = ("A server that waits for one client stops serving all the others:
 def _(answer):
     with mq.queue(8, 1024, label="requests") as requests, mq.queue(2, 1024) as replies:
         _request(requests, replies.name, "hello", 0)
-        got = _served(call(answer, requests.name, 1), 1)
+        got = _served(_serving(answer, requests, 1), 1)
         back = _drain(replies)
     expect(got == [("hello", 0, "answered")], f"serve returned {got!r}, expected "
                                               "[('hello', 0, 'answered')]")
@@ -486,7 +512,7 @@ def _(answer):
     with mq.queue(8, 1024, label="requests") as requests, mq.queue(8, 1024) as replies:
         for q, p in asks:
             _request(requests, replies.name, q, p)
-        got = _served(call(answer, requests.name, len(asks)), len(asks))
+        got = _served(_serving(answer, requests, len(asks)), len(asks))
         back = _drain(replies)
     want = [("d", 9, "answered"), ("b", 5, "answered"), ("e", 5, "answered"),
             ("a", 0, "answered"), ("c", 0, "answered")]
@@ -507,6 +533,7 @@ def _(answer):
         full.send(b"an old answer nobody read")
         _request(requests, full.name, "lost", 3)
         _request(requests, fine.name, "kept", 1)
+        _not_again(answer)
         with launch(answer, requests.name, 2) as running:
             deadline = time.monotonic() + _GRACE
             while running.running and time.monotonic() < deadline:
@@ -533,7 +560,7 @@ def _(answer):
     with mq.queue(8, 1024, label="requests") as requests, mq.queue(2, 1024) as fine:
         _request(requests, gone, "gone", 2)
         _request(requests, fine.name, "here", 1)
-        attempt = call(answer, requests.name, 2)
+        attempt = _serving(answer, requests, 2)
     # labkit may have removed it already as the answer's leftover: it says so if it did
     created = _exists(gone) or any(gone in problem for problem in attempt.problems)
     unlink_name("mq", gone)
@@ -567,6 +594,7 @@ with objects.scope() as objs:
                      "server needs to reach a client it has never met.")
 def _(answer):
     expect(callable(answer), f"expected a function, got {answer!r}")
+    _not_again(answer)
     asks = [("first program", 1), ("second program", 2), ("third program", 3)]
     with mq.queue(8, 1024, label="requests") as requests, \
             launch(answer, requests.name, len(asks),
@@ -587,7 +615,7 @@ def _(answer):
 def _(answer):
     with mq.queue(8, 1024, label="requests") as requests, mq.queue(2, 1024) as replies:
         _request(requests, replies.name, "tidy", 0)
-        attempt = call(answer, requests.name, 1)
+        attempt = _serving(answer, requests, 1)
         _served(attempt, 1)
         expect(_exists(requests.name), "the request queue was gone after serve returned: "
                                        "serve must close it, not unlink it")
@@ -632,7 +660,12 @@ def _kv(answer: Any, requests: list[bytes], count: int | None = None,
     try:
         with launch(_interruptible, answer, str(path), count or total,
                     timeout=4 * checking.CALL_TIMEOUT) as running:
+            _not_again(answer)
             _bound(path, running)
+            if not path.exists():
+                _stop_stuck(running, "no socket appeared at the path kv_server was given "
+                                     "within 3 s, and it was stopped: bind a datagram socket "
+                                     "there first", answer)
             replies: list[Any] = []
             outputs: list[str] = []
             if running.running and requests:
