@@ -65,3 +65,17 @@ def test_the_figures_an_answer_reads_from_bench_are_noted_in_its_process_only():
         assert bench.Sweep.round_trip.__name__ == "round_trip"   # this process untouched
     finally:
         readings.close()
+
+
+def test_an_answer_that_times_out_is_not_run_again_by_the_later_checks():
+    from labkit.checking import FAILED, run_checks
+
+    def hangs(n, cpus, echo):
+        import time
+
+        time.sleep(60)
+
+    results = run_checks("07.round_trip", hangs)
+    assert all(r.status == FAILED for r in results)
+    assert "did not finish" in results[0].message
+    assert all(r.message.startswith("not run: ") for r in results[1:])

@@ -48,6 +48,25 @@ class _Board:
         self._mm.close()
 
 
+# An answer that did not finish in time is not run again by the later checks of its
+# exercise (they run one after another in one process): it would only time out again.
+_timed_out: dict[int, tuple[Any, str]] = {}
+
+
+def _attempt(answer: Any, *args: Any, timeout: float | None = None,
+             via: Any = None) -> Attempt:
+    """``call(answer, *args)``, or ``call(via, answer, *args)``, unless it timed out before."""
+    if id(answer) in _timed_out:
+        raise CheckFailed("not run: " + _timed_out[id(answer)][1])
+    try:
+        return call(via, answer, *args, timeout=timeout) if via else \
+            call(answer, *args, timeout=timeout)
+    except CheckFailed as e:
+        if "did not finish" in str(e):
+            _timed_out[id(answer)] = (answer, str(e))   # the answer is kept: ids stay unique
+        raise
+
+
 def _mask(cpus: set[int]) -> int:
     return sum(1 << c for c in cpus)
 
@@ -187,7 +206,7 @@ def _times(attempt: Attempt, n: int) -> list[float]:
 def _run_round_trip(answer: Any, n: int, cpus: tuple[int, int]) -> tuple[Attempt, _EchoBoard]:
     expect(callable(answer), f"expected a function, got {answer!r}")
     board = _EchoBoard()
-    return call(answer, n, cpus, _Echo(board, n)), board
+    return _attempt(answer, n, cpus, _Echo(board, n)), board
 
 
 def _two_cpus() -> tuple[int, int]:
@@ -385,8 +404,8 @@ def _answer_run(answer: Any, workload: dict) -> tuple[tuple[str, dict], _Reading
     if key not in _measured:
         expect(callable(answer), f"expected a function, got {answer!r}")
         readings = _Readings()
-        attempt = call(_reading, answer, readings, dict(workload),
-                       timeout=6 * checking.CALL_TIMEOUT)
+        attempt = _attempt(answer, readings, dict(workload), via=_reading,
+                           timeout=2 * checking.CALL_TIMEOUT)
         # the answer is kept with its result, so that its id is not reused
         _measured[key] = (answer, (_choice(attempt, workload), readings))
     return _measured[key][1]
@@ -620,8 +639,8 @@ def _ring(answer: Any, count: int, size: int, slots: int, dawdle: float = 0.0,
           slow: float = 0.0, timeout: float | None = None) -> tuple[Attempt, _RingBoard]:
     expect(callable(answer), f"expected a function, got {answer!r}")
     board = _RingBoard()
-    attempt = call(answer, count, size, slots, _Produce(board, size, slow),
-                   _Consume(board, size, count, dawdle, slots), timeout=timeout)
+    attempt = _attempt(answer, count, size, slots, _Produce(board, size, slow),
+                       _Consume(board, size, count, dawdle, slots), timeout=timeout)
     return attempt, board
 
 
