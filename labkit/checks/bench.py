@@ -8,6 +8,13 @@ it: they run inside the answer's processes and write what they see (how many
 calls, in which process, on which CPU, at what time, whether the bytes were
 right, whether they lay in shared memory) into an anonymous shared mapping
 the check made before the call, so the answer's own report is never trusted.
+
+Wrong answers are caught by what they did, never by being slow: an echo that
+dawdles on marked messages shows whether a time covers the whole round trip,
+the echo's own clock bounds the sum of the times, the figures fastest returns
+are compared with what its own bench run gave it (noted in its process), and a
+ring's reader that dawdles, or a writer that does, shows a slot reused too soon
+or read too early.
 """
 from __future__ import annotations
 

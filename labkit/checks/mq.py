@@ -8,7 +8,15 @@ reply queue's mode while it exists. Where the answer is a server, the check
 plays the clients, and in one check per exercise the clients are separate
 programs that share nothing with the answer but a name. Queues or socket files
 an answer leaves behind are noticed here even when the answer raised (its own
-process cannot report them then), and removed.
+process cannot report them then), and removed: a queue is found by the name in
+its request or among the answer's open descriptors, whatever that name is, and
+without /dev/mqueue being mounted.
+
+The answer is watched while it runs rather than left to a time limit: a client
+that outlives its own timeout, a server that takes no request, workers that have
+all ended while gather still waits. It is stopped then, the check says what it
+was waiting for, and where every check would hang the same way the later ones
+are not run again.
 """
 from __future__ import annotations
 
