@@ -18,6 +18,7 @@ or read too early.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import mmap
 import os
@@ -27,7 +28,9 @@ import time
 from typing import Any
 
 from .. import bench, checking
-from ..checking import Attempt, CheckFailed, Exercise, call, expect, expect_clean
+from .._janitor import SESSION_PID, SHM_DIR, UID, unlink_name
+from ..checking import (Attempt, CheckFailed, Exercise, NotDone, call, expect, expect_clean,
+                        launch)
 
 # --- a notebook shared by the check and the answer's processes -------------------------
 
@@ -644,11 +647,63 @@ def _pipe_transfer(count: int, size: int, slots: int, produce: Any, consume: Any
 
 def _ring(answer: Any, count: int, size: int, slots: int, dawdle: float = 0.0,
           slow: float = 0.0, timeout: float | None = None) -> tuple[Attempt, _RingBoard]:
+    """Run ring_transfer with the check's produce and consume, watching it move.
+
+    A ring in which nothing moves for _STALL seconds is stopped, and the check says
+    who was waiting for what; the later checks do not run it again.
+    """
     expect(callable(answer), f"expected a function, got {answer!r}")
+    if id(answer) in _timed_out:
+        raise CheckFailed("not run: " + _timed_out[id(answer)][1])
     board = _RingBoard()
-    attempt = _attempt(answer, count, size, slots, _Produce(board, size, slow),
-                       _Consume(board, size, count, dawdle, slots), timeout=timeout)
-    return attempt, board
+    before = _session_objects()
+    with launch(answer, count, size, slots, _Produce(board, size, slow),
+                _Consume(board, size, count, dawdle, slots), timeout=timeout) as running:
+        since, seen = time.monotonic(), -1
+        while running.running:
+            moved = board.produced + board.consumed
+            if moved != seen:
+                since, seen = time.monotonic(), moved
+            elif time.monotonic() - since > _STALL:
+                why = _stalled(board.produced, board.consumed, count)
+                running.send_signal("SIGKILL")
+                with contextlib.suppress(CheckFailed, NotDone):
+                    running.finish()
+                for entry in sorted(_session_objects() - before):   # killed: nobody else will
+                    if entry.startswith("sem."):
+                        unlink_name("sem", "/" + entry[4:])
+                    else:
+                        unlink_name("shm", "/" + entry)
+                _timed_out[id(answer)] = (answer, why)
+                raise CheckFailed(why)
+            time.sleep(0.005)
+        return running.finish(), board
+
+
+def _session_objects() -> set[str]:
+    """This session's lab objects in /dev/shm (an answer run from here carries our pid)."""
+    prefixes = (f"labkit_{UID}_{SESSION_PID}_", f"sem.labkit_{UID}_{SESSION_PID}_")
+    return {e for e in os.listdir(SHM_DIR) if e.startswith(prefixes)}
+
+
+_STALL = 3.0   # seconds a ring may stand still (the check's own pauses are shorter)
+
+
+def _stalled(produced: int, consumed: int, count: int) -> str:
+    head = f"nothing moved for {_STALL:g} s and the ring was stopped: "
+    if consumed == count:
+        return (head + "every message had been consumed, but ring_transfer had not returned: "
+                "does the consumer end, and is it waited for?")
+    if produced == 0:
+        return (head + "not one message had been written: is the producer waiting for a "
+                "free slot, when none is free at the start?")
+    if consumed == produced:
+        return (head + f"{produced} messages were written and consumed, then the producer "
+                "waited for a free slot that was never handed back: the consumer must hand "
+                "each slot back once it has consumed it")
+    return (head + f"{produced} messages were written but only {consumed} consumed: the "
+            "consumer waited for a message it was never told about (announce each written "
+            "slot)")
 
 
 def _delivered(attempt: Attempt, board: _RingBoard, count: int) -> None:

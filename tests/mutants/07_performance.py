@@ -83,13 +83,14 @@ _fastest = _maker('07.fastest', _FASTEST, 'fastest(workload)',
 # ring_transfer with one mistake
 _RING = '''
 def _ring(count, size, slots, produce, consume, *, copy_in=False, copy_out=False,
-          wait_empty=True, wait_full=True, release_early=False, unlink=True, thread=False):
+          wait_empty=True, wait_full=True, release_early=False, unlink=True, thread=False,
+          free=None, hand_back=True):
     import threading
 
     scope = objects.scope()
     seg = shm.Segment.create(slots * size, label="ring")
     try:
-        empty = scope.semaphore(slots if wait_empty else 0)
+        empty = scope.semaphore(free if free is not None else slots if wait_empty else 0)
         full = scope.semaphore(0)
         view = memoryview(seg.buf)
 
@@ -101,7 +102,7 @@ def _ring(count, size, slots, produce, consume, *, copy_in=False, copy_out=False
                 if release_early and wait_empty:
                     empty.release()
                 consume(i, bytes(view[at:at + size]) if copy_out else view[at:at + size])
-                if wait_empty and not release_early:
+                if wait_empty and not release_early and hand_back:
                     empty.release()
 
         def producer():
@@ -176,5 +177,7 @@ MUTANTS = [
     _ring("reads_before_the_slot_is_full", "wait_full=False",
           r"arrived wrong|overwritten|out of order"),
     _ring("consumer_is_a_thread", "thread=True", r"ran in the same process"),
+    _ring("no_free_slot_at_the_start", "free=0", r"none is free at the start"),
+    _ring("slots_never_handed_back", "hand_back=False", r"never handed back"),
     _ring("segment_and_semaphores_left", "unlink=False", r"was left behind"),
 ]
