@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import mmap
 import os
+import time
+
+import pytest
 
 from labkit import bench
 from labkit.checks import bench as checks
@@ -22,8 +25,6 @@ def test_a_board_written_in_a_child_is_read_in_the_parent():
 
 
 def test_the_echo_dawdles_on_the_marked_round_trips_and_notes_the_span():
-    import time
-
     board = checks._EchoBoard()
     echo = checks._Echo(board, 8)
     marked = {checks._WARM_UP + j for j in checks._marked(8)}
@@ -67,15 +68,16 @@ def test_the_figures_an_answer_reads_from_bench_are_noted_in_its_process_only():
         readings.close()
 
 
-def test_an_answer_that_times_out_is_not_run_again_by_the_later_checks():
+@pytest.mark.parametrize("exercise, answer, cause", [
+    ("07.round_trip", lambda n, cpus, echo: time.sleep(60), "echo was never called"),
+    ("07.ring", lambda count, size, slots, produce, consume: time.sleep(60),
+     "not one message had been written"),
+    ("07.fastest", lambda workload: time.sleep(60), "did not finish"),
+])
+def test_an_answer_that_hangs_is_stopped_once_and_not_run_again(exercise, answer, cause):
     from labkit.checking import FAILED, run_checks
 
-    def hangs(n, cpus, echo):
-        import time
-
-        time.sleep(60)
-
-    results = run_checks("07.round_trip", hangs)
+    results = run_checks(exercise, answer)
     assert all(r.status == FAILED for r in results)
-    assert "did not finish" in results[0].message
-    assert all(r.message.startswith("not run: ") for r in results[1:])
+    assert cause in results[0].message
+    assert all(r.message.startswith("not run: ") and cause in r.message for r in results[1:])

@@ -63,14 +63,12 @@ class _Board:
 _timed_out: dict[int, tuple[Any, str]] = {}
 
 
-def _attempt(answer: Any, *args: Any, timeout: float | None = None,
-             via: Any = None) -> Attempt:
-    """``call(answer, *args)``, or ``call(via, answer, *args)``, unless it timed out before."""
+def _attempt(via: Any, answer: Any, *args: Any, timeout: float | None = None) -> Attempt:
+    """``call(via, answer, *args)``, unless the answer timed out in an earlier check."""
     if id(answer) in _timed_out:
         raise CheckFailed("not run: " + _timed_out[id(answer)][1])
     try:
-        return call(via, answer, *args, timeout=timeout) if via else \
-            call(answer, *args, timeout=timeout)
+        return call(via, answer, *args, timeout=timeout)
     except CheckFailed as e:
         if "did not finish" in str(e):
             _timed_out[id(answer)] = (answer, str(e))   # the answer is kept: ids stay unique
@@ -216,7 +214,22 @@ def _times(attempt: Attempt, n: int) -> list[float]:
 def _run_round_trip(answer: Any, n: int, cpus: tuple[int, int]) -> tuple[Attempt, _EchoBoard]:
     expect(callable(answer), f"expected a function, got {answer!r}")
     board = _EchoBoard()
-    return _attempt(answer, n, cpus, _Echo(board, n)), board
+    attempt = _watched(answer, (n, cpus, _Echo(board, n)), lambda: board.calls,
+                       lambda: _still(board.calls, _WARM_UP + n))
+    return attempt, board
+
+
+def _still(calls: int, total: int) -> str:
+    head = f"nothing happened for {_STALL:g} s and round_trip was stopped: "
+    if calls == total:
+        return (head + f"all {total} round trips were done, but it had not returned: is the "
+                "child still waiting for more input, because a write end of its pipe is "
+                "still open somewhere (close yours before waiting for it)?")
+    if calls == 0:
+        return head + "echo was never called: did the child get the first message?"
+    return (head + f"echo was called {calls} times of {total}, then nothing: one process "
+            "waited for a message the other never sent (does the child write echo's reply "
+            "back, one byte for one byte?)")
 
 
 def _two_cpus() -> tuple[int, int]:
@@ -414,7 +427,7 @@ def _answer_run(answer: Any, workload: dict) -> tuple[tuple[str, dict], _Reading
     if key not in _measured:
         expect(callable(answer), f"expected a function, got {answer!r}")
         readings = _Readings()
-        attempt = _attempt(answer, readings, dict(workload), via=_reading,
+        attempt = _attempt(_reading, answer, readings, dict(workload),
                            timeout=2 * checking.CALL_TIMEOUT)
         # the answer is kept with its result, so that its id is not reused
         _measured[key] = (answer, (_choice(attempt, workload), readings))
@@ -653,31 +666,45 @@ def _ring(answer: Any, count: int, size: int, slots: int, dawdle: float = 0.0,
     who was waiting for what; the later checks do not run it again.
     """
     expect(callable(answer), f"expected a function, got {answer!r}")
+    board = _RingBoard()
+    attempt = _watched(answer, (count, size, slots, _Produce(board, size, slow),
+                                _Consume(board, size, count, dawdle, slots)),
+                       lambda: board.produced + board.consumed,
+                       lambda: _stalled(board.produced, board.consumed, count), timeout)
+    return attempt, board
+
+
+def _watched(answer: Any, args: tuple, progress: Any, why: Any,
+             timeout: float | None = None) -> Attempt:
+    """``call(answer, *args)``, watching ``progress()`` while it runs.
+
+    If it stands still for _STALL seconds the answer is killed, the lab objects
+    it made are removed (nobody else will), and the check fails with ``why()``;
+    the later checks of the exercise do not run it again.
+    """
     if id(answer) in _timed_out:
         raise CheckFailed("not run: " + _timed_out[id(answer)][1])
-    board = _RingBoard()
     before = _session_objects()
-    with launch(answer, count, size, slots, _Produce(board, size, slow),
-                _Consume(board, size, count, dawdle, slots), timeout=timeout) as running:
-        since, seen = time.monotonic(), -1
+    with launch(answer, *args, timeout=timeout) as running:
+        since, seen = time.monotonic(), None
         while running.running:
-            moved = board.produced + board.consumed
+            now, moved = time.monotonic(), progress()
             if moved != seen:
-                since, seen = time.monotonic(), moved
-            elif time.monotonic() - since > _STALL:
-                why = _stalled(board.produced, board.consumed, count)
+                since, seen = now, moved
+            elif now - since > _STALL:
+                stopped = why()
                 running.send_signal("SIGKILL")
                 with contextlib.suppress(CheckFailed, NotDone):
                     running.finish()
-                for entry in sorted(_session_objects() - before):   # killed: nobody else will
+                for entry in sorted(_session_objects() - before):
                     if entry.startswith("sem."):
                         unlink_name("sem", "/" + entry[4:])
                     else:
                         unlink_name("shm", "/" + entry)
-                _timed_out[id(answer)] = (answer, why)
-                raise CheckFailed(why)
+                _timed_out[id(answer)] = (answer, stopped)   # kept: ids stay unique
+                raise CheckFailed(stopped)
             time.sleep(0.005)
-        return running.finish(), board
+        return running.finish()
 
 
 def _session_objects() -> set[str]:
@@ -686,7 +713,7 @@ def _session_objects() -> set[str]:
     return {e for e in os.listdir(SHM_DIR) if e.startswith(prefixes)}
 
 
-_STALL = 3.0   # seconds a ring may stand still (the check's own pauses are shorter)
+_STALL = 3.0   # seconds an answer may stand still (the check's own pauses are shorter)
 
 
 def _stalled(produced: int, consumed: int, count: int) -> str:

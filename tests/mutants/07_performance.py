@@ -13,7 +13,8 @@ def _maker(exercise: str, template: str, signature: str, call: str):
 # round_trip with one mistake; the parameters say which (the solution when all are default)
 _ROUND_TRIP = '''
 def _trip(n, cpus, echo, *, unit=1e9, call_echo=True, pin=True, child_cpu=1, one_way=False,
-          fixed_start=False, warm_up=50, reap=True, echo_in_parent=False):
+          fixed_start=False, warm_up=50, reap=True, echo_in_parent=False, answer_back=True,
+          close_first=True):
     down_r, down_w = os.pipe()
     up_r, up_w = os.pipe()
     pid = os.fork()
@@ -24,7 +25,9 @@ def _trip(n, cpus, echo, *, unit=1e9, call_echo=True, pin=True, child_cpu=1, one
             os.close(down_w)
             os.close(up_r)
             while message := os.read(down_r, 1):
-                os.write(up_w, echo(message) if call_echo and not echo_in_parent else message)
+                reply = echo(message) if call_echo and not echo_in_parent else message
+                if answer_back:
+                    os.write(up_w, reply)
         finally:
             os._exit(0)
     os.close(down_r)
@@ -45,9 +48,11 @@ def _trip(n, cpus, echo, *, unit=1e9, call_echo=True, pin=True, child_cpu=1, one
             ended = time.perf_counter_ns()
         if k >= warm_up:
             times.append((ended - began) / unit)
+    if reap and not close_first:
+        os.waitpid(pid, 0)          # the child still waits for input: never returns
     os.close(down_w)
     os.close(up_r)
-    if reap:
+    if reap and close_first:
         os.waitpid(pid, 0)
     return times
 '''
@@ -154,6 +159,10 @@ MUTANTS = [
                 r"must start anew at its own write"),
     _round_trip("warm_up_timed", "warm_up=0", r"warm-up round trips were timed"),
     _round_trip("child_never_waited_for", "reap=False", r"nobody waited for it"),
+    _round_trip("waits_before_closing_the_write_end", "close_first=False",
+                r"write end of its pipe is still open"),
+    _round_trip("child_never_answers", "answer_back=False",
+                r"waited for a message the other never sent"),
 
     # --- 07.fastest
     _fastest("choice_against_its_own_figures", "pick='mp_queue'", r"by your own figures"),
