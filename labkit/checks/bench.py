@@ -8,9 +8,17 @@ it: they run inside the answer's processes and write what they see (how many
 calls, in which process, on which CPU, at what time, whether the bytes were
 right, whether they lay in shared memory) into an anonymous shared mapping
 the check made before the call, so the answer's own report is never trusted.
+
+Wrong answers are caught by what they did, never by being slow: an echo that
+dawdles on marked messages shows whether a time covers the whole round trip,
+the echo's own clock bounds the sum of the times, the figures fastest returns
+are compared with what its own bench run gave it (noted in its process), and a
+ring's reader that dawdles, or a writer that does, shows a slot reused too soon
+or read too early.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import mmap
 import os
@@ -20,7 +28,9 @@ import time
 from typing import Any
 
 from .. import bench, checking
-from ..checking import Attempt, Exercise, call, expect, expect_clean
+from .._janitor import SESSION_PID, SHM_DIR, UID, unlink_name
+from ..checking import (Attempt, CheckFailed, Exercise, NotDone, call, expect, expect_clean,
+                        launch)
 
 # --- a notebook shared by the check and the answer's processes -------------------------
 
@@ -46,6 +56,23 @@ class _Board:
 
     def close(self) -> None:
         self._mm.close()
+
+
+# An answer that did not finish in time is not run again by the later checks of its
+# exercise (they run one after another in one process): it would only time out again.
+_timed_out: dict[int, tuple[Any, str]] = {}
+
+
+def _attempt(via: Any, answer: Any, *args: Any, timeout: float | None = None) -> Attempt:
+    """``call(via, answer, *args)``, unless the answer timed out in an earlier check."""
+    if id(answer) in _timed_out:
+        raise CheckFailed("not run: " + _timed_out[id(answer)][1])
+    try:
+        return call(via, answer, *args, timeout=timeout)
+    except CheckFailed as e:
+        if "did not finish" in str(e):
+            _timed_out[id(answer)] = (answer, str(e))   # the answer is kept: ids stay unique
+        raise
 
 
 def _mask(cpus: set[int]) -> int:
@@ -90,25 +117,47 @@ ROUND_TRIP = Exercise("07.round_trip", "Measure a round trip yourself", timeout=
 
 
 class _EchoBoard(_Board):
-    FIELDS = ("calls", "pid", "cpus", "parent_cpus")
+    FIELDS = ("calls", "pid", "cpus", "parent_cpus", "t_warm", "t_last")
+
+
+_WARM_UP = 50
+_SLOW = 0.002   # seconds the echo dawdles on a few marked messages
+
+
+def _marked(n: int) -> list[int]:
+    """Indices of the timed round trips whose echo dawdles ``_SLOW`` seconds."""
+    return [n // 4, n // 2, 3 * n // 4]
 
 
 class _Echo:
-    """The echo an answer must call for each message; it notes who calls it, and where."""
+    """The echo an answer must call for each message; it notes who calls it, where, when.
 
-    def __init__(self, board: _EchoBoard) -> None:
+    On the marked round trips it dawdles: a time that covers the whole round trip
+    is then at least ``_SLOW`` seconds, whatever the load of the machine.
+    """
+
+    def __init__(self, board: _EchoBoard, n: int) -> None:
         self.board = board
+        self.slow = {_WARM_UP + j for j in _marked(n)}
+        self.last = _WARM_UP + n - 1
 
     def __call__(self, message: bytes) -> bytes:
         b = self.board
-        if b.calls == 0:
+        k = b.calls
+        if k == 0:
             b.set("pid", os.getpid())
             b.set("cpus", _mask(os.sched_getaffinity(0)))
             try:
                 b.set("parent_cpus", _mask(os.sched_getaffinity(os.getppid())))
             except OSError:
                 pass
-        b.set("calls", b.calls + 1)
+        if k == _WARM_UP - 1:
+            b.set("t_warm", time.perf_counter())
+        if k in self.slow:
+            time.sleep(_SLOW)
+        if k == self.last:
+            b.set("t_last", time.perf_counter())
+        b.set("calls", k + 1)
         return message
 
 
@@ -133,11 +182,11 @@ def _reference_round_trip(n: int, cpus: tuple[int, int], echo: Any) -> list[floa
     os.sched_setaffinity(0, {cpus[0]})
     times = []
     try:
-        for k in range(50 + n):
+        for k in range(_WARM_UP + n):
             began = time.perf_counter_ns()
             os.write(down_w, b"x")
             os.read(up_r, 1)
-            if k >= 50:
+            if k >= _WARM_UP:
                 times.append((time.perf_counter_ns() - began) / 1e9)
     finally:
         os.close(down_w)
@@ -165,7 +214,22 @@ def _times(attempt: Attempt, n: int) -> list[float]:
 def _run_round_trip(answer: Any, n: int, cpus: tuple[int, int]) -> tuple[Attempt, _EchoBoard]:
     expect(callable(answer), f"expected a function, got {answer!r}")
     board = _EchoBoard()
-    return call(answer, n, cpus, _Echo(board)), board
+    attempt = _watched(answer, (n, cpus, _Echo(board, n)), lambda: board.calls,
+                       lambda: _still(board.calls, _WARM_UP + n))
+    return attempt, board
+
+
+def _still(calls: int, total: int) -> str:
+    head = f"nothing happened for {_STALL:g} s and round_trip was stopped: "
+    if calls == total:
+        return (head + f"all {total} round trips were done, but it had not returned: is the "
+                "child still waiting for more input, because a write end of its pipe is "
+                "still open somewhere (close yours before waiting for it)?")
+    if calls == 0:
+        return head + "echo was never called: did the child get the first message?"
+    return (head + f"echo was called {calls} times of {total}, then nothing: one process "
+            "waited for a message the other never sent (does the child write echo's reply "
+            "back, one byte for one byte?)")
 
 
 def _two_cpus() -> tuple[int, int]:
@@ -173,10 +237,15 @@ def _two_cpus() -> tuple[int, int]:
     return (mine[-2], mine[-1]) if len(mine) > 1 else (mine[0], mine[0])
 
 
+_ROUND = ("A round trip is a message there and the answer back: two wake-ups of a sleeping "
+          "process. Only a clock read just before sending and just after the answer is back "
+          "sees both; warm-up runs first so that caches and page faults do not count.")
+
+
 @ROUND_TRIP.check("n round trips, in seconds", points=2,
-                  hint="Warm up with 50 untimed round trips, then time n; "
-                       "time.perf_counter_ns() before the write and after the read; "
-                       "return seconds (ns / 1e9).")
+                  hint="Read a nanosecond clock around each timed round trip, skip the "
+                       "warm-up, and convert to seconds before returning.",
+                  concept=_ROUND)
 def _(answer):
     cpu = _two_cpus()[1]
     attempt, board = _run_round_trip(answer, 300, (cpu, cpu))
@@ -184,9 +253,43 @@ def _(answer):
     board.close()
 
 
+@ROUND_TRIP.check("each time covers one whole round trip, and only that", points=2,
+                  hint="Start the clock just before the write and stop it just after the "
+                       "reply has been read, once per timed message, after the 50 untimed "
+                       "ones.",
+                  concept=_ROUND + " The check's echo dawdles on a few marked messages: "
+                                   "their round trips must show it.")
+def _(answer):
+    cpu = _two_cpus()[1]
+    n = 200
+    attempt, board = _run_round_trip(answer, n, (cpu, cpu))
+    times = _times(attempt, n)
+    marks = _marked(n)
+    if not all(times[j] >= _SLOW for j in marks):
+        later = [j + _WARM_UP for j in marks if j + _WARM_UP < n]
+        shifted = bool(later) and all(times[k] >= _SLOW for k in later)
+        expect(not shifted, f"the echo dawdled {_SLOW * 1e3:g} ms on round trips "
+                            f"{[_WARM_UP + j for j in marks]}, but your times show it 50 "
+                            "places later: the 50 warm-up round trips were timed too")
+        shown = [f"{times[j] * 1e6:.0f} µs" for j in marks]
+        raise CheckFailed(f"the echo dawdled {_SLOW * 1e3:g} ms on timed round trips {marks}, "
+                          f"but your times for them are {shown}: they did not include the "
+                          "wait for the reply (timed one way only?)")
+    span = board.t_last - board.t_warm
+    total = sum(times[:-1])
+    expect(total <= span + 1e-6 * n,
+           f"your times add up to {total * 1e3:.1f} ms, but the echo saw all those round "
+           f"trips within {span * 1e3:.1f} ms: each time must start anew at its own write "
+           "(not at a fixed start, and not overlap the next)")
+    board.close()
+
+
 @ROUND_TRIP.check("every round trip goes through echo, in a child process", points=2,
-                  hint="The child reads a message, calls echo(message) and writes what echo "
-                       "returns back; the parent does the timing.")
+                  hint="The child answers each message with what echo returns for it; the "
+                       "parent only times.",
+                  concept="The check's echo counts its calls and notes its process: a round "
+                          "trip that skips it, or runs it in the timing process, does not "
+                          "cross between processes.")
 def _(answer):
     cpu = _two_cpus()[1]
     attempt, board = _run_round_trip(answer, 200, (cpu, cpu))
@@ -198,25 +301,28 @@ def _(answer):
 
 
 @ROUND_TRIP.check("each process runs on the CPU it was given",
-                  hint="os.sched_setaffinity(0, {cpus[0]}) in the parent, "
-                       "os.sched_setaffinity(0, {cpus[1]}) in the child, before the first "
-                       "message.")
+                  hint="Pin each process (the timing parent and the echoing child) to its own "
+                       "CPU of the pair, before the first message.",
+                  concept="Unpinned, the scheduler moves the processes between CPUs, and the "
+                          "time of a round trip jumps between a same-CPU hand-off and a "
+                          "cross-CPU wake-up from run to run.")
 def _(answer):
     cpus = _two_cpus()
     attempt, board = _run_round_trip(answer, 100, cpus)
     _times(attempt, 100)
     expect(_cpus(board.cpus) == {cpus[1]}, f"the child (where echo runs) may run on CPUs "
                                            f"{sorted(_cpus(board.cpus))}, expected only "
-                                           f"{cpus[1]}")
+                                           f"{cpus[1]}: it was not pinned to cpus[1]")
     expect(_cpus(board.parent_cpus) == {cpus[0]},
            f"the timing process may run on CPUs {sorted(_cpus(board.parent_cpus))}, expected "
-           f"only {cpus[0]}")
+           f"only {cpus[0]}: it was not pinned to cpus[0]")
     board.close()
 
 
 @ROUND_TRIP.check("the median agrees with the check's own measurement", points=2,
-                  hint="Time only the round trip itself (write, then read the reply), not "
-                       "the fork, the warm-up or printing; and one byte each way.")
+                  hint="Time only the round trip itself, not the fork, the warm-up or "
+                       "printing; and one byte each way.",
+                  concept=_ROUND)
 def _(answer):
     cpu = _two_cpus()[1]
     mine, theirs = [], []
@@ -226,7 +332,7 @@ def _(answer):
         board.close()
         ref = _EchoBoard()
         theirs.append(statistics.median(call(_reference_round_trip, 300, (cpu, cpu),
-                                             _Echo(ref)).value))
+                                             _Echo(ref, 300)).value))
         ref.close()
     a, b = statistics.median(mine), statistics.median(theirs)
     expect(b / 4 <= a <= b * 6, f"your median round trip is {a * 1e6:.1f} µs, the check's "
@@ -235,7 +341,9 @@ def _(answer):
 
 
 @ROUND_TRIP.check("no zombie and no open descriptor is left behind",
-                  hint="Close the four pipe ends (or your sockets) and waitpid the child.")
+                  hint="Close all four pipe ends (or your sockets) and wait for the child.",
+                  concept="A child nobody waits for stays a zombie; a descriptor nobody "
+                          "closes keeps its pipe alive.")
 def _(answer):
     cpu = _two_cpus()[1]
     attempt, board = _run_round_trip(answer, 50, (cpu, cpu))
@@ -271,16 +379,58 @@ def _choice(attempt: Attempt, workload: dict) -> tuple[str, dict]:
     return choice, figures
 
 
+class _Readings(_Board):
+    """What the answer read from its own bench runs, per mechanism: the value and the size."""
+
+    FIELDS = tuple(f"{what}_{m}" for m in bench.MECHANISMS
+                   for what in ("t_stream", "stream_size", "t_round", "round_size"))
+
+
+def _reading(answer: Any, readings: _Readings, workload: dict) -> Any:
+    """Runs as the answer's process: note every figure it reads from a bench Sweep.
+
+    The methods are replaced on the class in this process only, so however the
+    answer imported bench, the check sees which measurement each figure came from.
+    """
+    per_message, round_trip = bench.Sweep.per_message, bench.Sweep.round_trip
+
+    def noted_per_message(self: bench.Sweep, mechanism: str, size: int) -> float:
+        value = per_message(self, mechanism, size)
+        if mechanism in bench.MECHANISMS:
+            readings.set(f"t_stream_{mechanism}", value)
+            readings.set(f"stream_size_{mechanism}", size)
+        return value
+
+    def noted_round_trip(self: bench.Sweep, mechanism: str, q: float = 0.5) -> float:
+        value = round_trip(self, mechanism, q)
+        if mechanism in bench.MECHANISMS:
+            readings.set(f"t_round_{mechanism}", value)
+            readings.set(f"round_size_{mechanism}", self.latency_size)
+        return value
+
+    bench.Sweep.per_message = noted_per_message      # type: ignore[method-assign]
+    bench.Sweep.round_trip = noted_round_trip        # type: ignore[method-assign]
+    return answer(workload)
+
+
 # The checks of one exercise run one after another in one process: each workload is
 # measured once there, for the answer and for the reference, and the checks share it.
 _measured: dict[tuple, Any] = {}
 
 
 def _answered(answer: Any, workload: dict) -> tuple[str, dict]:
+    return _answer_run(answer, workload)[0]
+
+
+def _answer_run(answer: Any, workload: dict) -> tuple[tuple[str, dict], _Readings]:
     key = ("answer", id(answer), tuple(sorted(workload.items())))
     if key not in _measured:
-        attempt = call(answer, dict(workload), timeout=6 * checking.CALL_TIMEOUT)
-        _measured[key] = (answer, _choice(attempt, workload))   # the answer: ids stay unique
+        expect(callable(answer), f"expected a function, got {answer!r}")
+        readings = _Readings()
+        attempt = _attempt(_reading, answer, readings, dict(workload),
+                           timeout=2 * checking.CALL_TIMEOUT)
+        # the answer is kept with its result, so that its id is not reused
+        _measured[key] = (answer, (_choice(attempt, workload), readings))
     return _measured[key][1]
 
 
@@ -306,18 +456,24 @@ def _measure(workload: dict) -> dict[str, float]:
 _LARGE = {"pattern": "one-way", "size": 1 << 20, "count": 16}
 _SMALL = {"pattern": "request-response", "size": 64, "count": 300}
 
+_FIGURES = ("A one-way stream is judged by its time per message (the sender never waits for "
+            "the receiver); request and response by the round trip of one message of the "
+            "workload's size. The same mechanism ranks differently in the two.")
+
 
 @FASTEST.check("a choice, and a figure for every mechanism that can carry the workload",
                points=2,
-               hint="Measure every mechanism of bench.MECHANISMS (skip the message queue "
-                    "above msgsize_max) and return (the fastest, {mechanism: seconds})")
+               hint="Every mechanism the lesson measures gets a figure, except the message "
+                    "queue when a message is larger than the queue's size limit.",
+               concept=_FIGURES)
 def _(answer):
     _answered(answer, _LARGE)
 
 
 @FASTEST.check("large messages one way: the check's own measurement agrees", points=2,
                hint="For a one-way stream the figure is the time per message of a "
-                    "throughput run (bench.sweep), not a round trip.")
+                    "throughput run, not a round trip.",
+               concept=_FIGURES)
 def _(answer):
     choice, _ = _answered(answer, _LARGE)
     ref = _reference(_LARGE)
@@ -329,8 +485,9 @@ def _(answer):
 
 
 @FASTEST.check("small requests and responses: the check's own measurement agrees", points=2,
-               hint="For request and response the figure is a round trip "
-                    "(bench.round_trips with size=...), not a throughput run.")
+               hint="For request and response the figure is a round trip of a message of "
+                    "the workload's size, not a throughput run.",
+               concept=_FIGURES)
 def _(answer):
     choice, _ = _answered(answer, _SMALL)
     ref = _reference(_SMALL)
@@ -341,14 +498,54 @@ def _(answer):
            f"{ref[best] * 1e6:.1f} µs")
 
 
+def _from_readings(workload: dict, figures: dict, readings: _Readings) -> None:
+    """Each figure must be what the answer's own bench run gave, read the right way."""
+    size, stream = workload["size"], workload["pattern"] == "one-way"
+    what = (f"a one-way stream of {size}-byte messages" if stream else
+            f"request and response of {size} bytes")
+    for m, figure in sorted(figures.items()):
+        per_msg = getattr(readings, f"t_stream_{m}")
+        round_trip = getattr(readings, f"t_round_{m}")
+        if stream:
+            expect(per_msg or not round_trip,
+                   f"for {what} your figure for {m} was a round trip: a stream is judged by "
+                   "its time per message")
+            read, read_size = per_msg, getattr(readings, f"stream_size_{m}")
+        else:
+            expect(round_trip or not per_msg,
+                   f"for {what} your figure for {m} was the time per message of a one-way "
+                   "stream: request and response are judged by the round trip")
+            read, read_size = round_trip, getattr(readings, f"round_size_{m}")
+        if not read:
+            continue
+        expect(read_size == size, f"for {what} your figure for {m} was measured with "
+                                  f"{read_size}-byte messages: measure the workload's size")
+        ratio = figure / read
+        expect(abs(ratio - 1) < 1e-6,
+               f"for {what} your figure for {m} is {ratio:.3g} times what your own bench run "
+               f"gave ({read:.3g} s){_unit_guess(ratio, workload['count'])}")
+
+
+def _unit_guess(ratio: float, count: int) -> str:
+    if abs(ratio / 1e6 - 1) < 0.01 or abs(ratio / 1e9 - 1) < 0.01:
+        return ": that is not seconds"
+    if abs(ratio / count - 1) < 0.01:
+        return ": that is the whole run, not one message"
+    return ""
+
+
 @FASTEST.check("the figures are seconds per message, as measured",
                hint="Seconds, not microseconds or bytes per second; per message in a stream "
-                    "for one-way, per round trip for request-response; not for the whole run.")
+                    "for one-way, per round trip for request-response; not for the whole run.",
+               concept=_FIGURES)
 def _(answer):
     for workload in (_LARGE, _SMALL):
-        choice, figures = _answered(answer, workload)
-        # the answer's run and the check's follow each other closely: a busy machine slows
-        # both; each is a median over three rounds of its own
+        (choice, figures), readings = _answer_run(answer, workload)
+        if any(getattr(readings, f) for f in _Readings.FIELDS):
+            _from_readings(workload, figures, readings)
+            continue
+        # measured without bench: compare with the check's own run, which follows closely
+        # (a busy machine slows both; each is a median over three rounds of its own)
         a, b = figures[choice], _reference(workload)[choice]
         expect(b / 3 <= a <= b * 3,
                f"for {workload['pattern']} messages of {workload['size']} bytes your figure "
@@ -363,14 +560,18 @@ RING = Exercise("07.ring", "A zero-copy shared-memory ring that beats a pipe", t
 
 class _RingBoard(_Board):
     FIELDS = ("t_first", "t_last", "consumed", "errors", "first_bad", "producer", "consumer",
-              "produced_in_shm", "consumed_in_shm", "views_ok")
+              "produced_in_shm", "consumed_in_shm", "views_ok", "produced")
 
 
 class _Produce:
-    """Writes message i in place: its number in the first 8 bytes, then i % 251 throughout."""
+    """Writes message i in place: its number in the first 8 bytes, then i % 251 throughout.
 
-    def __init__(self, board: _RingBoard, size: int) -> None:
-        self.board, self.size = board, size
+    With ``slow`` it takes that long over message 0: a consumer that does not wait
+    for a full slot reads it before it is written.
+    """
+
+    def __init__(self, board: _RingBoard, size: int, slow: float = 0.0) -> None:
+        self.board, self.size, self.slow = board, size, slow
 
     def __call__(self, i: int, view: Any) -> None:
         import numpy as np
@@ -380,19 +581,28 @@ class _Produce:
             b.set("t_first", time.perf_counter())
             b.set("producer", os.getpid())
             b.set("produced_in_shm", int(_in_shared_memory(view)))
+            time.sleep(self.slow)
         data = np.frombuffer(view, dtype=np.uint8)
         if data.size != self.size:
             b.set("views_ok", -1)
             return
         data[8:] = i % 251
         struct.pack_into("q", view, 0, i)
+        b.set("produced", i + 1)
 
 
 class _Consume:
-    """Checks message i where it lies (header and a few bytes); can dawdle on message 1."""
+    """Checks message i where it lies (header and a few bytes).
 
-    def __init__(self, board: _RingBoard, size: int, count: int, dawdle: float = 0.0) -> None:
+    With ``dawdle`` it holds message 1 until the producer has written the message
+    that would reuse its slot, or ``dawdle`` seconds have passed: a producer that
+    does not wait for a free slot overwrites it meanwhile, however busy the machine.
+    """
+
+    def __init__(self, board: _RingBoard, size: int, count: int, dawdle: float = 0.0,
+                 slots: int = 1) -> None:
         self.board, self.size, self.count, self.dawdle = board, size, count, dawdle
+        self.lap = 2 + slots     # produced messages once message 1 + slots is written
 
     def __call__(self, i: int, view: Any) -> None:
         b = self.board
@@ -400,7 +610,9 @@ class _Consume:
             b.set("consumer", os.getpid())
             b.set("consumed_in_shm", int(_in_shared_memory(view)))
         if i == 1 and self.dawdle:
-            time.sleep(self.dawdle)   # a slow reader: a producer that does not wait laps it
+            until = time.monotonic() + self.dawdle
+            while b.produced < self.lap and time.monotonic() < until:
+                time.sleep(0.001)
         ok = len(view) == self.size and struct.unpack_from("q", view, 0)[0] == i and all(
             view[k] == i % 251 for k in (8, self.size // 2, self.size - 1))
         if i != b.consumed:
@@ -447,12 +659,78 @@ def _pipe_transfer(count: int, size: int, slots: int, produce: Any, consume: Any
 
 
 def _ring(answer: Any, count: int, size: int, slots: int, dawdle: float = 0.0,
-          timeout: float | None = None) -> tuple[Attempt, _RingBoard]:
+          slow: float = 0.0, timeout: float | None = None) -> tuple[Attempt, _RingBoard]:
+    """Run ring_transfer with the check's produce and consume, watching it move.
+
+    A ring in which nothing moves for _STALL seconds is stopped, and the check says
+    who was waiting for what; the later checks do not run it again.
+    """
     expect(callable(answer), f"expected a function, got {answer!r}")
     board = _RingBoard()
-    attempt = call(answer, count, size, slots, _Produce(board, size),
-                   _Consume(board, size, count, dawdle), timeout=timeout)
+    attempt = _watched(answer, (count, size, slots, _Produce(board, size, slow),
+                                _Consume(board, size, count, dawdle, slots)),
+                       lambda: board.produced + board.consumed,
+                       lambda: _stalled(board.produced, board.consumed, count), timeout)
     return attempt, board
+
+
+def _watched(answer: Any, args: tuple, progress: Any, why: Any,
+             timeout: float | None = None) -> Attempt:
+    """``call(answer, *args)``, watching ``progress()`` while it runs.
+
+    If it stands still for _STALL seconds the answer is killed, the lab objects
+    it made are removed (nobody else will), and the check fails with ``why()``;
+    the later checks of the exercise do not run it again.
+    """
+    if id(answer) in _timed_out:
+        raise CheckFailed("not run: " + _timed_out[id(answer)][1])
+    before = _session_objects()
+    with launch(answer, *args, timeout=timeout) as running:
+        since, seen = time.monotonic(), None
+        while running.running:
+            now, moved = time.monotonic(), progress()
+            if moved != seen:
+                since, seen = now, moved
+            elif now - since > _STALL:
+                stopped = why()
+                running.send_signal("SIGKILL")
+                with contextlib.suppress(CheckFailed, NotDone):
+                    running.finish()
+                for entry in sorted(_session_objects() - before):
+                    if entry.startswith("sem."):
+                        unlink_name("sem", "/" + entry[4:])
+                    else:
+                        unlink_name("shm", "/" + entry)
+                _timed_out[id(answer)] = (answer, stopped)   # kept: ids stay unique
+                raise CheckFailed(stopped)
+            time.sleep(0.005)
+        return running.finish()
+
+
+def _session_objects() -> set[str]:
+    """This session's lab objects in /dev/shm (an answer run from here carries our pid)."""
+    prefixes = (f"labkit_{UID}_{SESSION_PID}_", f"sem.labkit_{UID}_{SESSION_PID}_")
+    return {e for e in os.listdir(SHM_DIR) if e.startswith(prefixes)}
+
+
+_STALL = 3.0   # seconds an answer may stand still (the check's own pauses are shorter)
+
+
+def _stalled(produced: int, consumed: int, count: int) -> str:
+    head = f"nothing moved for {_STALL:g} s and the ring was stopped: "
+    if consumed == count:
+        return (head + "every message had been consumed, but ring_transfer had not returned: "
+                "does the consumer end, and is it waited for?")
+    if produced == 0:
+        return (head + "not one message had been written: is the producer waiting for a "
+                "free slot, when none is free at the start?")
+    if consumed == produced:
+        return (head + f"{produced} messages were written and consumed, then the producer "
+                "waited for a free slot that was never handed back: the consumer must hand "
+                "each slot back once it has consumed it")
+    return (head + f"{produced} messages were written but only {consumed} consumed: the "
+            "consumer waited for a message it was never told about (announce each written "
+            "slot)")
 
 
 def _delivered(attempt: Attempt, board: _RingBoard, count: int) -> None:
@@ -466,9 +744,19 @@ def _delivered(attempt: Attempt, board: _RingBoard, count: int) -> None:
                               "consumed, out of order, or not the slot it was written to")
 
 
+_ZERO_COPY = ("Shared memory is fast because nothing is copied through the kernel: both "
+              "processes read and write the same pages. A copy on either side, or a "
+              "reader that works on bytes() of a slot, gives that up.")
+_HAND_OFF = ("Two counting semaphores hand the slots back and forth: one counts the free "
+             "slots (the producer waits on it), the other the written ones (the consumer "
+             "waits on it). A slot is handed back only when its reader is done with it.")
+
+
 @RING.check("every message arrives whole and in order", points=2,
-            hint="Slot k of the ring is bytes k*size to (k+1)*size; message i goes into slot "
-                 "i % slots, and the consumer takes them in the same order.")
+            hint="Message i goes into slot i modulo the number of slots, each slot `size` "
+                 "bytes long, and the consumer, a child process, takes them in the same "
+                 "order.",
+            concept=_HAND_OFF)
 def _(answer):
     attempt, board = _ring(answer, 20, 1 << 16, 4)
     _delivered(attempt, board, 20)
@@ -478,8 +766,9 @@ def _(answer):
 
 
 @RING.check("zero copy: produce and consume work inside the shared memory", points=2,
-            hint="Pass memoryview(seg.buf)[start:end] (a view), never seg.buf[start:end] (a "
-                 "copy of the bytes) or bytes(...).")
+            hint="Hand produce and consume a view of the slot in the segment (a memoryview "
+                 "slice), never a copy of its bytes.",
+            concept=_ZERO_COPY)
 def _(answer):
     attempt, board = _ring(answer, 6, 1 << 16, 2)
     _delivered(attempt, board, 6)
@@ -490,22 +779,29 @@ def _(answer):
     board.close()
 
 
-@RING.check("a slot is never reused before it is consumed", points=2,
-            hint="Two counting semaphores: 'empty' starts at slots and the producer acquires "
-                 "it before writing a slot; 'full' starts at 0, the consumer acquires it "
-                 "before reading. Release 'empty' only after consume has returned.")
+@RING.check("a slot is read only once written, and reused only once consumed", points=2,
+            hint="The producer waits for a free slot before writing, the consumer for a "
+                 "written one before reading; a slot becomes free only after consume has "
+                 "returned.",
+            concept=_HAND_OFF)
 def _(answer):
-    attempt, board = _ring(answer, 8, 4096, 2, dawdle=0.1)
+    # a slow reader: a producer that does not wait for a free slot laps it
+    attempt, board = _ring(answer, 8, 4096, 2, dawdle=0.3)
     _delivered(attempt, board, 8)
     board.close()
     attempt, board = _ring(answer, 5, 4096, 1)
     _delivered(attempt, board, 5)
     board.close()
+    # a slow writer: a consumer that does not wait for a written slot reads it too soon
+    attempt, board = _ring(answer, 3, 4096, 2, slow=0.1)
+    _delivered(attempt, board, 3)
+    board.close()
 
 
 @RING.check("faster than a pipe with 1 MiB messages", points=3,
             hint="No copies and no system call per byte: produce and consume work in the "
-                 "slots themselves; only the two semaphore operations per message remain.")
+                 "slots themselves; only the two semaphore operations per message remain.",
+            concept=_ZERO_COPY)
 def _(answer):
     count, size, slots = 32, 1 << 20, 4
     ring, pipe = [], []
@@ -526,8 +822,10 @@ def _(answer):
 
 
 @RING.check("the segment, the semaphores and the child are gone afterwards",
-            hint="Create them in with blocks (shm.Segment.create, objects.scope()) and wait "
-                 "for the consumer before leaving them.")
+            hint="Create the segment and the semaphores in with blocks, and wait for the "
+                 "consumer before they end.",
+            concept="Named objects outlive the processes that made them: whoever creates one "
+                    "removes it, on every way out.")
 def _(answer):
     attempt, board = _ring(answer, 4, 4096, 2)
     _delivered(attempt, board, 4)
