@@ -148,7 +148,6 @@ def test_hygiene_sees_and_removes_a_leftover_object(toy):
 
     result = run_checks("99.toy", leaves_shm)[1]
     assert result.status == FAILED and "was left behind" in result.message
-    assert "left shm /labkit_" in run_checks("99.toy", leaves_shm)[0].message
     # no_leaks confirms the object is gone
 
 
@@ -228,7 +227,7 @@ def test_hygiene_sees_and_removes_fifos_and_sockets_of_any_name(toy, tmp_path, m
     assert result.status == FAILED
     assert f"fifo {tmp_path}/my_fifo was left behind" in result.message
     assert f"socket {tmp_path}/mine/my_socket was left behind" in result.message
-    assert "(labkit removed it)" in run_checks("99.toy", leaves_fifo_and_socket)[0].message
+    assert run_checks("99.toy", leaves_fifo_and_socket)[0].status == PASSED  # one point lost
     assert sorted(os.listdir(tmp_path)) == ["mine"] and os.listdir(tmp_path / "mine") == []
 
 
