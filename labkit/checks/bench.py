@@ -28,9 +28,8 @@ import time
 from typing import Any
 
 from .. import bench, checking
-from .._janitor import SESSION_PID, SHM_DIR, UID, unlink_name
-from ..checking import (Attempt, CheckFailed, Exercise, NotDone, call, expect, expect_clean,
-                        launch)
+from ..checking import (Attempt, CheckFailed, CheckTimedOut, Exercise, NotDone, call, expect,
+                        expect_clean, launch)
 
 # --- a notebook shared by the check and the answer's processes -------------------------
 
@@ -58,21 +57,6 @@ class _Board:
         self._mm.close()
 
 
-# An answer that did not finish in time is not run again by the later checks of its
-# exercise (they run one after another in one process): it would only time out again.
-_timed_out: dict[int, tuple[Any, str]] = {}
-
-
-def _attempt(via: Any, answer: Any, *args: Any, timeout: float | None = None) -> Attempt:
-    """``call(via, answer, *args)``, unless the answer timed out in an earlier check."""
-    if id(answer) in _timed_out:
-        raise CheckFailed("not run: " + _timed_out[id(answer)][1])
-    try:
-        return call(via, answer, *args, timeout=timeout)
-    except CheckFailed as e:
-        if "did not finish" in str(e):
-            _timed_out[id(answer)] = (answer, str(e))   # the answer is kept: ids stay unique
-        raise
 
 
 def _mask(cpus: set[int]) -> int:
@@ -427,7 +411,7 @@ def _answer_run(answer: Any, workload: dict) -> tuple[tuple[str, dict], _Reading
     if key not in _measured:
         expect(callable(answer), f"expected a function, got {answer!r}")
         readings = _Readings()
-        attempt = _attempt(_reading, answer, readings, dict(workload),
+        attempt = call(_reading, answer, readings, dict(workload),
                            timeout=2 * checking.CALL_TIMEOUT)
         # the answer is kept with its result, so that its id is not reused
         _measured[key] = (answer, (_choice(attempt, workload), readings))
@@ -678,13 +662,9 @@ def _watched(answer: Any, args: tuple, progress: Any, why: Any,
              timeout: float | None = None) -> Attempt:
     """``call(answer, *args)``, watching ``progress()`` while it runs.
 
-    If it stands still for _STALL seconds the answer is killed, the lab objects
-    it made are removed (nobody else will), and the check fails with ``why()``;
-    the later checks of the exercise do not run it again.
+    If it stands still for _STALL seconds the answer is killed and the check
+    fails with ``why()``; the later checks of the exercise do not run it again.
     """
-    if id(answer) in _timed_out:
-        raise CheckFailed("not run: " + _timed_out[id(answer)][1])
-    before = _session_objects()
     with launch(answer, *args, timeout=timeout) as running:
         since, seen = time.monotonic(), None
         while running.running:
@@ -696,21 +676,9 @@ def _watched(answer: Any, args: tuple, progress: Any, why: Any,
                 running.send_signal("SIGKILL")
                 with contextlib.suppress(CheckFailed, NotDone):
                     running.finish()
-                for entry in sorted(_session_objects() - before):
-                    if entry.startswith("sem."):
-                        unlink_name("sem", "/" + entry[4:])
-                    else:
-                        unlink_name("shm", "/" + entry)
-                _timed_out[id(answer)] = (answer, stopped)   # kept: ids stay unique
-                raise CheckFailed(stopped)
+                raise CheckTimedOut(stopped)
             time.sleep(0.005)
         return running.finish()
-
-
-def _session_objects() -> set[str]:
-    """This session's lab objects in /dev/shm (an answer run from here carries our pid)."""
-    prefixes = (f"labkit_{UID}_{SESSION_PID}_", f"sem.labkit_{UID}_{SESSION_PID}_")
-    return {e for e in os.listdir(SHM_DIR) if e.startswith(prefixes)}
 
 
 _STALL = 3.0   # seconds an answer may stand still (the check's own pauses are shorter)

@@ -38,8 +38,8 @@ import posix_ipc
 
 from .. import checking, mq, objects
 from .._janitor import MQUEUE_DIR, SESSION_PID, unlink_name
-from ..checking import (Attempt, CheckFailed, Exercise, Launched, NotDone, call, expect,
-                        expect_clean, launch)
+from ..checking import (Attempt, CheckFailed, CheckTimedOut, Exercise, Launched, NotDone,
+                        expect, expect_clean, launch)
 from ..processes import start
 
 _ROOT = Path(__file__).resolve().parent.parent.parent
@@ -144,29 +144,15 @@ def _end(running: Launched) -> None:
         running.finish()
 
 
-def _stop_stuck(running: Launched, why: str, answer: Any = None) -> None:
+def _stop_stuck(running: Launched, why: str, everywhere: bool = False) -> None:
     """If the answer still runs, kill it and fail the check with ``why``.
 
-    Given the ``answer``, the later checks of the exercise are not run on it (see
-    :func:`_not_again`): it would hang in the same way there, seconds each time.
+    If it is ``everywhere`` stuck (every check would find it so), the later checks of
+    the exercise are not run: it would hang in the same way there, seconds each time.
     """
     if running.running:
         _end(running)
-        if answer is not None:
-            _stuck[id(answer)] = (answer, why)   # the answer is kept: ids stay unique
-        raise CheckFailed(why)
-
-
-# Answers found stuck where every check would find them stuck, with the reason. The checks
-# of one exercise run one after another in one process, so this lives as long as they do.
-_stuck: dict[int, tuple[Any, str]] = {}
-
-
-def _not_again(answer: Any) -> None:
-    """Fail at once, with the earlier diagnosis, if ``answer`` was found stuck before."""
-    if id(answer) in _stuck:
-        raise CheckFailed("not run: an earlier check stopped this answer: "
-                          + _stuck[id(answer)][1])
+        raise (CheckTimedOut if everywhere else CheckFailed)(why)
 
 
 def _strangers(code: str, args_list: list[list[str]], alive: Any,
@@ -221,7 +207,6 @@ def _serve_one(answer: Any, question: str, priority: int = 0, respond: bool = Tr
     ``full``, the request queue holds one message already and has no room for more.
     """
     expect(callable(answer), f"expected a function, got {answer!r}")
-    _not_again(answer)
     info: dict[str, Any] = {}
     with mq.queue(1 if full else 4, 1024, label="requests") as requests:
         if full:
@@ -243,8 +228,7 @@ def _serve_one(answer: Any, question: str, priority: int = 0, respond: bool = Tr
                     _answer_request(data, prio, respond, info)
                     made.seen.add(info["reply_to"])
                 # stuck with a server that answers: it would hang in every check
-                _stop_stuck(running, _stuck_asking(info, timeout),
-                            answer if respond and not full else None)
+                _stop_stuck(running, _stuck_asking(info, timeout), respond and not full)
                 attempt = running.finish()
         finally:
             left = made.remove()
@@ -366,7 +350,6 @@ def _clients_at_once(answer: Any, server: str, asks: list[tuple[str, int]]) -> l
                    "clients that run at the same time must never share a reply queue.")
 def _(answer):
     expect(callable(answer), f"expected a function, got {answer!r}")
-    _not_again(answer)
     asks = [("routine", 0), ("urgent", 7), ("soon", 3)]
     with mq.mq_server(paused=True) as server:
         made = _Queues(server.requests)
@@ -463,7 +446,6 @@ def _serving(answer: Any, requests: posix_ipc.MessageQueue, count: int) -> Attem
     a serve that misses either hangs in every check, and the later ones are not run.
     """
     expect(callable(answer), f"expected a function, got {answer!r}")
-    _not_again(answer)
     with launch(answer, requests.name, count) as running:
         since, left = time.monotonic(), requests.current_messages
         while running.running and time.monotonic() - since < _GRACE * (1 + (left == count)):
@@ -541,7 +523,6 @@ def _(answer):
         full.send(b"an old answer nobody read")
         _request(requests, full.name, "lost", 3)
         _request(requests, fine.name, "kept", 1)
-        _not_again(answer)
         with launch(answer, requests.name, 2) as running:
             deadline = time.monotonic() + _GRACE
             while running.running and time.monotonic() < deadline:
@@ -602,7 +583,6 @@ with objects.scope() as objs:
                      "server needs to reach a client it has never met.")
 def _(answer):
     expect(callable(answer), f"expected a function, got {answer!r}")
-    _not_again(answer)
     asks = [("first program", 1), ("second program", 2), ("third program", 3)]
     with mq.queue(8, 1024, label="requests") as requests, \
             launch(answer, requests.name, len(asks),
@@ -668,12 +648,11 @@ def _kv(answer: Any, requests: list[bytes], count: int | None = None,
     try:
         with launch(_interruptible, answer, str(path), count or total,
                     timeout=4 * checking.CALL_TIMEOUT) as running:
-            _not_again(answer)
             _bound(path, running)
             if not path.exists():
                 _stop_stuck(running, "no socket appeared at the path kv_server was given "
                                      "within 3 s, and it was stopped: bind a datagram socket "
-                                     "there first", answer)
+                                     "there first", everywhere=True)
             replies: list[Any] = []
             outputs: list[str] = []
             if running.running and requests:
@@ -924,7 +903,6 @@ def _gather(answer: Any, kind: str, n: int, workers: int) -> tuple[Attempt, _Not
     """Run gather on items 0 .. n-1, watching the workers; a stuck answer is stopped
     as soon as it is clear what it waits for, and the check says what that is."""
     expect(callable(answer), f"expected a function, got {answer!r}")
-    _not_again(answer)
     fn = _Noted(kind, n)
     items = list(range(n))
     with launch(_gather_and_note, answer, fn, items, workers,
@@ -938,9 +916,9 @@ def _gather(answer: Any, kind: str, n: int, workers: int) -> tuple[Attempt, _Not
             pids = {p for p in fn.pids if p}
             if done and stalled > _GRACE and all(map(_ended, pids)):
                 # results lost hang every check; items given to no worker only some
-                _stop_stuck(running, _gather_stuck(done, n), answer if done == n else None)
+                _stop_stuck(running, _gather_stuck(done, n), done == n)
             if stalled > 2 * _GRACE:
-                _stop_stuck(running, _gather_stalled(done, n), answer if done < n else None)
+                _stop_stuck(running, _gather_stalled(done, n), done < n)
             time.sleep(0.01)
         return running.finish(), fn
 
