@@ -451,7 +451,8 @@ def run_checks(exercise_id: str, answer: Any,
                progress: Callable[[int, str], None] | None = None) -> list[CheckResult]:
     """Run every check of an exercise in a child process and return the results.
 
-    ``progress(index, name)`` is called in this process as each check starts.
+    ``progress(index, name)`` is called in this process, with the check now running, as
+    each check starts and ten times a second while it runs.
 
     >>> results = run_checks("00.exit_code", None)
     >>> results[0].status, results[0].message
@@ -479,21 +480,21 @@ def run_checks(exercise_id: str, answer: Any,
 
 def _follow(child: Child, progress_r: int, ex: Exercise,
             progress: Callable[[int, str], None]) -> None:
-    """Report each check as the checking child starts it, until the child ends."""
+    """Report the check the checking child is running, ten times a second, until it ends."""
     import select
 
-    pending = b""
+    pending, current = b"", -1
     while child.running:
         ready, _, _ = select.select([progress_r], [], [], 0.1)
-        if not ready:
-            continue
-        chunk = os.read(progress_r, 4096)
-        if not chunk:
-            return
+        chunk = os.read(progress_r, 4096) if ready else b""
         *lines, pending = (pending + chunk).split(b"\n")
         for line in lines:
             if line.isdigit() and int(line) < len(ex.checks):
-                progress(int(line), ex.checks[int(line)].name)
+                current = int(line)
+        if current >= 0:
+            progress(current, ex.checks[current].name)
+        if ready and not chunk:
+            return
 
 
 @dataclass(frozen=True)
