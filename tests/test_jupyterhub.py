@@ -31,11 +31,9 @@ import pwd
 import re
 import secrets
 import shutil
-import signal
 import stat
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 import urllib.parse
@@ -47,8 +45,17 @@ from pathlib import Path
 import nbformat
 import psutil
 import pytest
-from helpers import ROOT
-from test_browser import (CHROMIUM, CHROMIUM_ARGS, KERNEL_IDLE, OUTPUTS, SETTINGS, _free_port, _problems_shown, sync_api)
+from helpers import ROOT, stop_process
+from test_browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    KERNEL_IDLE,
+    OUTPUTS,
+    SETTINGS,
+    _free_port,
+    _problems_shown,
+    sync_api,
+)
 
 from labkit._janitor import MQUEUE_DIR, SHM_DIR
 
@@ -176,18 +183,26 @@ def unix_users(n: int) -> Iterator[list[pwd.struct_passwd]]:
         failed = []
         for user in made:
             done = subprocess.run(["userdel", "--remove", user.pw_name],
-                                  capture_output=True, text=True)
+                                  check=False, capture_output=True, text=True)
             if done.returncode not in (0, 12):  # 12: no mail spool to remove
                 failed.append(f"{user.pw_name}: {done.stderr.strip()}")
         assert not failed, f"could not remove the test users: {failed}"
 
 
 def _processes_of(uids: set[int]) -> list[psutil.Process]:
+    """These users' living processes. Their zombies that were orphaned to us (the test
+    process is a subreaper) are dead, not leaks: they are reaped here."""
     found = []
-    for p in psutil.process_iter(["uids"]):
-        uids_of = p.info["uids"]
-        if uids_of and uids & {uids_of.real, uids_of.effective}:
-            found.append(p)
+    for p in psutil.process_iter(["uids", "status", "ppid"]):
+        ids = p.info["uids"]
+        if not ids or not uids & {ids.real, ids.effective}:
+            continue
+        if p.info["status"] == psutil.STATUS_ZOMBIE:
+            if p.info["ppid"] == os.getpid():
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(p.pid, os.WNOHANG)
+            continue
+        found.append(p)
     return found
 
 
@@ -268,8 +283,8 @@ def jupyterhub(users: list[pwd.struct_passwd], password: str) -> Iterator[Hub]:
             "Spawner": {"cmd": [python, "-m", "jupyterhub.singleuser"],
                         "args": ["--LabApp.expose_app_in_browser=True",
                                  "--LabApp.news_url=None",
-                                 "--LabApp.check_for_updates_class="
-                                 "jupyterlab.NeverCheckForUpdate"],
+                                 ("--LabApp.check_for_updates_class="
+                                  "jupyterlab.NeverCheckForUpdate")],
                         "environment": env, "env_keep": [], "notebook_dir": "~",
                         "start_timeout": 120, "http_timeout": 120},
         }
@@ -285,12 +300,7 @@ def jupyterhub(users: list[pwd.struct_passwd], password: str) -> Iterator[Hub]:
             _wait_until_up(f"{url}/hub/health", hub, log)
             yield Hub(url, hub.pid, python, env, private / "hub.log")
         finally:
-            hub.terminate()  # the hub stops the users' servers first (cleanup_servers)
-            try:
-                hub.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                hub.kill()
-                hub.wait()
+            stop_process(hub, grace=60)  # the hub stops the users' servers first
             log.close()
 
 
@@ -444,8 +454,11 @@ def test_students_on_jupyterhub_keep_their_objects_private_and_leave_nothing(cap
         deadline = time.monotonic() + 15
         while (_processes_of(uids) or _files_of(uids)) and time.monotonic() < deadline:
             time.sleep(0.1)
-        left = [f"process {p.pid} {p.info['uids'].real} {' '.join(p.cmdline())[:200]}"
-                for p in _processes_of(uids) if p.is_running()]
+        left = []
+        for p in _processes_of(uids):
+            with contextlib.suppress(psutil.Error):
+                left.append(f"process {p.pid} of uid {p.info['uids'].real}: "
+                            f"{' '.join(p.cmdline())[:200]}")
         left += [f"{path} (uid {path.lstat().st_uid})" for path in _files_of(uids)]
         assert not left, "left behind after the servers stopped:\n" + "\n".join(left)
     for user in users:
