@@ -77,10 +77,13 @@ def _why_not() -> str:
     missing = [tool for tool in TOOLS if shutil.which(tool) is None]
     if missing:
         return f"missing system tools: {', '.join(missing)}"
+    if subprocess.run(["unshare", "--mount", "true"], check=False).returncode != 0:
+        return "cannot make a mount namespace here (unshare --mount needs CAP_SYS_ADMIN)"
     return ""
 
 
-pytestmark = pytest.mark.skipif(bool(_why_not()), reason=_why_not() or "runs")
+WHY_NOT = _why_not()
+pytestmark = pytest.mark.skipif(bool(WHY_NOT), reason=WHY_NOT or "runs")
 pytest.importorskip("jupyterhub", reason="jupyterhub is not installed (pip install -e '.[test]')")
 
 # The last cell of each student's notebook: objects that stay open until the server
