@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# JupyterHub's proxy, from npm, for tests/test_jupyterhub.py (skipped without it).
+PROXY  := .hub/node_modules/.bin/configurable-http-proxy
 PYTHONS ?= 3.10 3.11 3.12 3.13
 
 .PHONY: lab test test-browser test-all-pythons clean-venv
@@ -15,10 +17,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
 	@touch $(STAMP)
 
+$(PROXY):
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm install --silent --no-fund --no-audit --prefix .hub configurable-http-proxy@5; \
+	else echo "note: npm not found, so no configurable-http-proxy: the JupyterHub test will be skipped"; fi
+
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/00_processes.ipynb
 
-test: $(STAMP)
+test: $(STAMP) $(PROXY)
 	$(BIN)/python -m pytest
 
 # Every lesson in a real browser (Debian's chromium, driven by Playwright).

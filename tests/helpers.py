@@ -1,7 +1,8 @@
-"""Helpers for tests: a notebook's answer functions, the checks an answer fails, and a
-single-producer ring buffer's producer and consumer."""
+"""Helpers for tests: a notebook's answer functions, the checks an answer fails, a
+single-producer ring buffer's producer and consumer, and stopping a server process."""
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import nbformat
@@ -46,3 +47,16 @@ def spsc_consumer(ring, count):
         ring.head.value += 1
         ring.empty.release()
     return got
+
+
+def stop_process(process: subprocess.Popen, grace: float) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within ``grace`` seconds; always reaped.
+
+    >>> stop_process(subprocess.Popen(["sleep", "60"]), grace=5)
+    """
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
