@@ -521,16 +521,12 @@ def clean(dry_run: bool = False) -> list[ObjectInfo]:
 
 
 def _remove_leftover(info: ObjectInfo) -> bool:
-    if info.kind == "folder":
-        try:
-            shutil.rmtree(info.name)
-        except FileNotFoundError:
-            return False
-        return True
-    if info.kind == "file":
-        try:
-            os.unlink(info.name)
-        except FileNotFoundError:
-            return False
-        return True
-    return unlink_name(info.kind, info.name)
+    """Remove a leftover; False if it was gone already."""
+    remove = {"folder": shutil.rmtree, "file": os.unlink}.get(info.kind)
+    if remove is None:
+        return unlink_name(info.kind, info.name)
+    try:
+        remove(info.name)
+    except FileNotFoundError:
+        return False
+    return True
