@@ -22,13 +22,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 from multiprocessing.sharedctypes import RawArray, RawValue
 from pathlib import Path
@@ -641,11 +639,10 @@ def _kv(answer: Any, requests: list[bytes], count: int | None = None,
     strangers' requests from separate programs); return what happened. With
     ``interrupt``, the server is sent Ctrl-C (SIGINT) after the replies."""
     expect(callable(answer), f"expected a function, got {answer!r}")
-    folder = Path(tempfile.mkdtemp(prefix="labkit-kv-"))
-    path = folder / "kv.sock"
     total = len(requests) + sum(len(s) for s in strangers or []) + interrupt
     refused = ""
-    try:
+    with objects.temp_folder("kv") as folder:
+        path = folder / "kv.sock"
         with launch(_interruptible, answer, str(path), count or total,
                     timeout=4 * checking.CALL_TIMEOUT) as running:
             _bound(path, running)
@@ -683,8 +680,6 @@ def _kv(answer: Any, requests: list[bytes], count: int | None = None,
                 _after_the_last(running, count or total, outputs)
                 attempt = running.finish()
         left = path.exists()
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
     expect(not refused, f"a datagram sent to {path.name} was refused ({refused}): is the "
                         "server's socket a datagram socket (SOCK_DGRAM), bound at the path "
                         "it was given?")

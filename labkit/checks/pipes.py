@@ -23,14 +23,13 @@ import shlex
 import signal
 import struct
 import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import psutil
 
-from .. import checking
+from .. import checking, objects
 from ..checking import (Attempt, CheckFailed, CheckTimedOut, Exercise, Launched, answer_pid,
                         expect, expect_clean, launch)
 from ..pipes import PIPE_BUF, bytes_waiting, fifo_server
@@ -339,11 +338,11 @@ def _pipeline_output(answer, cmd1: list[str], cmd2: list[str], **kwargs) -> tupl
                      "child: its standard input becomes the read end, its standard output the "
                      "write end of the pipe you read. Then exec.", concept=_SHELL)
 def _(answer):
-    with tempfile.TemporaryDirectory(prefix="labkit_ls_") as folder:
+    with objects.temp_folder("ls") as folder:
         for name in ("fork", "pipe", "dup2", "exec", "wait", "close", "read"):
-            Path(folder, name).write_text(name)
-        cmd1, cmd2 = ["ls", "-l", folder], ["wc", "-l"]
-        want = _shell(f"ls -l {shlex.quote(folder)} | wc -l")
+            (folder / name).write_text(name)
+        cmd1, cmd2 = ["ls", "-l", str(folder)], ["wc", "-l"]
+        want = _shell(f"ls -l {shlex.quote(str(folder))} | wc -l")
         got = _pipeline_output(answer, cmd1, cmd2)
     expect(got[0] == want, f"the output was {got[0]!r}; the shell's `ls -l | wc -l` gives "
                            f"{want!r}")

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 
 import psutil
 
+from .. import objects
 from ..checking import CheckFailed, Exercise, call, expect, expect_clean, launch
 from ..errors import LabError
 from ..processes import to_signal
@@ -232,15 +231,6 @@ def _jobs_with_previous_ignored(answer, jobs, pidfile):
     return value, signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
 
 
-class _Workdir:
-    def __enter__(self) -> str:
-        self.path = tempfile.mkdtemp(prefix="labkit_jobs_")
-        return self.path
-
-    def __exit__(self, *exc: object) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
-
-
 def _results(attempt, n: int) -> list:
     _explain_death(attempt)
     got = attempt.value
@@ -255,7 +245,7 @@ def _results(attempt, n: int) -> list:
                         "exception) belongs in a finally block.")
 def _(answer):
     _callable(answer)
-    with _Workdir() as d:
+    with objects.temp_folder("jobs") as d:
         pidfile = os.path.join(d, "worker.pid")
         jobs = [functools.partial(_job, i) for i in range(4)]
         got = _results(call(answer, jobs, pidfile), 4)
@@ -270,7 +260,7 @@ def _(answer):
                         "complete, for as long as the service runs.")
 def _(answer):
     _callable(answer)
-    with _Workdir() as d:
+    with objects.temp_folder("jobs") as d:
         pidfile = os.path.join(d, "worker.pid")
         attempt = call(answer, [functools.partial(_job_reads_pidfile, pidfile)], pidfile)
         got = _results(attempt, 1)
@@ -288,7 +278,7 @@ def _(answer):
                         "done.")
 def _(answer):
     _callable(answer)
-    with _Workdir() as d:
+    with objects.temp_folder("jobs") as d:
         pidfile, log = os.path.join(d, "worker.pid"), os.path.join(d, "log")
         jobs = [functools.partial(_job_logged, 0, log), functools.partial(_job_logged, 1, log),
                 functools.partial(_job_terms_itself, 2, log),
@@ -311,7 +301,7 @@ def _(answer):
                         "a job runs; the loop is where your code decides what to do about it.")
 def _(answer):
     _callable(answer)
-    with _Workdir() as d:
+    with objects.temp_folder("jobs") as d:
         pidfile = os.path.join(d, "worker.pid")
         started, release = os.path.join(d, "started"), os.path.join(d, "release")
         jobs = [functools.partial(_job, 0),
@@ -339,7 +329,7 @@ def _(answer):
                         "them borrows them and must give them back.")
 def _(answer):
     _callable(answer)
-    with _Workdir() as d:
+    with objects.temp_folder("jobs") as d:
         pidfile = os.path.join(d, "worker.pid")
         attempt = call(_jobs_with_previous_ignored, answer,
                        [functools.partial(_job, 0)], pidfile)
