@@ -233,6 +233,32 @@ def test_two_children_together_beyond_the_memory_limit_are_stopped_by_it(tmp_pat
     assert "512 MiB" in rows[0].notes[0]
 
 
+FORKS_PAST_THE_LIMIT = r'''
+import os
+hold_r, hold_w = os.pipe()
+try:
+    for _ in range(150):
+        if os.fork() == 0:
+            os.close(hold_w)
+            os.read(hold_r, 1)
+            os._exit(0)
+finally:
+    os.close(hold_w)
+'''
+
+
+def test_more_processes_than_the_limit_are_refused_and_named(tmp_path):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    nbformat.write(_notebook([FORKS_PAST_THE_LIMIT]), subs / "many.ipynb")
+    rows = grade(LAB, subs, tmp_path / "out", jobs=1, cell_timeout=20, timeout=120,
+                 limits=Limits(processes=100))
+    if "no cgroup" in HOW:
+        pytest.skip(f"no cgroup here: {HOW}")
+    assert rows[0].status == "process limit", rows[0].notes
+    assert "100 processes" in rows[0].notes[0]
+
+
 def _labkit_cgroups(supervisors: set[int]) -> list[str]:
     found = []
     for top, dirs, _ in os.walk("/sys/fs/cgroup"):
