@@ -246,9 +246,9 @@ def _init(config: dict, alive_r: int, result_w: int) -> None:
         if len(json.dumps(config)) > 60_000:
             raise iso.SetupError("the settings do not fit in a pipe's buffer")
         _send(config_w, config)
-        os.closerange(3, result_w)
-        os.closerange(result_w + 1, config_r)
-        os.closerange(config_r + 1, 1 << 16)
+        low, high = sorted((result_w, config_r))
+        for start, end in ((3, low), (low + 1, high), (high + 1, 1 << 16)):
+            os.closerange(start, end)  # nothing of the supervisor's is inherited
         os.set_inheritable(result_w, True)
         os.set_inheritable(config_r, True)
         iso.drop_privileges()
