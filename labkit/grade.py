@@ -260,9 +260,10 @@ def _binds(root: Path) -> tuple[list[str], str]:
     return sorted(paths), str(package.parent)
 
 
-def _exchange(message: dict, timeout: float) -> tuple[dict | None, str]:
+def _exchange(message: dict, timeout: float) -> tuple[dict | None, str, str]:
     """Give ``message`` to a new sandbox supervisor and wait up to ``timeout`` seconds for its
-    outcome; (None, why) if none came. Closing its stdin on the way out ends the sandbox."""
+    outcome: (outcome, "", ""), or (None, "timeout" or "error", why). Closing its stdin on
+    the way out ends the sandbox."""
     package_parent = str(Path(__file__).resolve().parent.parent)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [package_parent, *filter(None, [os.environ.get("PYTHONPATH")])])}
@@ -302,15 +303,15 @@ def _exchange(message: dict, timeout: float) -> tuple[dict | None, str]:
         proc.stdout.close()
         proc.stderr.close()
     if timed_out:
-        return None, f"the submission did not finish in {timeout:g} s and was stopped"
+        return None, "timeout", f"the submission did not finish in {timeout:g} s and was stopped"
     try:
         outcome = json.loads(data)
         if isinstance(outcome, dict) and isinstance(outcome.get("report"), str):
-            return outcome, ""
+            return outcome, "", ""
     except ValueError:
         pass  # reported below, with the supervisor's last words
     detail = errors.decode(errors="replace").strip().splitlines()[-1:] or ["no report"]
-    return None, f"the sandbox ended without a report: {detail[0][:300]}"
+    return None, "error", f"the sandbox ended without a report: {detail[0][:300]}"
 
 
 def isolation_level(root: Path | None = None) -> tuple[bool, str]:
@@ -322,7 +323,7 @@ def isolation_level(root: Path | None = None) -> tuple[bool, str]:
     root = root or find_root()
     binds, pythonpath = _binds(root)
     limits = Limits()
-    outcome, why = _exchange({"probe": True, "files": {}, "binds": binds,
+    outcome, _, why = _exchange({"probe": True, "files": {}, "binds": binds,
                               "pythonpath": pythonpath, "memory": limits.memory,
                               "processes": limits.processes, "work_size": "1m",
                               "shm_size": "1m"}, 60)
@@ -369,6 +370,21 @@ def _score(lab_exercises: dict, answers: dict, reported: list[dict],
     return score, total, checks
 
 
+def _validated(text: str) -> dict:
+    """The sandbox's report as plain data of the expected shapes; {} if it is not one."""
+    try:
+        report = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    if not isinstance(report, dict):
+        return {}
+    notes, checks = report.get("notes", []), report.get("checks", [])
+    return {"status": str(report.get("status", "error")),
+            "notes": [str(n) for n in notes] if isinstance(notes, list) else [],
+            "checks": [c for c in checks if isinstance(c, dict)] if isinstance(checks, list)
+            else []}
+
+
 def run_sandboxed(sub: Submission, answers: dict, cell_timeout: float, timeout: float,
                   limits: Limits | None = None, root: Path | None = None) -> tuple[str, dict]:
     """Run one notebook (and the checks of ``answers``) in a sandbox of its own.
@@ -381,22 +397,16 @@ def run_sandboxed(sub: Submission, answers: dict, cell_timeout: float, timeout: 
     """
     limits = limits or Limits()
     binds, pythonpath = _binds(root or find_root())
-    outcome, why = _exchange({
+    outcome, failure, why = _exchange({
         "files": {k: base64.b64encode(v).decode() for k, v in sub.files.items()},
         "notebook": sub.notebook, "answers": answers, "cell_timeout": cell_timeout,
         "rlimits": limits.rlimits, "max_processes": limits.processes, "memory": limits.memory,
         "processes": limits.processes, "work_size": limits.work, "shm_size": limits.shm,
         "binds": binds, "pythonpath": pythonpath}, timeout)
     if outcome is None:
-        return ("timeout" if why.startswith("the submission did not") else "error",
-                {"notes": [why]})
-    try:
-        report = json.loads(outcome["report"]) if outcome["report"] else {}
-    except ValueError:
-        report = {}
+        return failure, {"notes": [why]}
+    report = _validated(outcome["report"])
     limit = str(outcome.get("limit", ""))
-    if not isinstance(report, dict):
-        report = {}
     if limit:
         report.setdefault("notes", []).insert(0, (
             f"stopped by the {limit}: " + (f"{limits.memory >> 20} MiB for all its processes "
@@ -527,10 +537,8 @@ def grade(lab: str, submissions: Path, out: Path, jobs: int | None = None,
             status, report = sub.status, {"notes": [sub.problem]}
         else:
             status, report = run_sandboxed(sub, answers, cell_timeout, timeout, limits, root)
-        checks_reported = report.get("checks", [])
-        score, total, checks = _score(lab_exercises, answers,
-                                      checks_reported if isinstance(checks_reported, list)
-                                      else [], status)
+        score, total, checks = _score(lab_exercises, answers, report.get("checks", []),
+                                      status)
         notes = list(sub.notes) + [str(n)[:500] for n in report.get("notes", [])][:20]
         row = GradeRow(sub.student, lab, score, total, status, time.monotonic() - started,
                        checks, notes)

@@ -9,6 +9,7 @@ grader) get small batches of their own.
 """
 from __future__ import annotations
 
+import ast
 import grp
 import json
 import os
@@ -16,7 +17,6 @@ import pwd
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -38,6 +38,7 @@ LAB = "00_processes"
 FULL = 15
 TOKEN = f"labkit-secret-{secrets.token_hex(8)}"
 ALLOWED_RW = {"/submission", "/dev/shm", "/dev/mqueue", "/dev/pts"}
+SANE = {"submission", "shm", "mqueue", "lo"}
 
 PROBE = r'''
 import os, socket, subprocess, sys
@@ -165,11 +166,12 @@ def secrets_on_host(tmp_path_factory):
     shutil.rmtree(secret.parent)
 
 
-def _probe_row(rows: dict) -> tuple[list, list]:
-    note = next((n for n in rows["probe"].notes if "breaches=" in n), "")
+def _probe_result(notes: list[str]) -> tuple[list, set]:
+    """(attacks that worked, things a lab needs that worked), from the probe's last error."""
+    note = next((n for n in notes if "breaches=" in n), "")
     found = re.search(r"breaches=(\[.*?\]) sane=(\[.*?\])", note)
-    assert found, rows["probe"].notes
-    return eval(found.group(1)), eval(found.group(2))  # noqa: S307 - a list of str literals
+    assert found, notes
+    return ast.literal_eval(found.group(1)), set(ast.literal_eval(found.group(2)))
 
 
 def _corpus(folder: Path, host_uid: int, port: int, secret_paths: list[str]) -> None:
@@ -201,9 +203,7 @@ def monkeypatch_module():
 
 
 def test_as_root_no_attack_from_inside_works(as_root):
-    breaches, sane = _probe_row(as_root[0])
-    assert breaches == []
-    assert set(sane) == {"submission", "shm", "mqueue", "lo"}
+    assert _probe_result(as_root[0]["probe"].notes) == ([], SANE)
 
 
 def test_as_root_a_contained_probe_is_still_graded_on_its_answers(as_root):
@@ -384,9 +384,5 @@ def test_unprivileged_grader_states_its_isolation(as_user):
 
 def test_unprivileged_no_attack_from_inside_works(as_user):
     rows = as_user[0]
-    note = next((n for n in rows["probe"]["notes"] if "breaches=" in n), "")
-    found = re.search(r"breaches=(\[.*?\]) sane=(\[.*?\])", note)
-    assert found, rows["probe"]["notes"]
-    assert eval(found.group(1)) == []  # noqa: S307 - a list of str literals
-    assert set(eval(found.group(2))) == {"submission", "shm", "mqueue", "lo"}  # noqa: S307
+    assert _probe_result(rows["probe"]["notes"]) == ([], SANE)
     assert rows["probe"]["score"] == FULL and rows["correct"]["score"] == FULL
