@@ -267,6 +267,27 @@ def _labkit_cgroups(supervisors: set[int]) -> list[str]:
     return found
 
 
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _cmdline(p: psutil.Process) -> str:
+    try:
+        return " ".join(p.cmdline())
+    except psutil.Error:
+        return ""  # ended, or a zombie
+
+
+def _alive(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def test_a_sigkilled_grader_leaves_no_process_and_no_cgroup(tmp_path):
     subs = tmp_path / "subs"
     subs.mkdir()
@@ -278,28 +299,22 @@ def test_a_sigkilled_grader_leaves_no_process_and_no_cgroup(tmp_path):
         stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
-        sandbox: list[psutil.Process] = []
-        while time.monotonic() < deadline and not any(
-                "ipykernel" in " ".join(p.cmdline()) for p in sandbox if p.is_running()):
-            try:
-                sandbox = psutil.Process(grader.pid).children(recursive=True)
-                sandbox = [p for p in sandbox if p.is_running()]
-                [p.cmdline() for p in sandbox]
-            except psutil.NoSuchProcess:
-                sandbox = []
+        sandbox: dict[psutil.Process, str] = {}
+        while time.monotonic() < deadline and not any("ipykernel" in c for c in sandbox.values()):
             time.sleep(0.1)  # polling for a state, with a deadline; not a timing assumption
+            sandbox = {p: _cmdline(p) for p in _descendants(grader.pid)}
         assert sandbox, "the sandbox never started"
-        supervisors = {p.pid for p in sandbox if "labkit._sandbox" in " ".join(p.cmdline())
-                       and "--stage2" not in p.cmdline()}
+        supervisors = {p.pid for p, c in sandbox.items()
+                       if c.endswith("-m labkit._sandbox")}
+        assert supervisors, sandbox
     finally:
         grader.kill()
         grader.wait()
     gone_by = time.monotonic() + 5
-    while time.monotonic() < gone_by and (
-            [p for p in sandbox if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-            or _labkit_cgroups(supervisors)):
+    while time.monotonic() < gone_by and ([p for p in sandbox if _alive(p)]
+                                          or _labkit_cgroups(supervisors)):
         time.sleep(0.05)
-    assert [p for p in sandbox if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
+    assert [p for p in sandbox if _alive(p)] == []
     assert _labkit_cgroups(supervisors) == []
     for p in sandbox:  # reparented to us if we are a subreaper; reap what is ours
         try:
