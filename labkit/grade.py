@@ -190,7 +190,7 @@ def find_submissions(folder: Path, lab: str) -> list[Submission]:
             info = os.stat(entry, dir_fd=folder_fd, follow_symlinks=False)
             if stat.S_ISREG(info.st_mode) and not entry.endswith(".ipynb"):
                 continue
-            base = _safe(entry.removesuffix(".ipynb") if stat.S_ISREG(info.st_mode) else entry)
+            base = _safe(entry if stat.S_ISDIR(info.st_mode) else entry.removesuffix(".ipynb"))
             student, n = base, 1
             while student in used:
                 n += 1
