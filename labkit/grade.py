@@ -378,11 +378,15 @@ def _validated(text: str) -> dict:
         return {}
     if not isinstance(report, dict):
         return {}
-    notes, checks = report.get("notes", []), report.get("checks", [])
+    notes = report.get("notes", [])
+
+    def dicts(key: str) -> list[dict]:
+        given = report.get(key, [])
+        return [d for d in given if isinstance(d, dict)] if isinstance(given, list) else []
+
     return {"status": str(report.get("status", "error")),
             "notes": [str(n) for n in notes] if isinstance(notes, list) else [],
-            "checks": [c for c in checks if isinstance(c, dict)] if isinstance(checks, list)
-            else []}
+            "checks": dicts("checks"), "errors": dicts("errors")}
 
 
 def run_sandboxed(sub: Submission, answers: dict, cell_timeout: float, timeout: float,
