@@ -321,10 +321,11 @@ class Cgroup:
         top, own = found.get("", (None, None))
         for parent in ([own, top] if own != top else [top]) if top else []:
             try:
-                if not {"memory", "pids"} <= set(
-                        (parent / "cgroup.controllers").read_text().split()):
+                available = set((parent / "cgroup.controllers").read_text().split())
+                if not {"memory", "pids"} <= available:
                     continue
-                (parent / "cgroup.subtree_control").write_text("+memory +pids")
+                (parent / "cgroup.subtree_control").write_text(
+                    " ".join(f"+{c}" for c in ("memory", "pids", "cpu") if c in available))
                 (parent / name).mkdir()
             except OSError:
                 continue  # processes live in this one (or it is not ours): try the next
