@@ -46,7 +46,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from labkit import _isolation as iso
 
@@ -100,20 +100,25 @@ def _supervise() -> None:
                  f"{config['processes']} processes for the whole submission"
     except iso.SetupError as e:
         group, limits = None, f"no cgroup ({e}): limits per process and a watchdog"
-    outcome = {"limits": limits, "limit": "", "report": ""}
+
+    def deliver(report: str) -> None:
+        # The limit counters are final once process 1 has reported (or died), so the grader
+        # gets the outcome now, while the namespace and the cgroup are still being removed.
+        outcome = {"limits": limits, "limit": group.stopped_by() if group else "",
+                   "report": report}
+        with open(1, "wb") as out:
+            out.write(json.dumps(outcome).encode())
+
     try:
-        outcome["report"] = _run_first(config, group)
-        outcome["limit"] = group.stopped_by() if group else ""
+        _run_first(config, group, deliver)
     finally:
         if group:
             group.remove()
-    data = json.dumps(outcome).encode()
-    with open(1, "wb", closefd=False) as out:
-        out.write(data)
 
 
-def _run_first(config: dict, group: iso.Cgroup | None) -> str:
-    """Start the sandbox's first process, map its ids, and collect its report."""
+def _run_first(config: dict, group: iso.Cgroup | None, deliver: Callable[[str], None]) -> None:
+    """Start the sandbox's first process, map its ids, collect its report and ``deliver`` it
+    (unless the grader went away first), then end the sandbox."""
     ready_r, ready_w = os.pipe()
     go_r, go_w = os.pipe()
     result_r, result_w = os.pipe()
@@ -137,8 +142,9 @@ def _run_first(config: dict, group: iso.Cgroup | None) -> str:
                 if group:
                     group.add(first)
             except (iso.SetupError, OSError) as e:
-                return json.dumps({"status": SETUP_FAILED, "notes": [
-                    f"the sandbox could not be set up, so nothing was run: {e}"]})
+                deliver(json.dumps({"status": SETUP_FAILED, "notes": [
+                    f"the sandbox could not be set up, so nothing was run: {e}"]}))
+                return
             os.write(go_w, b"g")
         os.close(go_w)
         lifeline = select.poll()
@@ -150,6 +156,7 @@ def _run_first(config: dict, group: iso.Cgroup | None) -> str:
                 break  # the grader is gone or gave up: whatever is running must end now
             chunk = os.read(result_r, 65536)
             if not chunk:
+                deliver(report.decode(errors="replace"))
                 break
             if len(report) < REPORT_CAP:
                 report += chunk
@@ -158,7 +165,6 @@ def _run_first(config: dict, group: iso.Cgroup | None) -> str:
         os.waitpid(first, 0)
         for fd in (ready_r, result_r):
             os.close(fd)
-    return report.decode(errors="replace")
 
 
 # --- the first process and process 1 (inside the new namespaces) ---------------------------

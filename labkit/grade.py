@@ -30,6 +30,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
@@ -260,10 +261,26 @@ def _binds(root: Path) -> tuple[list[str], str]:
     return sorted(paths), str(package.parent)
 
 
-def _exchange(message: dict, timeout: float) -> tuple[dict | None, str, str]:
+def _finish(proc: subprocess.Popen) -> bytes:
+    """Wait for a supervisor to end (it kills its sandbox and removes its cgroup first);
+    returns what it said on stderr."""
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    errors = proc.stderr.read(65536)
+    proc.stdout.close()
+    proc.stderr.close()
+    return errors
+
+
+def _exchange(message: dict, timeout: float, later: list[subprocess.Popen] | None = None
+              ) -> tuple[dict | None, str, str]:
     """Give ``message`` to a new sandbox supervisor and wait up to ``timeout`` seconds for its
     outcome: (outcome, "", ""), or (None, "timeout" or "error", why). Closing its stdin on
-    the way out ends the sandbox."""
+    the way out ends the sandbox. With ``later``, a supervisor that delivered is left to
+    clean up while the caller goes on, and put in ``later`` for :func:`_finish`."""
     package_parent = str(Path(__file__).resolve().parent.parent)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [package_parent, *filter(None, [os.environ.get("PYTHONPATH")])])}
@@ -292,26 +309,32 @@ def _exchange(message: dict, timeout: float) -> tuple[dict | None, str, str]:
                         break
                     if len(data) < 2 * RESULT_LIMIT:
                         data += chunk
-    finally:
-        proc.stdin.close()  # the lifeline: the supervisor kills the sandbox and cleans up
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        errors = proc.stderr.read(65536)
-        proc.stdout.close()
-        proc.stderr.close()
+    except BaseException:
+        proc.stdin.close()
+        _finish(proc)
+        raise
+    proc.stdin.close()  # the lifeline: the supervisor kills the sandbox and cleans up
+    outcome = None if timed_out else _parsed(bytes(data))
+    if outcome is not None and later is not None:
+        later.append(proc)
+        return outcome, "", ""
+    errors = _finish(proc)
     if timed_out:
         return None, "timeout", f"the submission did not finish in {timeout:g} s and was stopped"
-    try:
-        outcome = json.loads(data)
-        if isinstance(outcome, dict) and isinstance(outcome.get("report"), str):
-            return outcome, "", ""
-    except ValueError:
-        pass  # reported below, with the supervisor's last words
+    if outcome is not None:
+        return outcome, "", ""
     detail = errors.decode(errors="replace").strip().splitlines()[-1:] or ["no report"]
     return None, "error", f"the sandbox ended without a report: {detail[0][:300]}"
+
+
+def _parsed(data: bytes) -> dict | None:
+    """The supervisor's outcome, if ``data`` is one."""
+    try:
+        outcome = json.loads(data)
+    except ValueError:
+        return None
+    return outcome if isinstance(outcome, dict) and isinstance(outcome.get("report"), str) \
+        else None
 
 
 def isolation_level(root: Path | None = None) -> tuple[bool, str]:
@@ -390,8 +413,12 @@ def _validated(text: str) -> dict:
 
 
 def run_sandboxed(sub: Submission, answers: dict, cell_timeout: float, timeout: float,
-                  limits: Limits | None = None, root: Path | None = None) -> tuple[str, dict]:
+                  limits: Limits | None = None, root: Path | None = None,
+                  later: list[subprocess.Popen] | None = None) -> tuple[str, dict]:
     """Run one notebook (and the checks of ``answers``) in a sandbox of its own.
+
+    With ``later``, the sandbox's teardown overlaps with what the caller does next; the
+    caller must then pass each process put in ``later`` to :func:`_finish`.
 
     Returns (status, report); the report holds the notes, the cells' errors and the
     checks' results. A submission stopped by the cgroup's memory or process limit gets
@@ -406,7 +433,7 @@ def run_sandboxed(sub: Submission, answers: dict, cell_timeout: float, timeout: 
         "notebook": sub.notebook, "answers": answers, "cell_timeout": cell_timeout,
         "rlimits": limits.rlimits, "max_processes": limits.processes, "memory": limits.memory,
         "processes": limits.processes, "work_size": limits.work, "shm_size": limits.shm,
-        "binds": binds, "pythonpath": pythonpath}, timeout)
+        "binds": binds, "pythonpath": pythonpath}, timeout, later)
     if outcome is None:
         return failure, {"notes": [why]}
     report = _validated(outcome["report"])
@@ -535,12 +562,20 @@ def grade(lab: str, submissions: Path, out: Path, jobs: int | None = None,
     if resume:
         todo = [s for s in todo if _load_row(results_dir / f"{s.student}.json") is None]
 
+    ending: list[subprocess.Popen] = []  # supervisors still removing their sandbox
+    ending_lock = threading.Lock()
+
     def one(sub: Submission) -> GradeRow:
+        with ending_lock:  # reap those done, so a big batch holds no pile of descriptors
+            for proc in [p for p in ending if p.poll() is not None]:
+                ending.remove(proc)
+                _finish(proc)
         started = time.monotonic()
         if sub.problem:
             status, report = sub.status, {"notes": [sub.problem]}
         else:
-            status, report = run_sandboxed(sub, answers, cell_timeout, timeout, limits, root)
+            status, report = run_sandboxed(sub, answers, cell_timeout, timeout, limits, root,
+                                           ending)
         score, total, checks = _score(lab_exercises, answers, report.get("checks", []),
                                       status)
         notes = list(sub.notes) + [str(n)[:500] for n in report.get("notes", [])][:20]
@@ -551,12 +586,17 @@ def grade(lab: str, submissions: Path, out: Path, jobs: int | None = None,
         _write_atomically(feedback_dir / f"{sub.student}.html", _feedback_html(row))
         return row
 
-    with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
-        futures = [pool.submit(one, s) for s in todo]
-        for _ in progress(as_completed(futures), desc=f"grading {lab}", total=len(futures)):
-            pass
-        for f in futures:
-            f.result()
+    try:
+        with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
+            futures = [pool.submit(one, s) for s in todo]
+            for _ in progress(as_completed(futures), desc=f"grading {lab}",
+                              total=len(futures)):
+                pass
+            for f in futures:
+                f.result()
+    finally:
+        for proc in ending:
+            _finish(proc)
     rows = [r for r in map(_load_row, sorted(results_dir.glob("*.json"))) if r is not None]
     rows.sort(key=lambda r: r.student)
     lines = [["student", "lab", "score", "max_score", "status", "seconds"]] + [
