@@ -16,6 +16,7 @@ import errno
 import fcntl
 import os
 import platform
+import re
 import secrets
 import signal
 import socket
@@ -146,7 +147,9 @@ def privileges_dropped() -> str:
 
 
 def _unescape(field: str) -> str:
-    return field.encode().decode("unicode_escape")  # mountinfo escapes space as \040
+    # mountinfo escapes space as \040. No codec here: after the first pivot_root a lazy
+    # import (of an encoding) would find no standard library.
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
 def mounts(proc: str = "/proc") -> list[tuple[str, str, str]]:
