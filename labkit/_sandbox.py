@@ -1,107 +1,268 @@
-"""The grading sandbox: runs inside fresh Linux namespaces, one per submission.
+"""The grading sandbox: one submission in namespaces of its own, set up from an allowlist.
 
-``labkit grade`` starts this module through ``unshare --user --map-root-user
---mount --ipc --pid --fork --kill-child``, so it begins as process 1 of a new
-PID namespace, with a mount and an IPC namespace of its own. Stage 1 uses
-its (namespace-local) root powers once:
+``labkit grade`` starts ``python -m labkit._sandbox`` (the *supervisor*) and
+writes it one framed message on stdin: the settings and the submission's
+bytes, read once by the grader. stdin then stays open as a lifeline; when it
+closes (the grader ended, was killed, or gave up waiting) the supervisor
+kills the sandbox. The supervisor never runs student code; it
 
-* every mount is remounted read-only, and a private tmpfs becomes the
-  submission's working directory (``HOME`` and ``TMPDIR`` point into it);
-* ``/dev/shm`` and ``/dev/mqueue`` are fresh and private: objects the student
-  creates, under any name, vanish with the namespace;
-* the submissions folder and the grader's output folder are hidden;
+* puts the sandbox in a cgroup of its own (memory and process limits for the
+  whole submission, see :class:`labkit._isolation.Cgroup`), else reports the
+  per-process fallback;
+* forks the *first process*, which enters new user, mount, IPC, PID, network
+  and UTS namespaces, and maps its root to ``nobody`` (or to the unprivileged
+  grader's own uid);
+* relays the one report that comes back, with the limit the sandbox hit, and
+  removes the cgroup.
 
-then it drops every capability and re-executes itself (stage 2). As process
-1 it cannot be killed from inside the namespace, it is not ptrace-able
-(non-dumpable), and when it ends the kernel kills every process left in the
-namespace, including those that left their session with ``setsid``.
+The first process forks the sandbox's *process 1*, which builds a new root
+from an allowlist, checks ``/proc/self/mountinfo``, writes the submission into
+the private work folder, drops every capability and re-executes itself (stage
+2). Each of them dies with its parent (``PR_SET_PDEATHSIG``), and process 1
+also ends when the supervisor stops reading its report. When process 1 ends,
+the kernel kills every process left in the namespace, including those that
+left their session with ``setsid``.
 
 Stage 2 executes the notebook with nbclient (a fresh kernel, a timeout per
 cell, outputs capped), kills whatever the notebook left, then runs each
 exercise's checks. The notebook's code is never executed in this process:
 each check call defines the answers afresh in a child of its own
 (:class:`labkit.answers.NotebookAnswer`), so redefining ``labkit.check`` or
-patching labkit in the notebook changes nothing here. The verdicts go to the grader over a pipe
-that no process started here inherits.
+patching labkit in the notebook changes nothing here.
 """
 from __future__ import annotations
 
+import base64
 import ctypes
 import json
 import os
 import resource
+import select
 import shutil
 import signal
+import struct
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = (
-    1, 2, 4, 32, 4096, 16384, 1 << 18)
-PR_CAPBSET_DROP, PR_SET_DUMPABLE = 24, 4
+from labkit import _isolation as iso
+
+PR_SET_DUMPABLE = 4
 OUTPUT_CAP = 256 * 1024  # characters of output kept per cell
-
-
-# --- stage 1: namespaces -----------------------------------------------------------------
+REPORT_CAP = 16 * 2**20  # bytes of report relayed from one sandbox
+SETUP_FAILED = "sandbox failed"
+ETC = {
+    "passwd": f"root:x:0:0:sandbox:{iso.WORK}:/usr/sbin/nologin\n"
+              "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+    "group": "root:x:0:\nnogroup:x:65534:\n",
+    "hosts": "127.0.0.1 localhost sandbox\n::1 localhost\n",
+    "hostname": "sandbox\n",
+    "nsswitch.conf": "passwd: files\ngroup: files\nhosts: files\n",
+}
 
 
 def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
 
 
-def _mount(source: str, target: str, fstype: str | None, flags: int, data: str = "") -> None:
-    if _libc().mount(source.encode(), target.encode(), fstype.encode() if fstype else None,
-                     flags, data.encode() or None) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"mount {target}: {os.strerror(err)}")
+# --- the supervisor (the grader's side: no student code runs here) -------------------------
 
 
-def _lock_down(config: dict) -> None:
-    """Make the filesystem read-only except a private work dir, /dev/shm and /dev/mqueue."""
-    _mount("none", "/", None, MS_REC | MS_PRIVATE)
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        point = line.split()[4].replace("\\040", " ")
+def frame(message: dict) -> bytes:
+    """The supervisor's input: a length-prefixed JSON message.
+
+    >>> frame({"a": 1})
+    b'\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x08{"a": 1}'
+    """
+    data = json.dumps(message).encode()
+    return struct.pack(">Q", len(data)) + data
+
+
+def _read_exactly(fd: int, n: int) -> bytes:
+    data = bytearray()
+    while len(data) < n:
+        chunk = os.read(fd, min(n - len(data), 1 << 20))
+        if not chunk:
+            raise EOFError("the grader closed the sandbox's input early")
+        data += chunk
+    return bytes(data)
+
+
+def _supervise() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the grader decides; stdin is the lifeline
+    config = json.loads(_read_exactly(0, struct.unpack(">Q", _read_exactly(0, 8))[0]))
+    try:
+        group: iso.Cgroup | None = iso.Cgroup.create(config["memory"], config["processes"])
+        limits = f"cgroup v{group.version}: {config['memory'] >> 20} MiB and " \
+                 f"{config['processes']} processes for the whole submission"
+    except iso.SetupError as e:
+        group, limits = None, f"no cgroup ({e}): limits per process and a watchdog"
+
+    def deliver(report: str) -> None:
+        # The limit counters are final once process 1 has reported (or died), so the grader
+        # gets the outcome now, while the namespace and the cgroup are still being removed.
+        outcome = {"limits": limits, "limit": group.stopped_by() if group else "",
+                   "report": report}
+        with open(1, "wb") as out:
+            out.write(json.dumps(outcome).encode())
+
+    try:
+        _run_first(config, group, deliver)
+    finally:
+        if group:
+            group.remove()
+
+
+def _run_first(config: dict, group: iso.Cgroup | None, deliver: Callable[[str], None]) -> None:
+    """Start the sandbox's first process, map its ids, collect its report and ``deliver`` it
+    (unless the grader went away first), then end the sandbox."""
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    result_r, result_w = os.pipe()
+    supervisor = os.getpid()
+    first = os.fork()
+    if first == 0:
         try:
-            _mount(point, point, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
-        except OSError:
-            pass  # pseudo filesystems that refuse a read-only bind remount (and need none)
-    work = config["work"]
-    _mount("tmpfs", work, "tmpfs", MS_NOSUID | MS_NODEV,
-           f"size={config['work_size']},mode=0700")
-    _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV,
-           f"size={config['shm_size']},mode=1777")
-    if os.path.isdir("/dev/mqueue"):
-        _mount("mqueue", "/dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV)
-    for hidden in config["hide"]:
-        if os.path.isdir(hidden):
-            _mount("tmpfs", hidden, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k")
+            os.close(ready_r)
+            os.close(go_w)
+            os.close(result_r)
+            _first(config, supervisor, ready_w, go_r, result_w)
+        finally:
+            os._exit(1)
+    for fd in (ready_w, go_r, result_w):
+        os.close(fd)
+    report = bytearray()
+    try:
+        if os.read(ready_r, 1) == b"u":
+            try:
+                iso.map_ids(first)
+                if group:
+                    group.add(first)
+            except (iso.SetupError, OSError) as e:
+                deliver(json.dumps({"status": SETUP_FAILED, "notes": [
+                    f"the sandbox could not be set up, so nothing was run: {e}"]}))
+                return
+            os.write(go_w, b"g")
+        os.close(go_w)
+        lifeline = select.poll()
+        lifeline.register(0, select.POLLIN | select.POLLHUP)
+        lifeline.register(result_r, select.POLLIN | select.POLLHUP)
+        while True:
+            events = dict(lifeline.poll())
+            if 0 in events:
+                break  # the grader is gone or gave up: whatever is running must end now
+            chunk = os.read(result_r, 65536)
+            if not chunk:
+                deliver(report.decode(errors="replace"))
+                break
+            if len(report) < REPORT_CAP:
+                report += chunk
+    finally:
+        os.kill(first, signal.SIGKILL)  # its process 1, then the whole namespace, follow it
+        os.waitpid(first, 0)
+        for fd in (ready_r, result_r):
+            os.close(fd)
 
 
-def _drop_capabilities() -> None:
-    last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
-    for cap in range(last + 1):
-        _libc().prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)  # with an empty bounding set, exec drops all
+# --- the first process and process 1 (inside the new namespaces) ---------------------------
 
 
-def _stage1(config: dict) -> None:
-    files = {name: Path(path).read_bytes() for name, path in config["files"].items()}
-    _lock_down(config)
-    work = Path(config["work"])
-    for name, data in files.items():
-        target = work / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-    for sub in ("tmp", ".runtime", ".ipython", ".cache", ".mpl"):
-        (work / sub).mkdir(exist_ok=True)
-    os.environ.update(HOME=str(work), TMPDIR=str(work / "tmp"),
-                      JUPYTER_RUNTIME_DIR=str(work / ".runtime"),
-                      IPYTHONDIR=str(work / ".ipython"), XDG_CACHE_HOME=str(work / ".cache"),
-                      MPLCONFIGDIR=str(work / ".mpl"), PYTHONDONTWRITEBYTECODE="1")
-    _drop_capabilities()
-    os.execv(sys.executable, [sys.executable, "-m", "labkit._sandbox", "--stage2",
-                              json.dumps(config)])
+def _first(config: dict, supervisor: int, ready_w: int, go_r: int, result_w: int) -> None:
+    """Enter the namespaces, wait for the id maps, start process 1 and wait for it."""
+    iso.die_with_parent(supervisor)
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    try:
+        if os.geteuid() == 0:
+            os.setgroups([])  # the host root's groups must not come along
+        iso.unshare_all()
+        config["binds"] = iso.open_sources(config["binds"])
+        os.write(ready_w, b"u")
+        if os.read(go_r, 1) != b"g":
+            os._exit(1)
+        # Become root of the new namespace: the ids the supervisor mapped (nobody outside).
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+        iso.die_with_parent(supervisor)  # a change of ids disarmed it
+    except (iso.SetupError, OSError) as e:
+        _fail(result_w, e)
+    alive_r, alive_w = os.pipe()
+    init = os.fork()
+    if init == 0:
+        os.close(alive_w)
+        _init(config, alive_r, result_w)
+    os.close(result_w)
+    os.waitpid(init, 0)
+    os._exit(0)
+
+
+def _fail(result_w: int, error: BaseException) -> None:
+    _send(result_w, {"status": SETUP_FAILED, "notes": [
+        f"the sandbox could not be set up, so nothing was run: {error}"]})
+    os._exit(1)
+
+
+def _send(fd: int, report: dict) -> None:
+    data = json.dumps(report).encode()
+    while data:
+        data = data[os.write(fd, data):]
+    os.close(fd)
+
+
+def _allowlist_env(config: dict) -> dict[str, str]:
+    work = iso.WORK
+    return {"PATH": f"{sys.prefix}/bin:/usr/local/bin:/usr/bin:/bin", "HOME": work,
+            "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TMPDIR": f"{work}/tmp",
+            "JUPYTER_RUNTIME_DIR": f"{work}/.runtime", "IPYTHONDIR": f"{work}/.ipython",
+            "XDG_CACHE_HOME": f"{work}/.cache", "MPLCONFIGDIR": f"{work}/.mpl",
+            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1",
+            "PYTHONPATH": config["pythonpath"]}
+
+
+def _init(config: dict, alive_r: int, result_w: int) -> None:
+    """Process 1: build the allowlisted root, verify it, drop privileges, exec stage 2."""
+    try:
+        iso.die_with_parent(0)  # our parent is outside this PID namespace: it shows as 0
+        if select.select([alive_r], [], [], 0)[0]:
+            os._exit(1)  # the first process died before the parent-death signal was armed
+        os.close(alive_r)
+        if _libc().sethostname(b"sandbox", 7) != 0:
+            raise iso.SetupError("sethostname failed")
+        iso.loopback_up()
+        iso.build_root(config["binds"], ETC, config["work_size"], config["shm_size"])
+        wrong = iso.unexpected_writable()
+        if wrong:
+            raise iso.SetupError(f"refusing to run: writable beyond {iso.WORK}, /dev/shm and "
+                                 f"/dev/mqueue: {', '.join(wrong)}")
+        work = Path(iso.WORK)
+        for name, data in config.pop("files").items():
+            target = work / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(base64.b64decode(data))
+        for sub in ("tmp", ".runtime", ".ipython", ".cache", ".mpl"):
+            (work / sub).mkdir(exist_ok=True)
+        os.chdir(work)
+        config_r, config_w = os.pipe()
+        config["result_fd"] = result_w
+        if len(json.dumps(config)) > 60_000:
+            raise iso.SetupError("the settings do not fit in a pipe's buffer")
+        _send(config_w, config)
+        low, high = sorted((result_w, config_r))
+        for start, end in ((3, low), (low + 1, high), (high + 1, 1 << 16)):
+            os.closerange(start, end)  # nothing of the supervisor's is inherited
+        os.set_inheritable(result_w, True)
+        os.set_inheritable(config_r, True)
+        iso.drop_privileges()
+        os.execve(sys.executable, [sys.executable, "-m", "labkit._sandbox", "--stage2",
+                                   str(config_r)], _allowlist_env(config))
+    except BaseException as e:  # noqa: BLE001 - every failure is fatal and reported
+        _fail(result_w, e)
+    finally:
+        os._exit(1)
 
 
 # --- stage 2: the notebook, then the checks ---------------------------------------------
@@ -112,15 +273,20 @@ def _count_processes() -> int:
 
 
 class _Watchdog(threading.Thread):
-    """Process 1's guard: if the namespace holds too many processes, kill them all."""
+    """Process 1's guard: if the namespace holds too many processes, kill them all; if
+    nobody reads the report any more (the supervisor is gone), end the sandbox."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, result_fd: int) -> None:
         super().__init__(daemon=True)
         self.limit = limit
         self.fired = False
+        self.reader = select.poll()
+        self.reader.register(result_fd, select.POLLERR)
 
     def run(self) -> None:
         while True:
+            if self.reader.poll(0):
+                os._exit(1)  # as process 1: the kernel kills everything in the namespace
             if _count_processes() > self.limit:
                 self.fired = True
                 _kill_all_others()
@@ -222,7 +388,9 @@ def _execute(path: Path, config: dict) -> tuple[str, list[str], list[dict]]:
     return status, notes, errors
 
 
-def _stage2(config: dict) -> None:
+def _stage2(config_fd: int) -> None:
+    with open(config_fd, "rb") as f:
+        config = json.load(f)
     result_fd = config["result_fd"]
     os.set_inheritable(result_fd, False)
     pipe = os.fstat(result_fd).st_ino
@@ -237,14 +405,19 @@ def _stage2(config: dict) -> None:
 
     os.register_at_fork(after_in_child=close_in_child)
     _libc().prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
-    work = Path(config["work"])
-    os.chdir(work)
+    unsafe = iso.privileges_dropped()
+    if unsafe or config.get("probe"):
+        status = f"{SETUP_FAILED}: {unsafe}" if unsafe else "ok"
+        _send(result_fd, {"status": SETUP_FAILED if unsafe else "ok", "notes": [status]})
+        os._exit(0)
+    work = Path(iso.WORK)
     _limits(config)
-    watchdog = _Watchdog(config["max_processes"])
+    watchdog = _Watchdog(config["max_processes"], result_fd)
     watchdog.start()
     report: dict[str, Any] = {"status": "ok", "notes": [], "checks": [], "errors": []}
     try:
         notebook = work / config["notebook"]
+        submitted = notebook.read_bytes()  # before it runs: a cell may overwrite the file
         report["status"], report["notes"], report["errors"] = _execute(notebook, config)
         _sweep()
         import nbformat
@@ -253,7 +426,7 @@ def _stage2(config: dict) -> None:
         from labkit.checking import run_checks
 
         try:
-            cells = nbformat.read(notebook, as_version=4).cells
+            cells = nbformat.reads(submitted.decode(), as_version=4).cells
         except Exception:  # noqa: BLE001 - already reported by _execute
             cells = []
         for exercise, given in answers(cells, config["answers"]).items():
@@ -267,18 +440,16 @@ def _stage2(config: dict) -> None:
     except BaseException as e:  # noqa: BLE001 - whatever happens, the grader gets a report
         report["status"] = "error"
         report["notes"].append(f"grading failed: {type(e).__name__}: {e}")
-    data = json.dumps(report).encode()
-    while data:
-        data = data[os.write(result_fd, data):]
-    os.close(result_fd)
+    _send(result_fd, report)
     os._exit(0)
 
 
 def main(argv: list[str]) -> None:
-    if argv[0] == "--stage2":
-        _stage2(json.loads(argv[1]))
+    """``--stage2 FD`` inside the sandbox; no argument: the supervisor (see above)."""
+    if argv[:1] == ["--stage2"]:
+        _stage2(int(argv[1]))
     else:
-        _stage1(json.loads(argv[0]))
+        _supervise()
 
 
 if __name__ == "__main__":

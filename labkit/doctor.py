@@ -196,9 +196,35 @@ def _leftovers() -> Finding:
     return Finding(OK, "leftovers", f"none ({len(objs)} object(s) of live sessions)")
 
 
+# --- the grader's sandbox ------------------------------------------------------------------
+
+
+def _grading_isolation() -> Finding:
+    """Which isolation ``labkit grade`` gets here, found by starting one empty sandbox."""
+    if not LINUX:
+        return Finding(NOTE, "grading", "labkit grade needs Linux namespaces", "use Linux")
+    from .errors import LabError
+    from .grade import isolation_level
+
+    try:
+        usable, how = isolation_level()
+    except (LabError, FileNotFoundError) as e:  # not in a course folder
+        return Finding(NOTE, "grading", f"not checked: {e}")
+    if not usable:
+        return Finding(WARN, "grading", f"labkit grade will refuse to run: {how}",
+                       "allow unprivileged user namespaces (sysctl "
+                       "kernel.unprivileged_userns_clone=1; Ubuntu 24.04+: sysctl "
+                       "kernel.apparmor_restrict_unprivileged_userns=0), or grade as root")
+    if "no cgroup" in how:
+        return Finding(NOTE, "grading", how, "for limits on a whole submission, grade as "
+                       "root or in a delegated cgroup v2 subtree (systemd-run --user --scope "
+                       "-p Delegate=yes labkit grade ...)")
+    return Finding(OK, "grading", how)
+
+
 CHECKS: list[Callable[[], Finding | list[Finding]]] = [
     _python, _system, _posix_ipc, _cores, _shm, _mqueue, _processes, _machine_processes,
-    _machine_files, _init, _leftovers]
+    _machine_files, _init, _leftovers, _grading_isolation]
 
 
 def diagnose() -> list[Finding]:

@@ -1,30 +1,36 @@
 """``labkit grade``: grade a folder of submitted exercise notebooks, safely, in parallel.
 
 Each submission runs in a sandbox of its own (:mod:`labkit._sandbox`): new
-user, PID, mount and IPC namespaces made with ``unshare``, so whatever the
-student's code does (fork bombs, ``setsid`` escapees, killing its parent,
-filling ``/dev/shm``, leaving semaphores held, deleting files) stays inside
-and ends with it. No container engine is needed; unprivileged user
-namespaces are enough. The sandbox reports check results over a private
-pipe; this process scores them against its own copy of the checks, so a
-submission can only earn what its functions actually did.
+user, PID, mount, IPC, network and UTS namespaces, a root filesystem built
+from an allowlist, no capabilities, and a cgroup for the whole submission
+where one can be made. Whatever the student's code does (fork bombs,
+``setsid`` escapees, killing its parent, filling ``/dev/shm``, reading or
+deleting files) stays inside and ends with it. No container engine is
+needed; unprivileged user namespaces are enough. The sandbox reports which
+checks passed; this process scores them against its own copy of the checks.
 
-Every submission gets a row, whatever happened. Results are written per
-student as they arrive (``--resume`` skips those), then collected into
-``grades.csv``, ``grades.json`` and one feedback file per student.
+Intake reads every submission once, before anything runs, refusing symbolic
+links and special files. Every submission gets a row, whatever happened.
+Results are written per student as they arrive, atomically (``--resume``
+skips those, and regrades a broken one), then collected into ``grades.csv``,
+``grades.json`` and one feedback file per student.
 """
 from __future__ import annotations
 
 import ast
+import base64
 import csv
+import errno
 import html
 import json
 import os
 import re
-import shutil
+import selectors
+import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
@@ -32,16 +38,17 @@ from pathlib import Path
 
 import nbformat
 
+from . import _sandbox
 from .checking import PASSED, exercises
 from .display import progress
 from .errors import LabError
 from .release import find_root
 
-__all__ = ["Submission", "GradeRow", "find_submissions", "answers_of", "grade",
-           "sandbox_available", "run_sandboxed"]
+__all__ = ["Submission", "GradeRow", "Limits", "find_submissions", "answers_of", "grade",
+           "sandbox_available", "isolation_level", "run_sandboxed"]
 
 RESULT_LIMIT = 16 * 2**20        # bytes of report accepted from one sandbox
-SUBMISSION_LIMIT = 20 * 2**20    # bytes of files copied from one submission
+SUBMISSION_LIMIT = 20 * 2**20    # bytes of files taken from one submission (file or folder)
 RLIMITS = {
     "RLIMIT_AS": 4 * 2**30,       # address space per process: a memory hog gets MemoryError
     "RLIMIT_CPU": 300,            # CPU seconds per process
@@ -53,13 +60,31 @@ MAX_PROCESSES = 400              # processes at once in one sandbox before all a
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What one submission may use: for the whole sandbox (a cgroup where one can be made),
+    and per process (``rlimits``, always).
+
+    >>> Limits(memory=2**30).processes
+    400
+    """
+
+    memory: int = 2 * 2**30       # bytes, all processes together
+    processes: int = MAX_PROCESSES
+    shm: str = "64m"              # size of the private /dev/shm (as in Docker by default)
+    work: str = "256m"            # size of the private /work
+    rlimits: dict[str, int] = field(default_factory=lambda: dict(RLIMITS))
+
+
+@dataclass(frozen=True)
 class Submission:
     """One student's work: the notebook to grade and the files that come with it."""
 
     student: str
-    files: dict[str, Path]       # name in the working copy -> file to copy
+    files: dict[str, bytes]      # name in the working copy -> its bytes, read at intake
     notebook: str                # the name (in files) of the notebook to grade
     problem: str = ""            # why it cannot be graded ("" if it can)
+    notes: tuple[str, ...] = ()  # what intake noticed (a renamed row)
+    status: str = ""             # "missing" or "refused" when there is a problem
 
 
 @dataclass
@@ -70,7 +95,7 @@ class GradeRow:
     lab: str
     score: float
     max_score: float
-    status: str                   # ok, error, timeout, kernel died, fork bomb, missing
+    status: str                   # ok, error, timeout, kernel died, memory limit, ..., refused
     seconds: float
     checks: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -80,28 +105,105 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:80] or "student"
 
 
+class _Refused(Exception):
+    """Intake found something it does not read: the submission is refused with this note."""
+
+
+def _read(parent_fd: int, name: str, shown: str, budget: int) -> bytes:
+    """A regular file's bytes, opened without following a symbolic link, within ``budget``."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     dir_fd=parent_fd)
+    except OSError as e:
+        kind = "a symbolic link" if e.errno == errno.ELOOP else f"unreadable ({e.strerror})"
+        raise _Refused(f"{shown} is {kind}; submissions may hold only regular files and "
+                       "folders") from e
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise _Refused(f"{shown} is a special file; submissions may hold only regular "
+                           "files and folders")
+        data = f.read(budget + 1)
+    if len(data) > budget:
+        raise _Refused(f"the submission holds more than the {SUBMISSION_LIMIT >> 20} MiB "
+                       "allowed")
+    return data
+
+
+def _read_folder(parent_fd: int, name: str, shown: str, files: dict[str, bytes],
+                 prefix: str = "") -> None:
+    """Every file below folder ``name`` into ``files``, never following a symbolic link."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     dir_fd=parent_fd)
+    except OSError as e:
+        raise _Refused(f"{shown} is a symbolic link or unreadable; submissions may hold only "
+                       "regular files and folders") from e
+    try:
+        for entry in sorted(os.listdir(fd)):
+            path = f"{prefix}{entry}"
+            if entry == ".ipynb_checkpoints":
+                continue
+            info = os.stat(entry, dir_fd=fd, follow_symlinks=False)
+            if stat.S_ISDIR(info.st_mode):
+                _read_folder(fd, entry, f"{shown}/{entry}", files, path + "/")
+            else:
+                used = sum(len(b) for b in files.values())
+                files[path] = _read(fd, entry, f"{shown}/{entry}", SUBMISSION_LIMIT - used)
+    finally:
+        os.close(fd)
+
+
+def _intake(folder_fd: int, entry: str, lab: str) -> tuple[dict[str, bytes], str, str, str]:
+    """(files, notebook, problem, status) of one submission entry."""
+    info = os.stat(entry, dir_fd=folder_fd, follow_symlinks=False)
+    files: dict[str, bytes] = {}
+    try:
+        if stat.S_ISDIR(info.st_mode):
+            _read_folder(folder_fd, entry, entry, files)
+        else:
+            files[entry] = _read(folder_fd, entry, entry, SUBMISSION_LIMIT)
+    except _Refused as e:
+        return {}, "", str(e), "refused"
+    notebooks = sorted(n for n in files if n.endswith(".ipynb"))
+    preferred = [n for n in notebooks if Path(n).stem == lab] or notebooks
+    if not notebooks:
+        return {}, "", "no notebook in the folder", "missing"
+    if len(preferred) > 1:
+        return {}, "", f"{len(notebooks)} notebooks and none named {lab}.ipynb", "missing"
+    return files, preferred[0], "", ""
+
+
 def find_submissions(folder: Path, lab: str) -> list[Submission]:
-    """One Submission per ``STUDENT.ipynb`` file or ``STUDENT/`` folder, sorted by student."""
-    found = []
-    for entry in sorted(folder.iterdir()):
-        if entry.name.startswith("."):
-            continue
-        if entry.is_file() and entry.suffix == ".ipynb":
-            found.append(Submission(_safe(entry.stem), {entry.name: entry}, entry.name))
-        elif entry.is_dir():
-            notebooks = sorted(p for p in entry.rglob("*.ipynb")
-                               if ".ipynb_checkpoints" not in p.parts)
-            preferred = [p for p in notebooks if p.stem == lab] or notebooks
-            files = {str(p.relative_to(entry)): p for p in sorted(entry.rglob("*"))
-                     if p.is_file() and ".ipynb_checkpoints" not in p.parts}
-            size = sum(p.stat().st_size for p in files.values())
-            problem = ("no notebook in the folder" if not notebooks
-                       else f"{len(notebooks)} notebooks and none named {lab}.ipynb"
-                       if len(preferred) > 1 else
-                       f"the folder holds {size >> 20} MiB, more than the "
-                       f"{SUBMISSION_LIMIT >> 20} MiB allowed" if size > SUBMISSION_LIMIT else "")
-            notebook = str(preferred[0].relative_to(entry)) if preferred else ""
-            found.append(Submission(_safe(entry.name), files, notebook, problem))
+    """One Submission per ``STUDENT.ipynb`` file or ``STUDENT/`` folder, sorted by student.
+
+    Every file is read here, once: symbolic links and special files are refused (the
+    row says which), and so is a submission over :data:`SUBMISSION_LIMIT`. Names that
+    become the same after sanitising get distinct rows (``a_b``, ``a_b-2``) and a note.
+
+    >>> subs = find_submissions(Path("submitted"), "00_processes")  # doctest: +SKIP
+    """
+    folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        entries = [e for e in sorted(os.listdir(folder_fd)) if not e.startswith(".")]
+        found, used = [], set()
+        for entry in entries:
+            info = os.stat(entry, dir_fd=folder_fd, follow_symlinks=False)
+            if stat.S_ISREG(info.st_mode) and not entry.endswith(".ipynb"):
+                continue
+            base = _safe(entry if stat.S_ISDIR(info.st_mode) else entry.removesuffix(".ipynb"))
+            student, n = base, 1
+            while student in used:
+                n += 1
+                student = f"{base}-{n}"
+            used.add(student)
+            notes = () if student == base else (
+                f"renamed to {student}: another submission is also named {base} once "
+                "unusual characters are replaced",)
+            files, notebook, problem, status = _intake(folder_fd, entry, lab)
+            found.append(Submission(student, files, notebook, problem, notes, status))
+    finally:
+        os.close(folder_fd)
     return found
 
 
@@ -132,19 +234,142 @@ def answers_of(exercise_notebook: Path) -> dict[str, str | tuple[str, ...]]:
     return mapping
 
 
+def _within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def _binds(root: Path) -> tuple[list[str], str]:
+    """What the sandbox sees of the host (read-only), and the PYTHONPATH that finds labkit.
+
+    The interpreter's prefixes and the real paths of ``sys.path``, labkit's package and
+    the exercises; never the course folder itself (its ``.git``, ``solutions/``,
+    ``tests/``) nor any folder that contains it.
+    """
+    package = Path(__file__).resolve().parent
+    course = str(root.resolve())
+    prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix,
+                                              sys.base_exec_prefix)}
+    paths = set(prefixes)
+    for entry in sys.path:
+        real = os.path.realpath(entry) if entry else ""
+        if (real and os.path.isdir(real) and not _within(course, real)
+                and (not _within(real, course) or any(_within(real, p) for p in prefixes))):
+            paths.add(real)
+    paths.add(str(package))
+    if (root / "exercises").is_dir():
+        paths.add(str((root / "exercises").resolve()))
+    return sorted(paths), str(package.parent)
+
+
+def _finish(proc: subprocess.Popen) -> bytes:
+    """Wait for a supervisor to end (it kills its sandbox and removes its cgroup first);
+    returns what it said on stderr."""
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    errors = proc.stderr.read(65536)
+    proc.stdout.close()
+    proc.stderr.close()
+    return errors
+
+
+def _exchange(message: dict, timeout: float, later: list[subprocess.Popen] | None = None
+              ) -> tuple[dict | None, str, str]:
+    """Give ``message`` to a new sandbox supervisor and wait up to ``timeout`` seconds for its
+    outcome: (outcome, "", ""), or (None, "timeout" or "error", why). Closing its stdin on
+    the way out ends the sandbox. With ``later``, a supervisor that delivered is left to
+    clean up while the caller goes on, and put in ``later`` for :func:`_finish`."""
+    package_parent = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [package_parent, *filter(None, [os.environ.get("PYTHONPATH")])])}
+    proc = subprocess.Popen([sys.executable, "-m", "labkit._sandbox"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True, env=env)
+    data = bytearray()
+    deadline = time.monotonic() + timeout
+    timed_out = False
+    try:
+        try:
+            proc.stdin.write(_sandbox.frame(message))
+            proc.stdin.flush()
+        except BrokenPipeError:
+            pass  # it ended at once: its stderr says why
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    timed_out = True
+                    break
+                if sel.select(min(left, 1.0)):
+                    chunk = os.read(proc.stdout.fileno(), 65536)
+                    if not chunk:
+                        break
+                    if len(data) < 2 * RESULT_LIMIT:
+                        data += chunk
+    except BaseException:
+        proc.stdin.close()
+        _finish(proc)
+        raise
+    proc.stdin.close()  # the lifeline: the supervisor kills the sandbox and cleans up
+    outcome = None if timed_out else _parsed(bytes(data))
+    if outcome is not None and later is not None:
+        later.append(proc)
+        return outcome, "", ""
+    errors = _finish(proc)
+    if timed_out:
+        return None, "timeout", f"the submission did not finish in {timeout:g} s and was stopped"
+    if outcome is not None:
+        return outcome, "", ""
+    detail = errors.decode(errors="replace").strip().splitlines()[-1:] or ["no report"]
+    return None, "error", f"the sandbox ended without a report: {detail[0][:300]}"
+
+
+def _parsed(data: bytes) -> dict | None:
+    """The supervisor's outcome, if ``data`` is one."""
+    try:
+        outcome = json.loads(data)
+    except ValueError:
+        return None
+    return outcome if isinstance(outcome, dict) and isinstance(outcome.get("report"), str) \
+        else None
+
+
+def isolation_level(root: Path | None = None) -> tuple[bool, str]:
+    """(usable, description): the isolation this machine gives the grader, found by starting
+    one empty sandbox. Unusable means grading refuses to run student code.
+
+    >>> usable, how = isolation_level()  # doctest: +SKIP
+    """
+    root = root or find_root()
+    binds, pythonpath = _binds(root)
+    limits = Limits()
+    outcome, _, why = _exchange({"probe": True, "files": {}, "binds": binds,
+                              "pythonpath": pythonpath, "memory": limits.memory,
+                              "processes": limits.processes, "work_size": "1m",
+                              "shm_size": "1m"}, 60)
+    try:
+        report = json.loads(outcome["report"]) if outcome else {"notes": [why]}
+    except ValueError:
+        report = {"notes": ["the probe's report is not JSON"]}
+    if report.get("status") != "ok":
+        why = "; ".join(str(n) for n in report.get("notes", []))
+        return False, (f"no sandbox can be made here: {why}. Unprivileged user namespaces "
+                       "are needed (Debian/Ubuntu: sysctl kernel.unprivileged_userns_clone=1; "
+                       "Docker: --security-opt seccomp=unconfined)")
+    who = ("root inside is nobody outside" if os.geteuid() == 0
+           else f"root inside is your own uid {os.geteuid()} outside")
+    return True, (f"namespaces (user, mount, PID, IPC, network with loopback only, UTS); "
+                  f"{who}; no capabilities; an allowlisted read-only root; "
+                  f"{outcome['limits']}")
+
+
 def sandbox_available() -> str:
-    """"" if per-submission namespaces can be made here, else the reason they cannot."""
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        return "the unshare command (util-linux) is not installed"
-    probe = subprocess.run([unshare, "--user", "--map-root-user", "--mount", "--ipc", "--pid",
-                            "--fork", "--kill-child", "true"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        return ("this system does not allow unprivileged user namespaces "
-                f"({probe.stderr.strip() or 'unshare failed'}); on Debian/Ubuntu: "
-                "sysctl kernel.unprivileged_userns_clone=1, in Docker: --security-opt "
-                "seccomp=unconfined")
-    return ""
+    """"" if a sandbox can be made here, else the reason it cannot."""
+    usable, how = isolation_level()
+    return "" if usable else how
 
 
 def _score(lab_exercises: dict, answers: dict, reported: list[dict],
@@ -168,67 +393,59 @@ def _score(lab_exercises: dict, answers: dict, reported: list[dict],
     return score, total, checks
 
 
-def run_sandboxed(sub: Submission, answers: dict, hide: list[Path], cell_timeout: float,
-                  timeout: float, shm_size: str = "64m",
-                  rlimits: dict[str, int] | None = None) -> tuple[str, dict]:
-    """Run one notebook (and the checks of ``answers``) in its own namespaces.
-
-    The sandbox has ``shm_size`` of /dev/shm (64 MB, as in Docker and on
-    Kubernetes by default) and the resource limits ``rlimits`` (default
-    :data:`RLIMITS`). Returns (status, report); the report holds the notes,
-    the cells' errors and the checks' results.
-    """
-    work = Path(tempfile.mkdtemp(prefix="labkit-grade-"))
-    read_r, write_w = os.pipe()
-    config = {"files": {k: str(v) for k, v in sub.files.items()}, "notebook": sub.notebook,
-              "work": str(work), "hide": [str(h) for h in hide], "result_fd": write_w,
-              "answers": answers, "cell_timeout": cell_timeout,
-              "rlimits": RLIMITS if rlimits is None else rlimits,
-              "max_processes": MAX_PROCESSES, "work_size": "256m", "shm_size": shm_size}
-    command = [shutil.which("unshare") or "unshare", "--user", "--map-root-user", "--mount",
-               "--ipc", "--pid", "--fork", "--mount-proc", "--kill-child",
-               sys.executable, "-m", "labkit._sandbox", json.dumps(config)]
+def _validated(text: str) -> dict:
+    """The sandbox's report as plain data of the expected shapes; {} if it is not one."""
     try:
-        proc = subprocess.Popen(command, pass_fds=(write_w,), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                start_new_session=True,
-                                cwd=Path(__file__).resolve().parent.parent)
-    finally:
-        os.close(write_w)
-    data = bytearray()
-    deadline = time.monotonic() + timeout
-    status = ""
-    import selectors
-
-    with selectors.DefaultSelector() as sel:
-        sel.register(read_r, selectors.EVENT_READ)
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                status = "timeout"
-                break
-            if sel.select(min(left, 1.0)):
-                chunk = os.read(read_r, 65536)
-                if not chunk:
-                    break
-                if len(data) < RESULT_LIMIT:
-                    data += chunk
-    os.close(read_r)
-    proc.kill()  # the namespace's process 1 dies with it (--kill-child), and all inside
-    _, errors = proc.communicate()
-    shutil.rmtree(work, ignore_errors=True)
-    try:
-        report = json.loads(data) if data else {}
+        report = json.loads(text) if text else {}
     except ValueError:
-        report = {}
-    if status == "timeout":
-        report.setdefault("notes", []).append(
-            f"the submission did not finish in {timeout:g} s and was stopped")
-        return "timeout", report
+        return {}
+    if not isinstance(report, dict):
+        return {}
+    notes = report.get("notes", [])
+
+    def dicts(key: str) -> list[dict]:
+        given = report.get(key, [])
+        return [d for d in given if isinstance(d, dict)] if isinstance(given, list) else []
+
+    return {"status": str(report.get("status", "error")),
+            "notes": [str(n) for n in notes] if isinstance(notes, list) else [],
+            "checks": dicts("checks"), "errors": dicts("errors")}
+
+
+def run_sandboxed(sub: Submission, answers: dict, cell_timeout: float, timeout: float,
+                  limits: Limits | None = None, root: Path | None = None,
+                  later: list[subprocess.Popen] | None = None) -> tuple[str, dict]:
+    """Run one notebook (and the checks of ``answers``) in a sandbox of its own.
+
+    With ``later``, the sandbox's teardown overlaps with what the caller does next; the
+    caller must then pass each process put in ``later`` to :func:`_finish`.
+
+    Returns (status, report); the report holds the notes, the cells' errors and the
+    checks' results. A submission stopped by the cgroup's memory or process limit gets
+    the status ``memory limit`` or ``process limit``.
+
+    >>> status, report = run_sandboxed(sub, answers, 30, 300)  # doctest: +SKIP
+    """
+    limits = limits or Limits()
+    binds, pythonpath = _binds(root or find_root())
+    outcome, failure, why = _exchange({
+        "files": {k: base64.b64encode(v).decode() for k, v in sub.files.items()},
+        "notebook": sub.notebook, "answers": answers, "cell_timeout": cell_timeout,
+        "rlimits": limits.rlimits, "max_processes": limits.processes, "memory": limits.memory,
+        "processes": limits.processes, "work_size": limits.work, "shm_size": limits.shm,
+        "binds": binds, "pythonpath": pythonpath}, timeout, later)
+    if outcome is None:
+        return failure, {"notes": [why]}
+    report = _validated(outcome["report"])
+    limit = str(outcome.get("limit", ""))
+    if limit:
+        report.setdefault("notes", []).insert(0, (
+            f"stopped by the {limit}: " + (f"{limits.memory >> 20} MiB for all its processes "
+                                           "together" if limit == "memory limit" else
+                                           f"{limits.processes} processes at once")))
+        return limit, report
     if not report:
-        detail = errors.decode(errors="replace").strip().splitlines()[-1:] if errors else []
-        return "error", {"notes": ["the sandbox ended without a report"
-                                   + (f": {detail[0]}" if detail else "")]}
+        return "error", {"notes": ["the sandbox ended without a report"]}
     return str(report.get("status", "error")), report
 
 
@@ -281,10 +498,34 @@ def _feedback_html(row: GradeRow) -> str:
     return "\n".join(parts) + "\n"
 
 
+def _write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that a reader sees the old file or the new, never half."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def _load_row(path: Path) -> GradeRow | None:
+    """The row stored in ``path``, or None if the file is torn or not a row."""
+    try:
+        row = GradeRow(**json.loads(path.read_text()))
+    except (ValueError, TypeError, OSError):
+        return None
+    return row if isinstance(row.student, str) and isinstance(row.checks, list) else None
+
+
 def grade(lab: str, submissions: Path, out: Path, jobs: int | None = None,
           resume: bool = False, cell_timeout: float = 30.0, timeout: float = 300.0,
-          root: Path | None = None) -> list[GradeRow]:
+          root: Path | None = None, limits: Limits | None = None) -> list[GradeRow]:
     """Grade every submission of ``lab`` in ``submissions`` and write the reports to ``out``.
+
+    Prints the isolation this machine gives the sandboxes first, and refuses to run
+    student code without one.
 
     >>> rows = grade("00_processes", Path("submitted"), Path("graded"))  # doctest: +SKIP
     """
@@ -296,52 +537,74 @@ def grade(lab: str, submissions: Path, out: Path, jobs: int | None = None,
         raise LabError(f"no lab {lab!r}; labs are: {labs}")
     if not submissions.is_dir():
         raise LabError(f"{submissions} is not a folder of submissions")
-    why_not = sandbox_available()
-    if why_not:
-        raise LabError(f"cannot isolate submissions here: {why_not}. Grading runs student "
+    usable, how = isolation_level(root)
+    if not usable:
+        raise LabError(f"cannot isolate submissions here: {how}. Grading runs student "
                        "code; labkit refuses to run it without a sandbox.")
+    print(f"isolation: {how}")
+    for folder in (submissions.resolve(), out.resolve()):
+        seen = [b for b in _binds(root)[0] if _within(str(folder), b)]
+        if seen:
+            raise LabError(f"{folder} lies inside {seen[0]}, which every sandbox can read; "
+                           "put submissions and reports elsewhere")
     answers = answers_of(exercise_nb)
     lab_exercises = exercises(lab)
     if set(answers) != set(lab_exercises):
         raise LabError(f"{exercise_nb.name} and labkit's checks disagree: check cells for "
                        f"{sorted(answers)}, checks for {sorted(lab_exercises)}")
-    out.mkdir(parents=True, exist_ok=True)
     results_dir, feedback_dir = out / "results", out / "feedback"
-    results_dir.mkdir(exist_ok=True)
-    feedback_dir.mkdir(exist_ok=True)
-    # Student code must not read other submissions, the reports, or the solutions.
-    hide = [submissions.resolve(), out.resolve(), (root / "solutions").resolve()]
+    for folder in (out, results_dir, feedback_dir):
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # other users' batches: no entry
     todo = find_submissions(submissions, lab)
+    for sub in todo:
+        for note in sub.notes:
+            print(f"warning: {note}", file=sys.stderr)
     if resume:
-        todo = [s for s in todo if not (results_dir / f"{s.student}.json").exists()]
+        todo = [s for s in todo if _load_row(results_dir / f"{s.student}.json") is None]
+
+    ending: list[subprocess.Popen] = []  # supervisors still removing their sandbox
+    ending_lock = threading.Lock()
 
     def one(sub: Submission) -> GradeRow:
+        with ending_lock:  # reap those done, so a big batch holds no pile of descriptors
+            for proc in [p for p in ending if p.poll() is not None]:
+                ending.remove(proc)
+                _finish(proc)
         started = time.monotonic()
         if sub.problem:
-            status, report = "missing", {"notes": [sub.problem]}
+            status, report = sub.status, {"notes": [sub.problem]}
         else:
-            status, report = run_sandboxed(sub, answers, hide, cell_timeout, timeout)
-        score, total, checks = _score(lab_exercises, answers, report.get("checks", []), status)
+            status, report = run_sandboxed(sub, answers, cell_timeout, timeout, limits, root,
+                                           ending)
+        score, total, checks = _score(lab_exercises, answers, report.get("checks", []),
+                                      status)
+        notes = list(sub.notes) + [str(n)[:500] for n in report.get("notes", [])][:20]
         row = GradeRow(sub.student, lab, score, total, status, time.monotonic() - started,
-                       checks, [str(n)[:500] for n in report.get("notes", [])][:20])
-        (results_dir / f"{sub.student}.json").write_text(json.dumps(asdict(row), indent=1))
-        (feedback_dir / f"{sub.student}.md").write_text(_feedback_md(row))
-        (feedback_dir / f"{sub.student}.html").write_text(_feedback_html(row))
+                       checks, notes)
+        _write_atomically(results_dir / f"{sub.student}.json", json.dumps(asdict(row), indent=1))
+        _write_atomically(feedback_dir / f"{sub.student}.md", _feedback_md(row))
+        _write_atomically(feedback_dir / f"{sub.student}.html", _feedback_html(row))
         return row
 
-    with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
-        futures = [pool.submit(one, s) for s in todo]
-        for _ in progress(as_completed(futures), desc=f"grading {lab}", total=len(futures)):
-            pass
-        for f in futures:
-            f.result()
-    rows = [GradeRow(**json.loads(p.read_text())) for p in sorted(results_dir.glob("*.json"))]
+    try:
+        with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
+            futures = [pool.submit(one, s) for s in todo]
+            for _ in progress(as_completed(futures), desc=f"grading {lab}",
+                              total=len(futures)):
+                pass
+            for f in futures:
+                f.result()
+    finally:
+        for proc in ending:
+            _finish(proc)
+    rows = [r for r in map(_load_row, sorted(results_dir.glob("*.json"))) if r is not None]
     rows.sort(key=lambda r: r.student)
-    with open(out / "grades.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["student", "lab", "score", "max_score", "status", "seconds"])
-        for r in rows:
-            writer.writerow([r.student, r.lab, f"{r.score:g}", f"{r.max_score:g}", r.status,
-                             f"{r.seconds:.1f}"])
-    (out / "grades.json").write_text(json.dumps([asdict(r) for r in rows], indent=1))
+    lines = [["student", "lab", "score", "max_score", "status", "seconds"]] + [
+        [r.student, r.lab, f"{r.score:g}", f"{r.max_score:g}", r.status, f"{r.seconds:.1f}"]
+        for r in rows]
+    with tempfile.SpooledTemporaryFile(mode="w+", newline="") as table:
+        csv.writer(table).writerows(lines)
+        table.seek(0)
+        _write_atomically(out / "grades.csv", table.read())
+    _write_atomically(out / "grades.json", json.dumps([asdict(r) for r in rows], indent=1))
     return rows

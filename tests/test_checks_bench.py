@@ -5,7 +5,6 @@ promise, without timing anything."""
 from __future__ import annotations
 
 import mmap
-import os
 import time
 
 import pytest

@@ -14,7 +14,7 @@ import pytest
 from helpers import ROOT
 
 from labkit import errors
-from labkit.grade import RLIMITS, Submission, run_sandboxed, sandbox_available
+from labkit.grade import RLIMITS, Limits, Submission, run_sandboxed, sandbox_available
 
 pytestmark = pytest.mark.skipif(bool(sandbox_available()), reason=sandbox_available() or "")
 
@@ -28,9 +28,9 @@ def _processes_of_this_user() -> int:
 
 
 def _run(lesson, shm_size: str, **limits: int) -> tuple[str, dict]:
-    sub = Submission(lesson.stem, {lesson.name: lesson}, lesson.name)
-    return run_sandboxed(sub, {}, hide=[], cell_timeout=60, timeout=240, shm_size=shm_size,
-                         rlimits={**RLIMITS, **limits})
+    sub = Submission(lesson.stem, {lesson.name: lesson.read_bytes()}, lesson.name)
+    return run_sandboxed(sub, {}, cell_timeout=60, timeout=240,
+                         limits=Limits(shm=shm_size, rlimits={**RLIMITS, **limits}))
 
 
 @pytest.mark.parametrize("lesson", LESSONS, ids=lambda p: p.stem)
