@@ -4,14 +4,13 @@ What the grader checks must be what the student's notebook defines when it
 runs top to bottom: an extra cell, a helper in an untagged cell or a later
 redefinition counts exactly as it does in JupyterLab, and a cell that raises
 costs only what it fails to define. So the answer is built from every code
-cell but the check cells, in order, one top-level statement at a time, each
-of which may fail alone: as in the kernel, a cell stops at its first error,
-and the next cell runs.
+cell but the check cells, in order, one top-level statement at a time; as in
+the kernel, a cell stops at its first error, and the next cell runs.
 
 Only statements that give a name a value are kept (imports, ``def``,
-``class``, assignments and ``del``);
-expressions and loops at the top level (a demo that calls the answer, a plot,
-a benchmark) are left out. They define nothing the answer needs, and an
+``class``, assignments and ``del``); expressions, loops and ``if`` blocks at
+the top level (a demo that calls the answer, a plot, a benchmark) are left
+out. They define nothing the answer needs, and an
 answer is defined afresh in each process that calls it, so running them
 again for every call would only make an honest notebook slow. IPython-only
 lines (``%magic``, ``!shell``) are left out too.
