@@ -187,8 +187,12 @@ def held_interrupts() -> Iterator[None]:
     try:
         yield
     finally:
-        if main:
-            signal.signal(signal.SIGINT, before)
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a pending SIGINT arrives now
+        # The mask first: once ``before`` is back, a pending interrupt may raise here, and
+        # it must never leave SIGINT blocked (every later interrupt would then be lost).
+        try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a pending SIGINT arrives now
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, before)
         if noted:
             signal.raise_signal(signal.SIGINT)

@@ -204,12 +204,13 @@ def _grading_isolation() -> Finding:
     if not LINUX:
         return Finding(NOTE, "grading", "labkit grade needs Linux namespaces", "use Linux")
     from .errors import LabError
-    from .grade import isolation_level
 
     try:
+        from .grade import isolation_level
+
         usable, how = isolation_level()
-    except (LabError, FileNotFoundError) as e:  # not in a course folder
-        return Finding(NOTE, "grading", f"not checked: {e}")
+    except (LabError, OSError, ImportError) as e:  # not in a course folder, or not ours to run
+        return Finding(NOTE, "grading", f"not checked here: {e}")
     if not usable:
         return Finding(WARN, "grading", f"labkit grade will refuse to run: {how}",
                        "allow unprivileged user namespaces (sysctl "

@@ -628,7 +628,8 @@ def _seconds(value: Any, what: str = "timeout", allow_zero: bool = False) -> flo
 
 
 def _spawn(fn: Callable, args: tuple, kwargs: dict, name: str, deadline: float, prefix: str,
-           close: list[int], barrier: tuple[int, int] | None = None) -> _Proc:
+           close: list[int], barrier: tuple[int, int] | None = None,
+           plain: bool = False) -> _Proc:
     if not callable(fn):
         raise TypeError(f"expected a function to run in the child, got {fn!r}")
     CLIENT.start()
@@ -665,6 +666,7 @@ def _spawn(fn: Callable, args: tuple, kwargs: dict, name: str, deadline: float, 
             except OSError:
                 pass  # the child has already exec'd or ended
             proc = _Proc(name, pid, pipes, deadline, prefix)
+            proc.plain = plain
     except KeyboardInterrupt:
         if proc is not None:  # interrupted during the fork: end the child it made
             _Group([proc], 5.0, False)._stop()
@@ -965,9 +967,7 @@ def start(fn: Callable, *args: Any, timeout: float = DEFAULT_TIMEOUT, show: bool
     """
     timeout = _seconds(timeout)
     deadline = time.monotonic() + timeout
-    proc = _spawn(fn, args, kwargs, name, deadline, "", [])
-    proc.plain = plain
-    return Child(proc, timeout, show)
+    return Child(_spawn(fn, args, kwargs, name, deadline, "", [], plain=plain), timeout, show)
 
 
 def run(fn: Callable, *args: Any, timeout: float = DEFAULT_TIMEOUT, show: bool = True,

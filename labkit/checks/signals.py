@@ -17,7 +17,8 @@ import time
 import psutil
 
 from .. import objects
-from ..checking import CheckFailed, Exercise, call, expect, expect_clean, launch
+from ..checking import (Attempt, CheckFailed, CheckTimedOut, Exercise, call, expect,
+                        expect_clean, launch)
 from ..errors import LabError
 from ..processes import to_signal
 from ..signals import replay, send_and_settle, signal_state
@@ -511,6 +512,16 @@ def _(answer):
 REAPER = Exercise("01.reaper", "Reap children from a SIGCHLD handler")
 
 
+def _reap(answer, tasks: list) -> Attempt:
+    """``call(answer, tasks)``; a hang names the reaper's most common cause."""
+    try:
+        return call(answer, tasks, timeout=_QUICK)
+    except CheckTimedOut as e:
+        raise CheckTimedOut(f"{e} A reaper that hangs usually waits for a child nobody reaped: "
+                            "children that end close together may send a single SIGCHLD for "
+                            "all of them") from None
+
+
 _QUICK = 3.0  # seconds for a call whose children end at once: a hang fails sooner
 
 
@@ -590,8 +601,7 @@ def _codes(attempt, n: int) -> dict:
                       "blocking says which, one child per call.")
 def _(answer):
     _callable(answer)
-    got = _codes(call(answer, [functools.partial(_code, i) for i in range(3)],
-                      timeout=_QUICK), 3)
+    got = _codes(_reap(answer, [functools.partial(_code, i) for i in range(3)]), 3)
     values = sorted(got.values())
     raw = (" (those are raw wait statuses: the exit code is in their second byte)"
            if values == [0, 1 << 8, 2 << 8] else "")
@@ -609,8 +619,7 @@ def _task_raises() -> int:
                       "parent's code and carries on as a second copy of the program.")
 def _(answer):
     _callable(answer)
-    got = _codes(call(answer, [functools.partial(_code, 4), _task_raises],
-                      timeout=_QUICK), 2)
+    got = _codes(_reap(answer, [functools.partial(_code, 4), _task_raises]), 2)
     values = sorted(got.values())
     expect(values == [1, 4], f"a task returning 4 and one that raises gave {values}, "
                              "expected [1, 4]")
@@ -665,7 +674,7 @@ def _(answer):
                       "that comes while no handler is installed is simply lost.")
 def _(answer):
     _callable(answer)
-    got = _codes(call(answer, [_handler_inherited] * 3, timeout=_QUICK), 3)
+    got = _codes(_reap(answer, [_handler_inherited] * 3), 3)
     expect(all(v == 1 for v in got.values()),
            "some children were forked while your process had no SIGCHLD handler yet "
            "(children inherit the handlers of their parent at fork time)")
