@@ -557,8 +557,9 @@ def plain_data(cls: T) -> T:
 
 
 class _PlainUnpickler(pickle.Unpickler):
-    """Decodes built-in data only: no class or function of any module is ever looked up, so
-    no code of the sender's runs here (an object's ``__reduce__`` is how a pickle does)."""
+    """Decodes built-in data and labkit's :func:`plain_data` classes only: no other class or
+    function is ever looked up, so no code of the sender's runs here (an object's
+    ``__reduce__`` is how a pickle would run it)."""
 
     def find_class(self, module: str, name: str) -> Any:
         if module == "builtins" and name in _PLAIN_CLASSES:
