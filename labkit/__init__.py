@@ -8,14 +8,37 @@ Run functions in real child processes safely (:func:`run`, :func:`start`,
 from . import objects
 from .checking import check
 from .errors import ChildError, LabError, LabTimeout, NoSpaceError, NotSupportedHere
-from .processes import (ChildResult, ExitStatus, process_tree, plot_process_tree, run,
-                        run_workers, start, start_ready, start_workers, to_signal)
+from .processes import (
+                        ChildResult,
+                        ExitStatus,
+                        plot_process_tree,
+                        process_tree,
+                        run,
+                        run_workers,
+                        start,
+                        start_ready,
+                        start_workers,
+                        to_signal,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "run", "start", "start_ready", "run_workers", "start_workers", "ChildResult", "ExitStatus",
-    "to_signal",
-    "process_tree", "plot_process_tree", "objects", "check",
-    "LabError", "LabTimeout", "ChildError", "NoSpaceError", "NotSupportedHere",
+                        "ChildError",
+                        "ChildResult",
+                        "ExitStatus",
+                        "LabError",
+                        "LabTimeout",
+                        "NoSpaceError",
+                        "NotSupportedHere",
+                        "check",
+                        "objects",
+                        "plot_process_tree",
+                        "process_tree",
+                        "run",
+                        "run_workers",
+                        "start",
+                        "start_ready",
+                        "start_workers",
+                        "to_signal",
 ]

@@ -165,7 +165,7 @@ def mounts(proc: str = "/proc") -> list[tuple[str, str, str]]:
 def _remount_readonly(target: str, extra: int, below: bool = True) -> None:
     """Make ``target`` (and every mount below it) read-only, repeating their locked flags."""
     for point, _, _ in mounts("/oldroot/proc"):  # only called between the two pivots
-        if point == target or below and point.startswith(target.rstrip("/") + "/"):
+        if point == target or (below and point.startswith(target.rstrip("/") + "/")):
             flags = sum(ms for st, ms in _LOCKED.items() if os.statvfs(point).f_flag & st)
             _mount("none", point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | flags | extra)
 

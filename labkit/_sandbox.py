@@ -44,8 +44,9 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from labkit import _isolation as iso
 
@@ -259,7 +260,7 @@ def _init(config: dict, alive_r: int, result_w: int) -> None:
         iso.drop_privileges()
         os.execve(sys.executable, [sys.executable, "-m", "labkit._sandbox", "--stage2",
                                    str(config_r)], _allowlist_env(config))
-    except BaseException as e:  # noqa: BLE001 - every failure is fatal and reported
+    except BaseException as e:
         _fail(result_w, e)
     finally:
         os._exit(1)
@@ -348,7 +349,7 @@ def _execute(path: Path, config: dict) -> tuple[str, list[str], list[dict]]:
 
     try:
         nb = nbformat.read(path, as_version=4)
-    except Exception as e:  # noqa: BLE001 - any malformed file is the student's, not ours
+    except Exception as e:
         return "error", [f"the notebook could not be read: {type(e).__name__}: {e}"], []
     from labkit.answers import is_check_cell
 
@@ -372,7 +373,7 @@ def _execute(path: Path, config: dict) -> tuple[str, list[str], list[dict]]:
     except DeadKernelError:
         status = "kernel died"
         notes.append("the notebook's kernel died while running it (the checks still ran)")
-    except Exception as e:  # noqa: BLE001 - report, then grade what can be graded
+    except Exception as e:
         status = "error"
         notes.append(f"the notebook could not be run: {type(e).__name__}: {e}")
     code_cells = [c for c in nb.cells if c.cell_type == "code"]
@@ -427,7 +428,7 @@ def _stage2(config_fd: int) -> None:
 
         try:
             cells = nbformat.reads(submitted.decode(), as_version=4).cells
-        except Exception:  # noqa: BLE001 - already reported by _execute
+        except Exception:
             cells = []
         for exercise, given in answers(cells, config["answers"]).items():
             results = run_checks(exercise, given)
@@ -437,7 +438,7 @@ def _stage2(config_fd: int) -> None:
             report["status"] = "fork bomb"
             report["notes"].append(f"more than {config['max_processes']} processes at once: "
                                    "all of them were killed")
-    except BaseException as e:  # noqa: BLE001 - whatever happens, the grader gets a report
+    except BaseException as e:
         report["status"] = "error"
         report["notes"].append(f"grading failed: {type(e).__name__}: {e}")
     _send(result_fd, report)

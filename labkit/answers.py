@@ -26,8 +26,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CHECK_CALL", "is_check_cell", "Statement", "definitions", "define", "NotebookAnswer",
-           "answers"]
+__all__ = [
+    "CHECK_CALL",
+    "NotebookAnswer",
+    "Statement",
+    "answers",
+    "define",
+    "definitions",
+    "is_check_cell",
+]
 
 CHECK_CALL = "labkit.check("  # what marks a check cell
 _BINDING = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
@@ -110,8 +117,8 @@ def define(statements: list[Statement]) -> dict[str, Any]:
             continue  # as in the kernel: a cell stops at its first error
         try:
             code = compile("\n" * (s.line - 1) + s.source, f"<code cell {s.cell}>", "exec")
-            exec(code, namespace)  # noqa: S102 - the student's code, in the answer's child
-        except Exception:  # noqa: BLE001 - a failing cell costs only what it would define
+            exec(code, namespace)
+        except Exception:
             failed.add(s.cell)
     return namespace
 

@@ -48,9 +48,23 @@ from .errors import LabError, LabTimeout, NotSupportedHere
 from .processes import start_workers
 
 __all__ = [
-    "MECHANISMS", "LABELS", "QUICK_SIZES", "FULL_SIZES", "Sweep", "sweep", "quick",
-    "round_trips", "transfer", "plot_throughput", "plot_time_per_message",
-    "plot_round_trips", "Syscalls", "count_syscalls", "FullReport", "full", "main",
+    "FULL_SIZES",
+    "LABELS",
+    "MECHANISMS",
+    "QUICK_SIZES",
+    "FullReport",
+    "Sweep",
+    "Syscalls",
+    "count_syscalls",
+    "full",
+    "main",
+    "plot_round_trips",
+    "plot_throughput",
+    "plot_time_per_message",
+    "quick",
+    "round_trips",
+    "sweep",
+    "transfer",
 ]
 
 MECHANISMS = ("pipe", "fifo", "unix", "tcp", "mqueue", "mp_queue", "mp_pipe", "shm")
@@ -649,8 +663,8 @@ class _Session:
                 os.close(fd)
             raise
         for name_, fd in list(self.fds.items()):
-            if name_.startswith("ctl") and name_.endswith("_r") or \
-                    name_.startswith("res") and name_.endswith("_w"):
+            if (name_.startswith("ctl") and name_.endswith("_r")) or \
+                    (name_.startswith("res") and name_.endswith("_w")):
                 os.close(fd)
                 del self.fds[name_]
 

@@ -10,7 +10,7 @@ import html
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
-__all__ = ["axes", "progress", "Table"]
+__all__ = ["Table", "axes", "progress"]
 
 T = TypeVar("T")
 

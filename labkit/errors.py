@@ -6,7 +6,7 @@ want it.
 """
 from __future__ import annotations
 
-__all__ = ["LabError", "LabTimeout", "ChildError", "NoSpaceError", "NotSupportedHere"]
+__all__ = ["ChildError", "LabError", "LabTimeout", "NoSpaceError", "NotSupportedHere"]
 
 
 class LabError(Exception):

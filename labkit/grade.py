@@ -44,8 +44,17 @@ from .display import progress
 from .errors import LabError
 from .release import find_root
 
-__all__ = ["Submission", "GradeRow", "Limits", "find_submissions", "answers_of", "grade",
-           "sandbox_available", "isolation_level", "run_sandboxed"]
+__all__ = [
+    "GradeRow",
+    "Limits",
+    "Submission",
+    "answers_of",
+    "find_submissions",
+    "grade",
+    "isolation_level",
+    "run_sandboxed",
+    "sandbox_available",
+]
 
 RESULT_LIMIT = 16 * 2**20        # bytes of report accepted from one sandbox
 SUBMISSION_LIMIT = 20 * 2**20    # bytes of files taken from one submission (file or folder)

@@ -29,10 +29,26 @@ from typing import Any
 from .errors import LabError
 
 __all__ = [
-    "Instr", "System", "State", "Trace", "Outcomes", "ScheduleError",
-    "parse_program", "parse_schedule", "counter", "locked_counter", "two_locks", "philosophers",
-    "run", "outcomes", "schedules", "sample", "plot_outcomes", "plot_model_vs_real",
-    "Explorer", "explore",
+    "Explorer",
+    "Instr",
+    "Outcomes",
+    "ScheduleError",
+    "State",
+    "System",
+    "Trace",
+    "counter",
+    "explore",
+    "locked_counter",
+    "outcomes",
+    "parse_program",
+    "parse_schedule",
+    "philosophers",
+    "plot_model_vs_real",
+    "plot_outcomes",
+    "run",
+    "sample",
+    "schedules",
+    "two_locks",
 ]
 
 OPS = ("load", "add", "store", "acquire", "release")

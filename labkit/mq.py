@@ -44,11 +44,27 @@ from .errors import LabError, LabTimeout, NoSpaceError, NotSupportedHere
 from .processes import end_program, run, start_program, start_workers
 
 __all__ = [
-    "supported", "require", "queue", "QueueState", "state", "Limits", "limits", "queue_bytes",
-    "Exhaustion", "exhaust", "QueueTrace", "record_queue", "plot_queue",
-    "Served", "MQServer", "mq_server",
-    "SocketServer", "socket_server",
-    "MechanismFacts", "Survey", "survey",
+    "Exhaustion",
+    "Limits",
+    "MQServer",
+    "MechanismFacts",
+    "QueueState",
+    "QueueTrace",
+    "Served",
+    "SocketServer",
+    "Survey",
+    "exhaust",
+    "limits",
+    "mq_server",
+    "plot_queue",
+    "queue",
+    "queue_bytes",
+    "record_queue",
+    "require",
+    "socket_server",
+    "state",
+    "supported",
+    "survey",
 ]
 
 PRIORITY_MAX: int = getattr(posix_ipc, "QUEUE_PRIORITY_MAX", 32767)

@@ -40,16 +40,37 @@ from typing import Any
 
 import posix_ipc
 
-from ._janitor import (CLIENT, MQUEUE_DIR, PREFIX, SESSION_DIR, SHM_DIR, pid_alive,
-                       session_roots, unlink_name)
+from ._janitor import (
+    CLIENT,
+    MQUEUE_DIR,
+    PREFIX,
+    SESSION_DIR,
+    SHM_DIR,
+    pid_alive,
+    session_roots,
+    unlink_name,
+)
 from ._platform import MACOS
 from .errors import LabError, NoSpaceError, NotSupportedHere
 
 __all__ = [
-    "lab_name", "scope", "Scope", "shared_memory", "semaphore", "message_queue", "fifo",
-    "socket_path", "remove", "ObjectInfo", "list_objects", "clean", "shm_free_bytes",
-    "format_bytes", "temp_folder",
-    "mqueue_limits", "mqueue_use",
+    "ObjectInfo",
+    "Scope",
+    "clean",
+    "fifo",
+    "format_bytes",
+    "lab_name",
+    "list_objects",
+    "message_queue",
+    "mqueue_limits",
+    "mqueue_use",
+    "remove",
+    "scope",
+    "semaphore",
+    "shared_memory",
+    "shm_free_bytes",
+    "socket_path",
+    "temp_folder",
 ]
 
 MODE = 0o600

@@ -43,12 +43,29 @@ from .errors import LabError, LabTimeout, NotSupportedHere
 from .processes import end_program, start_program, start_workers
 
 __all__ = [
-    "PIPE_BUF", "PAGE_SIZE", "pipe_size", "set_pipe_size", "max_pipe_size", "bytes_waiting",
-    "Capacity", "probe_capacity",
-    "FillTrace", "record_fill", "plot_fill",
-    "Interleaving", "interleaving", "plot_interleaving", "plot_tears",
-    "Throughput", "throughput", "plot_throughput", "placement", "dd_pair",
-    "open_fifo", "FifoServer", "fifo_server",
+    "PAGE_SIZE",
+    "PIPE_BUF",
+    "Capacity",
+    "FifoServer",
+    "FillTrace",
+    "Interleaving",
+    "Throughput",
+    "bytes_waiting",
+    "dd_pair",
+    "fifo_server",
+    "interleaving",
+    "max_pipe_size",
+    "open_fifo",
+    "pipe_size",
+    "placement",
+    "plot_fill",
+    "plot_interleaving",
+    "plot_tears",
+    "plot_throughput",
+    "probe_capacity",
+    "record_fill",
+    "set_pipe_size",
+    "throughput",
 ]
 
 PIPE_BUF: int = select.PIPE_BUF  # writes up to this many bytes are atomic (4096 on Linux)

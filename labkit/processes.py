@@ -54,15 +54,35 @@ from typing import Any, NoReturn, TypeVar
 import psutil
 
 from ._janitor import CLIENT
-from ._platform import (PROGRAM_PRELUDE, held_interrupts, program_env, quiet_fork,
-                        reset_inherited_ignores, set_parent_death_signal, set_subreaper,
-                        subreaper)
+from ._platform import (
+    PROGRAM_PRELUDE,
+    held_interrupts,
+    program_env,
+    quiet_fork,
+    reset_inherited_ignores,
+    set_parent_death_signal,
+    set_subreaper,
+    subreaper,
+)
 from .errors import ChildError, LabError, LabTimeout
 
 __all__ = [
-    "ExitStatus", "ChildResult", "WorkerResults", "Child", "Workers",
-    "run", "start", "start_ready", "run_workers", "start_workers", "to_signal",
-    "ProcessNode", "process_tree", "plot_process_tree", "start_program", "end_program",
+    "Child",
+    "ChildResult",
+    "ExitStatus",
+    "ProcessNode",
+    "WorkerResults",
+    "Workers",
+    "end_program",
+    "plot_process_tree",
+    "process_tree",
+    "run",
+    "run_workers",
+    "start",
+    "start_program",
+    "start_ready",
+    "start_workers",
+    "to_signal",
 ]
 
 DEFAULT_TIMEOUT = 10.0
@@ -236,7 +256,7 @@ def _send(fd: int, record: dict) -> None:
 def _pack(obj: Any) -> bytes | None:
     try:
         return pickle.dumps(obj)
-    except Exception:  # noqa: BLE001 - any object may refuse pickling in its own way
+    except Exception:
         return None
 
 
@@ -252,7 +272,7 @@ def _call(fn: Callable, args: tuple, kwargs: dict) -> tuple[dict, int]:
             print(code, file=sys.stderr)
             code = 1
         return {"kind": "exit", "code": code}, code & 0xFF
-    except BaseException as e:  # noqa: BLE001 - the child reports everything, even KeyboardInterrupt
+    except BaseException as e:
         tb = "".join(traceback.format_exception(type(e), e, e.__traceback__.tb_next
                                                 if e.__traceback__ else None))
         return {"kind": "raised", "type": type(e).__name__, "message": str(e),
@@ -383,8 +403,8 @@ class _Proc:
                  prefix: str) -> None:
         self.name, self.pid, self.pipes, self.prefix = name, pid, pipes, prefix
         self.data = {kind: bytearray() for kind in pipes}
-        self.partial = {kind: b"" for kind in pipes}
-        self.dropped = {kind: 0 for kind in pipes}
+        self.partial = dict.fromkeys(pipes, b"")
+        self.dropped = dict.fromkeys(pipes, 0)
         self.status: int | None = None
         self.started = time.monotonic()
         self.ended: float | None = None
@@ -505,7 +525,7 @@ class _Proc:
         if kind == "ok":
             try:
                 value = (plain_loads if self.plain else pickle.loads)(main.get("payload", b""))
-            except Exception as e:  # noqa: BLE001 - unpickling runs arbitrary class code
+            except Exception as e:
                 what = ("a value that is not plain data (" + str(e) + "); return numbers, "
                         "strings, bytes, lists, tuples, dicts or sets (copy NumPy values out "
                         "with int(), float() or .tolist())" if self.plain else
@@ -523,7 +543,7 @@ class _Proc:
             if main.get("payload") is not None and not self.plain:
                 try:
                     exception = pickle.loads(main["payload"])
-                except Exception:  # noqa: BLE001 - many exception classes do not unpickle
+                except Exception:
                     exception = None
             return ChildResult(returned=False, error_type=main.get("type", "?"),
                                error_message=main.get("message", ""),
@@ -608,7 +628,7 @@ def _records(data: bytes) -> list[dict]:
             break  # cut short: the writer was killed mid-record
         try:
             record = plain_loads(data[pos:pos + n])
-        except Exception:  # noqa: BLE001 - not a record of ours: a forgery or garbage
+        except Exception:
             break
         if _well_formed(record):
             records.append(record)

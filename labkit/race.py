@@ -39,9 +39,22 @@ from .processes import Workers, start_workers
 from .shm import Segment
 
 __all__ = [
-    "FLAVOURS", "PLACEMENTS", "Trial", "RaceResult", "counter_race", "cpus_for",
-    "Sweep", "sweep", "TornReads", "torn_reads", "Record",
-    "plot_finals", "plot_lost_fraction", "plot_times", "plot_torn_reads", "times_table",
+    "FLAVOURS",
+    "PLACEMENTS",
+    "RaceResult",
+    "Record",
+    "Sweep",
+    "TornReads",
+    "Trial",
+    "counter_race",
+    "cpus_for",
+    "plot_finals",
+    "plot_lost_fraction",
+    "plot_times",
+    "plot_torn_reads",
+    "sweep",
+    "times_table",
+    "torn_reads",
 ]
 
 FLAVOURS = ("none", "semaphore", "mp_lock", "batched")

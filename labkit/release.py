@@ -16,7 +16,7 @@ from pathlib import Path
 
 import nbformat
 
-__all__ = ["strip_solutions", "release", "find_root", "Released"]
+__all__ = ["Released", "find_root", "release", "strip_solutions"]
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 _CODE_STUB = ["# YOUR CODE HERE", 'raise NotImplementedError("exercise not done yet")']

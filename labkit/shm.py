@@ -44,13 +44,29 @@ from .errors import LabError, LabTimeout, NotSupportedHere
 from .processes import ExitStatus, _seconds, end_program, run, start_program
 
 __all__ = [
-    "Segment", "NoSuchSegment", "AccessDenied", "PAGE_SIZE", "check_name",
-    "lab_objects", "objects_table",
-    "SegmentBytes", "segment_bytes", "struct_fields", "plot_bytes",
-    "ProcessMapping", "Mappings", "two_mappings", "plot_mappings",
-    "Unrelated", "run_unrelated",
-    "SysVDemo", "sysv_demo",
-    "CopyBenchmark", "copy_benchmark", "plot_copy_bandwidth", "plot_first_touch",
+    "PAGE_SIZE",
+    "AccessDenied",
+    "CopyBenchmark",
+    "Mappings",
+    "NoSuchSegment",
+    "ProcessMapping",
+    "Segment",
+    "SegmentBytes",
+    "SysVDemo",
+    "Unrelated",
+    "check_name",
+    "copy_benchmark",
+    "lab_objects",
+    "objects_table",
+    "plot_bytes",
+    "plot_copy_bandwidth",
+    "plot_first_touch",
+    "plot_mappings",
+    "run_unrelated",
+    "segment_bytes",
+    "struct_fields",
+    "sysv_demo",
+    "two_mappings",
 ]
 
 PAGE_SIZE = mmap.PAGESIZE

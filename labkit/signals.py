@@ -29,10 +29,25 @@ from .errors import ChildError, LabError, LabTimeout, NotSupportedHere
 from .processes import _seconds, start, start_ready, to_signal
 
 __all__ = [
-    "SignalInfo", "signal_table", "SignalState", "signal_state", "wait_for_state",
-    "start_ready", "send_and_settle", "Event", "Timeline", "record_signals", "plot_timeline",
-    "Coalescing", "coalescing", "plot_coalescing", "Progress", "stop_and_continue",
-    "plot_progress", "Replay", "replay",
+    "Coalescing",
+    "Event",
+    "Progress",
+    "Replay",
+    "SignalInfo",
+    "SignalState",
+    "Timeline",
+    "coalescing",
+    "plot_coalescing",
+    "plot_progress",
+    "plot_timeline",
+    "record_signals",
+    "replay",
+    "send_and_settle",
+    "signal_state",
+    "signal_table",
+    "start_ready",
+    "stop_and_continue",
+    "wait_for_state",
 ]
 
 SignalLike = Union[int, str, signal.Signals]

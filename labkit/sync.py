@@ -42,10 +42,21 @@ from .race import _acquire
 from .shm import Segment
 
 __all__ = [
-    "Ring", "item_code", "decode_item", "Delivery", "deliver",
-    "BufferRun", "bounded_buffer", "plot_occupancy", "plot_ring",
-    "LockEvent", "DeadlockRun", "deadlock", "plot_lock_timeline",
-    "HolderRun", "killed_holder",
+    "BufferRun",
+    "DeadlockRun",
+    "Delivery",
+    "HolderRun",
+    "LockEvent",
+    "Ring",
+    "bounded_buffer",
+    "deadlock",
+    "decode_item",
+    "deliver",
+    "item_code",
+    "killed_holder",
+    "plot_lock_timeline",
+    "plot_occupancy",
+    "plot_ring",
 ]
 
 _MAX_CAPACITY = 4096

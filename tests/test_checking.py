@@ -7,8 +7,20 @@ import time
 import pytest
 
 from labkit import checking, objects
-from labkit.checking import (ERROR, FAILED, NOT_DONE, NOT_RUN, PASSED, CheckReport, Exercise, call,
-                             check, expect, expect_clean, run_checks)
+from labkit.checking import (
+    ERROR,
+    FAILED,
+    NOT_DONE,
+    NOT_RUN,
+    PASSED,
+    CheckReport,
+    Exercise,
+    call,
+    check,
+    expect,
+    expect_clean,
+    run_checks,
+)
 
 
 @pytest.fixture()

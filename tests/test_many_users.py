@@ -243,7 +243,7 @@ def test_none_of_a_users_objects_sockets_or_folders_is_reachable_by_another(user
                  "session folder": str(folder.parent)}
         reached = _as(user_b, _b_tries_to_reach, names)
         assert stat.S_IMODE(os.stat(server.address).st_mode) == 0o600
-    assert reached == {what: "denied" for what in names}
+    assert reached == dict.fromkeys(names, "denied")
 
 
 # --- the machine-wide queue limit, in a private IPC namespace -----------------------

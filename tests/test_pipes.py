@@ -393,6 +393,5 @@ def test_the_fifo_server_never_writes_into_a_plain_file(tmp_path):
 
 @pytest.mark.parametrize("bad", [0, -1, math.inf, "60"])
 def test_bad_server_lifetimes_are_refused(bad):
-    with pytest.raises(ValueError, match="lifetime must be"):
-        with pipes.fifo_server(lifetime=bad):
-            pass
+    with pytest.raises(ValueError, match="lifetime must be"), pipes.fifo_server(lifetime=bad):
+        pass

@@ -9,10 +9,23 @@ import pytest
 
 from labkit import signals
 from labkit.errors import ChildError, LabError, LabTimeout
-from labkit.signals import (Coalescing, Progress, Timeline, coalescing, plot_coalescing,
-                            plot_progress, plot_timeline, record_signals, replay,
-                            send_and_settle, signal_state, signal_table, start_ready,
-                            stop_and_continue, wait_for_state)
+from labkit.signals import (
+    Coalescing,
+    Progress,
+    Timeline,
+    coalescing,
+    plot_coalescing,
+    plot_progress,
+    plot_timeline,
+    record_signals,
+    replay,
+    send_and_settle,
+    signal_state,
+    signal_table,
+    start_ready,
+    stop_and_continue,
+    wait_for_state,
+)
 
 # --- the signal list -----------------------------------------------------------------
 

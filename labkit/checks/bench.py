@@ -28,8 +28,17 @@ import time
 from typing import Any
 
 from .. import bench, checking
-from ..checking import (Attempt, CheckFailed, CheckTimedOut, Exercise, NotDone, call, expect,
-                        expect_clean, launch)
+from ..checking import (
+    Attempt,
+    CheckFailed,
+    CheckTimedOut,
+    Exercise,
+    NotDone,
+    call,
+    expect,
+    expect_clean,
+    launch,
+)
 
 # --- a notebook shared by the check and the answer's processes -------------------------
 

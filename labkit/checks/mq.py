@@ -36,8 +36,17 @@ import posix_ipc
 
 from .. import checking, mq, objects
 from .._janitor import MQUEUE_DIR, SESSION_PID, unlink_name
-from ..checking import (Attempt, CheckFailed, CheckTimedOut, Exercise, Launched, NotDone,
-                        expect, expect_clean, launch)
+from ..checking import (
+    Attempt,
+    CheckFailed,
+    CheckTimedOut,
+    Exercise,
+    Launched,
+    NotDone,
+    expect,
+    expect_clean,
+    launch,
+)
 from ..processes import start
 
 _ROOT = Path(__file__).resolve().parent.parent.parent

@@ -30,8 +30,17 @@ from pathlib import Path
 import psutil
 
 from .. import checking, objects
-from ..checking import (Attempt, CheckFailed, CheckTimedOut, Exercise, Launched, answer_pid,
-                        expect, expect_clean, launch)
+from ..checking import (
+    Attempt,
+    CheckFailed,
+    CheckTimedOut,
+    Exercise,
+    Launched,
+    answer_pid,
+    expect,
+    expect_clean,
+    launch,
+)
 from ..pipes import PIPE_BUF, bytes_waiting, fifo_server
 from ..processes import start
 

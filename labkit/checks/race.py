@@ -27,9 +27,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .. import interleave, shm
+from .. import checking, interleave, shm
 from .._janitor import SESSION_PID, SHM_DIR, unlink_name
-from .. import checking
 from ..checking import Attempt, CheckFailed, Exercise, expect
 from ..processes import plain_data
 

@@ -17,13 +17,21 @@ import time
 import psutil
 
 from .. import objects
-from ..checking import (Attempt, CheckFailed, CheckTimedOut, Exercise, call, expect,
-                        expect_clean, launch)
+from ..checking import (
+    Attempt,
+    CheckFailed,
+    CheckTimedOut,
+    Exercise,
+    call,
+    expect,
+    expect_clean,
+    launch,
+)
 from ..errors import LabError
 from ..processes import to_signal
 from ..signals import replay, send_and_settle, signal_state
 
-__all__ = ["gatekeeper", "PUZZLE_TARGET"]
+__all__ = ["PUZZLE_TARGET", "gatekeeper"]
 
 
 def _callable(answer) -> None:
@@ -375,7 +383,7 @@ def _timeout_outcome(answer, fn, seconds, prior_timer=0.0):
         outcome = ("returned", answer(fn, seconds))
     except NotImplementedError:
         raise
-    except BaseException as e:  # noqa: BLE001 - the check reports what the answer raised
+    except BaseException as e:
         outcome = ("raised", type(e).__name__, str(e))
     left = signal.setitimer(signal.ITIMER_REAL, 0)[0]   # read the timer, and disarm it
     return outcome, signal.getsignal(signal.SIGALRM) is _previous_alarm, left

@@ -36,8 +36,18 @@ from ..errors import ChildError, LabTimeout
 from ..processes import run_workers, start
 from ..shm import Segment
 from ..sync import Delivery, Ring, deliver, item_code
-from .race import (counted, expect_nothing_left, expect_stores, guarded_call, pair, plain, run_schedule, schedule_of,
-                   spread_over_cpus, whole_number)
+from .race import (
+    counted,
+    expect_nothing_left,
+    expect_stores,
+    guarded_call,
+    pair,
+    plain,
+    run_schedule,
+    schedule_of,
+    spread_over_cpus,
+    whole_number,
+)
 
 # --- helpers ------------------------------------------------------------------------------
 
