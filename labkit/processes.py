@@ -907,6 +907,38 @@ def _reap_adopted(ours: set[int], since: float) -> None:
         time.sleep(0.002)
 
 
+_G = TypeVar("_G", bound=_Group)
+
+
+def _held_start(make: Callable[[], _G]) -> _G:
+    """``make()`` with interrupts held; an interrupt meanwhile ends what it made, then is raised.
+
+    Without the hold, an interrupt between the fork and the caller's ``with``
+    block would leave a child nobody waits for (until its deadline).
+    """
+    made: list[_G] = []
+    try:
+        with held_interrupts():
+            made.append(make())
+    except KeyboardInterrupt:
+        for group in made:
+            group._stop()
+        raise
+    return made[0]
+
+
+def _waited(make: Callable[[], _Group]) -> list[ChildResult]:
+    """Start a group with ``make()`` and wait for it; it is ended however the wait ends."""
+    made: list[_Group] = []
+    try:
+        with held_interrupts():  # an interrupt that comes now finds the group in `made`
+            made.append(make())
+        return made[0]._wait(None)
+    finally:
+        for group in made:
+            group._stop()  # nothing to do once the wait has finished
+
+
 class Child(_Group):
     """A function running in a child process, as returned by :func:`start`.
 
@@ -988,7 +1020,8 @@ def start(fn: Callable, *args: Any, timeout: float = DEFAULT_TIMEOUT, show: bool
     """
     timeout = _seconds(timeout)
     deadline = time.monotonic() + timeout
-    return Child(_spawn(fn, args, kwargs, name, deadline, "", [], plain=plain), timeout, show)
+    return _held_start(lambda: Child(_spawn(fn, args, kwargs, name, deadline, "", [],
+                                            plain=plain), timeout, show))
 
 
 def run(fn: Callable, *args: Any, timeout: float = DEFAULT_TIMEOUT, show: bool = True,
@@ -1007,8 +1040,7 @@ def run(fn: Callable, *args: Any, timeout: float = DEFAULT_TIMEOUT, show: bool =
     >>> str(run(os._exit, 3).status)
     'exited with code 3'
     """
-    with start(fn, *args, timeout=timeout, show=show, **kwargs) as child:
-        return child.wait()
+    return _waited(lambda: start(fn, *args, timeout=timeout, show=show, **kwargs))[0]
 
 
 def _ready_main(fn: Callable, r: int, w: int, args: tuple, kwargs: dict) -> Any:
@@ -1104,16 +1136,15 @@ def start_workers(fn: Callable, n: int, *args: Any, timeout: float = DEFAULT_TIM
         ready_w = -1
         _await_ready(ready_r, n, deadline)
     except BaseException:
-        group = Workers(procs, timeout, show)
         if procs:
-            group._stop()
+            Workers(procs, timeout, show)._stop()
         raise
     finally:
         for fd in (ready_r, ready_w, go_r):
             if fd >= 0:
                 os.close(fd)
         os.close(go_w)  # EOF on the go pipe: every worker starts now
-    return Workers(procs, timeout, show)
+    return _held_start(lambda: Workers(procs, timeout, show))
 
 
 def _await_ready(ready_r: int, n: int, deadline: float) -> None:
@@ -1141,8 +1172,8 @@ def run_workers(fn: Callable, n: int, *args: Any, timeout: float = DEFAULT_TIMEO
     >>> run_workers(pow, 3, 2).values
     [0, 1, 4]
     """
-    with start_workers(fn, n, *args, timeout=timeout, show=show, **kwargs) as workers:
-        return workers.wait()
+    return WorkerResults(_waited(lambda: start_workers(fn, n, *args, timeout=timeout,
+                                                       show=show, **kwargs)))
 
 
 # --- the process tree ----------------------------------------------------------------
