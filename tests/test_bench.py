@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from labkit import bench
+from labkit import bench, bench_harness
 from labkit.cli import main
 from labkit.errors import LabTimeout, NotSupportedHere
 
@@ -36,7 +36,7 @@ def test_placement_does_not_change_what_arrives(pin):
 
 
 def test_a_message_queue_refuses_messages_over_its_limit():
-    limit = bench._mq_size_limit()
+    limit = bench_harness.mq_size_limit()
     with pytest.raises(ValueError, match="msgsize_max"):
         bench.transfer("mqueue", [bytes(limit + 1)])
 
@@ -60,7 +60,7 @@ def test_a_sweep_measures_every_mechanism_at_every_size_it_can_carry(small_sweep
     s = small_sweep
     for m in s.mechanisms:
         for j, size in enumerate(s.sizes):
-            fits = not (m == "mqueue" and size > bench._mq_size_limit())
+            fits = not (m == "mqueue" and size > bench_harness.mq_size_limit())
             assert len(s.seconds[m][j]) == (2 if fits else 0), (m, size)
             assert len(s.switches[m][j]) == len(s.seconds[m][j])
             if fits:
@@ -73,7 +73,7 @@ def test_a_sweep_measures_every_mechanism_at_every_size_it_can_carry(small_sweep
 
 def test_counts_follow_the_total_within_their_bounds(small_sweep):
     assert small_sweep.counts == [64, 64, 4]
-    assert all(1 <= w <= c for w, c in zip(small_sweep.warmups, small_sweep.counts))
+    assert all(1 <= w <= c for w, c in zip(small_sweep.warmups, small_sweep.counts, strict=True))
 
 
 def test_round_trips_are_all_kept_and_their_percentiles_are_ordered(small_sweep):

@@ -27,7 +27,7 @@ import struct
 import time
 from typing import Any
 
-from .. import bench, checking
+from .. import bench, bench_harness, checking
 from ..checking import (
     Attempt,
     CheckFailed,
@@ -351,7 +351,7 @@ FASTEST = Exercise("07.fastest", "Choose the fastest mechanism, and show it", ti
 
 
 def _usable(size: int) -> set[str]:
-    limit = bench._mq_size_limit()
+    limit = bench_harness.mq_size_limit()
     return {m for m in bench.MECHANISMS if m != "mqueue" or 0 < size <= limit}
 
 
