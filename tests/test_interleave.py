@@ -7,6 +7,8 @@ import matplotlib
 import pytest
 
 from labkit import interleave as il
+from labkit import interleave_model as il_model
+from labkit.errors import LabError
 from labkit.race import RaceResult, Trial
 
 matplotlib.use("agg")
@@ -170,15 +172,25 @@ def test_memory_can_start_elsewhere():
 
 
 def test_too_many_schedules_are_counted_not_listed(monkeypatch):
-    monkeypatch.setattr(il, "MAX_LISTED", 100)
+    monkeypatch.setattr(il_model, "MAX_LISTED", 100)
     with pytest.raises(ValueError, match="has 1,680 schedules, too many to list"):
         list(il.schedules(il.counter(3)))
 
 
 def test_too_many_states_are_sampled_not_counted(monkeypatch):
-    monkeypatch.setattr(il, "MAX_STATES", 50)
+    monkeypatch.setattr(il_model, "MAX_STATES", 50)
     with pytest.raises(ValueError, match="use sample|draw random schedules with sample"):
         il.outcomes(il.counter(3))
+
+
+@pytest.mark.parametrize("system", [il.philosophers(6), il.counter(4, 3), il.locked_counter(5, 3),
+                                    il.philosophers(10), il.counter(10), il.counter(3, 3)],
+                         ids=lambda s: s.title)
+def test_a_model_too_big_to_explore_is_refused_with_what_is_allowed(system):
+    with pytest.raises(LabError, match=r"more than 10,000 states.*at most 10,000.*sample\(\)"):
+        il.outcomes(system)
+    with pytest.raises(LabError, match="too many"):
+        next(il.schedules(system))
 
 
 def test_outcomes_needs_a_variable_the_system_has():
