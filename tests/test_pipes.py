@@ -9,7 +9,7 @@ import time
 import pytest
 
 import labkit
-from labkit import objects, pipes
+from labkit import objects, pipes, pipes_throughput, shm
 from labkit.errors import LabError, LabTimeout, NotSupportedHere
 
 LINUX_PIPE_SIZES = pipes._F_GETPIPE_SZ is not None
@@ -38,14 +38,14 @@ def pipe():
 def test_a_pipe_holds_exactly_what_the_kernel_reports():
     cap = pipes.probe_capacity()
     assert cap.filled == cap.reported == cap.waiting
-    assert cap.reported % pipes.PAGE_SIZE == 0
+    assert cap.reported % shm.PAGE_SIZE == 0
 
 
 @needs_pipe_sizes
 @pytest.mark.parametrize("size", [1, 4096, 10_000, 100_000])
 def test_a_requested_capacity_is_rounded_up_to_a_power_of_two_pages(size):
     cap = pipes.probe_capacity(size=size)
-    pages = cap.reported // pipes.PAGE_SIZE
+    pages = cap.reported // shm.PAGE_SIZE
     assert cap.reported >= size and pages & (pages - 1) == 0
     assert cap.filled == cap.reported and cap.requested == size
 
@@ -220,7 +220,7 @@ def test_the_dd_baseline_runs_side_by_side():
 
 def test_tiny_writes_are_capped_so_the_sweep_stays_quick():
     t = pipes.throughput(sizes=[1], repeats=1, total=1 << 20, baseline=False)
-    assert t.totals == [pipes.MAX_WRITES]
+    assert t.totals == [pipes_throughput.MAX_WRITES]
 
 
 @pytest.mark.parametrize("text, seconds", [
@@ -231,7 +231,7 @@ def test_tiny_writes_are_capped_so_the_sweep_stays_quick():
     ("65536 bytes (66 kB, 64 KiB) copied, 2.5e-05 s, 2.6 GB/s", 2.5e-05),
 ])
 def test_dd_summaries_of_gnu_and_bsd_are_understood(text, seconds):
-    found = pipes._DD_SUMMARY.search(text)
+    found = pipes_throughput._DD_SUMMARY.search(text)
     assert found and float(found.group(2)) == seconds
 
 
@@ -248,7 +248,7 @@ def test_bad_throughput_parameters_are_refused(kwargs, message):
 
 
 def test_a_missing_dd_is_said_clearly(monkeypatch):
-    monkeypatch.setattr(pipes.shutil, "which", lambda name: None)
+    monkeypatch.setattr(pipes_throughput.shutil, "which", lambda name: None)
     with pytest.raises(NotSupportedHere, match="pass baseline=False"):
         pipes.throughput(sizes=[4096], repeats=1)
 
@@ -346,7 +346,7 @@ def test_every_plot_draws_from_the_data_alone():
         pipes.plot_interleaving(pipes.interleaving(writers=2, write_size=8192, writes=4)),
         pipes.plot_tears([pipes.interleaving(writers=2, write_size=s, writes=4)
                           for s in (512, 8192)]),
-        pipes.plot_throughput(pipes.throughput(sizes=[512, 4096], repeats=2, total=1 << 18)),
+        pipes.plot_pipe_throughput(pipes.throughput(sizes=[512, 4096], repeats=2, total=1 << 18)),
     ]
     for ax in axes:
         assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
