@@ -41,7 +41,7 @@ from .bench_harness import (
     FULL_SIZES,
     MAX_SIZE,
     QUICK_SIZES,
-    Sweep,
+    Measurements,
     checked_mechanisms,
     mq_size_limit,
     quick,
@@ -59,7 +59,7 @@ __all__ = [
     "MECHANISMS",
     "QUICK_SIZES",
     "FullReport",
-    "Sweep",
+    "Measurements",
     "Syscalls",
     "count_syscalls",
     "full",
@@ -196,8 +196,8 @@ def count_syscalls(mechanism: str = "pipe", size: int = 65536, count: int = 200,
 class FullReport:
     """What ``labkit bench --full`` measured, and where it wrote it."""
 
-    same: Sweep
-    split: Sweep | None
+    same: Measurements
+    split: Measurements | None
     csv: Path
     plots: list[Path]
     elapsed: float
@@ -206,7 +206,7 @@ class FullReport:
         """The headline figures, one per line."""
         s = self.same
         lines = [(f"labkit bench --full took {self.elapsed:.0f} s (same core: {s.placement}; "
-                  f"{s.repeats} rounds)")]
+                  f"{s.trials} rounds)")]
         if "pipe" in s.mechanisms and s.dd and 65536 in s.sizes:
             lab, dd = s.rate("pipe", 65536), s.dd_rate()
             lines.append(f"pipe at 64 KiB, same core: this harness {lab / 1e9:.2f} GB/s, "
@@ -229,7 +229,7 @@ class FullReport:
         return "\n".join(lines)
 
 
-def _write_csv(path: Path, sweeps: list[Sweep]) -> None:
+def _write_csv(path: Path, sweeps: list[Measurements]) -> None:
     rows = [row for s in sweeps for row in s.rows()]
     keys: list[str] = []
     for row in rows:
@@ -250,31 +250,31 @@ def _save(draw: Any, path: Path, *args: Any) -> Path:
 
 
 def full(out: str | os.PathLike = "bench-results", progress: bool = True,
-         sizes: Sequence[int] | None = None, repeats: int = 5, round_trips: int = 5000,
+         sizes: Sequence[int] | None = None, trials: int = 5, round_trips: int = 5000,
          seed: int | None = 0) -> FullReport:
     """The full sweep: 1 B to 16 MiB on one CPU and on two, written as CSV and plots.
 
     Takes about a minute on a small machine (three at most). ``out`` is the
     folder for ``bench.csv`` and the PNG plots (created if needed). The
     cross-core sweep, where there are two CPUs, runs half the rounds and round
-    trips. Smaller ``sizes``, ``repeats`` and ``round_trips`` make it quicker.
+    trips. Smaller ``sizes``, ``trials`` and ``round_trips`` make it quicker.
 
     >>> print(full("bench-results").summary())     # doctest: +SKIP
     labkit bench --full took 34 s (same core: sender and receiver pinned to CPU 1; 5 rounds)
     ...
     """
     sizes = list(FULL_SIZES if sizes is None else sizes)
-    _whole("repeats", repeats, 1, 100)
+    _whole("trials", trials, 1, 100)
     _whole("round_trips", round_trips, 1, 1_000_000)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
-    same = sweep(MECHANISMS, sizes, repeats=repeats, pin="same", round_trips=round_trips,
+    same = sweep(MECHANISMS, sizes, trials=trials, pin="same", round_trips=round_trips,
                  total=32 << 20, max_messages=20_000, seed=seed, timeout=600,
                  progress=progress)
     split = None
     if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2:
-        split = sweep(MECHANISMS, sizes, repeats=max(1, repeats // 2), pin="split",
+        split = sweep(MECHANISMS, sizes, trials=max(1, trials // 2), pin="split",
                       round_trips=max(1, round_trips * 3 // 5), total=16 << 20,
                       max_messages=5_000, baseline=False, seed=seed, timeout=600,
                       progress=progress)

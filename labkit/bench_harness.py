@@ -7,7 +7,7 @@ trips, or a transfer to check. Steps of every mechanism and size are shuffled
 together in each round, so a burst of other work on the machine spreads over
 all of them. Two references run in the same rounds: NumPy copies (the memory
 bandwidth) and ``dd`` through a pipe. The results are plain data
-(:class:`Sweep`); :mod:`labkit.bench_plots` draws them.
+(:class:`Measurements`); :mod:`labkit.bench_plots` draws them.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ __all__ = [
     "FULL_SIZES",
     "MAX_SIZE",
     "QUICK_SIZES",
-    "Sweep",
+    "Measurements",
     "checked_mechanisms",
     "mq_size_limit",
     "quick",
@@ -355,7 +355,7 @@ def _percentile(sorted_values: Sequence[float], q: float) -> float:
 
 
 @dataclass(frozen=True)
-class Sweep:
+class Measurements:
     """Everything one run of the harness measured, as plain data.
 
     ``seconds[m][j]`` holds one time per repeat for moving ``counts[j]``
@@ -371,7 +371,7 @@ class Sweep:
     sizes: list[int]
     counts: list[int]
     warmups: list[int]
-    repeats: int
+    trials: int
     placement: str
     pin: str | None
     seconds: dict[str, list[list[float]]]
@@ -533,17 +533,17 @@ def _plan(size: int, total: int, min_count: int, max_count: int) -> tuple[int, i
 
 
 def sweep(mechanisms: Sequence[str] = MECHANISMS, sizes: Sequence[int] = QUICK_SIZES,
-          repeats: int = 3, pin: str | None = "same", round_trips: int = 300,
+          trials: int = 3, pin: str | None = "same", round_trips: int = 300,
           latency_size: int = 1, total: int = 4 << 20, max_messages: int = 400,
           baseline: bool = True, seed: int | None = 0, timeout: float = 60.0,
-          progress: bool = False) -> Sweep:
+          progress: bool = False) -> Measurements:
     """Measure latency and throughput of each mechanism on one harness.
 
     Args:
         mechanisms: names from :data:`MECHANISMS`.
         sizes: message sizes in bytes for the throughput steps (1 B to 16 MiB);
             ``[]`` measures round trips only.
-        repeats: rounds; every (mechanism, size) step runs once per round, all
+        trials: rounds; every (mechanism, size) step runs once per round, all
             steps of a round in a shuffled order (``seed``).
         pin: ``"same"`` puts sender and receiver on one CPU, ``"split"`` on two
             (every wake-up then crosses CPUs), ``None`` leaves them to the
@@ -562,13 +562,13 @@ def sweep(mechanisms: Sequence[str] = MECHANISMS, sizes: Sequence[int] = QUICK_S
     by default): those sizes are skipped for ``mqueue`` and ``skipped`` says
     why. Timings vary from run to run, and more on a busy machine.
 
-    >>> s = sweep(["pipe", "shm"], sizes=[4096], repeats=1, round_trips=20, baseline=False)
+    >>> s = sweep(["pipe", "shm"], sizes=[4096], trials=1, round_trips=20, baseline=False)
     >>> s.rate("shm", 4096) > 0 and s.round_trip("pipe") > 0
     True
     """
     mechanisms = checked_mechanisms(mechanisms)
     sizes = _sizes(sizes, allow_empty=True)
-    _whole("repeats", repeats, 1, 100)
+    _whole("trials", trials, 1, 100)
     _whole("round_trips", round_trips, 0, 1_000_000)
     _whole("latency_size", latency_size, 1, MAX_LATENCY_SIZE, "bytes")
     _whole("total", total, 1, 1 << 30, "bytes")
@@ -630,9 +630,9 @@ def sweep(mechanisms: Sequence[str] = MECHANISMS, sizes: Sequence[int] = QUICK_S
             for s in sessions.values():
                 s.ready()
             rounds: list[list[tuple]] = []
-            per_round = [round_trips // repeats + (r < round_trips % repeats)
-                         for r in range(repeats)]
-            for r in range(repeats):
+            per_round = [round_trips // trials + (r < round_trips % trials)
+                         for r in range(trials)]
+            for r in range(trials):
                 steps: list[tuple] = [(m, j) for m in mechanisms for j, s in enumerate(sizes)
                                       if fits(m, s)]
                 steps += [("memcpy", j) for j in range(len(sizes))]
@@ -651,7 +651,7 @@ def sweep(mechanisms: Sequence[str] = MECHANISMS, sizes: Sequence[int] = QUICK_S
                 session = sessions[who]
                 if j == "lat":
                     n = per_round[r]
-                    warm = max(2, round_trips // 10 // repeats)
+                    warm = max(2, round_trips // 10 // trials)
                     times, _ = session.step(("lat", latency_size, warm, n))
                     rtts[who].extend(times)
                     continue
@@ -672,38 +672,38 @@ def sweep(mechanisms: Sequence[str] = MECHANISMS, sizes: Sequence[int] = QUICK_S
                 for fd in s.fds.values():
                     os.close(fd)
                 s.fds.clear()
-    method = (f"{placement}; {repeats} rounds, every step of a round in a shuffled order "
+    method = (f"{placement}; {trials} rounds, every step of a round in a shuffled order "
               f"(seed {seed}); each throughput step after an untimed warm-up of the same "
               "size; buffers allocated and filled (every page faulted in) before timing, the "
               "shared segment's pages touched by both processes; throughput timed from the "
               "first send until the receiver's acknowledgement of the last message")
-    return Sweep(mechanisms, sizes, [p[1] for p in plans], [p[0] for p in plans], repeats,
+    return Measurements(mechanisms, sizes, [p[1] for p in plans], [p[0] for p in plans], trials,
                  placement, pin, seconds, switches, memcpy, dd_size, dd, latency_size, rtts,
                  skipped, method, time.monotonic() - began, seed)
 
 
-def quick(progress: bool = True, seed: int | None = 0) -> Sweep:
+def quick(progress: bool = True, seed: int | None = 0) -> Measurements:
     """The lesson's sweep: every mechanism, 1 B to 1 MiB, three rounds, in a second or two.
 
     >>> s = quick(progress=False)
     >>> s.sizes, s.ranking(1 << 20)[0][1] > s.rate("mp_queue", 1 << 20)
     ([1, 64, 4096, 65536, 1048576], True)
     """
-    return sweep(MECHANISMS, QUICK_SIZES, repeats=3, pin="same", round_trips=300,
+    return sweep(MECHANISMS, QUICK_SIZES, trials=3, pin="same", round_trips=300,
                  total=8 << 20, max_messages=300, progress=progress, seed=seed)
 
 
 def round_trips(mechanisms: Sequence[str] = ("pipe", "unix", "shm"), n: int = 500,
-                pin: str | None = "same", size: int = 1, repeats: int = 3,
-                seed: int | None = 0, timeout: float = 30.0) -> Sweep:
-    """Round trips only: ``n`` per mechanism, over ``repeats`` interleaved rounds.
+                pin: str | None = "same", size: int = 1, trials: int = 3,
+                seed: int | None = 0, timeout: float = 30.0) -> Measurements:
+    """Round trips only: ``n`` per mechanism, over ``trials`` interleaved rounds.
 
     >>> s = round_trips(["pipe"], n=50)
     >>> len(s.round_trip_ns["pipe"])
     50
     """
     _whole("n", n, 1, 1_000_000)
-    return sweep(mechanisms, [], repeats=repeats, pin=pin, round_trips=n, latency_size=size,
+    return sweep(mechanisms, [], trials=trials, pin=pin, round_trips=n, latency_size=size,
                  baseline=False, seed=seed, timeout=timeout)
 
 

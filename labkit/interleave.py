@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from .interleave_model import (
     MAX_LISTED,
-    MAX_PROCESSES,
     MAX_STATES,
+    MAX_WORKERS,
     OPS,
     Instr,
     Outcomes,
@@ -40,8 +40,8 @@ from .interleave_widget import Explorer, explore
 
 __all__ = [
     "MAX_LISTED",
-    "MAX_PROCESSES",
     "MAX_STATES",
+    "MAX_WORKERS",
     "OPS",
     "Explorer",
     "Instr",

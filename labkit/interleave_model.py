@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 OPS = ("load", "add", "store", "acquire", "release")
-MAX_PROCESSES = 10
+MAX_WORKERS = 10
 MAX_LISTED = 200_000          # schedules() refuses to list more than this
 MAX_STATES = 10_000           # outcomes() refuses systems with more states than this
 
@@ -146,12 +146,12 @@ class System:
         """A system from one program per process; every variable starts at 0 unless
         ``memory`` says otherwise.
 
-        >>> System.of(["load x; add 1; store x"] * 2).processes
+        >>> System.of(["load x; add 1; store x"] * 2).workers
         2
         """
         if isinstance(programs, str) or not isinstance(programs, Sequence) or not (
-                1 <= len(programs) <= MAX_PROCESSES):
-            raise ValueError(f"give a list of 1 to {MAX_PROCESSES} programs, one per process, "
+                1 <= len(programs) <= MAX_WORKERS):
+            raise ValueError(f"give a list of 1 to {MAX_WORKERS} programs, one per process, "
                              f"got {programs!r}")
         parsed = tuple(parse_program(p) for p in programs)
         names = sorted({str(i.arg) for p in parsed for i in p if i.op in ("load", "store")})
@@ -161,7 +161,8 @@ class System:
         return cls(parsed, tuple(sorted(memory.items())), title)
 
     @property
-    def processes(self) -> int:
+    def workers(self) -> int:
+        """How many processes the system has (P0, P1, ...)."""
         return len(self.programs)
 
     @property
@@ -181,7 +182,7 @@ class System:
 
     def start(self) -> State:
         """The state before any step."""
-        n = self.processes
+        n = self.workers
         return State((0,) * n, (0,) * n, self.initial, tuple((k, None) for k in self.locks))
 
     # --- one step
@@ -206,11 +207,11 @@ class System:
 
     def enabled(self, state: State) -> list[int]:
         """The processes that can take the next step."""
-        return [p for p in range(self.processes) if self.can_step(state, p)]
+        return [p for p in range(self.workers) if self.can_step(state, p)]
 
     def finished(self, state: State) -> bool:
         """Has every process run its whole program?"""
-        return all(self.done(state, p) for p in range(self.processes))
+        return all(self.done(state, p) for p in range(self.workers))
 
     def deadlocked(self, state: State) -> bool:
         """No process can move, yet some have not finished: they wait for each other."""
@@ -218,9 +219,9 @@ class System:
 
     def why_not(self, state: State, p: int) -> str:
         """Why process ``p`` cannot take a step now ("" if it can)."""
-        if not isinstance(p, int) or not 0 <= p < self.processes:
+        if not isinstance(p, int) or not 0 <= p < self.workers:
             return (f"{p!r} is not a process here: the processes are "
-                    f"{', '.join(map(str, range(self.processes)))}")
+                    f"{', '.join(map(str, range(self.workers)))}")
         if self.done(state, p):
             return f"process {p} has finished its {len(self.programs[p])} instructions"
         owner = self.blocked_by(state, p)
@@ -272,7 +273,7 @@ class System:
         return f"P{p}: {ins} -> {what}"
 
 
-def counter(processes: int = 2, increments: int = 1) -> System:
+def counter(workers: int = 2, increments: int = 1) -> System:
     """Each process adds 1 to the shared ``x`` ``increments`` times, as ``x += 1`` does:
     ``load x; add 1; store x``.
 
@@ -281,21 +282,21 @@ def counter(processes: int = 2, increments: int = 1) -> System:
     >>> run(counter(), "010101").value()
     1
     """
-    _check_size(processes, increments)
+    _check_size(workers, increments)
     body = "; ".join(["load x; add 1; store x"] * increments)
-    return System.of([body] * processes, title=f"{processes} processes, each x += 1 "
+    return System.of([body] * workers, title=f"{workers} processes, each x += 1 "
                      f"{_times(increments)}")
 
 
-def locked_counter(processes: int = 2, increments: int = 1) -> System:
+def locked_counter(workers: int = 2, increments: int = 1) -> System:
     """The counter with each increment inside ``acquire L`` ... ``release L``.
 
     >>> outcomes(locked_counter()).counts
     {2: 2}
     """
-    _check_size(processes, increments)
+    _check_size(workers, increments)
     body = "; ".join(["acquire L; load x; add 1; store x; release L"] * increments)
-    return System.of([body] * processes, title=f"{processes} processes, each x += 1 "
+    return System.of([body] * workers, title=f"{workers} processes, each x += 1 "
                      f"{_times(increments)} under lock L")
 
 
@@ -314,7 +315,7 @@ def two_locks(same_order: bool = False) -> System:
                                             else "taken in opposite orders"))
 
 
-def philosophers(processes: int = 3) -> System:
+def philosophers(workers: int = 3) -> System:
     """Processes around a table with a lock between each pair of neighbours: process ``i``
     takes lock ``L{i}`` (on its left), then ``L{i+1}`` (on its right, wrapping round),
     adds 1 to ``x`` and releases both: Dijkstra's dining philosophers, in miniature.
@@ -322,15 +323,15 @@ def philosophers(processes: int = 3) -> System:
     >>> outcomes(philosophers(3)).deadlocks > 0
     True
     """
-    _check_size(processes, 1)
-    if processes < 2:
-        raise ValueError(f"philosophers needs at least 2 processes, got {processes}")
+    _check_size(workers, 1)
+    if workers < 2:
+        raise ValueError(f"philosophers needs at least 2 workers (processes), got {workers}")
     programs = []
-    for i in range(processes):
-        left, right = f"L{i}", f"L{(i + 1) % processes}"
+    for i in range(workers):
+        left, right = f"L{i}", f"L{(i + 1) % workers}"
         programs.append(f"acquire {left}; acquire {right}; load x; add 1; store x; "
                         f"release {right}; release {left}")
-    return System.of(programs, title=f"{processes} philosophers, each taking the lock on its "
+    return System.of(programs, title=f"{workers} philosophers, each taking the lock on its "
                                      "left, then the one on its right")
 
 
@@ -338,8 +339,8 @@ def _times(n: int) -> str:
     return "once" if n == 1 else "twice" if n == 2 else f"{n} times"
 
 
-def _check_size(processes: int, increments: int) -> None:
-    for name, v, top in (("processes", processes, MAX_PROCESSES),
+def _check_size(workers: int, increments: int) -> None:
+    for name, v, top in (("workers", workers, MAX_WORKERS),
                          ("increments", increments, 10_000)):
         if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= top:
             raise ValueError(f"{name} must be a whole number from 1 to {top}, got {v!r}")
@@ -348,14 +349,14 @@ def _check_size(processes: int, increments: int) -> None:
 # --- schedules --------------------------------------------------------------------------------
 
 
-def parse_schedule(schedule: str | Iterable[int], processes: int | None = None
+def parse_schedule(schedule: str | Iterable[int], workers: int | None = None
                    ) -> tuple[int, ...]:
     """A schedule as a tuple of process numbers. In text, each digit is a step of that
     process; spaces, commas and underscores only make it easier to read.
 
     >>> parse_schedule("0011 01")
     (0, 0, 1, 1, 0, 1)
-    >>> parse_schedule("012", processes=2)
+    >>> parse_schedule("012", workers=2)
     Traceback (most recent call last):
     ...
     labkit.interleave_model.ScheduleError: step 3 names process 2, but there are only processes 0 and 1
@@ -375,11 +376,11 @@ def parse_schedule(schedule: str | Iterable[int], processes: int | None = None
         for s in steps:
             if isinstance(s, bool) or not isinstance(s, int) or s < 0:
                 raise ScheduleError(f"a schedule lists process numbers (0, 1, ...), got {s!r}")
-    if processes is not None:
+    if workers is not None:
         for k, s in enumerate(steps, 1):
-            if s >= processes:
-                names = (" and ".join(map(str, range(processes))) if processes <= 2
-                         else ", ".join(map(str, range(processes))))
+            if s >= workers:
+                names = (" and ".join(map(str, range(workers))) if workers <= 2
+                         else ", ".join(map(str, range(workers))))
                 raise ScheduleError(f"step {k} names process {s}, but there are only "
                                     f"processes {names}")
     return steps
@@ -440,7 +441,7 @@ def run(system: System, schedule: str | Iterable[int] = "") -> Trace:
     ...
     labkit.interleave_model.ScheduleError: step 3: process 0 is blocked at 'acquire B': ...
     """
-    steps = parse_schedule(schedule, system.processes)
+    steps = parse_schedule(schedule, system.workers)
     states = [system.start()]
     events = []
     for k, p in enumerate(steps, 1):
@@ -519,7 +520,7 @@ def outcomes(system: System, var: str = "x") -> Outcomes:
         raise _too_many_states(system)
     # Every step moves one program counter on, so a state's successors are all on the next
     # level: count from the last level back to the start, each state once.
-    at = system.variables.index(var) + 2 * system.processes
+    at = system.variables.index(var) + 2 * system.workers
     ends: dict[tuple[int, ...], tuple[Counter[int], int]] = {}
     for level in reversed(levels):
         for state, after in level.items():
@@ -582,7 +583,7 @@ class _Machine:
     def __init__(self, system: System) -> None:
         names = system.variables
         locks = system.locks
-        self.n = n = system.processes
+        self.n = n = system.workers
         self.programs = [[(OPS.index(i.op), int(i.arg) if i.op == "add" else
                            names.index(str(i.arg)) if i.op in ("load", "store") else
                            locks.index(str(i.arg))) for i in p] for p in system.programs]
@@ -697,7 +698,7 @@ def sample(system: System, schedules: int = 1000, burst: float = 1.0, seed: int 
         raise ValueError(f"the system has no variable {var!r}")
     rng = random.Random(seed)
     machine = _Machine(system)
-    at = system.variables.index(var) + 2 * system.processes
+    at = system.variables.index(var) + 2 * system.workers
     ends: Counter[int] = Counter()
     stuck = 0
     keep = 1 - 1 / burst                          # chance to take one more step in a row

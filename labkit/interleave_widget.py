@@ -93,7 +93,7 @@ class Explorer:
         self.goal = goal
         self.var = var
         self._history = _History(self.system)
-        n = self.system.processes
+        n = self.system.workers
         self.buttons: dict[str, Any] = {}
         self._panels = [w.HTML() for _ in range(n)]
         for p, panel in enumerate(self._panels):
@@ -131,7 +131,7 @@ class Explorer:
         self.message.add_class("labkit-message")
         self.distribution = w.HTML()
         self.distribution.add_class("labkit-distribution")
-        columns = [w.VBox([panel, button]) for panel, button in zip(self._panels, step_buttons)]
+        columns = [w.VBox([panel, button]) for panel, button in zip(self._panels, step_buttons, strict=True)]
         title = w.HTML(f"{_CSS}<b>{html.escape(self.system.title or 'Interleaving explorer')}"
                        "</b>" + (f" &nbsp; <i>goal: {html.escape(goal)}</i>" if goal else ""))
         self.widget = w.VBox([title, w.HBox([*columns, self.memory]), self.so_far,
@@ -168,7 +168,7 @@ class Explorer:
     def run(self, schedule: str | Iterable[int]) -> bool:
         """Start again and follow ``schedule``; stop at the first impossible step."""
         try:
-            steps = parse_schedule(schedule, self.system.processes)
+            steps = parse_schedule(schedule, self.system.workers)
         except ScheduleError as e:
             self._render(f"⛔ {e}", error=True)
             return False
@@ -279,12 +279,12 @@ class Explorer:
         display(self.widget)
 
 
-def explore(processes: int = 2, increments: int = 1, locked: bool = False,
+def explore(workers: int = 2, increments: int = 1, locked: bool = False,
             goal: str | None = None) -> Explorer:
     """An explorer for the counter (``locked`` puts each increment under lock L).
 
     >>> explore().system.title
     '2 processes, each x += 1 once'
     """
-    system = (locked_counter if locked else counter)(processes, increments)
+    system = (locked_counter if locked else counter)(workers, increments)
     return Explorer(system, goal=goal)

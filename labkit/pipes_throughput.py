@@ -47,7 +47,7 @@ class Throughput:
     seconds: list[list[float]]
     baseline: list[list[float]]
     placement: str
-    repeats: int
+    trials: int
     seed: int | None = None
 
     def rates(self, size: int, baseline: bool = False) -> list[float]:
@@ -231,7 +231,7 @@ def _await_step(fd: int, deadline: float, workers: Any) -> float:
     raise LabTimeout("the throughput sweep did not finish in time; its processes were killed")
 
 
-def throughput(sizes: Sequence[int] = (64, 1024, 4096, 65536, 1 << 20), repeats: int = 5,
+def throughput(sizes: Sequence[int] = (64, 1024, 4096, 65536, 1 << 20), trials: int = 5,
                total: int = 32 << 20, baseline: bool = True, pin: str | None = "same",
                seed: int | None = 0, timeout: float = 60.0, progress: bool = False
                ) -> Throughput:
@@ -247,7 +247,7 @@ def throughput(sizes: Sequence[int] = (64, 1024, 4096, 65536, 1 << 20), repeats:
     ``progress`` shows a progress bar. Everything is killed after ``timeout``
     seconds.
 
-    >>> t = throughput(sizes=[4096], repeats=1, total=1 << 20, baseline=False)
+    >>> t = throughput(sizes=[4096], trials=1, total=1 << 20, baseline=False)
     >>> t.median(4096) > 0
     True
     """
@@ -257,7 +257,7 @@ def throughput(sizes: Sequence[int] = (64, 1024, 4096, 65536, 1 << 20), repeats:
         _whole("every write size", s, 1, 16 << 20, "bytes")
     if len(set(sizes)) != len(sizes):
         raise ValueError(f"sizes must not repeat a size, got {list(sizes)}")
-    _whole("repeats", repeats, 1, 100, "repeats")
+    _whole("trials", trials, 1, 100, "trials")
     _whole("total", total, 1, MAX_TRANSFER, "bytes")
     _seconds("timeout", timeout, 0.1, 600)
     if baseline and shutil.which("dd") is None:
@@ -268,7 +268,7 @@ def throughput(sizes: Sequence[int] = (64, 1024, 4096, 65536, 1 << 20), repeats:
     writes = [max(1, min(total // s, MAX_WRITES)) for s in sizes]
     rng = random.Random(seed)
     order: list[int] = []
-    for _ in range(repeats):
+    for _ in range(trials):
         shuffled = list(range(len(sizes)))
         rng.shuffle(shuffled)
         order.extend(shuffled)
@@ -308,7 +308,7 @@ def throughput(sizes: Sequence[int] = (64, 1024, 4096, 65536, 1 << 20), repeats:
         for fd in fds.values():
             os.close(fd)
     return Throughput(sizes, [s * n for s, n in zip(sizes, writes, strict=True)], lab, dd, where,
-                      repeats, seed)
+                      trials, seed)
 
 
 def plot_pipe_throughput(result: Throughput, ax: Any = None) -> Any:

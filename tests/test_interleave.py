@@ -156,7 +156,7 @@ def test_programs_parse_and_refuse_nonsense():
         il.parse_program("load")
     with pytest.raises(ValueError, match="give a list of 1 to"):
         il.System.of([])
-    with pytest.raises(ValueError, match="processes must be a whole number from 1"):
+    with pytest.raises(ValueError, match="workers must be a whole number from 1"):
         il.counter(0)
 
 
@@ -179,7 +179,7 @@ def test_too_many_schedules_are_counted_not_listed(monkeypatch):
 
 def test_too_many_states_are_sampled_not_counted(monkeypatch):
     monkeypatch.setattr(il_model, "MAX_STATES", 50)
-    with pytest.raises(ValueError, match="use sample|draw random schedules with sample"):
+    with pytest.raises(ValueError, match=r"use sample|draw random schedules with sample"):
         il.outcomes(il.counter(3))
 
 
@@ -254,7 +254,7 @@ def test_clicking_a_step_button_changes_what_is_shown():
     before = (ex._panels[0].value, ex.so_far.value, ex.message.value)
     _click(ex, "Step P0")
     after = (ex._panels[0].value, ex.so_far.value, ex.message.value)
-    assert all(b != a for b, a in zip(before, after))
+    assert all(b != a for b, a in zip(before, after, strict=True))
     assert ex.trace.schedule == (0,) and "P0: load x -&gt; r0 = 0" in ex.message.value
     assert "▶ add 1" in ex._panels[0].value and "<code>0</code>" in ex.so_far.value
     _click(ex, "Step P0", "Step P1")
@@ -340,7 +340,7 @@ def test_all_interleavings_shows_the_distribution():
 def test_the_explorer_refuses_an_unknown_goal():
     with pytest.raises(ValueError, match="goal must be one of 'lose an update', 'deadlock'"):
         il.Explorer(goal="win")
-    assert il.explore(3, locked=True).system.processes == 3
+    assert il.explore(3, locked=True).system.workers == 3
 
 
 def test_philosophers_deadlock_only_when_each_holds_its_left_lock():
@@ -351,5 +351,5 @@ def test_philosophers_deadlock_only_when_each_holds_its_left_lock():
     for t in stuck:
         assert sorted(t.state.holder(f"L{i}") for i in range(3)) == [0, 1, 2]
     assert il.run(system, "012").deadlocked
-    with pytest.raises(ValueError, match="at least 2 processes"):
+    with pytest.raises(ValueError, match="at least 2 workers"):
         il.philosophers(1)

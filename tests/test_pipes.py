@@ -201,7 +201,7 @@ def test_bad_interleaving_parameters_are_refused(kwargs, message):
 
 
 def test_throughput_reports_medians_and_spread_for_every_size():
-    t = pipes.throughput(sizes=[256, 65536], repeats=3, total=1 << 20, baseline=False)
+    t = pipes.throughput(sizes=[256, 65536], trials=3, total=1 << 20, baseline=False)
     assert t.sizes == [256, 65536] and t.totals == [1 << 20, 1 << 20]
     for size in t.sizes:
         q1, med, q3 = t.quartiles(size)
@@ -212,14 +212,14 @@ def test_throughput_reports_medians_and_spread_for_every_size():
 
 
 def test_the_dd_baseline_runs_side_by_side():
-    t = pipes.throughput(sizes=[65536], repeats=2, total=2 << 20, baseline=True)
+    t = pipes.throughput(sizes=[65536], trials=2, total=2 << 20, baseline=True)
     assert len(t.seconds[0]) == len(t.baseline[0]) == 2
     assert t.ratio(65536) > 0
     assert "lab / dd" in repr(t.table())
 
 
 def test_tiny_writes_are_capped_so_the_sweep_stays_quick():
-    t = pipes.throughput(sizes=[1], repeats=1, total=1 << 20, baseline=False)
+    t = pipes.throughput(sizes=[1], trials=1, total=1 << 20, baseline=False)
     assert t.totals == [pipes_throughput.MAX_WRITES]
 
 
@@ -239,7 +239,7 @@ def test_dd_summaries_of_gnu_and_bsd_are_understood(text, seconds):
     ({"sizes": []}, "non-empty list"), ({"sizes": "4096"}, "non-empty list"),
     ({"sizes": [0]}, "every write size must be"), ({"sizes": [-1]}, "every write size"),
     ({"sizes": [2**40]}, "every write size"), ({"sizes": [64, 64]}, "must not repeat"),
-    ({"repeats": 0}, "repeats must be"), ({"total": 0}, "total must be"),
+    ({"trials": 0}, "trials must be"), ({"total": 0}, "total must be"),
     ({"total": 2**40}, "total must be"), ({"pin": "fast"}, "pin must be"),
 ])
 def test_bad_throughput_parameters_are_refused(kwargs, message):
@@ -250,12 +250,12 @@ def test_bad_throughput_parameters_are_refused(kwargs, message):
 def test_a_missing_dd_is_said_clearly(monkeypatch):
     monkeypatch.setattr(pipes_throughput.shutil, "which", lambda name: None)
     with pytest.raises(NotSupportedHere, match="pass baseline=False"):
-        pipes.throughput(sizes=[4096], repeats=1)
+        pipes.throughput(sizes=[4096], trials=1)
 
 
 def test_a_sweep_that_runs_out_of_time_is_stopped():
     with pytest.raises(LabTimeout, match="did not finish in time"):
-        pipes.throughput(sizes=[1], repeats=50, total=1 << 20, baseline=False, timeout=0.3)
+        pipes.throughput(sizes=[1], trials=50, total=1 << 20, baseline=False, timeout=0.3)
 
 
 # --- FIFOs ----------------------------------------------------------------------------
@@ -346,7 +346,7 @@ def test_every_plot_draws_from_the_data_alone():
         pipes.plot_interleaving(pipes.interleaving(writers=2, write_size=8192, writes=4)),
         pipes.plot_tears([pipes.interleaving(writers=2, write_size=s, writes=4)
                           for s in (512, 8192)]),
-        pipes.plot_pipe_throughput(pipes.throughput(sizes=[512, 4096], repeats=2, total=1 << 18)),
+        pipes.plot_pipe_throughput(pipes.throughput(sizes=[512, 4096], trials=2, total=1 << 18)),
     ]
     for ax in axes:
         assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()

@@ -39,6 +39,7 @@ from ..checking import (
     expect_clean,
     launch,
 )
+from ..processes import start
 
 # --- a notebook shared by the check and the answer's processes -------------------------
 
@@ -154,37 +155,41 @@ class _Echo:
         return message
 
 
+def _echo_child(down_r: int, down_w: int, up_r: int, up_w: int, cpu: int, echo: Any) -> None:
+    os.sched_setaffinity(0, {cpu})
+    os.close(down_w)
+    os.close(up_r)
+    while message := os.read(down_r, 1):
+        os.write(up_w, echo(message))
+
+
 def _reference_round_trip(n: int, cpus: tuple[int, int], echo: Any) -> list[float]:
     """The check's own measurement: two pipes, a pinned child that calls echo, n timed."""
     down_r, down_w = os.pipe()
     up_r, up_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.sched_setaffinity(0, {cpus[1]})
-            os.close(down_w)
-            os.close(up_r)
-            while message := os.read(down_r, 1):
-                os.write(up_w, echo(message))
-            code = 0
-        finally:
-            os._exit(code)
+    try:
+        child = start(_echo_child, down_r, down_w, up_r, up_w, cpus[1], echo, timeout=60,
+                      show=False, name="the check's echo")
+    except BaseException:
+        for fd in (down_r, down_w, up_r, up_w):
+            os.close(fd)
+        raise
     os.close(down_r)
     os.close(up_w)
     os.sched_setaffinity(0, {cpus[0]})
     times = []
-    try:
-        for k in range(_WARM_UP + n):
-            began = time.perf_counter_ns()
-            os.write(down_w, b"x")
-            os.read(up_r, 1)
-            if k >= _WARM_UP:
-                times.append((time.perf_counter_ns() - began) / 1e9)
-    finally:
-        os.close(down_w)
-        os.close(up_r)
-        os.waitpid(pid, 0)
+    with child:
+        try:
+            for k in range(_WARM_UP + n):
+                began = time.perf_counter_ns()
+                os.write(down_w, b"x")
+                os.read(up_r, 1)
+                if k >= _WARM_UP:
+                    times.append((time.perf_counter_ns() - began) / 1e9)
+        finally:
+            os.close(down_w)
+            os.close(up_r)
+        _ = child.wait().value  # raises ChildError if the echo failed
     return times
 
 
@@ -380,29 +385,29 @@ class _Readings(_Board):
 
 
 def _reading(answer: Any, readings: _Readings, workload: dict) -> Any:
-    """Runs as the answer's process: note every figure it reads from a bench Sweep.
+    """Runs as the answer's process: note every figure it reads from a bench Measurements.
 
     The methods are replaced on the class in this process only, so however the
     answer imported bench, the check sees which measurement each figure came from.
     """
-    per_message, round_trip = bench.Sweep.per_message, bench.Sweep.round_trip
+    per_message, round_trip = bench.Measurements.per_message, bench.Measurements.round_trip
 
-    def noted_per_message(self: bench.Sweep, mechanism: str, size: int) -> float:
+    def noted_per_message(self: bench.Measurements, mechanism: str, size: int) -> float:
         value = per_message(self, mechanism, size)
         if mechanism in bench.MECHANISMS:
             readings.set(f"t_stream_{mechanism}", value)
             readings.set(f"stream_size_{mechanism}", size)
         return value
 
-    def noted_round_trip(self: bench.Sweep, mechanism: str, q: float = 0.5) -> float:
+    def noted_round_trip(self: bench.Measurements, mechanism: str, q: float = 0.5) -> float:
         value = round_trip(self, mechanism, q)
         if mechanism in bench.MECHANISMS:
             readings.set(f"t_round_{mechanism}", value)
             readings.set(f"round_size_{mechanism}", self.latency_size)
         return value
 
-    bench.Sweep.per_message = noted_per_message      # type: ignore[method-assign]
-    bench.Sweep.round_trip = noted_round_trip        # type: ignore[method-assign]
+    bench.Measurements.per_message = noted_per_message      # type: ignore[method-assign]
+    bench.Measurements.round_trip = noted_round_trip        # type: ignore[method-assign]
     return answer(workload)
 
 
@@ -439,9 +444,9 @@ def _measure(workload: dict) -> dict[str, float]:
     usable = [m for m in bench.MECHANISMS if m in _usable(workload["size"])]
     size, count = workload["size"], workload["count"]
     if workload["pattern"] == "request-response":
-        s = bench.round_trips(usable, n=count, size=size, repeats=3)
+        s = bench.round_trips(usable, n=count, size=size, trials=3)
         return {m: s.round_trip(m) for m in usable}
-    s = bench.sweep(usable, sizes=[size], repeats=3, round_trips=0, total=size * count,
+    s = bench.sweep(usable, sizes=[size], trials=3, round_trips=0, total=size * count,
                     max_messages=count, baseline=False)
     return {m: s.per_message(m, size) for m in usable}
 
@@ -618,37 +623,41 @@ class _Consume:
             b.set("t_last", time.perf_counter())
 
 
+def _pipe_reader(r: int, w: int, count: int, size: int, consume: Any) -> None:
+    os.close(w)
+    buf = memoryview(bytearray(size))
+    for i in range(count):
+        got = 0
+        while got < size:
+            n = os.readv(r, [buf[got:]])
+            if not n:
+                raise EOFError(f"the pipe ended {got} bytes into message {i}")
+            got += n
+        consume(i, buf)
+
+
 def _pipe_transfer(count: int, size: int, slots: int, produce: Any, consume: Any) -> None:
     """The check's reference: the same messages through a pipe (two copies each)."""
     r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.close(w)
-            buf = memoryview(bytearray(size))
-            for i in range(count):
-                got = 0
-                while got < size:
-                    n = os.readv(r, [buf[got:]])
-                    if not n:
-                        raise EOFError
-                    got += n
-                consume(i, buf)
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(r)
-    buf = memoryview(bytearray(size))
     try:
-        for i in range(count):
-            produce(i, buf)
-            sent = 0
-            while sent < size:
-                sent += os.write(w, buf[sent:])
-    finally:
+        child = start(_pipe_reader, r, w, count, size, consume, timeout=120, show=False,
+                      name="the check's pipe reader")
+    except BaseException:
         os.close(w)
-        os.waitpid(pid, 0)
+        raise
+    finally:
+        os.close(r)
+    buf = memoryview(bytearray(size))
+    with child:
+        try:
+            for i in range(count):
+                produce(i, buf)
+                sent = 0
+                while sent < size:
+                    sent += os.write(w, buf[sent:])
+        finally:
+            os.close(w)
+        _ = child.wait().value  # raises ChildError if the reader failed
 
 
 def _ring(answer: Any, count: int, size: int, slots: int, dawdle: float = 0.0,
