@@ -6,6 +6,8 @@ want it.
 """
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = ["ChildError", "LabError", "LabTimeout", "NoSpaceError", "NotSupportedHere"]
 
 
@@ -19,7 +21,7 @@ class LabTimeout(LabError, TimeoutError):
     ``results`` holds what the processes that did finish returned.
     """
 
-    def __init__(self, message: str, results: list | None = None) -> None:
+    def __init__(self, message: str, results: list[Any] | None = None) -> None:
         super().__init__(message)
         self.results = results or []
 

@@ -37,11 +37,12 @@ import numpy as np
 import posix_ipc
 
 from . import objects
-from ._janitor import SHM_DIR
 from ._platform import LINUX, MACOS
+from ._validate import seconds
 from .display import Table, axes
 from .errors import LabError, LabTimeout, NotSupportedHere
-from .processes import ExitStatus, _seconds, end_program, run, start_program
+from .processes import ExitStatus, end_program, run, start_program
+from .session import SHM_DIR
 
 __all__ = [
     "PAGE_SIZE",
@@ -634,7 +635,7 @@ def run_unrelated(code: str, *args: str, timeout: float = 10.0) -> Unrelated:
     """
     if not isinstance(code, str):
         raise TypeError(f"code must be Python source text (a str), got {type(code).__name__}")
-    timeout = _seconds(timeout)
+    timeout = seconds("timeout", timeout, above=True)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(_ROOT), *filter(None, [env.get("PYTHONPATH")])])
     proc = start_program([sys.executable, "-c", _DRIVER, code, *map(str, args)], timeout,

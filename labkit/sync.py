@@ -33,11 +33,12 @@ import numpy as np
 import posix_ipc
 
 from . import objects
-from ._validate import seconds as _seconds
+from ._validate import seconds
 from ._validate import whole as _whole
 from .display import axes
 from .errors import LabError, LabTimeout
-from .processes import plain_data, run, start, start_workers
+from .framing import plain_data
+from .processes import run, start, start_workers
 from .race import _acquire
 from .shm import Segment
 
@@ -293,8 +294,8 @@ def deliver(producer: Callable, consumer: Callable, producers: int = 1, consumer
     _whole("producers", producers, 1, 16, "producers")
     _whole("consumers", consumers, 1, 16, "consumers")
     _whole("items", items, 0, _MAX_ITEMS, "items per producer")
-    consumer_delay = _seconds("consumer_delay", consumer_delay, 0, 60)
-    timeout = _seconds("timeout", timeout, 0.1, 600)
+    consumer_delay = seconds("consumer_delay", consumer_delay, 0, 60)
+    timeout = seconds("timeout", timeout, 0.1, 600)
     sent = [[item_code(p, k) for k in range(items)] for p in range(producers)]
     shares = _shares(producers * items, consumers)
     with Ring(capacity) as ring:
@@ -429,10 +430,10 @@ def bounded_buffer(producers: int = 1, consumers: int = 1, capacity: int = 8,
     _whole("producers", producers, 1, 16, "producers")
     _whole("consumers", consumers, 1, 16, "consumers")
     _whole("items", items, 1, _MAX_ITEMS, "items per producer")
-    produce = _seconds("produce", produce, 0, 1)
-    consume = _seconds("consume", consume, 0, 1)
-    sample_every = _seconds("sample_every", sample_every, 0.0001, 1)
-    timeout = _seconds("timeout", timeout, 0.1, 600)
+    produce = seconds("produce", produce, 0, 1)
+    consume = seconds("consume", consume, 0, 1)
+    sample_every = seconds("sample_every", sample_every, 0.0001, 1)
+    timeout = seconds("timeout", timeout, 0.1, 600)
     label = label or f"produce {produce * 1e3:g} ms, consume {consume * 1e3:g} ms per item"
     slots = 20_000
     with Ring(capacity) as ring, Segment.create(16 * slots + 8, label="samples") as seg:
@@ -665,8 +666,8 @@ def deadlock(same_order: bool = False, hold: float = 0.1, timeout: float = 0.5) 
     >>> deadlock().deadlocked, deadlock(same_order=True).deadlocked
     (True, False)
     """
-    hold = _seconds("hold", hold, 0, 5)
-    timeout = _seconds("timeout", timeout, 0.01, 30)
+    hold = seconds("hold", hold, 0, 5)
+    timeout = seconds("timeout", timeout, 0.01, 30)
     with objects.scope() as objs:
         locks = {"A": objs.semaphore(1, label="lockA"), "B": objs.semaphore(1, label="lockB")}
         holding = [objs.semaphore(0, label="holding") for _ in range(2)]
@@ -837,7 +838,7 @@ def killed_holder(lock: str = "semaphore", recover: bool = False,
     """
     if lock not in ("semaphore", "flock"):
         raise ValueError(f"lock must be 'semaphore' or 'flock', got {lock!r}")
-    timeout = _seconds("timeout", timeout, 0.01, 30)
+    timeout = seconds("timeout", timeout, 0.01, 30)
     with objects.scope() as objs, Segment.create(8, label="owner") as seg:
         ready = objs.semaphore(0, label="ready")
         sem = objs.semaphore(1, label="held") if lock == "semaphore" else None

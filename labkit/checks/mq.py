@@ -35,7 +35,7 @@ from typing import Any
 import posix_ipc
 
 from .. import checking, mq, objects
-from .._janitor import MQUEUE_DIR, SESSION_PID, unlink_name
+from .._janitor import unlink_name
 from ..checking import (
     Attempt,
     CheckFailed,
@@ -48,6 +48,7 @@ from ..checking import (
     launch,
 )
 from ..processes import start
+from ..session import MQUEUE_DIR, SESSION_PID
 
 _ROOT = Path(__file__).resolve().parent.parent.parent
 

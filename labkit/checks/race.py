@@ -22,15 +22,15 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from .. import checking, interleave, shm
-from .._janitor import SESSION_PID, SHM_DIR, unlink_name
+from .._janitor import unlink_name
 from ..checking import Attempt, CheckFailed, Exercise, expect
-from ..processes import plain_data
+from ..framing import plain_data
+from ..session import SESSION_PID, lab_entries
 
 # --- helpers shared with checks/sync.py -------------------------------------------------------
 
@@ -286,19 +286,11 @@ def observed(answer: Any, workers: int, *args: Any, spread: bool = False) -> See
     return Seen(number, shown, forks, stores, dropped)
 
 
-_LAB = re.compile(r"(?:sem\.)?labkit_\d+_(\d+)_")
-
-
 def _entries() -> set[str]:
     """Entries of /dev/shm that are this session's lab objects. Only those: another name
     that appears during a call may belong to another user's or another program's run on
     the same machine, and is never ours to remove."""
-    found = set()
-    for entry in os.listdir(SHM_DIR) if SHM_DIR.is_dir() else []:
-        m = _LAB.match(entry)
-        if m and int(m.group(1)) == SESSION_PID:
-            found.add(entry)
-    return found
+    return {e.path.name for e in lab_entries(SESSION_PID) if e.kind in ("shm", "sem")}
 
 
 def guarded_call(fn: Any, *args: Any, **kwargs: Any) -> Attempt:

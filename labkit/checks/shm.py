@@ -20,7 +20,6 @@ import functools
 import gc
 import mmap
 import os
-import re
 import signal
 import time
 from dataclasses import dataclass
@@ -29,8 +28,9 @@ from typing import Any
 import numpy as np
 import posix_ipc
 
-from .._janitor import SESSION_PID, SHM_DIR, unlink_name
+from .._janitor import unlink_name
 from ..checking import Attempt, CheckFailed, Exercise, call, expect
+from ..session import SESSION_PID, SHM_DIR, parse_lab_name
 from ..shm import Segment
 
 
@@ -89,9 +89,6 @@ def _elsewhere(answer: Any, name: str, *args: Any) -> tuple:
         taken.close()
 
 
-_LAB = re.compile(r"(?:sem\.)?labkit_\d+_(\d+)_")
-
-
 def _entries() -> set[str]:
     """Entries of /dev/shm that an answer run from this session could have made.
 
@@ -101,8 +98,8 @@ def _entries() -> set[str]:
     """
     found = set()
     for entry in os.listdir(SHM_DIR) if SHM_DIR.is_dir() else []:
-        m = _LAB.match(entry)
-        if entry.startswith("sem.mp-") or (m and int(m.group(1)) != SESSION_PID):
+        owner = parse_lab_name(entry)
+        if entry.startswith("sem.mp-") or (owner and owner[1] != SESSION_PID):
             continue
         found.add(entry)
     return found
