@@ -41,7 +41,8 @@ from ._platform import MACOS
 from ._validate import seconds as _seconds
 from ._validate import whole as _whole
 from .errors import LabError, LabTimeout, NoSpaceError, NotSupportedHere
-from .processes import end_program, run, start_program, start_workers
+from .processes import run, start_workers
+from .runner import end_program, start_program
 
 __all__ = [
     "Exhaustion",

@@ -32,6 +32,7 @@ import secrets
 import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ from .session import MQUEUE_DIR, PREFIX, SESSION_DIR, SHM_DIR, lab_entries, pid_
 __all__ = [
     "ObjectInfo",
     "Scope",
+    "acquire",
     "clean",
     "fifo",
     "format_bytes",
@@ -411,6 +413,36 @@ def socket_path(label: str = "sock") -> Path:
 def remove(obj: Any) -> None:
     """Remove a session-owned object now."""
     SESSION.remove(obj)
+
+
+def acquire(sem: posix_ipc.Semaphore, timeout: float) -> None:
+    """``sem.acquire(timeout)``, also where the system has no ``sem_timedwait`` (macOS).
+
+    Lab code never waits for a semaphore without a timeout: one held by a
+    killed process stays taken forever. Raises ``posix_ipc.BusyError`` when
+    ``timeout`` seconds pass first.
+
+    >>> with scope() as objs:
+    ...     sem = objs.semaphore(1)
+    ...     acquire(sem, 1.0)
+    ...     acquire(sem, 0.01)
+    Traceback (most recent call last):
+    ...
+    posix_ipc.BusyError: Semaphore is busy
+    """
+    if posix_ipc.SEMAPHORE_TIMEOUT_SUPPORTED:
+        sem.acquire(timeout)
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            sem.acquire(0)
+            return
+        except posix_ipc.BusyError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.001)
+
 
 
 # --- what is left on the machine -----------------------------------------------------

@@ -40,7 +40,8 @@ from ._platform import LINUX
 from ._validate import seconds as _seconds
 from ._validate import whole as _whole
 from .errors import LabError, LabTimeout, NotSupportedHere
-from .processes import end_program, start_program, start_workers
+from .processes import start_workers
+from .runner import end_program, start_program
 
 __all__ = [
     "PAGE_SIZE",

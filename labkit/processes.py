@@ -16,9 +16,8 @@ forks, and it closes each of those traps:
   (``PR_SET_CHILD_SUBREAPER``), sends its standard streams and its result
   through pipes, kills and reaps whatever it left running, and always ends
   with ``os._exit``;
-* **programs** (servers, unrelated processes, ``dd``) start through
-  :func:`start_program`: their own process group, known to the janitor, a
-  parent-death signal, and clean signal dispositions;
+* **programs** (servers, unrelated processes, ``dd``) are not forked here:
+  :mod:`labkit.runner` starts them;
 * **the parent** reads every pipe in one loop, streams each line to the cell
   as it arrives, reaps its children, and enforces one deadline. On timeout or
   on KeyboardInterrupt it freezes each child's process group (SIGSTOP, so a
@@ -38,21 +37,18 @@ import pickle
 import select
 import selectors
 import signal
-import subprocess
 import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import psutil
 
 from ._janitor import CLIENT
 from ._platform import (
-    PROGRAM_PRELUDE,
     held_interrupts,
-    program_env,
     quiet_fork,
     reset_inherited_ignores,
     set_parent_death_signal,
@@ -70,13 +66,11 @@ __all__ = [
     "ProcessNode",
     "WorkerResults",
     "Workers",
-    "end_program",
     "plot_process_tree",
     "process_tree",
     "run",
     "run_workers",
     "start",
-    "start_program",
     "start_ready",
     "start_workers",
     "to_signal",
@@ -630,54 +624,7 @@ def _fork_error(name: str, e: OSError) -> LabError:
                     "wait for children), use fewer workers, or see `labkit doctor`.")
 
 
-# How a program other than Python starts: the prelude, then exec with the signal
-# dispositions a C program expects (Python itself ignores SIGPIPE and SIGXFSZ).
-_EXEC = """
-import os, signal, sys
-for _n in (signal.SIGPIPE, signal.SIGXFSZ):
-    signal.signal(_n, signal.SIG_DFL)
-os.execvp(sys.argv[1], sys.argv[1:])
-"""
-
-
-def start_program(argv: list[str], lifetime: float, **popen: Any) -> subprocess.Popen:
-    """Start a program (``subprocess.Popen``) that ends with the kernel, however it ends.
-
-    The program gets its own process group, known to the janitor (which ends
-    the group ``lifetime`` seconds from now, or when the kernel dies), a
-    parent-death signal, and the default action for every signal the kernel
-    inherited as ignored. ``python -c CODE`` runs with a prelude that does
-    this; any other program is started through it. ``popen`` goes to Popen.
-    Call :func:`end_program` when done with it.
-
-    >>> p = start_program([sys.executable, "-c", "print('hi')"], 10, stdout=subprocess.PIPE)
-    >>> p.communicate()[0]
-    b'hi\\n'
-    >>> end_program(p)
-    """
-    lifetime = seconds("lifetime", lifetime, above=True)
-    argv = [str(a) for a in argv]
-    if argv[:2] == [sys.executable, "-c"] and len(argv) > 2:
-        argv = [sys.executable, "-c", PROGRAM_PRELUDE + argv[2], *argv[3:]]
-    else:
-        argv = [sys.executable, "-c", PROGRAM_PRELUDE + _EXEC, *argv]
-    CLIENT.start()
-    env = program_env(popen.pop("env", None))
-    with held_interrupts():  # an interrupt before the janitor knows the group would leak it
-        proc = subprocess.Popen(argv, env=env, start_new_session=True, **popen)
-        CLIENT.send(f"+ pg {proc.pid} {time.monotonic() + lifetime}")
-    return proc
-
-
-def end_program(proc: subprocess.Popen) -> None:
-    """Kill what is left of a program's group, reap it, and tell the janitor it is gone."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # its group: it leads one of its own
-        except OSError:
-            proc.kill()
-        proc.wait()
-    CLIENT.send(f"- pg {proc.pid}")
+G = TypeVar("G", bound="_Group")
 
 
 class _Group:
@@ -689,10 +636,15 @@ class _Group:
         self._show = show
         self._results: list[ChildResult] | None = None
 
-    def __enter__(self) -> _Group:
+    def __enter__(self: G) -> G:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End whatever still runs (kill and reap the whole tree), as leaving the ``with``
+        block does; the results stay for ``wait()``/``stop()``. Calling it again does nothing."""
         if self._results is None:
             self._stop()
 

@@ -36,8 +36,9 @@ from ._validate import whole as _whole
 from .cpus import pin_to, place
 from .display import Table, axes
 from .errors import LabError, LabTimeout
+from .objects import acquire
 from .processes import Workers, start_workers
-from .shm import Segment
+from .segment import Segment
 
 __all__ = [
     "FLAVOURS",
@@ -151,7 +152,7 @@ def _await(sem: posix_ipc.Semaphore, count: int, deadline: float, workers: Worke
             if left <= 0:
                 raise LabTimeout(f"{what} did not finish in time; its workers were killed")
             try:
-                _acquire(sem, min(left, 0.05))
+                acquire(sem, min(left, 0.05))
                 break
             except posix_ipc.BusyError:
                 early = _ended_early(workers)
@@ -160,22 +161,6 @@ def _await(sem: posix_ipc.Semaphore, count: int, deadline: float, workers: Worke
                     ended.value  # noqa: B018 - raises ChildError with the worker's traceback
                     raise LabError(f"worker {early} of {what} returned before its work was "
                                    "done") from None
-
-
-def _acquire(sem: posix_ipc.Semaphore, timeout: float) -> None:
-    """``sem.acquire(timeout)``, also where the system has no ``sem_timedwait`` (macOS)."""
-    if posix_ipc.SEMAPHORE_TIMEOUT_SUPPORTED:
-        sem.acquire(timeout)
-        return
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            sem.acquire(0)
-            return
-        except posix_ipc.BusyError:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.001)
 
 
 @dataclass(frozen=True)

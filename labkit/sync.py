@@ -38,9 +38,9 @@ from ._validate import whole as _whole
 from .display import axes
 from .errors import LabError, LabTimeout
 from .framing import plain_data
+from .objects import acquire
 from .processes import run, start, start_workers
-from .race import _acquire
-from .shm import Segment
+from .segment import Segment
 
 __all__ = [
     "BufferRun",
@@ -131,7 +131,7 @@ class Ring:
     @contextlib.contextmanager
     def _locked(self, timeout: float) -> Iterator[None]:
         try:
-            _acquire(self.mutex, timeout)
+            acquire(self.mutex, timeout)
         except posix_ipc.BusyError:
             raise LabTimeout(f"the ring's mutex was not released within {timeout:g} s: a "
                              "process holds it while it waits for something (a deadlock?), "
@@ -311,8 +311,8 @@ def deliver(producer: Callable, consumer: Callable, producers: int = 1, consumer
                     f"the producers and consumers did not finish in {timeout:g} s and were "
                     f"killed (a deadlock? {inside} items were in the buffer of {capacity})",
                     e.results) from None
-        seconds = time.perf_counter() - began
-    return Delivery(producers, consumers, capacity, sent, values[producers:], seconds)
+        elapsed = time.perf_counter() - began
+    return Delivery(producers, consumers, capacity, sent, values[producers:], elapsed)
 
 
 # --- occupancy over time --------------------------------------------------------------------
@@ -449,17 +449,17 @@ def bounded_buffer(producers: int = 1, consumers: int = 1, capacity: int = 8,
                     _watch(group, ring, producers * items, times, counts, total, label,
                            began + timeout)
                 values = group.wait().values
-            seconds = time.perf_counter() - began
+            elapsed = time.perf_counter() - began
             n = values[-1]
             sampled_t, sampled_o = times[:n].tolist(), counts[:n].tolist()
         finally:
             del times, counts, total
     sent = [[item_code(p, k) for k in range(items)] for p in range(producers)]
     received = [got for _, got in values[producers:producers + consumers]]
-    ok = Delivery(producers, consumers, capacity, sent, received, seconds).ok
+    ok = Delivery(producers, consumers, capacity, sent, received, elapsed).ok
     return BufferRun(label, capacity, producers, consumers, items, sampled_t, sampled_o,
                      list(values[:producers]), [w for w, _ in values[producers:-1]], ok,
-                     seconds)
+                     elapsed)
 
 
 def _watch(group: Any, ring: Ring, items: int, times: Any, counts: Any, total: Any,
@@ -635,12 +635,12 @@ def _lock_worker(i: int, locks: dict[str, posix_ipc.Semaphore],
     note("acquired", first)
     holding[i].release()             # "I hold my first lock"...
     try:                             # ...and wait (at most hold s) until the other does too
-        _acquire(holding[1 - i], hold)
+        acquire(holding[1 - i], hold)
     except posix_ipc.BusyError:
         pass                         # it could not get its first lock: we hold it
     note("waiting", second)
     try:
-        _acquire(locks[second], timeout)
+        acquire(locks[second], timeout)
     except posix_ipc.BusyError:
         note("timed out", second)
         locks[first].release()
@@ -791,7 +791,7 @@ def _next_process(lock: str, name: str, owner: Any, sem: posix_ipc.Semaphore | N
             mem.close_fd()
     assert sem is not None
     try:
-        _acquire(sem, timeout)
+        acquire(sem, timeout)
         sem.release()
         return "got the lock", time.perf_counter() - began, ["acquire succeeded"]
     except posix_ipc.BusyError:
@@ -811,7 +811,7 @@ def _next_process(lock: str, name: str, owner: Any, sem: posix_ipc.Semaphore | N
     sem.release()                                  # give back the dead owner's unit...
     steps.append("released the semaphore on the dead owner's behalf (after repairing "
                  "whatever the owner may have left half-done)")
-    _acquire(sem, timeout)                         # ...and take it properly
+    acquire(sem, timeout)                         # ...and take it properly
     owner.value = os.getpid()
     steps.append(f"acquired it; the owner is now pid {os.getpid()}")
     sem.release()
@@ -848,7 +848,7 @@ def killed_holder(lock: str = "semaphore", recover: bool = False,
             with start(_hold_forever, lock, name, owner, ready, sem, timeout=30,
                        show=False, name="holder") as holder:
                 try:
-                    _acquire(ready, 5.0)
+                    acquire(ready, 5.0)
                 except posix_ipc.BusyError:
                     raise LabError("the holder did not take the lock within 5 s") from None
                 holder.send_signal(signal.SIGKILL)
