@@ -4,6 +4,8 @@
 3
 >>> seconds("timeout", 2, 0.1, 600)
 2.0
+>>> seconds("delay", 0.5)
+0.5
 >>> whole("workers", 0, 1, 64, "workers")
 Traceback (most recent call last):
 ...
@@ -24,12 +26,34 @@ def whole(name: str, value: Any, low: int, high: int, unit: str = "") -> int:
     return value
 
 
-def seconds(name: str, value: Any, low: float, high: float) -> float:
-    """``value`` as a float if it is a finite number of seconds in range, else a ``ValueError``."""
+A_DAY = 86400.0  # the longest wait labkit accepts: longer is a mistake (and overflows timers)
+
+
+def seconds(name: str, value: Any, low: float = 0.0, high: float = A_DAY, *,
+            above: bool = False) -> float:
+    """``value`` as a float if it is a finite number of seconds in range, else a ``ValueError``.
+
+    The range is ``low`` to ``high``, both allowed, or more than ``low`` with
+    ``above=True`` (a timeout of 0 s is never what was meant).
+
+    >>> seconds("timeout", 0, above=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: timeout must be a number of seconds > 0 and at most 86400 (a day), got 0
+    >>> seconds("delay", -1, high=5)
+    Traceback (most recent call last):
+    ...
+    ValueError: delay must be a number of seconds from 0 to 5, got -1
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-            math.isfinite(value) and low <= value <= high):
-        raise ValueError(f"{name} must be a number of seconds from {low:g} to {high:g}, "
-                         f"got {value!r}")
+            math.isfinite(value) and (value > low if above else value >= low)
+            and value <= high):
+        if high == A_DAY:
+            bound = f"{'>' if above else '>='} {low:g} and at most {high:g} (a day)"
+        else:
+            bound = f"{'above' if above else 'from'} {low:g} {'and at most' if above else 'to'}"\
+                    f" {high:g}"
+        raise ValueError(f"{name} must be a number of seconds {bound}, got {value!r}")
     return float(value)
 
 

@@ -117,7 +117,7 @@ def _strace_runs(mechanism: str, size: int, counts: list[int],
     """Trace one transfer per entry of ``counts``, all at once; the calls each one made."""
     import subprocess
 
-    from .processes import end_program, start_program
+    from .runner import end_program, start_program
 
     # The folder lives in the session's private folder and strace dies with the kernel:
     # nothing of this survives a killed kernel.

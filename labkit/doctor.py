@@ -20,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._janitor import SHM_DIR
 from ._platform import LINUX, MACOS
 from .objects import format_bytes, list_objects, mqueue_limits, mqueue_use
+from .session import SHM_DIR
 
 __all__ = ["Finding", "diagnose", "report"]
 

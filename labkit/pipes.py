@@ -39,7 +39,8 @@ from ._validate import seconds as _seconds
 from ._validate import whole as _whole
 from .errors import LabError, LabTimeout, NotSupportedHere
 from .pipes_throughput import Throughput, dd_pair, placement, plot_pipe_throughput, throughput
-from .processes import end_program, start_program, start_workers
+from .processes import start_workers
+from .runner import end_program, start_program
 from .servers import PROGRAMS
 
 __all__ = [

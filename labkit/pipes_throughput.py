@@ -24,7 +24,8 @@ from typing import Any
 from ._validate import seconds as _seconds
 from ._validate import whole as _whole
 from .errors import LabError, LabTimeout, NotSupportedHere
-from .processes import end_program, start_program, start_workers
+from .processes import start_workers
+from .runner import end_program, start_program
 
 __all__ = ["MAX_TRANSFER", "MAX_WRITES", "Throughput", "dd_pair", "placement",
            "plot_pipe_throughput", "throughput"]

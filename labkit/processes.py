@@ -16,9 +16,8 @@ forks, and it closes each of those traps:
   (``PR_SET_CHILD_SUBREAPER``), sends its standard streams and its result
   through pipes, kills and reaps whatever it left running, and always ends
   with ``os._exit``;
-* **programs** (servers, unrelated processes, ``dd``) start through
-  :func:`start_program`: their own process group, known to the janitor, a
-  parent-death signal, and clean signal dispositions;
+* **programs** (servers, unrelated processes, ``dd``) are not forked here:
+  :mod:`labkit.runner` starts them;
 * **the parent** reads every pipe in one loop, streams each line to the cell
   as it arrives, reaps its children, and enforces one deadline. On timeout or
   on KeyboardInterrupt it freezes each child's process group (SIGSTOP, so a
@@ -31,19 +30,13 @@ them) and because the lessons are about ``fork`` itself.
 """
 from __future__ import annotations
 
-import builtins
-import dataclasses
 import errno
 import faulthandler
-import io
-import math
 import os
 import pickle
 import select
 import selectors
 import signal
-import struct
-import subprocess
 import sys
 import time
 import traceback
@@ -55,16 +48,16 @@ import psutil
 
 from ._janitor import CLIENT
 from ._platform import (
-    PROGRAM_PRELUDE,
     held_interrupts,
-    program_env,
     quiet_fork,
     reset_inherited_ignores,
     set_parent_death_signal,
     set_subreaper,
     subreaper,
 )
+from ._validate import seconds
 from .errors import ChildError, LabError, LabTimeout
+from .framing import plain_loads, split_frames, write_frame
 
 __all__ = [
     "Child",
@@ -73,24 +66,20 @@ __all__ = [
     "ProcessNode",
     "WorkerResults",
     "Workers",
-    "end_program",
     "plot_process_tree",
     "process_tree",
     "run",
     "run_workers",
     "start",
-    "start_program",
     "start_ready",
     "start_workers",
     "to_signal",
 ]
 
 DEFAULT_TIMEOUT = 10.0
-MAX_TIMEOUT = 86400.0   # a day: a longer wait is a mistake (and overflows the kernel's timers)
 MAX_WORKERS = 256
 _EX_HARNESS = 70        # exit code when labkit's own harness failed (EX_SOFTWARE)
 _LEFTOVER_GRACE = 0.5   # seconds a finished child's pipes may stay open before we kill holders
-_HEADER = struct.Struct("!I")
 _UNKNOWN = -1           # wait status of a child that another waitpid reaped
 MAX_OUTPUT = 1 << 20    # bytes of stdout (and of stderr) kept per child; the rest is dropped
 _result_fd: int | None = None  # in a labkit child: its own result pipe, never inherited below it
@@ -246,11 +235,8 @@ class WorkerResults(list):
 # --- the child side ------------------------------------------------------------------
 
 
-def _send(fd: int, record: dict) -> None:
-    data = pickle.dumps(record)
-    data = _HEADER.pack(len(data)) + data
-    while data:
-        data = data[os.write(fd, data):]
+def _send(fd: int, record: dict[str, Any]) -> None:
+    write_frame(fd, pickle.dumps(record))
 
 
 def _pack(obj: Any) -> bytes | None:
@@ -552,60 +538,6 @@ class _Proc:
         return ChildResult(returned=False, **common)  # exited (sys.exit) or died from a signal
 
 
-_PLAIN_CLASSES = frozenset({"bytearray", "complex", "set", "frozenset", "range", "slice"})
-_PLAIN_TYPES: dict[tuple[str, str], type] = {}
-
-T = TypeVar("T", bound=type)
-
-
-def plain_data(cls: T) -> T:
-    """Mark a labkit dataclass of plain fields as safe to decode with :func:`plain_loads`.
-
-    Decoding one sets its fields and runs no code of the sender's; a class
-    with ``__post_init__`` or ``__setstate__`` could, so it is refused::
-
-        @plain_data
-        @dataclass(frozen=True)
-        class Delivery: ...
-    """
-    if not dataclasses.is_dataclass(cls) or any(
-            hasattr(cls, hook) and getattr(cls, hook) is not getattr(object, hook, None)
-            for hook in ("__post_init__", "__setstate__", "__reduce__", "__reduce_ex__")):
-        raise TypeError(f"{cls.__name__} is not a plain dataclass")
-    _PLAIN_TYPES[(cls.__module__, cls.__qualname__)] = cls
-    return cls
-
-
-class _PlainUnpickler(pickle.Unpickler):
-    """Decodes built-in data and labkit's :func:`plain_data` classes only: no other class or
-    function is ever looked up, so no code of the sender's runs here (an object's
-    ``__reduce__`` is how a pickle would run it)."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module == "builtins" and name in _PLAIN_CLASSES:
-            return getattr(builtins, name)
-        if (module, name) in _PLAIN_TYPES:
-            return _PLAIN_TYPES[(module, name)]
-        if module.split(".")[0] == "numpy":
-            raise pickle.UnpicklingError("a NumPy array or value is not plain data")
-        raise pickle.UnpicklingError(f"{module}.{name} is not plain data")
-
-
-def plain_loads(data: bytes) -> Any:
-    """Decode a pickle that may hold only built-in data (numbers, strings, bytes, lists,
-    tuples, dicts, sets) and labkit's :func:`plain_data` classes; anything else raises
-    :class:`pickle.UnpicklingError`.
-
-    >>> plain_loads(pickle.dumps({"n": [1, 2.5, b"x", (None, True)]}))
-    {'n': [1, 2.5, b'x', (None, True)]}
-    >>> plain_loads(pickle.dumps(ExitStatus))
-    Traceback (most recent call last):
-    ...
-    _pickle.UnpicklingError: labkit.processes.ExitStatus is not plain data
-    """
-    return _PlainUnpickler(io.BytesIO(data)).load()
-
-
 _RECORD_FIELDS: dict[str, type | tuple[type, ...]] = {
     "kind": str, "code": int, "type": str, "message": str, "traceback": str,
     "payload": (bytes, type(None)), "leftovers": list, "pid": int}
@@ -619,33 +551,17 @@ def _well_formed(record: Any) -> bool:
             and all(isinstance(x, str) for x in record.get("leftovers", [])))
 
 
-def _records(data: bytes) -> list[dict]:
-    records, pos = [], 0
-    while pos + _HEADER.size <= len(data):
-        (n,) = _HEADER.unpack_from(data, pos)
-        pos += _HEADER.size
-        if pos + n > len(data):
-            break  # cut short: the writer was killed mid-record
+def _records(data: bytes) -> list[dict[str, Any]]:
+    """The well-formed records a child wrote, up to the first that cannot be decoded."""
+    records = []
+    for payload in split_frames(data)[0]:  # a frame cut short: the writer was killed mid-record
         try:
-            record = plain_loads(data[pos:pos + n])
+            record = plain_loads(payload)
         except Exception:
             break
         if _well_formed(record):
             records.append(record)
-        pos += n
     return records
-
-
-def _seconds(value: Any, what: str = "timeout", allow_zero: bool = False) -> float:
-    """``value`` as seconds, or a ValueError saying what ``what`` must be."""
-    ok = (not isinstance(value, bool) and isinstance(value, (int, float))
-          and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
-          and value <= MAX_TIMEOUT)
-    if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{what} must be a number of seconds {bound} and at most "
-                         f"{MAX_TIMEOUT:g} (a day), got {value!r}")
-    return float(value)
 
 
 def _spawn(fn: Callable, args: tuple, kwargs: dict, name: str, deadline: float, prefix: str,
@@ -708,54 +624,7 @@ def _fork_error(name: str, e: OSError) -> LabError:
                     "wait for children), use fewer workers, or see `labkit doctor`.")
 
 
-# How a program other than Python starts: the prelude, then exec with the signal
-# dispositions a C program expects (Python itself ignores SIGPIPE and SIGXFSZ).
-_EXEC = """
-import os, signal, sys
-for _n in (signal.SIGPIPE, signal.SIGXFSZ):
-    signal.signal(_n, signal.SIG_DFL)
-os.execvp(sys.argv[1], sys.argv[1:])
-"""
-
-
-def start_program(argv: list[str], lifetime: float, **popen: Any) -> subprocess.Popen:
-    """Start a program (``subprocess.Popen``) that ends with the kernel, however it ends.
-
-    The program gets its own process group, known to the janitor (which ends
-    the group ``lifetime`` seconds from now, or when the kernel dies), a
-    parent-death signal, and the default action for every signal the kernel
-    inherited as ignored. ``python -c CODE`` runs with a prelude that does
-    this; any other program is started through it. ``popen`` goes to Popen.
-    Call :func:`end_program` when done with it.
-
-    >>> p = start_program([sys.executable, "-c", "print('hi')"], 10, stdout=subprocess.PIPE)
-    >>> p.communicate()[0]
-    b'hi\\n'
-    >>> end_program(p)
-    """
-    lifetime = _seconds(lifetime, "lifetime")
-    argv = [str(a) for a in argv]
-    if argv[:2] == [sys.executable, "-c"] and len(argv) > 2:
-        argv = [sys.executable, "-c", PROGRAM_PRELUDE + argv[2], *argv[3:]]
-    else:
-        argv = [sys.executable, "-c", PROGRAM_PRELUDE + _EXEC, *argv]
-    CLIENT.start()
-    env = program_env(popen.pop("env", None))
-    with held_interrupts():  # an interrupt before the janitor knows the group would leak it
-        proc = subprocess.Popen(argv, env=env, start_new_session=True, **popen)
-        CLIENT.send(f"+ pg {proc.pid} {time.monotonic() + lifetime}")
-    return proc
-
-
-def end_program(proc: subprocess.Popen) -> None:
-    """Kill what is left of a program's group, reap it, and tell the janitor it is gone."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # its group: it leads one of its own
-        except OSError:
-            proc.kill()
-        proc.wait()
-    CLIENT.send(f"- pg {proc.pid}")
+G = TypeVar("G", bound="_Group")
 
 
 class _Group:
@@ -767,10 +636,15 @@ class _Group:
         self._show = show
         self._results: list[ChildResult] | None = None
 
-    def __enter__(self) -> _Group:
+    def __enter__(self: G) -> G:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End whatever still runs (kill and reap the whole tree), as leaving the ``with``
+        block does; the results stay for ``wait()``/``stop()``. Calling it again does nothing."""
         if self._results is None:
             self._stop()
 
@@ -786,7 +660,7 @@ class _Group:
             return self._results
         deadline = min(p.deadline for p in self._procs)
         if timeout is not None:
-            deadline = min(deadline, time.monotonic() + _seconds(timeout))
+            deadline = min(deadline, time.monotonic() + seconds("timeout", timeout, above=True))
         self._collect(deadline)
         self._results = [p.result() for p in self._procs]
         return self._results
@@ -986,7 +860,7 @@ def start(fn: Callable, *args: Any, timeout: float = DEFAULT_TIMEOUT, show: bool
     ...     print(child.wait().status)
     killed by SIGTERM (Terminated)
     """
-    timeout = _seconds(timeout)
+    timeout = seconds("timeout", timeout, above=True)
     deadline = time.monotonic() + timeout
     return Child(_spawn(fn, args, kwargs, name, deadline, "", [], plain=plain), timeout, show)
 
@@ -1047,7 +921,7 @@ def start_ready(fn: Callable, *args: Any, timeout: float = 10.0, show: bool = Tr
     got SIGUSR1
     exited with code 0
     """
-    timeout = _seconds(timeout)
+    timeout = seconds("timeout", timeout, above=True)
     r, w = os.pipe()
     try:
         child = start(_ready_main, fn, r, w, args, kwargs, timeout=timeout, show=show, name=name)
@@ -1089,7 +963,7 @@ def start_workers(fn: Callable, n: int, *args: Any, timeout: float = DEFAULT_TIM
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_WORKERS:
         raise ValueError(f"n must be a whole number of workers from 1 to {MAX_WORKERS}, "
                          f"got {n!r}")
-    timeout = _seconds(timeout)
+    timeout = seconds("timeout", timeout, above=True)
     deadline = time.monotonic() + timeout
     ready_r, ready_w = os.pipe()
     go_r, go_w = os.pipe()

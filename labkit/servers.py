@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LabError, LabTimeout
-from .processes import end_program, start_program
+from .runner import end_program, start_program
 
 __all__ = ["PROGRAMS", "ServerProgram"]
 

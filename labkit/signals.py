@@ -24,9 +24,10 @@ from typing import Any, Union
 
 from ._platform import LINUX
 from ._validate import pid as _valid_pid
+from ._validate import seconds
 from .display import Table, axes
 from .errors import ChildError, LabError, LabTimeout, NotSupportedHere
-from .processes import _seconds, start, start_ready, to_signal
+from .processes import start, start_ready, to_signal
 
 __all__ = [
     "Coalescing",
@@ -240,7 +241,7 @@ def wait_for_state(pid: int, *, caught: Iterable[SignalLike] = (),
     """
     want_caught = {s.name for s in _signals(caught, "caught")}
     want_blocked = {s.name for s in _signals(blocked, "blocked")}
-    deadline = time.monotonic() + _seconds(timeout)
+    deadline = time.monotonic() + seconds("timeout", timeout, above=True)
     while True:
         st = signal_state(pid)
         missing = want_caught - set(st.caught)
@@ -274,7 +275,7 @@ def send_and_settle(pid: int, sig: SignalLike, timeout: float = 2.0) -> str:
     'ended'
     """
     signum = to_signal(sig)
-    timeout = _seconds(timeout)
+    timeout = seconds("timeout", timeout, above=True)
     pid = _valid_pid(pid)
     if pid == 1:
         raise LabError("process 1 is the system's init (or the container's entry point); "
@@ -384,7 +385,7 @@ def _parse_script(script: Iterable[Any], gap: float) -> list[tuple[float, signal
                 raise ValueError(f"script step {i} must be a signal or a pair (signal, delay "
                                  f"in seconds), got {step!r}")
             spec, delay = step
-            delay = _seconds(delay, f"script step {i}: the delay", allow_zero=True)
+            delay = seconds(f"script step {i}: the delay", delay)
         else:
             spec, delay = step, gap
         try:
@@ -464,9 +465,9 @@ def record_signals(script: Iterable[Any], *, catch: Iterable[SignalLike] | None 
     >>> tl.status
     'exited with code 0'
     """
-    steps = _parse_script(script, _seconds(gap, "gap", allow_zero=True))
-    linger = _seconds(linger, "linger", allow_zero=True)
-    timeout = _seconds(timeout)
+    steps = _parse_script(script, seconds("gap", gap))
+    linger = seconds("linger", linger)
+    timeout = seconds("timeout", timeout, above=True)
     default_set = set(_signals(default, "default"))
     ignore_set = set(_signals(ignore, "ignore"))
     block_set = set(_signals(block, "block"))
@@ -482,7 +483,7 @@ def record_signals(script: Iterable[Any], *, catch: Iterable[SignalLike] | None 
                              "kernel always applies their default action (that is the point "
                              "of SIGKILL and SIGSTOP)")
     if unblock_at is not None:
-        unblock_at = _seconds(unblock_at, "unblock_at", allow_zero=True)
+        unblock_at = seconds("unblock_at", unblock_at)
         if not block_set:
             raise ValueError("unblock_at needs signals to unblock: pass block=[...]")
     if work is not None and not callable(work):
@@ -790,10 +791,10 @@ def stop_and_continue(stop_at: float = 0.3, continue_at: float = 0.7, duration: 
     >>> p.counts == sorted(p.counts)      # the count never goes back
     True
     """
-    stop_at = _seconds(stop_at, "stop_at", allow_zero=True)
-    continue_at = _seconds(continue_at, "continue_at", allow_zero=True)
-    duration = _seconds(duration, "duration")
-    interval = _seconds(interval, "interval")
+    stop_at = seconds("stop_at", stop_at)
+    continue_at = seconds("continue_at", continue_at)
+    duration = seconds("duration", duration, above=True)
+    interval = seconds("interval", interval, above=True)
     if not stop_at <= continue_at <= duration <= MAX_SCRIPT_SECONDS:
         raise ValueError(f"need stop_at <= continue_at <= duration <= {MAX_SCRIPT_SECONDS:g} s, "
                          f"got {stop_at}, {continue_at}, {duration}")

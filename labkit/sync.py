@@ -33,13 +33,14 @@ import numpy as np
 import posix_ipc
 
 from . import objects
-from ._validate import seconds as _seconds
+from ._validate import seconds
 from ._validate import whole as _whole
 from .display import axes
 from .errors import LabError, LabTimeout
-from .processes import plain_data, run, start, start_workers
-from .race import _acquire
-from .shm import Segment
+from .framing import plain_data
+from .objects import acquire
+from .processes import run, start, start_workers
+from .segment import Segment
 
 __all__ = [
     "BufferRun",
@@ -130,7 +131,7 @@ class Ring:
     @contextlib.contextmanager
     def _locked(self, timeout: float) -> Iterator[None]:
         try:
-            _acquire(self.mutex, timeout)
+            acquire(self.mutex, timeout)
         except posix_ipc.BusyError:
             raise LabTimeout(f"the ring's mutex was not released within {timeout:g} s: a "
                              "process holds it while it waits for something (a deadlock?), "
@@ -293,8 +294,8 @@ def deliver(producer: Callable, consumer: Callable, producers: int = 1, consumer
     _whole("producers", producers, 1, 16, "producers")
     _whole("consumers", consumers, 1, 16, "consumers")
     _whole("items", items, 0, _MAX_ITEMS, "items per producer")
-    consumer_delay = _seconds("consumer_delay", consumer_delay, 0, 60)
-    timeout = _seconds("timeout", timeout, 0.1, 600)
+    consumer_delay = seconds("consumer_delay", consumer_delay, 0, 60)
+    timeout = seconds("timeout", timeout, 0.1, 600)
     sent = [[item_code(p, k) for k in range(items)] for p in range(producers)]
     shares = _shares(producers * items, consumers)
     with Ring(capacity) as ring:
@@ -310,8 +311,8 @@ def deliver(producer: Callable, consumer: Callable, producers: int = 1, consumer
                     f"the producers and consumers did not finish in {timeout:g} s and were "
                     f"killed (a deadlock? {inside} items were in the buffer of {capacity})",
                     e.results) from None
-        seconds = time.perf_counter() - began
-    return Delivery(producers, consumers, capacity, sent, values[producers:], seconds)
+        elapsed = time.perf_counter() - began
+    return Delivery(producers, consumers, capacity, sent, values[producers:], elapsed)
 
 
 # --- occupancy over time --------------------------------------------------------------------
@@ -429,10 +430,10 @@ def bounded_buffer(producers: int = 1, consumers: int = 1, capacity: int = 8,
     _whole("producers", producers, 1, 16, "producers")
     _whole("consumers", consumers, 1, 16, "consumers")
     _whole("items", items, 1, _MAX_ITEMS, "items per producer")
-    produce = _seconds("produce", produce, 0, 1)
-    consume = _seconds("consume", consume, 0, 1)
-    sample_every = _seconds("sample_every", sample_every, 0.0001, 1)
-    timeout = _seconds("timeout", timeout, 0.1, 600)
+    produce = seconds("produce", produce, 0, 1)
+    consume = seconds("consume", consume, 0, 1)
+    sample_every = seconds("sample_every", sample_every, 0.0001, 1)
+    timeout = seconds("timeout", timeout, 0.1, 600)
     label = label or f"produce {produce * 1e3:g} ms, consume {consume * 1e3:g} ms per item"
     slots = 20_000
     with Ring(capacity) as ring, Segment.create(16 * slots + 8, label="samples") as seg:
@@ -448,17 +449,17 @@ def bounded_buffer(producers: int = 1, consumers: int = 1, capacity: int = 8,
                     _watch(group, ring, producers * items, times, counts, total, label,
                            began + timeout)
                 values = group.wait().values
-            seconds = time.perf_counter() - began
+            elapsed = time.perf_counter() - began
             n = values[-1]
             sampled_t, sampled_o = times[:n].tolist(), counts[:n].tolist()
         finally:
             del times, counts, total
     sent = [[item_code(p, k) for k in range(items)] for p in range(producers)]
     received = [got for _, got in values[producers:producers + consumers]]
-    ok = Delivery(producers, consumers, capacity, sent, received, seconds).ok
+    ok = Delivery(producers, consumers, capacity, sent, received, elapsed).ok
     return BufferRun(label, capacity, producers, consumers, items, sampled_t, sampled_o,
                      list(values[:producers]), [w for w, _ in values[producers:-1]], ok,
-                     seconds)
+                     elapsed)
 
 
 def _watch(group: Any, ring: Ring, items: int, times: Any, counts: Any, total: Any,
@@ -634,12 +635,12 @@ def _lock_worker(i: int, locks: dict[str, posix_ipc.Semaphore],
     note("acquired", first)
     holding[i].release()             # "I hold my first lock"...
     try:                             # ...and wait (at most hold s) until the other does too
-        _acquire(holding[1 - i], hold)
+        acquire(holding[1 - i], hold)
     except posix_ipc.BusyError:
         pass                         # it could not get its first lock: we hold it
     note("waiting", second)
     try:
-        _acquire(locks[second], timeout)
+        acquire(locks[second], timeout)
     except posix_ipc.BusyError:
         note("timed out", second)
         locks[first].release()
@@ -665,8 +666,8 @@ def deadlock(same_order: bool = False, hold: float = 0.1, timeout: float = 0.5) 
     >>> deadlock().deadlocked, deadlock(same_order=True).deadlocked
     (True, False)
     """
-    hold = _seconds("hold", hold, 0, 5)
-    timeout = _seconds("timeout", timeout, 0.01, 30)
+    hold = seconds("hold", hold, 0, 5)
+    timeout = seconds("timeout", timeout, 0.01, 30)
     with objects.scope() as objs:
         locks = {"A": objs.semaphore(1, label="lockA"), "B": objs.semaphore(1, label="lockB")}
         holding = [objs.semaphore(0, label="holding") for _ in range(2)]
@@ -790,7 +791,7 @@ def _next_process(lock: str, name: str, owner: Any, sem: posix_ipc.Semaphore | N
             mem.close_fd()
     assert sem is not None
     try:
-        _acquire(sem, timeout)
+        acquire(sem, timeout)
         sem.release()
         return "got the lock", time.perf_counter() - began, ["acquire succeeded"]
     except posix_ipc.BusyError:
@@ -810,7 +811,7 @@ def _next_process(lock: str, name: str, owner: Any, sem: posix_ipc.Semaphore | N
     sem.release()                                  # give back the dead owner's unit...
     steps.append("released the semaphore on the dead owner's behalf (after repairing "
                  "whatever the owner may have left half-done)")
-    _acquire(sem, timeout)                         # ...and take it properly
+    acquire(sem, timeout)                         # ...and take it properly
     owner.value = os.getpid()
     steps.append(f"acquired it; the owner is now pid {os.getpid()}")
     sem.release()
@@ -837,7 +838,7 @@ def killed_holder(lock: str = "semaphore", recover: bool = False,
     """
     if lock not in ("semaphore", "flock"):
         raise ValueError(f"lock must be 'semaphore' or 'flock', got {lock!r}")
-    timeout = _seconds("timeout", timeout, 0.01, 30)
+    timeout = seconds("timeout", timeout, 0.01, 30)
     with objects.scope() as objs, Segment.create(8, label="owner") as seg:
         ready = objs.semaphore(0, label="ready")
         sem = objs.semaphore(1, label="held") if lock == "semaphore" else None
@@ -847,7 +848,7 @@ def killed_holder(lock: str = "semaphore", recover: bool = False,
             with start(_hold_forever, lock, name, owner, ready, sem, timeout=30,
                        show=False, name="holder") as holder:
                 try:
-                    _acquire(ready, 5.0)
+                    acquire(ready, 5.0)
                 except posix_ipc.BusyError:
                     raise LabError("the holder did not take the lock within 5 s") from None
                 holder.send_signal(signal.SIGKILL)

@@ -8,7 +8,7 @@ from helpers import failures as _failures
 from helpers import load_answers
 from mutants import all_mutants
 
-from labkit.checks.race import observed
+from labkit.checks._shared import observed
 from labkit.processes import run
 
 SOLVED = load_answers("solutions/04_data_races.ipynb")

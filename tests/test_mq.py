@@ -19,7 +19,7 @@ pytestmark = pytest.mark.usefixtures("no_descriptor_leaks")
 
 
 def _sockets_left() -> list[str]:
-    from labkit._janitor import SESSION_DIR
+    from labkit.session import SESSION_DIR
 
     folder = SESSION_DIR.made
     return [p.name for p in folder.glob("*.sock")] if folder and folder.is_dir() else []

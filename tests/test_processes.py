@@ -515,7 +515,7 @@ def test_interrupts_during_forks_are_never_lost(capfd):
 
 
 def test_children_and_programs_start_with_inherited_ignores_reset():
-    from labkit.processes import end_program, start_program
+    from labkit.runner import end_program, start_program
 
     before = signal.signal(signal.SIGQUIT, signal.SIG_IGN)  # as if started under nohup & co
     try:

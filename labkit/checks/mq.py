@@ -31,7 +31,7 @@ from typing import Any
 import posix_ipc
 
 from .. import checking, mq, objects
-from .._janitor import MQUEUE_DIR, SESSION_PID, unlink_name
+from .._janitor import unlink_name
 from ..checking import (
     Attempt,
     CheckFailed,
@@ -43,8 +43,10 @@ from ..checking import (
     expect_clean,
     launch,
 )
-from ..processes import end_program, start, start_program
+from ..processes import start
+from ..runner import end_program, start_program
 from ..servers import PROGRAMS
+from ..session import MQUEUE_DIR, SESSION_PID
 
 # --- helpers the checks share ------------------------------------------------------------
 

@@ -20,7 +20,6 @@ import functools
 import gc
 import mmap
 import os
-import re
 import signal
 import time
 from dataclasses import dataclass
@@ -29,9 +28,11 @@ from typing import Any
 import numpy as np
 import posix_ipc
 
-from .._janitor import SESSION_PID, SHM_DIR, unlink_name
+from .._janitor import unlink_name
 from ..checking import Attempt, CheckFailed, Exercise, call, expect
-from ..shm import Segment
+from ..segment import Segment
+from ..session import SESSION_PID, SHM_DIR, parse_lab_name
+from ._shared import pair
 
 
 class Reading(ctypes.Structure):
@@ -89,9 +90,6 @@ def _elsewhere(answer: Any, name: str, *args: Any) -> tuple:
         taken.close()
 
 
-_LAB = re.compile(r"(?:sem\.)?labkit_\d+_(\d+)_")
-
-
 def _entries() -> set[str]:
     """Entries of /dev/shm that an answer run from this session could have made.
 
@@ -101,8 +99,8 @@ def _entries() -> set[str]:
     """
     found = set()
     for entry in os.listdir(SHM_DIR) if SHM_DIR.is_dir() else []:
-        m = _LAB.match(entry)
-        if entry.startswith("sem.mp-") or (m and int(m.group(1)) != SESSION_PID):
+        owner = parse_lab_name(entry)
+        if entry.startswith("sem.mp-") or (owner and owner[1] != SESSION_PID):
             continue
         found.add(entry)
     return found
@@ -190,13 +188,6 @@ def _expect_tidy(outcome: _Outcome, who: str) -> None:
     expect(not problems, f"{who} did not clean up: " + "; ".join(problems))
 
 
-def _pair(answer: Any, first: str, second: str) -> tuple[Any, Any]:
-    expect(isinstance(answer, tuple) and len(answer) == 2,
-           f"pass both functions as a pair: labkit.check(..., ({first}, {second})), "
-           f"got {answer!r}")
-    return answer
-
-
 def _check_segment(size: int) -> Segment:
     return Segment.create(size, label="check")
 
@@ -234,7 +225,7 @@ _LAYOUT = ("Shared memory is only bytes: two programs understand each other beca
               hint="Attach the segment by its name, lay a Reading over its first bytes, and "
                    "set the fields through that view.", concept=_LAYOUT)
 def _(answer):
-    publish, _ = _pair(answer, "publish", "read_record")
+    publish, _ = pair(answer, "publish", "read_record")
     with _check_segment(ctypes.sizeof(Reading)) as seg:
         _run(publish, seg.name, 7, 21.5, b"degC").value
         got = _record_of(seg)
@@ -248,7 +239,7 @@ def _(answer):
               hint="count counts the publishes: add one to what the segment already holds; "
                    "the other fields are overwritten.", concept=_LAYOUT)
 def _(answer):
-    publish, _ = _pair(answer, "publish", "read_record")
+    publish, _ = pair(answer, "publish", "read_record")
     with _check_segment(ctypes.sizeof(Reading)) as seg:
         _run(publish, seg.name, 1, 1.0, b"V").value
         _run(publish, seg.name, 2, -0.5, b"mV").value
@@ -266,7 +257,7 @@ def _(answer):
               concept="A view into a mapping is only valid while the mapping is; a copy "
                       "survives the detach.")
 def _(answer):
-    _, read_record = _pair(answer, "publish", "read_record")
+    _, read_record = pair(answer, "publish", "read_record")
     with _check_segment(ctypes.sizeof(Reading)) as seg:
         record = seg.struct(Reading)
         record.sensor, record.count, record.value, record.unit = 3, 5, -1.25, b"kPa"
@@ -282,7 +273,7 @@ def _(answer):
               hint="Both functions must use the same layout: the Reading structure at "
                    "offset 0.", concept=_LAYOUT)
 def _(answer):
-    publish, read_record = _pair(answer, "publish", "read_record")
+    publish, read_record = pair(answer, "publish", "read_record")
     with _check_segment(ctypes.sizeof(Reading)) as seg:
         _run(publish, seg.name, 11, 3.5, b"Hz").value
         got = _run(read_record, seg.name).value
@@ -298,7 +289,7 @@ def _(answer):
               concept="Attaching and detaching are this process's business; the name belongs "
                       "to the creator, and other processes still use it.")
 def _(answer):
-    publish, read_record = _pair(answer, "publish", "read_record")
+    publish, read_record = pair(answer, "publish", "read_record")
     with _check_segment(ctypes.sizeof(Reading)) as seg:
         for fn, args, who in ((publish, (seg.name, 4, 2.0, b"s"), "publish"),
                               (read_record, (seg.name,), "read_record")):
@@ -434,7 +425,7 @@ def _lay_out(seg: Segment, values: list[int], seed: int) -> None:
                         "the offset of the following node, 0 for the last. Offsets count from "
                         "the start of the segment: never store an address.", concept=_OFFSETS)
 def _(answer):
-    build, _ = _pair(answer, "build_list", "walk_list")
+    build, _ = pair(answer, "build_list", "walk_list")
     values = [5, -3, 8, 2**40]
     with _list_segment(len(values)) as seg:
         _run(build, seg.name, values).value
@@ -448,7 +439,7 @@ def _(answer):
                         "own mapping, take its value, move to its next; stop at 0. The nodes "
                         "need not be in order.", concept=_OFFSETS)
 def _(answer):
-    _, walk = _pair(answer, "build_list", "walk_list")
+    _, walk = pair(answer, "build_list", "walk_list")
     values = [10, 20, 30, 40, 50, 60]
     with _list_segment(len(values)) as seg:
         _lay_out(seg, values, seed=7)
@@ -466,7 +457,7 @@ def _(answer):
 @LINKED_LIST.check("an empty list has a head of 0, both ways",
                    hint="An empty list is a header of 0, and walking it gives an empty list.")
 def _(answer):
-    build, walk = _pair(answer, "build_list", "walk_list")
+    build, walk = pair(answer, "build_list", "walk_list")
     with _list_segment(0) as seg:
         _lay_out(seg, [], seed=0)
         got = _run(walk, seg.name).value
@@ -483,7 +474,7 @@ def _(answer):
                         "and keep no views. And the list must make sense wherever the walking "
                         "process maps the segment.", concept=_OFFSETS)
 def _(answer):
-    build, walk = _pair(answer, "build_list", "walk_list")
+    build, walk = pair(answer, "build_list", "walk_list")
     values = list(range(100, 120))
     with _list_segment(len(values)) as seg:
         built = _run(build, seg.name, values)

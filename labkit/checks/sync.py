@@ -32,11 +32,11 @@ import posix_ipc
 
 from .. import interleave, objects
 from ..checking import CheckFailed, Exercise, expect
-from ..errors import ChildError, LabTimeout
+from ..errors import ChildError, Deadlock, LabTimeout, Unguarded
 from ..processes import run_workers, start
-from ..shm import Segment
+from ..segment import Segment
 from ..sync import Delivery, Ring, deliver, item_code
-from .race import (
+from ._shared import (
     counted,
     expect_nothing_left,
     expect_stores,
@@ -420,14 +420,6 @@ def _(answer):
 # --- 05.lock_order -------------------------------------------------------------------------
 
 LOCK_ORDER = Exercise("05.lock_order", "Two locks without deadlock", timeout=60.0)
-
-
-class Deadlock(RuntimeError):
-    """A lock handed to transfer() waited too long: the workers wait for each other."""
-
-
-class Unguarded(RuntimeError):
-    """transfer() touched an account whose lock it did not hold."""
 
 
 class _Accounts:
