@@ -105,8 +105,9 @@ class Syscalls:
                       "system calls per message"], rows)
 
 
-# The program strace runs: labkit/programs/traced_transfer.py (open it: it is short).
-_TRACED = Path(__file__).resolve().parent / "programs" / "traced_transfer.py"
+# The program strace runs: labkit/programs/traced_transfer.py (open it: it is short). It runs
+# as a module from the folder that holds labkit, so it imports this labkit.
+_TRACED = "labkit.programs.traced_transfer"
 
 
 _STRACE_ROW = re.compile(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$")
@@ -117,16 +118,16 @@ def _strace_runs(mechanism: str, size: int, counts: list[int],
     """Trace one transfer per entry of ``counts``, all at once; the calls each one made."""
     import subprocess
 
-    from .runner import end_program, start_program
+    from .runner import ROOT, end_program, start_program
 
     # The folder lives in the session's private folder and strace dies with the kernel:
     # nothing of this survives a killed kernel.
     with objects.temp_folder("strace") as folder:
         outs = [Path(folder, f"{k}.txt") for k in range(len(counts))]
         procs = [start_program(
-            ["strace", "-f", "-c", "-o", str(out), sys.executable, str(_TRACED), mechanism,
+            ["strace", "-f", "-c", "-o", str(out), sys.executable, "-m", _TRACED, mechanism,
              str(size), str(count)], timeout, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
             for out, count in zip(outs, counts, strict=True)]
         saids = []
         try:

@@ -19,16 +19,18 @@ import resource
 import select
 import shutil
 import statistics
-import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from . import objects
+from ._validate import seconds as _seconds
 from ._validate import whole as _whole
 from .bench_channels import CHANNELS, LABELS, MECHANISMS, Channel, message_bytes
+from .cpus import pin_to, place
 from .errors import LabError, LabTimeout, NotSupportedHere
+from .framing import read_frame, write_frame
 from .processes import start_workers
 
 __all__ = [
@@ -50,7 +52,6 @@ FULL_SIZES = tuple(4 ** k for k in range(13))      # 1 B, 4 B, ... 4 MiB, 16 MiB
 MAX_SIZE = 16 << 20
 MAX_LATENCY_SIZE = 4096
 
-_FRAME = struct.Struct("!I")
 
 
 def checked_mechanisms(mechanisms: Any) -> list[str]:
@@ -93,48 +94,15 @@ def mq_size_limit() -> int:
     return limits().msgsize_max if supported() else 0
 
 
-def _placement(pin: str | None) -> tuple[int | None, int | None, str]:
-    """The sender's and the receiver's CPU for ``pin``, and a sentence saying so."""
-    if pin not in ("same", "split", None):
-        raise ValueError(f"pin must be 'same' (sender and receiver on one CPU), 'split' (on "
-                         f"two CPUs) or None (wherever the scheduler likes), got {pin!r}")
-    if pin is None:
-        return None, None, "unpinned"
-    if not hasattr(os, "sched_setaffinity"):
-        return None, None, "unpinned (this system cannot pin processes to CPUs)"
-    cpus = sorted(os.sched_getaffinity(0))
-    if pin == "same":
-        return cpus[-1], cpus[-1], f"sender and receiver pinned to CPU {cpus[-1]}"
-    if len(cpus) < 2:
-        raise NotSupportedHere(f"pin='split' needs two CPUs, and this process may use only "
-                               f"CPU {cpus[0]}; use pin='same'")
-    return cpus[-2], cpus[-1], f"sender on CPU {cpus[-2]}, receiver on CPU {cpus[-1]}"
-
-
-# --- framed pickles between the lab and its workers -------------------------------------
+# --- framed pickles between the lab and its workers (labkit's own code on both sides) -----
 
 
 def _put(fd: int, obj: Any) -> None:
-    data = pickle.dumps(obj)
-    data = _FRAME.pack(len(data)) + data
-    while data:
-        data = data[os.write(fd, data):]
-
-
-def _read_exactly(fd: int, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = os.read(fd, n - len(data))
-        if not chunk:
-            raise EOFError("the other side closed its end")
-        data += chunk
-    return data
+    write_frame(fd, pickle.dumps(obj))
 
 
 def _get(fd: int) -> Any:
-    (n,) = _FRAME.unpack(_read_exactly(fd, _FRAME.size))
-    return pickle.loads(_read_exactly(fd, n))
-
+    return pickle.loads(read_frame(fd))
 
 
 # --- the workers ----------------------------------------------------------------------
@@ -154,8 +122,7 @@ def _worker(i: int, fds: dict[str, int], channel: Channel, cpus: tuple, max_size
         if name not in mine:
             os.close(fd)
     ctl, res = fds[f"ctl{i}_r"], fds[f"res{i}_w"]
-    if cpus[i] is not None:
-        os.sched_setaffinity(0, {cpus[i]})
+    pin_to(cpus[i])
     end = channel.end(i, prefault)
     source = message_bytes(max_size if i == 0 else 1)   # only the sender sends data
     ack = end.prepare(memoryview(b"!"))
@@ -232,8 +199,7 @@ def _copy_worker(i: int, fds: dict[str, int], cpu: int | None, max_size: int) ->
     for name, fd in fds.items():
         if name not in ("ctl0_r", "res0_w"):
             os.close(fd)
-    if cpu is not None:
-        os.sched_setaffinity(0, {cpu})
+    pin_to(cpu)
     src = np.frombuffer(message_bytes(max_size), dtype=np.uint8)
     dst = np.zeros(max_size, dtype=np.uint8)
     dst[:] = 1                                             # fault every page in
@@ -337,7 +303,7 @@ class _Session:
         try:
             self.workers.wait(timeout=max(self.deadline - time.monotonic(), 0.5)).values  # noqa: B018
         finally:
-            self.workers.__exit__(None, None, None)
+            self.workers.close()
             for fd in self.fds.values():
                 os.close(fd)
             self.fds.clear()
@@ -547,7 +513,8 @@ def sweep(mechanisms: Sequence[str] = MECHANISMS, sizes: Sequence[int] = QUICK_S
             steps of a round in a shuffled order (``seed``).
         pin: ``"same"`` puts sender and receiver on one CPU, ``"split"`` on two
             (every wake-up then crosses CPUs), ``None`` leaves them to the
-            scheduler. The NumPy copies run on the receiver's CPU.
+            scheduler, ``"auto"`` splits them where there are two CPUs
+            (:func:`labkit.cpus.place`). The NumPy copies run on the receiver's CPU.
         round_trips: timed round trips per mechanism (spread over the rounds),
             after an untimed warm-up of a tenth as many.
         latency_size: the size of the round-trip message (1 to 4096 bytes).
@@ -573,13 +540,11 @@ def sweep(mechanisms: Sequence[str] = MECHANISMS, sizes: Sequence[int] = QUICK_S
     _whole("latency_size", latency_size, 1, MAX_LATENCY_SIZE, "bytes")
     _whole("total", total, 1, 1 << 30, "bytes")
     _whole("max_messages", max_messages, 4, 1_000_000)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (
-            math.isfinite(timeout) and 0 < timeout <= 3600):
-        raise ValueError(f"timeout must be a number of seconds from 0 to 3600, got {timeout!r}")
+    _seconds("timeout", timeout, 0, 3600, above=True)
     if not sizes and not round_trips:
         raise ValueError("nothing to measure: give some sizes, or round_trips > 0")
-    cpu_a, cpu_b, placement = _placement(pin)
-    cpus = (cpu_a, cpu_b)
+    placed = place(pin, ("sender", "receiver"))
+    cpus, placement = placed.cpus, placed.text
     skipped: dict[str, str] = {}
     mq_limit = None
     if "mqueue" in mechanisms:
@@ -668,7 +633,7 @@ def sweep(mechanisms: Sequence[str] = MECHANISMS, sizes: Sequence[int] = QUICK_S
                 s.close()
         finally:
             for s in sessions.values():
-                s.workers.__exit__(None, None, None)
+                s.workers.close()
                 for fd in s.fds.values():
                     os.close(fd)
                 s.fds.clear()
@@ -723,7 +688,7 @@ def transfer(mechanism: str, messages: Sequence[bytes], pin: str | None = None,
         if not isinstance(m, (bytes, bytearray)) or not 1 <= len(m) <= MAX_SIZE:
             raise ValueError(f"every message must be bytes of 1 to {MAX_SIZE} bytes, "
                              f"got {m!r:.40}")
-    cpu_a, cpu_b, _ = _placement(pin)
+    cpus = place(pin, ("sender", "receiver")).cpus
     biggest = max(len(m) for m in messages)
     if mechanism == "mqueue":
         from .mq import require
@@ -736,7 +701,7 @@ def transfer(mechanism: str, messages: Sequence[bytes], pin: str | None = None,
     with objects.scope() as objs:
         channel = CHANNELS[mechanism](objs, biggest, 1)
         try:
-            session = _Session(mechanism, _worker, 2, (channel, (cpu_a, cpu_b), biggest, False),
+            session = _Session(mechanism, _worker, 2, (channel, cpus, biggest, False),
                                timeout, deadline, channel)
         finally:
             channel.close()
@@ -745,7 +710,7 @@ def transfer(mechanism: str, messages: Sequence[bytes], pin: str | None = None,
             _, got = session.step(("xfer", [bytes(m) for m in messages]))
             session.close()
         finally:
-            session.workers.__exit__(None, None, None)
+            session.workers.close()
             for fd in session.fds.values():
                 os.close(fd)
     return got

@@ -37,11 +37,12 @@ from . import objects
 from ._platform import MACOS
 from ._validate import seconds as _seconds
 from ._validate import whole as _whole
-from .errors import LabTimeout, NoSpaceError, NotSupportedHere
+from .errors import NoSpaceError, NotSupportedHere
 from .mq_sockets import SocketServer, socket_server
 from .mq_survey import MechanismFacts, Survey, survey
 from .processes import run, start_workers
 from .servers import ServerProgram
+from .waiting import wait_until
 
 __all__ = [
     "Exhaustion",
@@ -443,13 +444,12 @@ class MQServer:
 
     def wait_served(self, n: int, timeout: float = 5.0) -> list[Served]:
         """Wait until ``n`` requests have been handled; return them."""
-        deadline = time.monotonic() + timeout
-        while len(done := self.served) < n:
-            if time.monotonic() > deadline:
-                raise LabTimeout(f"the server handled {len(done)} of {n} requests within "
-                                 f"{timeout:g} s")
-            time.sleep(0.005)
-        return done
+        def enough() -> list[Served]:
+            done = self.served
+            return done if len(done) >= n else []
+
+        return wait_until(enough, timeout, lambda: f"the server handled {len(self.served)} of "
+                          f"{n} requests", every=0.005)
 
 
 @contextlib.contextmanager
@@ -483,7 +483,7 @@ def mq_server(work: float = 0.0, paused: bool = False, max_messages: int = 8,
     _seconds("lifetime", lifetime, 1.0, 3600.0)
     with objects.scope() as objs:
         requests = objs.message_queue(max_messages, max_message_size, label="requests")
-        with ServerProgram("mq_server.py", [requests.name, str(work)], lifetime,
+        with ServerProgram("mq_server", [requests.name, str(work)], lifetime,
                            paused) as program:
             program.wait_for("ready", 10.0, "the message-queue server")
             yield MQServer(requests.name, program.pid, program)

@@ -7,15 +7,14 @@ the ``with`` block ends (the Unix socket file goes with the block).
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import objects
 from ._validate import seconds as _seconds
-from .errors import LabTimeout
 from .servers import ServerProgram
+from .waiting import wait_until
 
 __all__ = ["SocketServer", "socket_server"]
 
@@ -40,12 +39,12 @@ class SocketServer:
 
     def wait_logged(self, n: int, timeout: float = 5.0) -> list[dict]:
         """Wait until ``n`` connections or datagrams have been handled; return the log."""
-        deadline = time.monotonic() + timeout
-        while len(done := self.log) < n:
-            if time.monotonic() > deadline:
-                raise LabTimeout(f"the server handled {len(done)} of {n} within {timeout:g} s")
-            time.sleep(0.005)
-        return done
+        def enough() -> list[dict]:
+            done = self.log
+            return done if len(done) >= n else []
+
+        return wait_until(enough, timeout, lambda: f"the server handled {len(self.log)} of {n}",
+                          every=0.005)
 
 
 @contextlib.contextmanager
@@ -74,7 +73,7 @@ def socket_server(kind: str = "stream", lifetime: float = 60.0) -> Iterator[Sock
     _seconds("lifetime", lifetime, 1.0, 3600.0)
     with objects.scope() as owned:  # the socket file the server binds goes with the scope
         path = owned.socket_path(kind) if kind != "tcp" else None
-        with ServerProgram("socket_server.py", [kind, str(path) if path else ""],
+        with ServerProgram("socket_server", [kind, str(path) if path else ""],
                            lifetime) as program:
             ready = program.wait_for("ready", 10.0, f"the {kind} socket server")
             address = tuple(ready["ready"]) if kind == "tcp" else path

@@ -24,12 +24,11 @@ from . import objects
 from ._validate import seconds as _seconds
 from .errors import LabError
 from .processes import run
-from .servers import PROGRAMS
+from .runner import run_module
+from .waiting import wait_until
 
 __all__ = ["MechanismFacts", "Survey", "survey"]
 
-# The unrelated process's program: open it, it is short.
-_REACH = PROGRAMS / "reach.py"
 
 @dataclass(frozen=True)
 class MechanismFacts:
@@ -82,12 +81,8 @@ def _bytes_ready(fd: int, want: int, timeout: float = 1.0) -> None:
     import struct
     import termios
 
-    deadline = time.monotonic() + timeout
-    while True:
-        n = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
-        if n >= want or time.monotonic() > deadline:
-            return
-        time.sleep(0.001)
+    wait_until(lambda: struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+               >= want, timeout, None, every=0.001)
 
 
 def _reads(first: bytes) -> str:
@@ -138,7 +133,7 @@ def _send_three(r: int, w: int, read_end: str) -> tuple[bytes, str]:
         os.write(r, b"x")
         return first, f"writing into {read_end} worked"
     except OSError as e:
-        return first, f"writing into {read_end} fails ({errno.errorcode[e.errno]})"
+        return first, f"writing into {read_end} fails ({errno.errorcode.get(e.errno or 0)})"
 
 
 def _probe_pipe() -> MechanismFacts:
@@ -491,8 +486,6 @@ def _probe_file(path: Path) -> MechanismFacts:
 def _reach_from_stranger(fifo: Path, mq_name: str, shm_name: str,
                          tmp: Path) -> dict[str, str]:
     """Which named objects a brand-new, unrelated process can open."""
-    from .shm import run_unrelated
-
     stream_path, dgram_path = tmp / "reach_s", tmp / "reach_d"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as st, \
             socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as dg, \
@@ -502,10 +495,12 @@ def _reach_from_stranger(fifo: Path, mq_name: str, shm_name: str,
         _bind(dg, str(dgram_path))
         tcp.bind(("127.0.0.1", 0))
         tcp.listen(1)
-        r = run_unrelated(_REACH.read_text(), str(fifo), mq_name, shm_name, str(stream_path),
-                          str(dgram_path), str(tcp.getsockname()[1]), timeout=10)
-    if not r.ok:
-        raise LabError(f"the unrelated process failed ({r.status}): {r.stderr.strip()}")
+        # A brand-new program (labkit/programs/reach.py: open it, it is short).
+        r = run_module("labkit.programs.reach", str(fifo), mq_name, shm_name, str(stream_path),
+                       str(dgram_path), str(tcp.getsockname()[1]), timeout=10)
+    if r.returncode != 0:
+        raise LabError(f"the unrelated process failed (exit status {r.returncode}): "
+                       f"{r.stderr.strip()}")
     return json.loads(r.stdout)
 
 

@@ -25,7 +25,6 @@ import select
 import stat
 import struct
 import subprocess
-import sys
 import termios
 import time
 from collections.abc import Iterator, Sequence
@@ -38,10 +37,10 @@ from ._platform import LINUX
 from ._validate import seconds as _seconds
 from ._validate import whole as _whole
 from .errors import LabError, LabTimeout, NotSupportedHere
-from .pipes_throughput import Throughput, dd_pair, placement, plot_pipe_throughput, throughput
+from .pipes_throughput import Throughput, dd_pair, plot_pipe_throughput, throughput
 from .processes import start_workers
-from .runner import end_program, start_program
-from .servers import PROGRAMS
+from .runner import end_program, start_module
+from .waiting import Deadline, wait_until
 
 __all__ = [
     "PIPE_BUF",
@@ -57,7 +56,6 @@ __all__ = [
     "max_pipe_size",
     "open_fifo",
     "pipe_size",
-    "placement",
     "plot_fill",
     "plot_interleaving",
     "plot_pipe_throughput",
@@ -599,7 +597,7 @@ def open_fifo(path: str | os.PathLike, mode: str = "r", timeout: float = 5.0) ->
     ...     open_fifo(path, "w", timeout=0.2)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    labkit.errors.LabTimeout: nobody opened ... for reading within 0.2 s
+    labkit.errors.LabTimeout: nobody opened ... for reading (waited 0.2 s)
     """
     if mode not in ("r", "w"):
         raise ValueError(f"mode must be 'r' (the reading end) or 'w' (the writing end), "
@@ -614,24 +612,27 @@ def open_fifo(path: str | os.PathLike, mode: str = "r", timeout: float = 5.0) ->
     if not stat.S_ISFIFO(st.st_mode):
         raise ValueError(f"{path} exists but is not a FIFO (a named pipe); pass the path "
                          "labkit.objects.fifo() returned")
-    deadline = time.monotonic() + timeout
+    deadline = Deadline(timeout)
     if mode == "w":
-        while True:
+        opened: list[int] = []
+
+        def reader_came() -> bool:
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
-                break
+                opened.append(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+                return True
             except OSError as e:
-                if e.errno != errno.ENXIO:
+                if e.errno != errno.ENXIO:  # ENXIO: no reader yet, so try again
                     raise
-            if time.monotonic() >= deadline:
-                raise LabTimeout(f"nobody opened {path} for reading within {timeout:g} s")
-            time.sleep(0.002)
+                return False
+
+        wait_until(reader_came, timeout, f"nobody opened {path} for reading", every=0.002)
+        fd = opened[0]
     else:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         try:
             poller = select.poll()
             poller.register(fd, select.POLLIN)
-            if not poller.poll(max(deadline - time.monotonic(), 0) * 1000):
+            if not poller.poll(deadline.left() * 1000):
                 raise LabTimeout(f"nobody opened {path} for writing (and wrote to it) within "
                                  f"{timeout:g} s")
         except BaseException:
@@ -694,9 +695,9 @@ def fifo_server(lifetime: float = 60.0) -> Iterator[FifoServer]:
     _seconds("lifetime", lifetime, 1, 3600)
     with objects.scope() as objs:
         server = FifoServer(objs.fifo("server"))
-        proc = start_program([sys.executable, str(PROGRAMS / "fifo_server.py"),
-                              str(server.path), str(lifetime)], lifetime, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL)
+        proc = start_module("labkit.programs.fifo_server", str(server.path), str(lifetime),
+                            lifetime=lifetime, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
         try:
             yield server
         finally:

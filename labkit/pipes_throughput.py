@@ -23,12 +23,13 @@ from typing import Any
 
 from ._validate import seconds as _seconds
 from ._validate import whole as _whole
+from .cpus import pin_to, place
 from .errors import LabError, LabTimeout, NotSupportedHere
 from .processes import start_workers
 from .runner import end_program, start_program
 
-__all__ = ["MAX_TRANSFER", "MAX_WRITES", "Throughput", "dd_pair", "placement",
-           "plot_pipe_throughput", "throughput"]
+__all__ = ["MAX_TRANSFER", "MAX_WRITES", "Throughput", "dd_pair", "plot_pipe_throughput",
+           "throughput"]
 
 MAX_TRANSFER = 256 << 20      # most bytes one experiment may move through a pipe
 MAX_WRITES = 20_000           # most writes of one throughput run (keeps tiny sizes quick)
@@ -94,35 +95,6 @@ class Throughput:
                       "dd median (MB/s)", "dd quartiles", "lab / dd"], rows)
 
 
-def placement(pin: str | None) -> tuple[int | None, int | None, str]:
-    """The CPUs for a writer and a reader: ``"same"`` one CPU, ``"split"`` two, None unpinned.
-
-    Returns (writer's CPU, reader's CPU, a sentence saying so).
-
-    >>> placement(None)
-    (None, None, 'unpinned')
-    """
-    if pin not in ("same", "split", None):
-        raise ValueError(f"pin must be 'same' (writer and reader on one CPU), 'split' (on "
-                         f"two CPUs) or None (wherever the scheduler likes), got {pin!r}")
-    if pin is None:
-        return None, None, "unpinned"
-    if not hasattr(os, "sched_setaffinity"):
-        return None, None, "unpinned (this system cannot pin processes to CPUs)"
-    cpus = sorted(os.sched_getaffinity(0))
-    if pin == "same":
-        return cpus[-1], cpus[-1], f"writer and reader pinned to CPU {cpus[-1]}"
-    if len(cpus) < 2:
-        raise NotSupportedHere(f"pin='split' needs two CPUs, and this process may use only "
-                               f"CPU {cpus[0]}; use pin='same'")
-    return cpus[-2], cpus[-1], f"writer on CPU {cpus[-2]}, reader on CPU {cpus[-1]}"
-
-
-def _pin(cpu: int | None) -> None:
-    if cpu is not None:
-        os.sched_setaffinity(0, {cpu})
-
-
 _STEP = struct.Struct("!d")
 
 
@@ -151,7 +123,7 @@ def _throughput_worker(i: int, fds: dict[str, int], plan: list[tuple[int, int]],
             os.write(fds["dd_done_w"], _STEP.pack(dd_pair(size, writes, cpus)))
             steps += 1
         return steps
-    _pin(cpus[i])
+    pin_to(cpus[i])
     if i == 1:  # the reader: each step's bytes into one reused buffer, then an ack
         buf = bytearray(max([*(s for s, _ in plan), 65536]))
         for size, writes in plan:
@@ -184,7 +156,7 @@ def dd_pair(size: int, writes: int, cpus: tuple[int | None, int | None]) -> floa
     env = {**os.environ, "LC_ALL": "C"}
     r, w = os.pipe()
     try:
-        _pin(cpus[1])  # each dd inherits the CPU this process is pinned to when it starts
+        pin_to(cpus[1])  # each dd inherits the CPU this process is pinned to when it starts
         # the reader takes up to 64 KiB per read, like the lab's reader; the writer
         # writes `size` bytes per write (after reading them from /dev/zero)
         reader = start_program(["dd", "of=/dev/null", f"bs={max(size, 65536)}"], 600,
@@ -193,7 +165,7 @@ def dd_pair(size: int, writes: int, cpus: tuple[int | None, int | None]) -> floa
         os.close(r)
         r = -1
         try:
-            _pin(cpus[0])
+            pin_to(cpus[0])
             writer = subprocess.run(["dd", "if=/dev/zero", f"bs={size}", f"count={writes}"],
                                     stdout=w, stderr=subprocess.PIPE, env=env, check=False)
         finally:
@@ -244,7 +216,8 @@ def throughput(sizes: Sequence[int] = (64, 1024, 4096, 65536, 1 << 20), trials: 
     transfer runs between two ``dd`` processes right after it, so both see the
     same machine. Sizes are visited in a shuffled order (``seed``) in every
     repeat. ``pin="same"`` puts writer and reader on one CPU (the steadiest
-    figures), ``"split"`` on two, ``None`` leaves them to the scheduler.
+    figures), ``"split"`` on two, ``None`` leaves them to the scheduler,
+    ``"auto"`` splits them where there are two CPUs (:func:`labkit.cpus.place`).
     ``progress`` shows a progress bar. Everything is killed after ``timeout``
     seconds.
 
@@ -264,7 +237,8 @@ def throughput(sizes: Sequence[int] = (64, 1024, 4096, 65536, 1 << 20), trials: 
     if baseline and shutil.which("dd") is None:
         raise NotSupportedHere("the baseline needs the dd program, which is not on the PATH; "
                                "pass baseline=False")
-    *cpus, where = placement(pin)
+    placed = place(pin, ("writer", "reader"))
+    cpus, where = placed.cpus, placed.text
     sizes = list(sizes)
     writes = [max(1, min(total // s, MAX_WRITES)) for s in sizes]
     rng = random.Random(seed)
@@ -282,7 +256,7 @@ def throughput(sizes: Sequence[int] = (64, 1024, 4096, 65536, 1 << 20), trials: 
         for name in names:
             fds[name + "_r"], fds[name + "_w"] = os.pipe()
         deadline = time.monotonic() + timeout
-        with start_workers(_throughput_worker, 3 if baseline else 2, fds, plan, tuple(cpus),
+        with start_workers(_throughput_worker, 3 if baseline else 2, fds, plan, cpus,
                            timeout=timeout, show=False) as workers:
             for name in ("data_r", "data_w", "go_r", "done_w", "ack_r", "ack_w", "dd_r",
                          "dd_done_w"):

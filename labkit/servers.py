@@ -1,8 +1,8 @@
 """The lessons' server programs as the lab sees them: started, read, resumed, stopped.
 
-A server of lessons 02 and 06 is a separate Python program in
-``labkit/programs/`` (open one: they are short), so that it shares nothing
-with its clients but a name. It writes its log as JSON lines on standard
+A server of lesson 06 is a separate Python program in ``labkit/programs/``
+(open one: they are short), started by :func:`labkit.runner.start_module`, so
+that it shares nothing with its clients but a name. It writes its log as JSON lines on standard
 output (see ``programs/serving.py``); :class:`ServerProgram` sends that into a
 private file the lab reads while the server runs, lets a paused server go,
 and stops it politely (SIGTERM, then its whole group) when the ``with`` block
@@ -13,24 +13,20 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
-import time
-from pathlib import Path
 from typing import Any
 
-from .errors import LabError, LabTimeout
-from .runner import end_program, start_program
+from .errors import LabError
+from .runner import end_program, start_module
+from .waiting import wait_until
 
-__all__ = ["PROGRAMS", "ServerProgram"]
-
-PROGRAMS = Path(__file__).resolve().parent / "programs"
+__all__ = ["ServerProgram"]
 
 
 class ServerProgram:
     """A server program of ``labkit/programs/``, running until its ``with`` block ends.
 
-    >>> with ServerProgram("socket_server.py", ["tcp", ""], lifetime=10) as server:
+    >>> with ServerProgram("socket_server", ["tcp", ""], lifetime=10) as server:
     ...     ready = server.wait_for("ready", 10, "the echo server")
     >>> ready["ready"][0], server.running
     ('127.0.0.1', False)
@@ -42,9 +38,9 @@ class ServerProgram:
         self._paused = paused
         self._final: list[dict] | None = None
         try:
-            self.proc = start_program(
-                [sys.executable, str(PROGRAMS / name), *(["--paused"] if paused else []),
-                 "--lifetime", str(lifetime), *args], lifetime,
+            self.proc = start_module(
+                f"labkit.programs.{name}", *(["--paused"] if paused else []),
+                "--lifetime", str(lifetime), *args, lifetime=lifetime,
                 stdin=subprocess.PIPE, stdout=self._log, stderr=subprocess.DEVNULL, cwd="/")
         except BaseException:
             self._log.close()
@@ -73,17 +69,17 @@ class ServerProgram:
 
     def wait_for(self, key: str, timeout: float, what: str) -> dict[str, Any]:
         """The first log line that has ``key``, waiting up to ``timeout`` seconds for it."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for line in self.lines():
-                if key in line:
-                    return line
-            if self.proc.poll() is not None:
+
+        def seen() -> dict[str, Any] | None:
+            found = next((line for line in self.lines() if key in line), None)
+            if found is None and self.proc.poll() is not None:
                 raise LabError(f"{what} ended before it was ready (exit status "
                                f"{self.proc.returncode})")
-            if time.monotonic() > deadline:
-                raise LabTimeout(f"{what} was not ready within {timeout:g} s")
-            time.sleep(0.005)
+            return found
+
+        line = wait_until(seen, timeout, f"{what} was not ready", every=0.005)
+        assert line is not None       # wait_until returns only a true value or raises
+        return line
 
     def resume(self) -> None:
         """Let a server started paused begin its work (one line on its standard input)."""

@@ -24,7 +24,6 @@ import contextlib
 import os
 import stat
 import subprocess
-import sys
 import time
 from typing import Any
 
@@ -44,9 +43,9 @@ from ..checking import (
     launch,
 )
 from ..processes import start
-from ..runner import end_program, start_program
-from ..servers import PROGRAMS
-from ..session import MQUEUE_DIR, SESSION_PID
+from ..runner import end_program, start_module
+from ..session import SESSION_PID, lab_entries
+from ..waiting import wait_until
 
 # --- helpers the checks share ------------------------------------------------------------
 
@@ -57,9 +56,7 @@ def _session_queues() -> set[str]:
     Empty where the queue filesystem is not mounted: :class:`_Queues` then relies on
     the names it sees in requests and in the answer's descriptors.
     """
-    prefix = f"labkit_{os.getuid()}_{SESSION_PID}_"
-    return {"/" + e for e in os.listdir(MQUEUE_DIR)
-            if e.startswith(prefix)} if MQUEUE_DIR.is_dir() else set()
+    return {e.name for e in lab_entries(SESSION_PID) if e.kind == "mq"}
 
 
 def _open_queue(name: str) -> posix_ipc.MessageQueue | None:
@@ -168,19 +165,18 @@ def run_clients(program: str, args_list: list[list[str]], alive: Any,
     procs = []
     try:
         for args in args_list:
-            procs.append(start_program([sys.executable, str(PROGRAMS / program), *args],
-                                       timeout, stdin=subprocess.DEVNULL,
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                       text=True))
-        deadline = time.monotonic() + timeout
-        gone: float | None = None
-        while any(p.poll() is None for p in procs):
-            now = time.monotonic()
-            if gone is None and not alive():
-                gone = now
-            if now > deadline or (gone is not None and now > gone + 2.0):
-                break
-            time.sleep(0.005)
+            procs.append(start_module(f"labkit.programs.{program}", *args, lifetime=timeout,
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+        gone: list[float] = []      # when the answer was first seen to have ended
+
+        def settled() -> bool:
+            if not gone and not alive():
+                gone.append(time.monotonic())
+            return all(p.poll() is not None for p in procs) or bool(
+                gone and time.monotonic() > gone[0] + 2.0)
+
+        wait_until(settled, timeout, None, every=0.005)
     finally:
         for p in procs:
             end_program(p)
@@ -361,10 +357,9 @@ def _(answer):
                         timeout=5 * checking.CALL_TIMEOUT) as running:
                 requests = posix_ipc.MessageQueue(server.requests)
                 try:
-                    deadline = time.monotonic() + checking.CALL_TIMEOUT
-                    while requests.current_messages < len(asks) and running.running \
-                            and time.monotonic() < deadline:
-                        time.sleep(0.005)
+                    wait_until(lambda: requests.current_messages >= len(asks)
+                               or not running.running, checking.CALL_TIMEOUT, None,
+                               every=0.005)
                 finally:
                     requests.close()
                 server.resume()
@@ -527,9 +522,7 @@ def _(answer):
         _request(requests, full.name, "lost", 3)
         _request(requests, fine.name, "kept", 1)
         with launch(answer, requests.name, 2) as running:
-            deadline = time.monotonic() + GRACE
-            while running.running and time.monotonic() < deadline:
-                time.sleep(0.01)
+            wait_until(lambda: not running.running, GRACE, None, every=0.01)
             stop_stuck(running, f"serve was still running {GRACE:g} s later, stuck on the "
                                  "client whose reply queue is full (the next client "
                                  f"{'got nothing' if not fine.current_messages else 'waited'}"
@@ -576,7 +569,7 @@ def _(answer):
     with mq.queue(8, 1024, label="requests") as requests, \
             launch(answer, requests.name, len(asks),
                    timeout=4 * checking.CALL_TIMEOUT) as running:
-        outputs = run_clients("ask_client.py", [[requests.name, q, str(p)] for q, p in asks],
+        outputs = run_clients("ask_client", [[requests.name, q, str(p)] for q, p in asks],
                              lambda: running.running)
         attempt = running.finish()
     want = [f"{q.upper()} {p}" for q, p in asks]

@@ -11,7 +11,6 @@ import os
 import signal
 import socket
 import stat
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from ..checking import (
     expect_clean,
     launch,
 )
+from ..waiting import wait_until
 from .mq import GRACE, end_answer, run_clients, stop_stuck
 
 # --- 06.kv_server ---------------------------------------------------------------------
@@ -32,14 +32,15 @@ KV = Exercise("06.kv_server", "A key-value server over a Unix datagram socket", 
 
 
 def _bound(path: Path, running: Any, timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while running.running and time.monotonic() < deadline:
+    """Wait until the answer has bound a socket at ``path`` (or has ended, or 3 s passed)."""
+
+    def bound() -> bool:
         try:
-            if stat.S_ISSOCK(os.stat(path).st_mode):
-                return
+            return stat.S_ISSOCK(os.stat(path).st_mode)
         except FileNotFoundError:
-            pass
-        time.sleep(0.002)
+            return not running.running
+
+    wait_until(bound, timeout, None, every=0.002)
 
 
 def _interruptible(answer: Any, *args: Any) -> Any:
@@ -84,7 +85,7 @@ def _kv(answer: Any, requests: list[bytes], count: int | None = None,
                             replies.append("(no reply)")
                             break
             if running.running and strangers:
-                outputs = run_clients("kv_client.py", [[str(path), str(folder / f"s{k}.sock"),
+                outputs = run_clients("kv_client", [[str(path), str(folder / f"s{k}.sock"),
                                                    *[r.decode() for r in reqs]]
                                                   for k, reqs in enumerate(strangers)],
                                      lambda: running.running)
@@ -104,9 +105,7 @@ def _kv(answer: Any, requests: list[bytes], count: int | None = None,
 
 def _after_the_last(running: Launched, count: int, outputs: list[str]) -> None:
     """Every request has been sent: the server has GRACE seconds left to end."""
-    deadline = time.monotonic() + GRACE
-    while running.running and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: not running.running, GRACE, None, every=0.01)
     failed = [out for out in outputs if out.startswith("(failed")]
     stop_stuck(running, f"kv_server was still running {GRACE:g} s after the last of its "
                          f"{count} requests had been sent, and was stopped"

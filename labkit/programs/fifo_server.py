@@ -1,6 +1,6 @@
 """A question server behind a FIFO (lesson 02).
 
-Usage: python fifo_server.py REQUEST_FIFO [LIFETIME]
+Usage: python -m labkit.programs.fifo_server REQUEST_FIFO [LIFETIME]
 
 Clients write one line each into REQUEST_FIFO: "REPLY_PATH<TAB>question".
 For each, the server opens the FIFO at REPLY_PATH for writing, writes the
@@ -18,26 +18,19 @@ import stat
 import sys
 import time
 
-path = sys.argv[1]
-lifetime = float(sys.argv[2]) if len(sys.argv) > 2 else 60.0
-signal.alarm(max(1, round(lifetime)))  # a safety net: never outlive the lab by long
-requests = os.open(path, os.O_RDONLY | os.O_NONBLOCK)   # a reader need not wait for writers
-keep = os.open(path, os.O_WRONLY)      # our own writer: no end of file between clients
-os.set_blocking(requests, True)
 
-
-def answer(question):
+def answer(question: str) -> str:
     count = re.fullmatch(r"count to (\d{1,6})", question.strip())
     if count:
         return " ".join(str(i) for i in range(1, int(count.group(1)) + 1))
     return question.upper()
 
 
-def log(status, reply_path):
+def log(status: str, reply_path: str) -> None:
     print(status + "\t" + reply_path, flush=True)
 
 
-def reply(reply_path, text):
+def reply(reply_path: str, text: str) -> None:
     # O_NONBLOCK: opening for writing fails with ENXIO until the client opens for reading,
     # so a client that never comes cannot hold the server forever.
     deadline = time.monotonic() + 5
@@ -47,9 +40,11 @@ def reply(reply_path, text):
             break
         except OSError as e:
             if e.errno != errno.ENXIO:
-                return log("cannot open: " + e.strerror, reply_path)
+                log(f"cannot open: {e.strerror}", reply_path)
+                return
             if time.monotonic() > deadline:
-                return log("nobody opened the reply FIFO for reading", reply_path)
+                log("nobody opened the reply FIFO for reading", reply_path)
+                return
             time.sleep(0.002)
     status = "answered"
     try:
@@ -65,13 +60,23 @@ def reply(reply_path, text):
     finally:
         log(status, reply_path)  # before the close: the client's end of file comes after it
         os.close(fd)
-    return None
 
 
-with open(requests, encoding="utf-8", errors="replace", newline="\n") as lines:
-    for line in lines:
-        reply_path, tab, question = line.rstrip("\n").partition("\t")
-        if tab:
-            reply(reply_path, answer(question))
-        else:
-            log("bad request", reply_path)
+def main() -> None:
+    path = sys.argv[1]
+    lifetime = float(sys.argv[2]) if len(sys.argv) > 2 else 60.0
+    signal.alarm(max(1, round(lifetime)))  # a safety net: never outlive the lab by long
+    requests = os.open(path, os.O_RDONLY | os.O_NONBLOCK)   # a reader need not wait
+    os.open(path, os.O_WRONLY)             # our own writer: no end of file between clients
+    os.set_blocking(requests, True)
+    with open(requests, encoding="utf-8", errors="replace", newline="\n") as lines:
+        for line in lines:
+            reply_path, tab, question = line.rstrip("\n").partition("\t")
+            if tab:
+                reply(reply_path, answer(question))
+            else:
+                log("bad request", reply_path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,6 +1,6 @@
 """Send COUNT messages of SIZE bytes one way through MECHANISM, then stop (lesson 07).
 
-Usage: python traced_transfer.py MECHANISM SIZE COUNT
+Usage: python -m labkit.programs.traced_transfer MECHANISM SIZE COUNT
 
 labkit.bench.count_syscalls runs this program under ``strace -f -c`` twice,
 once with COUNT messages and once with none: starting Python and making the
@@ -9,15 +9,12 @@ what one message costs the sender and the receiver together. MECHANISM is
 one of labkit.bench.MECHANISMS ("pipe", "unix", "shm", ...).
 """
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))   # the folder that holds labkit
 
 from labkit import objects, processes
-from labkit.bench_channels import CHANNELS, message_bytes
+from labkit.bench_channels import CHANNELS, Channel, message_bytes
 
 
-def receive(channel, size, count):
+def receive(channel: Channel, size: int, count: int) -> None:
     """The receiver (a child): take every message, then say so with one byte."""
     end = channel.end(1, True)          # keeps the receiving side's ends, closes the rest
     for _ in range(count):
@@ -26,7 +23,7 @@ def receive(channel, size, count):
     end.close()
 
 
-def main():
+def main() -> None:
     mechanism, size, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     with objects.scope() as objs:       # every named object goes at the end of the block
         channel = CHANNELS[mechanism](objs, size, 1)
