@@ -48,7 +48,7 @@ class JanitorClient:
     """The kernel's end of the pipe to its janitor, started on first use."""
 
     def __init__(self) -> None:
-        self._proc: subprocess.Popen | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
         self._fd: int | None = None
         self._lock = threading.Lock()
         self._broken = False
@@ -189,7 +189,7 @@ def _watch(kernel_pid: int, pidfd: int | None, prefix: str, session_dir: Path) -
 def main(argv: list[str]) -> None:
     kernel_pid, prefix, session_dir = int(argv[0]), argv[1], Path(argv[2])
     try:
-        pidfd: int | None = os.pidfd_open(kernel_pid)  # type: ignore[attr-defined]
+        pidfd: int | None = os.pidfd_open(kernel_pid)
     except (AttributeError, OSError):
         pidfd = None  # no pidfd (macOS, old kernel): poll the kernel once a second
     from ._platform import set_process_name

@@ -32,12 +32,11 @@ import secrets
 import shutil
 import stat
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import posix_ipc
 
@@ -45,6 +44,7 @@ from ._janitor import CLIENT, unlink_name
 from ._platform import MACOS
 from .errors import LabError, NoSpaceError, NotSupportedHere
 from .session import MQUEUE_DIR, PREFIX, SESSION_DIR, SHM_DIR, lab_entries, pid_alive, session_roots
+from .waiting import wait_until
 
 __all__ = [
     "ObjectInfo",
@@ -68,6 +68,7 @@ __all__ = [
 ]
 
 MODE = 0o600
+T = TypeVar("T")
 _LABEL = re.compile(r"[A-Za-z0-9]{1,12}")
 _DRAWS = 5  # fresh names tried before a taken name is reported (24 random bits each)
 
@@ -129,7 +130,7 @@ class Scope:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _own(self, kind: str, name: str, obj: Any) -> Any:
+    def _own(self, kind: str, name: str, obj: T) -> T:
         self._owned.append((kind, name, obj))
         CLIENT.send(f"+ {kind} {name}")
         return obj
@@ -433,15 +434,16 @@ def acquire(sem: posix_ipc.Semaphore, timeout: float) -> None:
     if posix_ipc.SEMAPHORE_TIMEOUT_SUPPORTED:
         sem.acquire(timeout)
         return
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def taken() -> bool:
         try:
             sem.acquire(0)
-            return
         except posix_ipc.BusyError:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.001)
+            return False
+        return True
+
+    if not wait_until(taken, timeout, None, every=0.001):
+        raise posix_ipc.BusyError("Semaphore is busy")
 
 
 
@@ -528,11 +530,13 @@ def clean(dry_run: bool = False) -> list[ObjectInfo]:
 
 def _remove_leftover(info: ObjectInfo) -> bool:
     """Remove a leftover; False if it was gone already."""
-    remove = {"folder": shutil.rmtree, "file": os.unlink}.get(info.kind)
-    if remove is None:
+    if info.kind not in ("folder", "file"):
         return unlink_name(info.kind, info.name)
     try:
-        remove(info.name)
+        if info.kind == "folder":
+            shutil.rmtree(info.name)
+        else:
+            os.unlink(info.name)
     except FileNotFoundError:
         return False
     return True

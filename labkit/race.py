@@ -426,7 +426,7 @@ def _torn_worker(i: int, seg: Segment, reads: int, lock: Any, cpus: tuple[int | 
                 lock.release()
         return k
     seen: dict[int, int] = {}
-    examples = []
+    examples: list[tuple[int, int]] = []
     while not record.x:              # start reading once the writer is writing
         if cpus[0] is None or cpus[0] == cpus[1]:
             os.sched_yield()

@@ -148,6 +148,12 @@ class Segment:
     False
     """
 
+    _st: _State
+    _size: int
+    _readonly: bool
+    _address: int
+    _finalizer: weakref.finalize[[_State], Segment]
+
     def __init__(self, *args: object, **kwargs: object) -> None:
         raise TypeError("make a segment with Segment.create(size) or Segment.attach(name)")
 
@@ -397,7 +403,7 @@ class Segment:
         if self._finalizer.detach():          # not yet ended: end it here, on purpose
             _release(self._st)                # detach, and unlink if we created it
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Any, ...]:
         # Pickled (for a spawned worker), a segment travels as its name and is re-attached.
         return (Segment.attach, (self.name, self.readonly))
 

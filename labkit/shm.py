@@ -33,6 +33,7 @@ import numpy as np
 
 from . import objects
 from ._platform import LINUX, MACOS
+from ._validate import whole
 from .display import Table, axes
 from .errors import AccessDenied, LabError, NoSuchSegment, NotSupportedHere
 from .processes import ExitStatus, run
@@ -161,9 +162,9 @@ def plot_bytes(snap: SegmentBytes, fields: list[tuple[str, int, int]] | None = N
 
     data = np.array(snap.data, dtype=np.uint8)
     rows = -(-len(data) // 16)
-    grid = np.full(rows * 16, np.nan)
-    grid[:len(data)] = data
-    grid = grid.reshape(rows, 16)
+    flat = np.full(rows * 16, np.nan)
+    flat[:len(data)] = data
+    grid = flat.reshape(rows, 16)
     ax = axes(title or f"{len(data)} bytes of {snap.name} from offset {snap.offset}",
               "byte within the row (+0 to +15)", "offset of the row (bytes)", ax=ax,
               figsize=(8.0, 0.45 * rows + 1.4))
@@ -462,44 +463,44 @@ def _copy_pieces(target: Any, pieces: list[Any]) -> None:
 
 
 def copy_benchmark(nbytes: int = 64 << 20, segment_bytes: int = 32 << 20,
-                   repeats: int = 5) -> CopyBenchmark:
+                   trials: int = 5) -> CopyBenchmark:
     """Time copying ``nbytes`` into a lab segment against a plain NumPy copy, and the
-    first touch of fresh pages, ``repeats`` times each (timings vary from run to run).
+    first touch of fresh pages, ``trials`` times each (timings vary from run to run).
 
     The segment holds ``segment_bytes`` (default 32 MiB, so the lesson fits a
     64 MB ``/dev/shm``); ``nbytes`` go into it in pieces of that size.
 
-    >>> b = copy_benchmark(1 << 20, 1 << 18, repeats=2)
+    >>> b = copy_benchmark(1 << 20, 1 << 18, trials=2)
     >>> b.numpy_gbps > 0 and b.segment_gbps > 0 and len(b.shared_first) == 2
     True
     """
-    for what, v in (("nbytes", nbytes), ("segment_bytes", segment_bytes), ("repeats", repeats)):
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise ValueError(f"{what} must be a whole number > 0, got {v!r}")
+    whole("nbytes", nbytes, 1, 1 << 36, "bytes")
+    whole("segment_bytes", segment_bytes, 1, 1 << 36, "bytes")
+    whole("trials", trials, 1, 1000, "trials")
     if segment_bytes % PAGE_SIZE or nbytes % segment_bytes:
         raise ValueError(f"segment_bytes must be a multiple of the page size ({PAGE_SIZE}) and "
                          f"nbytes a multiple of segment_bytes, got {nbytes} and {segment_bytes}")
     words = segment_bytes // 8
     src = np.arange(nbytes // 8, dtype=np.uint64)
     dst = np.zeros_like(src)
-    numpy_s = [_timed(np.copyto, dst, src) for _ in range(repeats)]
+    numpy_s = [_timed(np.copyto, dst, src) for _ in range(trials)]
     del dst
     pieces = [src[i:i + words] for i in range(0, len(src), words)]
     segment_s, shared_first, shared_again, private_first, private_again = [], [], [], [], []
     with Segment.create(segment_bytes, label="bench") as seg:
         target = seg.array(np.uint64)
         np.copyto(target, pieces[0])          # touch every page once in this mapping
-        for _ in range(repeats):
+        for _ in range(trials):
             segment_s.append(_timed(_copy_pieces, target, pieces))
         del target
-        for _ in range(repeats):
+        for _ in range(trials):
             fresh = Segment.attach(seg.name)  # a new mapping: no page is in our page table yet
             view = fresh.array(np.uint64)
             shared_first.append(_timed(np.copyto, view, pieces[0]))
             shared_again.append(_timed(np.copyto, view, pieces[0]))
             del view
             fresh.close()
-    for _ in range(repeats):
+    for _ in range(trials):
         anon = mmap.mmap(-1, segment_bytes, flags=mmap.MAP_PRIVATE)  # fresh, never touched
         view = np.frombuffer(anon, dtype=np.uint64)
         private_first.append(_timed(np.copyto, view, pieces[0]))

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import labkit
 from labkit import interleave, mq, objects, pipes, processes, shm, signals
 from labkit.errors import LabError
 
@@ -70,7 +71,7 @@ def test_a_bad_pid_is_refused_everywhere(pid):
     refused(signals.signal_state, pid)
     refused(signals.send_and_settle, pid, "SIGUSR1")
     if pid is not None:  # process_tree(None) is this process's tree
-        refused(processes.process_tree, pid)
+        refused(labkit.process_tree, pid)
 
 
 @checked

@@ -130,7 +130,7 @@ def test_bad_timeouts_are_refused_clearly(bad):
 
 @pytest.mark.parametrize("bad", [0, -3, 1000, 2.5, True])
 def test_bad_worker_counts_are_refused_clearly(bad):
-    with pytest.raises(ValueError, match="n must be a whole number of workers"):
+    with pytest.raises(ValueError, match="workers must be a whole number of workers"):
         run_workers(os.getpid, bad)
 
 
@@ -381,8 +381,8 @@ def test_a_grandchild_cannot_reach_its_parents_result_pipe():
                 if os.path.exists(f"/proc/self/fd/{fd}")]
 
     def parent_side():
-        from labkit import processes
-        mine = os.readlink(f"/proc/self/fd/{processes._result_fd}")
+        from labkit._child import result_fd
+        mine = os.readlink(f"/proc/self/fd/{result_fd()}")
         return mine, run(open_files, show=False).value
 
     mine, grandchild_files = run(parent_side).value

@@ -411,7 +411,7 @@ def test_a_system_v_segment_is_gone_once_detached():
 
 
 def test_the_copy_benchmark_returns_one_time_per_trial():
-    b = shm.copy_benchmark(1 << 20, 1 << 19, repeats=3)
+    b = shm.copy_benchmark(1 << 20, 1 << 19, trials=3)
     for times in (b.numpy_seconds, b.segment_seconds, b.shared_first, b.shared_again,
                   b.private_first, b.private_again):
         assert len(times) == 3 and all(t > 0 for t in times)
@@ -421,7 +421,7 @@ def test_the_copy_benchmark_returns_one_time_per_trial():
 
 @pytest.mark.parametrize("kwargs", [{"nbytes": 0}, {"segment_bytes": 1000},
                                     {"nbytes": 3 << 20, "segment_bytes": 2 << 20},
-                                    {"repeats": 0}])
+                                    {"trials": 0}])
 def test_bad_benchmark_sizes_are_refused(kwargs):
     with pytest.raises(ValueError):
         shm.copy_benchmark(**kwargs)

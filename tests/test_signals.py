@@ -157,20 +157,21 @@ def test_work_that_raises_still_gives_a_timeline():
 
 
 def test_standard_signals_merge_but_never_multiply():
-    c = coalescing(300, runs=3)
-    assert isinstance(c, Coalescing) and c.runs == 3 and c.sent == 300
+    c = coalescing(300, trials=3)
+    assert isinstance(c, Coalescing) and c.trials == 3 and c.sent == 300
     for delivered, handled in zip(c.delivered, c.handled):
         assert 1 <= handled <= delivered <= 300
 
 
 def test_real_time_signals_queue_every_one():
-    c = coalescing(300, runs=2, sig="SIGRTMIN")
+    c = coalescing(300, trials=2, sig="SIGRTMIN")
     assert c.delivered == [300, 300]
     assert all(1 <= h <= 300 for h in c.handled)   # Python may still merge handler runs
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"n": 0}, "n must be"), ({"n": 10**6}, "n must be"), ({"runs": 0}, "runs must be"),
+    ({"sent": 0}, "sent must be"), ({"sent": 10**6}, "sent must be"),
+    ({"trials": 0}, "trials must be"),
     ({"sig": "KILL"}, "cannot be caught"), ({"sig": "NOPE"}, "valid signals"),
 ])
 def test_bad_coalescing_input_is_refused(kwargs, message):

@@ -26,6 +26,7 @@ from ..checking import Attempt, CheckFailed, expect
 from ..framing import plain_data
 from ..segment import Segment
 from ..session import SESSION_PID, lab_entries
+from ..waiting import wait_until
 
 # --- the answer's processes ----------------------------------------------------------------
 
@@ -118,13 +119,13 @@ class _Watch:
             return
         self.first_store = False
         seen: dict[int, tuple[int, float]] = {}
-        deadline = time.monotonic() + _PATIENCE
-        while time.monotonic() < deadline:
+
+        def all_loaded_or_asleep() -> bool:
             forked = min(int(self.table[0]), _SLOTS)
-            if forked >= self.workers and all(self._ready(k, seen) for k in range(forked)
-                                                  if k != self.slot):
-                return
-            time.sleep(0.0005)
+            return forked >= self.workers and all(self._ready(k, seen) for k in range(forked)
+                                                  if k != self.slot)
+
+        wait_until(all_loaded_or_asleep, _PATIENCE, None, every=0.0005)
 
     def _ready(self, slot: int, seen: dict[int, tuple[int, float]]) -> bool:
         pid = self.field(slot, 0)
@@ -303,6 +304,31 @@ def guarded_call(fn: Any, *args: Any, **kwargs: Any) -> Attempt:
             else:
                 unlink_name("shm", "/" + entry)
 
+
+
+# --- what the answer is, and what it printed ------------------------------------------------
+
+
+def expect_function(answer: Any) -> None:
+    """Fail unless the answer is something to call."""
+    expect(callable(answer), f"expected a function, got {answer!r}")
+
+
+def first_difference(got: list[str], want: list[str]) -> str:
+    """Where two lists of printed lines first differ, said for the student.
+
+    >>> first_difference(["a", "b"], ["a", "c"])
+    "line 2 is 'b', expected 'c'"
+    """
+    for i, (g, w) in enumerate(zip(got, want)):
+        if g != w:
+            return f"line {i + 1} is {g!r}, expected {w!r}"
+    if len(got) == len(want):
+        return "they are the same"
+    if len(got) < len(want):
+        return f"it stopped after {len(got)} lines; line {len(got) + 1} should be " \
+               f"{want[len(got)]!r}"
+    return f"it printed {len(got) - len(want)} lines too many, from {got[len(want)]!r} on"
 
 
 # --- schedules -------------------------------------------------------------------------------

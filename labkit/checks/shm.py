@@ -21,7 +21,6 @@ import gc
 import mmap
 import os
 import signal
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +31,7 @@ from .._janitor import unlink_name
 from ..checking import Attempt, CheckFailed, Exercise, call, expect
 from ..segment import Segment
 from ..session import SESSION_PID, SHM_DIR, parse_lab_name
+from ..waiting import wait_until
 from ._shared import pair
 
 
@@ -528,12 +528,8 @@ def _meet(i: int, name: str, count: int) -> None:
     """Say "here" in byte i, wait for all ``count`` workers, then mark byte count + i."""
     with Segment.attach(name) as seg:
         seg.buf[i] = 1
-        deadline = time.monotonic() + 1.5
-        while time.monotonic() < deadline:
-            if all(seg.buf[:count]):
-                seg.buf[count + i] = 1
-                return
-            time.sleep(0.002)
+        if wait_until(lambda: all(seg.buf[:count]), 1.5, None, every=0.002):
+            seg.buf[count + i] = 1
 
 
 def _fails(i: int, name: str, how: str) -> None:
