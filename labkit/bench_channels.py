@@ -16,6 +16,7 @@ from typing import Any
 import posix_ipc
 
 from . import objects
+from .segment import PAGE_SIZE
 
 __all__ = ["CHANNELS", "LABELS", "MECHANISMS", "SHM_SLOTS", "Channel", "End", "message_bytes"]
 
@@ -178,12 +179,11 @@ class _ShmEnd(End):
         self.held = False
         self.whole = memoryview(self.mm)
         if prefault:
-            page = os.sysconf("SC_PAGE_SIZE")
             span = SHM_SLOTS * self.out_slot
             for off in range(0, span, 1 << 20):        # our outgoing slots: written
                 n = min(1 << 20, span - off)
                 self.mm[self.out_base + off:self.out_base + off + n] = bytes(n)
-            for off in range(self.in_base, self.in_base + SHM_SLOTS * self.in_slot, page):
+            for off in range(self.in_base, self.in_base + SHM_SLOTS * self.in_slot, PAGE_SIZE):
                 self.whole[off]                        # incoming slots: read once each page
 
     def send(self, view: Any) -> None:

@@ -192,17 +192,11 @@ def _worker(i: int, fds: dict[str, int], channel: Channel, cpus: tuple, max_size
     return steps
 
 
-def _copy_worker(i: int, fds: dict[str, int], cpu: int | None, max_size: int) -> int:
-    """The memory-bandwidth reference: NumPy copies of each size, in this process."""
-    import numpy as np
-
+def _reference_steps(fds: dict[str, int], measure: Any) -> int:
+    """A one-process reference's loop: ``measure(size, warm, count)`` per step, until stop."""
     for name, fd in fds.items():
         if name not in ("ctl0_r", "res0_w"):
             os.close(fd)
-    pin_to(cpu)
-    src = np.frombuffer(message_bytes(max_size), dtype=np.uint8)
-    dst = np.zeros(max_size, dtype=np.uint8)
-    dst[:] = 1                                             # fault every page in
     _put(fds["res0_w"], "ready")
     steps = 0
     while True:
@@ -213,37 +207,37 @@ def _copy_worker(i: int, fds: dict[str, int], cpu: int | None, max_size: int) ->
         if step[0] == "stop":
             break
         _, size, warm, count = step
+        _put(fds["res0_w"], (measure(size, warm, count), 0))
+        steps += 1
+    return steps
+
+
+def _copy_worker(i: int, fds: dict[str, int], cpu: int | None, max_size: int) -> int:
+    """The memory-bandwidth reference: NumPy copies of each size, in this process."""
+    import numpy as np
+
+    pin_to(cpu)
+    src = np.frombuffer(message_bytes(max_size), dtype=np.uint8)
+    dst = np.zeros(max_size, dtype=np.uint8)
+    dst[:] = 1                                             # fault every page in
+
+    def copies(size: int, warm: int, count: int) -> float:
         a, b = src[:size], dst[:size]
         for _ in range(warm):
             np.copyto(b, a)
         began = time.perf_counter()
         for _ in range(count):
             np.copyto(b, a)
-        _put(fds["res0_w"], (time.perf_counter() - began, 0))
-        steps += 1
-    return steps
+        return time.perf_counter() - began
+
+    return _reference_steps(fds, copies)
 
 
 def _dd_worker(i: int, fds: dict[str, int], cpus: tuple) -> int:
     """The C baseline: dd if=/dev/zero | dd of=/dev/null, as lesson 02 measured it."""
     from .pipes import dd_pair
 
-    for name, fd in fds.items():
-        if name not in ("ctl0_r", "res0_w"):
-            os.close(fd)
-    _put(fds["res0_w"], "ready")
-    steps = 0
-    while True:
-        try:
-            step = _get(fds["ctl0_r"])
-        except EOFError:
-            break
-        if step[0] == "stop":
-            break
-        _, size, _warm, count = step
-        _put(fds["res0_w"], (dd_pair(size, count, cpus), 0))
-        steps += 1
-    return steps
+    return _reference_steps(fds, lambda size, _warm, count: dd_pair(size, count, cpus))
 
 
 class _Session:

@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from ._validate import whole as _whole
 from .errors import LabError
 
 __all__ = [
@@ -340,10 +341,8 @@ def _times(n: int) -> str:
 
 
 def _check_size(workers: int, increments: int) -> None:
-    for name, v, top in (("workers", workers, MAX_WORKERS),
-                         ("increments", increments, 10_000)):
-        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= top:
-            raise ValueError(f"{name} must be a whole number from 1 to {top}, got {v!r}")
+    _whole("workers", workers, 1, MAX_WORKERS)
+    _whole("increments", increments, 1, 10_000)
 
 
 # --- schedules --------------------------------------------------------------------------------
@@ -690,8 +689,7 @@ def sample(system: System, schedules: int = 1000, burst: float = 1.0, seed: int 
     >>> a.counts == b.counts, max(a.counts) <= a.correct
     (True, True)
     """
-    if isinstance(schedules, bool) or not isinstance(schedules, int) or not 1 <= schedules <= 10**6:
-        raise ValueError(f"schedules must be a whole number from 1 to 1000000, got {schedules!r}")
+    _whole("schedules", schedules, 1, 10**6)
     if not isinstance(burst, (int, float)) or isinstance(burst, bool) or not burst >= 1:
         raise ValueError(f"burst must be a number of steps >= 1, got {burst!r}")
     if var not in system.variables:

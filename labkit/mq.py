@@ -37,6 +37,7 @@ from . import objects
 from ._platform import MACOS
 from ._validate import seconds as _seconds
 from ._validate import whole as _whole
+from .display import Status
 from .errors import NoSpaceError, NotSupportedHere
 from .mq_sockets import SocketServer, socket_server
 from .mq_survey import MechanismFacts, Survey, survey
@@ -51,6 +52,7 @@ __all__ = [
     "MechanismFacts",
     "QueueState",
     "QueueTrace",
+    "ServeStatus",
     "Served",
     "SocketServer",
     "Survey",
@@ -413,6 +415,17 @@ def plot_queue(trace: QueueTrace, ax: Any = None) -> Any:
 # --- the question server: labkit/programs/mq_server.py ----------------------------------
 
 
+class ServeStatus(Status):
+    """What the question server did with one request (its program logs these words)."""
+
+    ANSWERED = "answered"
+    NO_REPLY_QUEUE = "no such reply queue"
+    NOT_OURS = "reply queue not ours to open"
+    DROPPED = "reply queue full: answer dropped"
+    TOO_LONG = "answer too long for the reply queue"
+    BAD_REQUEST = "bad request: no reply queue"
+
+
 @dataclass(frozen=True)
 class Served:
     """One request as the server handled it (``order`` counts from 1)."""
@@ -421,7 +434,7 @@ class Served:
     priority: int
     question: str
     reply_to: str
-    status: str
+    status: ServeStatus
 
 
 @dataclass
@@ -435,8 +448,8 @@ class MQServer:
     @property
     def served(self) -> list[Served]:
         """The requests handled so far, in the order the server took them."""
-        return [Served(d["order"], d["priority"], d["question"], d["reply_to"], d["status"])
-                for d in self._program.lines() if "order" in d]
+        return [Served(d["order"], d["priority"], d["question"], d["reply_to"],
+                       ServeStatus(d["status"])) for d in self._program.lines() if "order" in d]
 
     def resume(self) -> None:
         """Let a server started with ``paused=True`` begin taking requests."""

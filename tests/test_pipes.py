@@ -81,7 +81,7 @@ def test_bad_pipe_sizes_are_refused_with_the_limit(bad, pipe):
 
 @needs_pipe_sizes
 def test_shrinking_below_what_the_pipe_holds_is_a_clear_error(pipe):
-    r, w = pipe
+    _r, w = pipe
     os.write(w, bytes(20_000))
     with pytest.raises(LabError, match="holds 20000 bytes now") as info:
         pipes.set_pipe_size(w, 4096)
@@ -89,10 +89,10 @@ def test_shrinking_below_what_the_pipe_holds_is_a_clear_error(pipe):
 
 
 def test_only_pipes_have_a_pipe_size(tmp_path, pipe):
-    with open(tmp_path / "plain", "w") as f:
-        with pytest.raises(ValueError, match="is not a pipe or FIFO"):
-            pipes.pipe_size(f.fileno())
-    r, w = pipe
+    with open(tmp_path / "plain", "w") as f, pytest.raises(ValueError,
+                                                        match="is not a pipe or FIFO"):
+        pipes.pipe_size(f.fileno())
+    r, _w = pipe
     os.close(r)
     with pytest.raises(ValueError, match=f"{r} is not an open file descriptor"):
         pipes.bytes_waiting(r)
@@ -128,7 +128,7 @@ def test_the_fill_level_never_exceeds_the_capacity_and_every_byte_arrives():
     assert 0 < trace.max_level <= (trace.capacity or math.inf)
     assert sum(trace.read_sizes) == 96 * 1024
     assert len(trace.write_starts) == len(trace.write_ends) == 24
-    assert all(a <= b for a, b in zip(trace.write_starts, trace.write_ends))
+    assert all(a <= b for a, b in zip(trace.write_starts, trace.write_ends, strict=True))
     assert trace.times == sorted(trace.times) and len(trace.times) == len(trace.levels)
     assert trace.blocked_seconds >= 0
 
@@ -164,7 +164,7 @@ def test_the_detector_finds_torn_writes_in_a_known_stream():
 
 def test_the_detector_counts_every_piece_of_a_torn_write():
     stream = b"AB" * 4 + b"BB"
-    starts, lengths, owners = pipes._runs(stream)
+    _, lengths, owners = pipes._runs(stream)
     assert pipes._pieces(lengths, owners, 2, 1, 4) == [[4], [4]]
 
 
@@ -179,7 +179,7 @@ def test_writes_up_to_pipe_buf_are_never_torn(size):
 def test_large_writes_keep_every_byte_and_each_writers_order():
     result = pipes.interleaving(writers=3, write_size=65536, writes=8)
     assert result.stream_bytes == 3 * 8 * 65536
-    per_writer = [sum(n for n, w in zip(result.run_lengths, result.run_writers) if w == i)
+    per_writer = [sum(n for n, w in zip(result.run_lengths, result.run_writers, strict=True) if w == i)
                   for i in range(3)]
     assert per_writer == [8 * 65536] * 3
     assert all(p >= 1 for row in result.pieces for p in row) and len(result.pieces) == 3

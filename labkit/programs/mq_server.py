@@ -8,7 +8,8 @@ one message, "REPLY_QUEUE\\nquestion" in UTF-8, sent with any priority. For
 each request, highest priority first, the server works WORK seconds, opens the
 client's reply queue by name and sends the question in capitals with the
 request's priority. It never waits for a client: a full reply queue loses the
-answer, and the log says so. Each request handled is one line of the log.
+answer, and the log says so. Each request handled is one line of the log,
+its status one of the words of labkit.mq.ServeStatus.
 """
 import os
 import time
