@@ -166,8 +166,12 @@ def dd_pair(size: int, writes: int, cpus: tuple[int | None, int | None]) -> floa
         r = -1
         try:
             pin_to(cpus[0])
-            writer = subprocess.run(["dd", "if=/dev/zero", f"bs={size}", f"count={writes}"],
-                                    stdout=w, stderr=subprocess.PIPE, env=env, check=False)
+            writer = start_program(["dd", "if=/dev/zero", f"bs={size}", f"count={writes}"],
+                                   600, stdout=w, stderr=subprocess.PIPE, env=env)
+            try:
+                said = writer.communicate()[1]
+            finally:
+                end_program(writer)
         finally:
             os.close(w)
             w = -1
@@ -177,7 +181,7 @@ def dd_pair(size: int, writes: int, cpus: tuple[int | None, int | None]) -> floa
         for fd in (r, w):
             if fd >= 0:
                 os.close(fd)
-    text = writer.stderr.decode(errors="replace")
+    text = said.decode(errors="replace")
     found = _DD_SUMMARY.search(text)
     if writer.returncode != 0 or reader.returncode != 0 or not found:
         raise LabError(f"dd failed or said something unexpected (exit codes {writer.returncode}"

@@ -43,6 +43,7 @@ from ..checking import (
 )
 from ..pipes import PIPE_BUF, bytes_waiting, fifo_server
 from ..processes import start
+from ..runner import end_program, start_program
 from ..waiting import Deadline, wait_until
 
 # --- what a hanging answer was waiting for --------------------------------------------
@@ -237,8 +238,13 @@ def _received(answer, pieces: list[bytes], times: int):
 
 
 def _shell(command: str) -> str:
-    return subprocess.run(command, shell=True, capture_output=True, text=True,
-                          check=False).stdout
+    """What the shell prints for ``command``: the reference a pipeline is compared with."""
+    proc = start_program(["sh", "-c", command], 60, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        return proc.communicate(timeout=60)[0]
+    finally:
+        end_program(proc)
 
 
 def _result_triple(got, call_text: str) -> tuple:
