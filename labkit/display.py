@@ -87,7 +87,7 @@ class Table:
         numeric = [bool(self.rows) and all(isinstance(r[i], (int, float)) for r in self.rows)
                    for i in range(len(self.headers))]
         return "\n".join("   ".join(c.rjust(w) if num else c.ljust(w)
-                                    for c, w, num in zip(row, widths, numeric)).rstrip()
+                                    for c, w, num in zip(row, widths, numeric, strict=False)).rstrip()
                          for row in cells)
 
     def _repr_html_(self) -> str:

@@ -3,13 +3,13 @@
 A bare ``os.fork()`` in a Jupyter kernel is a trap: a child that raises and
 skips ``os._exit`` carries on as a second kernel, its output never reaches the
 cell under test runners, a hung child hangs the cell, and a forgotten
-``waitpid`` leaves a zombie. This module is the one place in labkit that
-forks, and it closes each of those traps:
+``waitpid`` leaves a zombie. This module forks labkit's children (lesson
+modules never call ``os.fork`` themselves), and it closes each of those traps:
 
 * **the fork** holds SIGINT back (an interrupt that lands in the fork's own
   hooks would be lost) and delivers it to the cell right after, once the
   child is known and can be ended with the rest;
-* **the child** resets SIGINT, and every signal the kernel inherited as
+* **the child** (:mod:`labkit._child`) resets SIGINT, and every signal the kernel inherited as
   ignored, to the default, leaves the kernel's process
   group (the interrupt button is for the kernel), asks to be killed if the
   kernel dies (``PR_SET_PDEATHSIG``), adopts its orphaned descendants

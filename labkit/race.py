@@ -158,7 +158,7 @@ def _await(sem: posix_ipc.Semaphore, count: int, deadline: float, workers: Worke
                 early = _ended_early(workers)
                 if early is not None:
                     ended = workers.stop()[early]
-                    ended.value  # noqa: B018 - raises ChildError with the worker's traceback
+                    ended.raise_if_failed()  # ChildError, with the worker's traceback
                     raise LabError(f"worker {early} of {what} returned before its work was "
                                    "done") from None
 
@@ -318,7 +318,7 @@ def counter_race(workers: int = 2, iterations: int = 200_000, trials: int = 20,
         finally:
             del counter
     expected = workers * iterations
-    rows = tuple(_trial(final, expected, per) for final, per in zip(finals, zip(*times)))
+    rows = tuple(_trial(final, expected, per) for final, per in zip(finals, zip(*times, strict=True), strict=True))
     return RaceResult(workers, iterations, flavour, placement, cpus, rows)
 
 
@@ -533,7 +533,7 @@ def plot_lost_fraction(result: Sweep, ax: Any = None, absolute: bool = False) ->
     def ys(r: RaceResult) -> list[float]:
         return [float(n) for n in r.lost] if absolute else [100 * f for f in r.lost_fractions]
 
-    for x, r in zip(xs, result.results):
+    for x, r in zip(xs, result.results, strict=False):
         ax.scatter([x] * len(r.trials), ys(r), color="tab:red", alpha=0.35, s=18,
                    label="one trial" if x == xs[0] else None)
     ax.plot(xs, [statistics.median(ys(r)) for r in result.results], "o-", color="black",

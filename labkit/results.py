@@ -126,9 +126,14 @@ class ChildResult:
     @property
     def value(self) -> Any:
         """The function's return value (raises :class:`ChildError` if there is none)."""
-        if self.returned:
-            return self._value
-        raise ChildError(self.failure, self.traceback, self._exception)
+        self.raise_if_failed()
+        return self._value
+
+    def raise_if_failed(self) -> None:
+        """Raise :class:`ChildError` if the function did not return (when its value is not
+        needed)."""
+        if not self.returned:
+            raise ChildError(self.failure, self.traceback, self._exception)
 
     @property
     def exception(self) -> BaseException | None:
@@ -157,6 +162,11 @@ class ChildResult:
 
 class WorkerResults(list[ChildResult]):
     """The results of a group of workers, in worker order (a list of ChildResult)."""
+
+    def raise_if_failed(self) -> None:
+        """Raise :class:`ChildError` for the first worker whose function did not return."""
+        for r in self:
+            r.raise_if_failed()
 
     @property
     def values(self) -> list[Any]:

@@ -1,19 +1,11 @@
-"""Shared memory for the lab: safe named segments, typed views, listings and pictures.
+"""Lesson 03, shared memory: what a segment looks like from inside and from outside.
 
-A :class:`Segment` is a POSIX shared memory object made by
-:mod:`labkit.objects` (private ``0600`` name, exclusive create, space
-reserved so a full ``/dev/shm`` is an error and not a SIGBUS) and mapped into
-this process, with NumPy and ctypes views on it. Its owner is the process
-that created it: the name goes when that process leaves the ``with`` block
-(or drops the segment, or exits), never when a forked worker does, and a
-child that inherited the segment or an unrelated process that attached it by
-name only detaches. We wrap posix_ipc rather than
-``multiprocessing.shared_memory``, whose resource tracker deletes segments
-that unrelated processes still use on Python < 3.13 (CPython gh-82300).
-
-The module also lists the lab's objects in ``/dev/shm``, draws a segment's
-bytes and two processes' mappings of one segment, and measures copying into
-shared memory. Experiments return plain data; plots take it and return Axes.
+The segment itself is :class:`labkit.segment.Segment` (re-exported here, with
+``PAGE_SIZE`` and the errors, for the notebook). This module lists the lab's
+objects in ``/dev/shm``, draws a segment's bytes, maps one segment in an
+unrelated process to compare the two mappings, shows a System V segment's
+life, and measures copying into shared memory. Experiments return plain data;
+plots take it and return Axes.
 """
 from __future__ import annotations
 
@@ -309,7 +301,7 @@ def plot_mappings(m: Mappings, ax: Any = None) -> Any:
     lo, hi = min(starts) - span // 2, max(starts) + m.size + span // 2
     height = max(m.size, (hi - lo) // 30)          # drawn at least 1/30 high, to be seen
     middle = (lo + hi) / 2
-    for x, p in zip((0, 2), m.processes):
+    for x, p in zip((0, 2), m.processes, strict=False):
         ax.add_patch(patches.Rectangle((x - 0.4, lo), 0.8, hi - lo, fc="#f2f2f2", ec="grey"))
         ax.add_patch(patches.Rectangle((x - 0.4, p.address), 0.8, height, fc="#7fb3e6",
                                        ec="#1f5fbf"))
@@ -350,7 +342,8 @@ class SysVDemo:
 
 def _sysv_listing(shmid: int) -> tuple[str, str, list[str]]:
     if shutil.which("ipcs"):
-        out = subprocess.run(["ipcs", "-m"], capture_output=True, text=True, timeout=5).stdout
+        out = subprocess.run(["ipcs", "-m"], capture_output=True, text=True, timeout=5,
+                             check=False).stdout
         lines = [line for line in out.splitlines() if line.strip()]
         header = next((line for line in lines if line.lstrip().startswith("key")), "")
         mine = [line for line in lines if len(line.split()) > 1 and line.split()[1] == str(shmid)]
@@ -522,7 +515,7 @@ def plot_copy_bandwidth(b: CopyBenchmark, ax: Any = None) -> Any:
     labels = ["NumPy copy, private\nmemory (memcpy)",
               f"into a lab segment\n({b.segment_bytes >> 20} MiB pieces)"]
     for i, (label, secs, colour) in enumerate(zip(
-            labels, (b.numpy_seconds, b.segment_seconds), ("#999999", "#1f77b4"))):
+            labels, (b.numpy_seconds, b.segment_seconds), ("#999999", "#1f77b4"), strict=True)):
         rates = [b.nbytes / s / 1e9 for s in secs]
         mid = float(np.median(rates))
         ax.bar(i, mid, color=colour, label=label.replace("\n", " "))
@@ -547,10 +540,10 @@ def plot_first_touch(b: CopyBenchmark, ax: Any = None) -> Any:
     labels = ["lab segment, fresh mapping\n(pages already reserved)",
               "private memory, fresh\n(page allocated and zeroed)"]
     values = [b.shared_fault_us, b.private_fault_us]
-    for i, (label, v, colour) in enumerate(zip(labels, values, ("#1f77b4", "#999999"))):
+    for i, (label, v, colour) in enumerate(zip(labels, values, ("#1f77b4", "#999999"), strict=False)):
         ax.bar(i, v, color=colour, label=label.replace("\n", " "))
         ax.text(i, v, f"{v:.2f} µs", ha="center", va="bottom")
-    ax.set_ylim(0, max(max(values), 0.01) * 1.35)
+    ax.set_ylim(0, max(*values, 0.01) * 1.35)
     ax.set_xticks([0, 1], labels)
     ax.legend(loc="upper center", ncol=2, fontsize=8)
     return ax

@@ -486,7 +486,7 @@ def plot_coalescing(result: Coalescing, title: str | None = None, ax: Any = None
     ax.bar(xs, result.delivered, width, color="#1f77b4", label="delivered by the kernel")
     ax.bar([x + width for x in xs], result.handled, width, color="#ff7f0e",
            label="handled by Python")
-    for x, d, h in zip(xs, result.delivered, result.handled):
+    for x, d, h in zip(xs, result.delivered, result.handled, strict=False):
         ax.annotate(str(d), (x, d), ha="center", va="bottom", fontsize=8)
         ax.annotate(str(h), (x + width, h), ha="center", va="bottom", fontsize=8)
     ax.set_yscale("log")
@@ -579,9 +579,9 @@ def plot_progress(progress: Progress, title: str = "A counting child, stopped an
     ax = axes(title, "time (ms)", "units of work done", ax=ax)
     ms = [t * 1000 for t in progress.times]
     ax.plot(ms, progress.counts, color="#1f77b4", label="count (sampled by the parent)")
-    stopped = [m for m, s in zip(ms, progress.states) if s in "tT"]
+    stopped = [m for m, s in zip(ms, progress.states, strict=False) if s in "tT"]
     if stopped:
-        ax.scatter(stopped, [c for c, s in zip(progress.counts, progress.states) if s in "tT"],
+        ax.scatter(stopped, [c for c, s in zip(progress.counts, progress.states, strict=False) if s in "tT"],
                    s=8, color="#d62728", zorder=3, label="state T (stopped) in /proc")
     ax.axvspan(progress.stopped_at * 1000, progress.continued_at * 1000, color="grey",
                alpha=0.2, label="between SIGSTOP and SIGCONT")

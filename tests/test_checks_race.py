@@ -47,7 +47,7 @@ def test_what_the_answer_returns_comes_back_as_plain_data():
 
     seen = _observe(lambda workers, iterations: Hostile(), 1, 1)
     assert seen.value is None and seen.shown == "an object of type Hostile"
-    failed = _failures("04.lost_update", (lambda: Hostile(), SOLVED["lose_two"]))
+    failed = _failures("04.lost_update", (Hostile, SOLVED["lose_two"]))
     assert "lose_one() returned an object of type Hostile; expected a schedule" in next(
         iter(failed.values()))
 

@@ -1,13 +1,16 @@
 """The foundation every lesson composes: naming, placement, waiting, framing, numbers."""
 import os
 import pickle
+import signal
+import time
 
 import posix_ipc
 import pytest
 
-from labkit import cpus, framing, session, waiting
+from labkit import cpus, framing, objects, runner, session, waiting
 from labkit._validate import seconds
 from labkit.errors import LabTimeout, NotSupportedHere
+from labkit.processes import start, start_workers
 
 
 def test_a_lab_name_says_whose_it_is_and_other_names_are_nobodys():
@@ -88,3 +91,38 @@ def test_the_plain_unpickler_runs_no_code_of_the_senders():
 def test_a_timeout_must_be_a_positive_number_of_seconds_up_to_a_day(value):
     with pytest.raises(ValueError, match="timeout must be a number of seconds > 0"):
         seconds("timeout", value, above=True)
+
+
+def test_closing_a_child_ends_it_keeps_its_result_and_can_be_repeated():
+    child = start(time.sleep, 30, show=False)
+    child.close()
+    assert not child.running
+    assert child.wait().status.signal == signal.SIGKILL
+    child.close()  # a second close does nothing
+
+
+def test_closing_workers_ends_every_one():
+    workers = start_workers(lambda i: time.sleep(30), 3, show=False)
+    workers.close()
+    assert not workers.running and len(workers.stop()) == 3
+
+
+def test_the_runner_logs_each_program_and_how_it_ended():
+    ran = runner.run_module("labkit.programs.run_code", "raise SystemExit(3)", timeout=10)
+    record = next(r for r in reversed(runner.programs()) if r.pid == ran.pid)
+    assert ran.returncode == record.returncode == 3 and record.ended is not None
+
+
+def test_the_runner_starts_only_labkits_own_programs():
+    with pytest.raises(ValueError, match=r"labkit\.programs\.NAME"):
+        runner.start_module("os", lifetime=5)
+
+
+def test_acquire_gives_up_after_its_timeout_even_without_sem_timedwait(monkeypatch):
+    monkeypatch.setattr(posix_ipc, "SEMAPHORE_TIMEOUT_SUPPORTED", False)
+    with objects.scope() as objs:
+        sem = objs.semaphore(0)
+        with pytest.raises(posix_ipc.BusyError):
+            objects.acquire(sem, 0.05)
+        sem.release()
+        objects.acquire(sem, 0.05)

@@ -51,7 +51,7 @@ def test_exception_in_the_child_comes_back_with_its_traceback():
     assert not r.returned and r.error_type == "ValueError" and r.status.code == 1
     assert isinstance(r.exception, ValueError)
     with pytest.raises(ChildError, match="raised ValueError: bad input") as info:
-        r.value
+        _ = r.value
     assert "in fails" in info.value.remote_traceback
 
 
@@ -70,13 +70,13 @@ def test_a_child_killed_by_a_signal_is_reported_by_name():
     assert r.status.signal == signal.SIGSEGV and r.status.signal_name == "SIGSEGV"
     assert str(r.status).startswith("killed by SIGSEGV")
     with pytest.raises(ChildError, match="killed by SIGSEGV"):
-        r.value
+        _ = r.value
 
 
 def test_an_unpicklable_return_value_is_a_clear_error():
     r = run(lambda: (lambda: None))
     with pytest.raises(ChildError, match="cannot be pickled"):
-        r.value
+        _ = r.value
 
 
 def test_child_starts_with_default_sigint_in_its_own_group():
@@ -187,8 +187,8 @@ def test_values_names_the_worker_that_failed():
         return i
 
     results = run_workers(second_fails, 2, show=False)
-    with pytest.raises(ChildError, match="worker 1 .* raised RuntimeError: worker trouble"):
-        results.values
+    with pytest.raises(ChildError, match=r"worker 1 .* raised RuntimeError: worker trouble"):
+        _ = results.values
 
 
 def test_an_interrupt_kills_the_children_and_propagates():

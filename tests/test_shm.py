@@ -123,7 +123,7 @@ def test_a_read_only_attachment_refuses_writes():
         with pytest.raises(TypeError):
             ro.buf[0] = 1
         assert not ro.array(np.uint8).flags.writeable
-        with pytest.raises(TypeError, match="attached read-only.*from_buffer_copy"):
+        with pytest.raises(TypeError, match=r"attached read-only.*from_buffer_copy"):
             ro.struct(Pair)
 
 
@@ -190,7 +190,7 @@ def test_closing_detaches_keeps_the_name_and_tolerates_live_views():
         assert seg.closed and _exists(seg.name)
         assert view[0] == 5                            # the view keeps its pages mapped
         with pytest.raises(ValueError, match="is closed in this process"):
-            seg.buf
+            _ = seg.buf
         with Segment.attach(seg.name) as again:
             assert again.array(np.int64)[0] == 5
         del view
@@ -391,7 +391,7 @@ def test_an_unrelated_process_reports_how_it_ended():
 
 
 def test_an_unrelated_process_that_hangs_is_killed():
-    with pytest.raises(LabTimeout, match="did not finish in 0.5 s; it was killed"):
+    with pytest.raises(LabTimeout, match=r"did not finish in 0\.5 s; it was killed"):
         shm.run_unrelated("import time; time.sleep(30)", timeout=0.5)
 
 

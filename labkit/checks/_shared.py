@@ -320,7 +320,7 @@ def first_difference(got: list[str], want: list[str]) -> str:
     >>> first_difference(["a", "b"], ["a", "c"])
     "line 2 is 'b', expected 'c'"
     """
-    for i, (g, w) in enumerate(zip(got, want)):
+    for i, (g, w) in enumerate(zip(got, want, strict=False)):
         if g != w:
             return f"line {i + 1} is {g!r}, expected {w!r}"
     if len(got) == len(want):

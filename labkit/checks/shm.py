@@ -124,10 +124,14 @@ class _Outcome:
 
     @property
     def value(self) -> Any:
+        self.expect_returned()
+        return self._report[1]
+
+    def expect_returned(self) -> None:
+        """A failed check unless the call returned (when its value is not needed)."""
         how, value, _ = self._report
         if how == "raised":
             raise CheckFailed(f"your function raised {value}")
-        return value
 
     @property
     def pid(self) -> int:
@@ -227,7 +231,7 @@ _LAYOUT = ("Shared memory is only bytes: two programs understand each other beca
 def _(answer):
     publish, _ = pair(answer, "publish", "read_record")
     with _check_segment(ctypes.sizeof(Reading)) as seg:
-        _run(publish, seg.name, 7, 21.5, b"degC").value
+        _run(publish, seg.name, 7, 21.5, b"degC").expect_returned()
         got = _record_of(seg)
     want = (7, 1, 21.5, b"degC")
     expect(got == want, f"after publish(name, 7, 21.5, b'degC') on a fresh segment, another "
@@ -241,8 +245,8 @@ def _(answer):
 def _(answer):
     publish, _ = pair(answer, "publish", "read_record")
     with _check_segment(ctypes.sizeof(Reading)) as seg:
-        _run(publish, seg.name, 1, 1.0, b"V").value
-        _run(publish, seg.name, 2, -0.5, b"mV").value
+        _run(publish, seg.name, 1, 1.0, b"V").expect_returned()
+        _run(publish, seg.name, 2, -0.5, b"mV").expect_returned()
         got = _record_of(seg)
     want = (2, 2, -0.5, b"mV")
     expect(got == want, f"after two publishes (sensor 1, then sensor 2 with -0.5 mV) the "
@@ -275,7 +279,7 @@ def _(answer):
 def _(answer):
     publish, read_record = pair(answer, "publish", "read_record")
     with _check_segment(ctypes.sizeof(Reading)) as seg:
-        _run(publish, seg.name, 11, 3.5, b"Hz").value
+        _run(publish, seg.name, 11, 3.5, b"Hz").expect_returned()
         got = _run(read_record, seg.name).value
     want = (11, 1, 3.5, b"Hz")
     expect(isinstance(got, (tuple, list)) and tuple(got) == want,
@@ -294,7 +298,7 @@ def _(answer):
         for fn, args, who in ((publish, (seg.name, 4, 2.0, b"s"), "publish"),
                               (read_record, (seg.name,), "read_record")):
             outcome = _run(fn, *args)
-            outcome.value
+            outcome.expect_returned()
             expect(os.path.exists(seg.path), f"the segment no longer exists after {who}: it "
                    "belongs to the caller; detach from it, do not unlink it")
             _expect_tidy(outcome, who)
@@ -324,7 +328,7 @@ def _parts(data: np.ndarray, n: int) -> list[int]:
                     hint="Add up the slot totals after every worker has ended.")
 def _(answer):
     data = np.random.default_rng(3).integers(-10**6, 10**6, 100_001)
-    _, total, slots = _sum_case(answer, data, 4)
+    _, total, _ = _sum_case(answer, data, 4)
     expect(total == int(data.sum()), f"parallel_sum returned total {total!r}; the numbers "
                                      f"add up to {int(data.sum())}")
 
@@ -413,7 +417,7 @@ def _lay_out(seg: Segment, values: list[int], seed: int) -> None:
     """Write a list with the nodes in a shuffled order, as any builder might."""
     slots = np.random.default_rng(seed).permutation(max(2 * len(values), 1))[:len(values)]
     offsets = [8 + 16 * int(s) for s in slots]
-    for value, here, after in zip(values, offsets, [*offsets[1:], 0]):
+    for value, here, after in zip(values, offsets, [*offsets[1:], 0], strict=False):
         node = seg.struct(Node, here)
         node.value, node.next = value, after
         del node
@@ -428,7 +432,7 @@ def _(answer):
     build, _ = pair(answer, "build_list", "walk_list")
     values = [5, -3, 8, 2**40]
     with _list_segment(len(values)) as seg:
-        _run(build, seg.name, values).value
+        _run(build, seg.name, values).expect_returned()
         got = _walk_offsets(seg)
     expect(got == values, f"after build_list(name, {values}) another process walking the "
                           f"offsets finds {got}")
@@ -463,7 +467,7 @@ def _(answer):
         got = _run(walk, seg.name).value
         expect(got == [], f"walk_list returned {got!r} for an empty list (0 at offset 0)")
         seg.buf[:8] = b"\xff" * 8     # garbage, which build_list must overwrite
-        _run(build, seg.name, []).value
+        _run(build, seg.name, []).expect_returned()
         head = ctypes.c_int64.from_buffer_copy(seg.buf, 0).value
     expect(head == 0, f"build_list(name, []) left {head:#x} at offset 0; expected 0")
 
@@ -478,7 +482,7 @@ def _(answer):
     values = list(range(100, 120))
     with _list_segment(len(values)) as seg:
         built = _run(build, seg.name, values)
-        built.value
+        built.expect_returned()
         expect(os.path.exists(seg.path), "the segment no longer exists after build_list: it "
                                          "belongs to the caller; detach from it, do not "
                                          "unlink it")

@@ -184,7 +184,7 @@ def _(answer):
 def _(answer):
     expect_function(answer)
     attempt = _count_run(answer, 2, paced=True, wrapper=_count_with_previous_ignored)
-    value, restored = attempt.value
+    _, restored = attempt.value
     expect(restored, "before your function ran, SIGUSR1 and SIGTERM were ignored; afterwards "
                      "they were not: restore the handlers you replaced")
     expect_clean(attempt)
@@ -763,7 +763,7 @@ def _(answer):
               concept="Signal handlers belong to the whole process; a function that changes "
                       "them borrows them and must give them back.")
 def _(answer):
-    attempt, got, restored = _wrapped_call(_reap_with_previous, answer, 5)
+    attempt, _, restored = _wrapped_call(_reap_with_previous, answer, 5)
     expect(restored, "the SIGCHLD handler that was there before your function ran was not "
                      "put back")
     expect_clean(attempt)
