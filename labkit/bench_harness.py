@@ -274,7 +274,7 @@ class _Session:
         try:
             return _get(fd)
         except EOFError:
-            self.workers.wait(timeout=2.0).values  # noqa: B018 - raises ChildError with why
+            self.workers.wait(timeout=2.0).raise_if_failed()  # a ChildError says why
             raise LabError(f"a {self.name} worker ended early without saying why") from None
 
     def ready(self) -> None:
@@ -295,7 +295,8 @@ class _Session:
                 _put(fd, ("stop",))
                 os.close(fd)
         try:
-            self.workers.wait(timeout=max(self.deadline - time.monotonic(), 0.5)).values  # noqa: B018
+            left = max(self.deadline - time.monotonic(), 0.5)
+            self.workers.wait(timeout=left).raise_if_failed()
         finally:
             self.workers.close()
             for fd in self.fds.values():

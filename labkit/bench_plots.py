@@ -94,7 +94,8 @@ def plot_round_trips(*results: Measurements, ax: Any = None) -> Any:
     from .display import axes
 
     if not results:
-        raise ValueError("give at least one Measurements (from sweep() or round_trips()) with round trips")
+        raise ValueError("give at least one Measurements (from sweep() or round_trips()) with "
+                         "round trips")
     mechanisms = [m for m in results[0].round_trip_ns if all(m in r.round_trip_ns
                                                              for r in results)]
     mechanisms.sort(key=results[0].round_trip)

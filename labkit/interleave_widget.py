@@ -131,7 +131,8 @@ class Explorer:
         self.message.add_class("labkit-message")
         self.distribution = w.HTML()
         self.distribution.add_class("labkit-distribution")
-        columns = [w.VBox([panel, button]) for panel, button in zip(self._panels, step_buttons, strict=True)]
+        columns = [w.VBox([panel, button])
+                   for panel, button in zip(self._panels, step_buttons, strict=True)]
         title = w.HTML(f"{_CSS}<b>{html.escape(self.system.title or 'Interleaving explorer')}"
                        "</b>" + (f" &nbsp; <i>goal: {html.escape(goal)}</i>" if goal else ""))
         self.widget = w.VBox([title, w.HBox([*columns, self.memory]), self.so_far,

@@ -334,7 +334,8 @@ class QueueTrace:
     @property
     def blocked(self) -> list[tuple[float, float]]:
         """(start, end) of every send that waited noticeably (over 2 ms) for room."""
-        return [(a, b) for a, b in zip(self.send_starts, self.send_ends, strict=True) if b - a > 0.002]
+        return [(a, b) for a, b in zip(self.send_starts, self.send_ends, strict=True)
+                if b - a > 0.002]
 
 
 def _trace_worker(i: int, q: posix_ipc.MessageQueue, messages: int,

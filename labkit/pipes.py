@@ -257,7 +257,8 @@ class FillTrace:
     @property
     def blocked(self) -> list[tuple[float, float]]:
         """(start, end) of every write that waited noticeably (over 1 ms) for room."""
-        return [(a, b) for a, b in zip(self.write_starts, self.write_ends, strict=True) if b - a > 0.001]
+        return [(a, b) for a, b in zip(self.write_starts, self.write_ends, strict=True)
+                if b - a > 0.001]
 
     @property
     def blocked_seconds(self) -> float:
@@ -507,7 +508,7 @@ def interleaving(writers: int = 4, write_size: int = PIPE_BUF, writes: int = 32,
             os.close(w)
             w = -1
             stream = _drain(r, read_size, deadline, "the interleaving experiment")
-            group.wait().values  # noqa: B018 - raises ChildError if a writer failed
+            group.wait().raise_if_failed()
     finally:
         os.close(r)
         if w >= 0:
@@ -538,7 +539,8 @@ def plot_interleaving(result: Interleaving, ax: Any = None, limit: int | None = 
               f"{result.torn} of {result.total_writes} torn", "offset in the stream (KiB)",
               "writer", ax=ax, figsize=(8.0, 0.5 * result.writers + 1.6))
     seen = [0] * result.writers       # bytes of each writer drawn so far
-    for start, length, who in zip(result.run_starts, result.run_lengths, result.run_writers, strict=True):
+    for start, length, who in zip(result.run_starts, result.run_lengths, result.run_writers,
+                                  strict=True):
         while length and start < limit:
             k, offset = divmod(seen[who], result.write_size)   # write k of this writer
             piece = min(length, result.write_size - offset)

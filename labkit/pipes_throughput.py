@@ -203,7 +203,7 @@ def _await_step(fd: int, deadline: float, workers: Any) -> float:
         data = os.read(fd, _STEP.size)
         if len(data) == _STEP.size:
             return _STEP.unpack(data)[0]
-        workers.wait(timeout=2.0).values  # noqa: B018 - raises ChildError naming who failed
+        workers.wait(timeout=2.0).raise_if_failed()  # names who failed
         raise LabError("a throughput worker ended early without saying why")
     raise LabTimeout("the throughput sweep did not finish in time; its processes were killed")
 
@@ -282,7 +282,7 @@ def throughput(sizes: Sequence[int] = (64, 1024, 4096, 65536, 1 << 20), trials: 
                         dd[j].append(_await_step(fds["dd_done_r"], deadline, workers))
             for name in ("go_w", "dd_w"):
                 os.close(fds.pop(name))  # end of file: the workers finish
-            workers.wait(timeout=max(deadline - time.monotonic(), 0.1)).values  # noqa: B018
+            workers.wait(timeout=max(deadline - time.monotonic(), 0.1)).raise_if_failed()
     finally:
         for fd in fds.values():
             os.close(fd)

@@ -189,7 +189,7 @@ def _reference_round_trip(n: int, cpus: tuple[int, int], echo: Any) -> list[floa
         finally:
             os.close(down_w)
             os.close(up_r)
-        _ = child.wait().value  # raises ChildError if the echo failed
+        child.wait().raise_if_failed()  # the echo failed: say why
     return times
 
 

@@ -1,9 +1,10 @@
 """Checks for the exercises of lesson 02 (pipes and named pipes).
 
 Every answer runs in a process of its own, started with
-:func:`~labkit.checking.launch` (as :func:`~labkit.checking.call` does). Where an answer reads from a pipe, the data comes from a feeder child
-that waits until the pipe is empty before each next piece, so short reads
-happen for certain, not by luck; and the answer's process never holds a write
+:func:`~labkit.checking.launch` (as :func:`~labkit.checking.call` does). Where
+an answer reads from a pipe, the data comes from a feeder child that waits
+until the pipe is empty before each next piece, so short reads happen for
+certain, not by luck; and the answer's process never holds a write
 end, so end of file can come.
 
 An answer that hangs is looked at just before it is stopped: what each of its
