@@ -119,8 +119,7 @@ def segment_bytes(seg: Segment, offset: int = 0, length: int = 128) -> SegmentBy
     ...     segment_bytes(seg, 0, 4).data
     (0, 255, 0, 0)
     """
-    if isinstance(length, bool) or not isinstance(length, int) or length <= 0:
-        raise ValueError(f"length must be a whole number of bytes > 0, got {length!r}")
+    whole("length", length, 1, None, "bytes")
     check_offset(offset, 1, "a byte", seg.size)
     end = min(offset + length, seg.size)
     return SegmentBytes(seg.name, seg.address, offset, tuple(seg.buf[offset:end]))
@@ -269,8 +268,7 @@ def two_mappings(seg: Segment, nbytes: int = 16) -> Mappings:
     >>> m.same_contents, bytes(m.processes[1].first_bytes)
     (True, b'abc')
     """
-    if isinstance(nbytes, bool) or not isinstance(nbytes, int) or not 0 < nbytes <= seg.size:
-        raise ValueError(f"nbytes must be a whole number from 1 to {seg.size}, got {nbytes!r}")
+    whole("nbytes", nbytes, 1, seg.size)
     here = ProcessMapping("this process", os.getpid(), seg.address, tuple(seg.buf[:nbytes]),
                           maps_line(seg.name))
     r = _unrelated(run_module("labkit.programs.report_mapping", seg.name, str(nbytes),
