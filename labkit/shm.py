@@ -15,7 +15,6 @@ import mmap
 import os
 import pwd
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from ._validate import whole
 from .display import Table, axes
 from .errors import AccessDenied, LabError, NoSuchSegment, NotSupportedHere
 from .processes import ExitStatus, run
-from .runner import ProgramRun, run_module
+from .runner import ProgramRun, run_module, run_program
 from .segment import PAGE_SIZE, Segment, check_name, check_offset, maps_line
 
 __all__ = [
@@ -340,8 +339,7 @@ class SysVDemo:
 
 def _sysv_listing(shmid: int) -> tuple[str, str, list[str]]:
     if shutil.which("ipcs"):
-        out = subprocess.run(["ipcs", "-m"], capture_output=True, text=True, timeout=5,
-                             check=False).stdout
+        out = run_program(["ipcs", "-m"], timeout=5).stdout
         lines = [line for line in out.splitlines() if line.strip()]
         header = next((line for line in lines if line.lstrip().startswith("key")), "")
         mine = [line for line in lines if len(line.split()) > 1 and line.split()[1] == str(shmid)]
