@@ -17,12 +17,23 @@ import math
 from typing import Any
 
 
-def whole(name: str, value: Any, low: int, high: int, unit: str = "") -> int:
-    """``value`` if it is an int (not a bool) from ``low`` to ``high``, else a ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+def whole(name: str, value: Any, low: int, high: int | None, unit: str = "",
+          note: str = "") -> int:
+    """``value`` if it is an int (not a bool) from ``low`` to ``high`` (None: no upper
+    bound), else a ``ValueError``; ``note`` adds what else limits it.
+
+    >>> whole("size", 0, 1, None, "bytes")
+    Traceback (most recent call last):
+    ...
+    ValueError: size must be a whole number of bytes > 0, got 0
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (
+            high is not None and value > high):
         what = f" of {unit}" if unit else ""
-        raise ValueError(f"{name} must be a whole number{what} from {low} to {high}, "
-                         f"got {value!r}")
+        bound = (f"from {low} to {high}" if high is not None
+                 else "> 0" if low == 1 else f">= {low}")
+        extra = f" ({note})" if note else ""
+        raise ValueError(f"{name} must be a whole number{what} {bound}{extra}, got {value!r}")
     return value
 
 

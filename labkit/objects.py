@@ -42,6 +42,7 @@ import posix_ipc
 
 from ._janitor import CLIENT, unlink_name
 from ._platform import MACOS
+from ._validate import whole
 from .errors import LabError, NoSpaceError, NotSupportedHere
 from .session import MQUEUE_DIR, PREFIX, SESSION_DIR, SHM_DIR, lab_entries, pid_alive, session_roots
 from .waiting import wait_until
@@ -141,8 +142,7 @@ class Scope:
         Raises ValueError for a size that is not a positive int, and
         NoSpaceError when ``/dev/shm`` cannot hold it.
         """
-        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-            raise ValueError(f"size must be a whole number of bytes > 0, got {size!r}")
+        whole("size", size, 1, None, "bytes")
         free = shm_free_bytes()
         if size > free:
             raise _no_space(size, free)
@@ -165,10 +165,7 @@ class Scope:
 
     def semaphore(self, value: int = 1, label: str = "sem") -> posix_ipc.Semaphore:
         """Create a private named semaphore with initial ``value`` (1 makes it a lock)."""
-        if isinstance(value, bool) or not isinstance(value, int) or not (
-                0 <= value <= posix_ipc.SEMAPHORE_VALUE_MAX):
-            raise ValueError(f"value must be a whole number from 0 to "
-                             f"{posix_ipc.SEMAPHORE_VALUE_MAX}, got {value!r}")
+        whole("value", value, 0, posix_ipc.SEMAPHORE_VALUE_MAX)
         CLIENT.start()
         try:
             name, sem = _create("semaphore", label, lambda name: posix_ipc.Semaphore(
@@ -190,9 +187,7 @@ class Scope:
             raise NotSupportedHere("this system has no POSIX message queues (macOS lacks "
                                    "them); use a pipe or a Unix socket instead")
         for what, v in (("max_messages", max_messages), ("max_message_size", max_message_size)):
-            if isinstance(v, bool) or not isinstance(v, int) or not 0 < v < 2**31:
-                raise ValueError(f"{what} must be a whole number from 1 to {2**31 - 1} "
-                                 f"(and within the limits `labkit doctor` shows), got {v!r}")
+            whole(what, v, 1, 2**31 - 1, note="and within the limits `labkit doctor` shows")
         CLIENT.start()
         try:
             name, mq = _create("message queue", label, lambda name: posix_ipc.MessageQueue(

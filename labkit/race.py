@@ -43,8 +43,8 @@ from .segment import Segment
 __all__ = [
     "FLAVOURS",
     "RaceResult",
+    "RaceSweep",
     "Record",
-    "Sweep",
     "TornReads",
     "Trial",
     "counter_race",
@@ -335,7 +335,7 @@ def _trial(final: int, expected: int, spans: Sequence[tuple[float, float]]) -> T
 
 
 @dataclass(frozen=True)
-class Sweep:
+class RaceSweep:
     """Counter experiments that differ in one parameter (see :func:`sweep`)."""
 
     varied: str                       # "iterations" or "workers"
@@ -348,7 +348,7 @@ class Sweep:
 
 
 def sweep(varied: str = "iterations", values: Sequence[int] = (1_000, 10_000, 30_000, 100_000),
-          trials: int = 10, progress: bool = False, **fixed: Any) -> Sweep:
+          trials: int = 10, progress: bool = False, **fixed: Any) -> RaceSweep:
     """Run :func:`counter_race` once for each value of ``iterations`` or ``workers``.
 
     ``fixed`` passes the other arguments on (``workers=3``, ``pin="same"``...).
@@ -369,7 +369,7 @@ def sweep(varied: str = "iterations", values: Sequence[int] = (1_000, 10_000, 30
         from .display import progress as bar
 
         steps = bar(values, desc=f"sweeping {varied}")
-    return Sweep(varied, tuple(counter_race(**{varied: v}, trials=trials, **fixed)
+    return RaceSweep(varied, tuple(counter_race(**{varied: v}, trials=trials, **fixed)
                                for v in steps))
 
 
@@ -511,7 +511,7 @@ def plot_finals(results: RaceResult | Sequence[RaceResult], ax: Any = None) -> A
     return ax
 
 
-def plot_lost_fraction(result: Sweep, ax: Any = None, absolute: bool = False) -> Any:
+def plot_lost_fraction(result: RaceSweep, ax: Any = None, absolute: bool = False) -> Any:
     """The share of updates lost (or, with ``absolute``, the number lost, on a log
     scale) against the varied parameter: every trial as a dot, the median as a line.
     Returns the Axes.

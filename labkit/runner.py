@@ -33,8 +33,8 @@ from ._platform import PROGRAM_PRELUDE, held_interrupts, program_env
 from ._validate import seconds
 from .errors import LabTimeout
 
-__all__ = ["ProgramRecord", "ProgramRun", "end_program", "programs", "run_module", "start_module",
-           "start_program"]
+__all__ = ["ProgramRecord", "ProgramRun", "end_program", "programs", "run_module", "run_program",
+           "start_module", "start_program"]
 
 ROOT = Path(__file__).resolve().parent.parent   # the folder that holds the labkit package
 
@@ -158,7 +158,8 @@ def end_program(proc: subprocess.Popen[Any]) -> None:
 
 @dataclass(frozen=True)
 class ProgramRun:
-    """How a program run to its end by :func:`run_module` ended, and what it printed."""
+    """How a program run to its end (:func:`run_module`, :func:`run_program`) ended, and
+    what it printed."""
 
     pid: int
     returncode: int           # as subprocess gives it: -N if killed by signal N
@@ -179,14 +180,31 @@ def run_module(module: str, *args: str, timeout: float, what: str = "") -> Progr
     timeout = seconds("timeout", timeout, above=True)
     proc = start_module(module, *args, lifetime=timeout, stdin=subprocess.DEVNULL,
                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return _finish(proc, timeout, what or f"the program {module}")
+
+
+def run_program(argv: list[str], *, timeout: float, what: str = "") -> ProgramRun:
+    """Run any program (``ipcs``, ``dd``) to its end, as :func:`run_module` runs labkit's.
+
+    >>> run_program(["echo", "hi"], timeout=10).stdout
+    'hi\\n'
+    """
+    timeout = seconds("timeout", timeout, above=True)
+    proc = start_program(argv, timeout, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    return _finish(proc, timeout, what or f"the program {argv[0]}")
+
+
+def _finish(proc: subprocess.Popen[Any], timeout: float, what: str) -> ProgramRun:
+    """Wait for a started program and collect its output; end it on timeout or interrupt."""
     try:
         out, err = proc.communicate(timeout=timeout)
     except BaseException as e:                # a timeout or the stop button: end it, reap it
         proc.kill()
         proc.communicate()
         if isinstance(e, subprocess.TimeoutExpired):
-            raise LabTimeout(f"{what or 'the program ' + module} (pid {proc.pid}) did not "
-                             f"finish in {timeout:g} s; it was killed") from None
+            raise LabTimeout(f"{what} (pid {proc.pid}) did not finish in {timeout:g} s; it was "
+                             "killed") from None
         raise
     finally:
         end_program(proc)

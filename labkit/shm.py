@@ -15,7 +15,6 @@ import mmap
 import os
 import pwd
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from ._validate import whole
 from .display import Table, axes
 from .errors import AccessDenied, LabError, NoSuchSegment, NotSupportedHere
 from .processes import ExitStatus, run
-from .runner import ProgramRun, run_module
+from .runner import ProgramRun, run_module, run_program
 from .segment import PAGE_SIZE, Segment, check_name, check_offset, maps_line
 
 __all__ = [
@@ -119,8 +118,7 @@ def segment_bytes(seg: Segment, offset: int = 0, length: int = 128) -> SegmentBy
     ...     segment_bytes(seg, 0, 4).data
     (0, 255, 0, 0)
     """
-    if isinstance(length, bool) or not isinstance(length, int) or length <= 0:
-        raise ValueError(f"length must be a whole number of bytes > 0, got {length!r}")
+    whole("length", length, 1, None, "bytes")
     check_offset(offset, 1, "a byte", seg.size)
     end = min(offset + length, seg.size)
     return SegmentBytes(seg.name, seg.address, offset, tuple(seg.buf[offset:end]))
@@ -269,8 +267,7 @@ def two_mappings(seg: Segment, nbytes: int = 16) -> Mappings:
     >>> m.same_contents, bytes(m.processes[1].first_bytes)
     (True, b'abc')
     """
-    if isinstance(nbytes, bool) or not isinstance(nbytes, int) or not 0 < nbytes <= seg.size:
-        raise ValueError(f"nbytes must be a whole number from 1 to {seg.size}, got {nbytes!r}")
+    whole("nbytes", nbytes, 1, seg.size)
     here = ProcessMapping("this process", os.getpid(), seg.address, tuple(seg.buf[:nbytes]),
                           maps_line(seg.name))
     r = _unrelated(run_module("labkit.programs.report_mapping", seg.name, str(nbytes),
@@ -342,8 +339,7 @@ class SysVDemo:
 
 def _sysv_listing(shmid: int) -> tuple[str, str, list[str]]:
     if shutil.which("ipcs"):
-        out = subprocess.run(["ipcs", "-m"], capture_output=True, text=True, timeout=5,
-                             check=False).stdout
+        out = run_program(["ipcs", "-m"], timeout=5).stdout
         lines = [line for line in out.splitlines() if line.strip()]
         header = next((line for line in lines if line.lstrip().startswith("key")), "")
         mine = [line for line in lines if len(line.split()) > 1 and line.split()[1] == str(shmid)]
