@@ -41,7 +41,7 @@ from .bench_harness import (
     FULL_SIZES,
     MAX_SIZE,
     QUICK_SIZES,
-    Measurements,
+    Sweep,
     checked_mechanisms,
     mq_size_limit,
     quick,
@@ -59,7 +59,7 @@ __all__ = [
     "MECHANISMS",
     "QUICK_SIZES",
     "FullReport",
-    "Measurements",
+    "Sweep",
     "Syscalls",
     "count_syscalls",
     "full",
@@ -197,8 +197,8 @@ def count_syscalls(mechanism: str = "pipe", size: int = 65536, count: int = 200,
 class FullReport:
     """What ``labkit bench --full`` measured, and where it wrote it."""
 
-    same: Measurements
-    split: Measurements | None
+    same: Sweep
+    split: Sweep | None
     csv: Path
     plots: list[Path]
     elapsed: float
@@ -230,7 +230,7 @@ class FullReport:
         return "\n".join(lines)
 
 
-def _write_csv(path: Path, sweeps: list[Measurements]) -> None:
+def _write_csv(path: Path, sweeps: list[Sweep]) -> None:
     rows = [row for s in sweeps for row in s.rows()]
     keys: list[str] = []
     for row in rows:

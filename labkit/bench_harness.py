@@ -7,7 +7,7 @@ trips, or a transfer to check. Steps of every mechanism and size are shuffled
 together in each round, so a burst of other work on the machine spreads over
 all of them. Two references run in the same rounds: NumPy copies (the memory
 bandwidth) and ``dd`` through a pipe. The results are plain data
-(:class:`Measurements`); :mod:`labkit.bench_plots` draws them.
+(:class:`Sweep`); :mod:`labkit.bench_plots` draws them.
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ __all__ = [
     "FULL_SIZES",
     "MAX_SIZE",
     "QUICK_SIZES",
-    "Measurements",
+    "Sweep",
     "checked_mechanisms",
     "mq_size_limit",
     "quick",
@@ -316,7 +316,7 @@ def _percentile(sorted_values: Sequence[float], q: float) -> float:
 
 
 @dataclass(frozen=True)
-class Measurements:
+class Sweep:
     """Everything one run of the harness measured, as plain data.
 
     ``seconds[m][j]`` holds one time per repeat for moving ``counts[j]``
@@ -497,7 +497,7 @@ def sweep(mechanisms: Sequence[str] = MECHANISMS, sizes: Sequence[int] = QUICK_S
           trials: int = 3, pin: str | None = "same", round_trips: int = 300,
           latency_size: int = 1, total: int = 4 << 20, max_messages: int = 400,
           baseline: bool = True, seed: int | None = 0, timeout: float = 60.0,
-          progress: bool = False) -> Measurements:
+          progress: bool = False) -> Sweep:
     """Measure latency and throughput of each mechanism on one harness.
 
     Args:
@@ -637,12 +637,12 @@ def sweep(mechanisms: Sequence[str] = MECHANISMS, sizes: Sequence[int] = QUICK_S
               "size; buffers allocated and filled (every page faulted in) before timing, the "
               "shared segment's pages touched by both processes; throughput timed from the "
               "first send until the receiver's acknowledgement of the last message")
-    return Measurements(mechanisms, sizes, [p[1] for p in plans], [p[0] for p in plans], trials,
+    return Sweep(mechanisms, sizes, [p[1] for p in plans], [p[0] for p in plans], trials,
                  placement, pin, seconds, switches, memcpy, dd_size, dd, latency_size, rtts,
                  skipped, method, time.monotonic() - began, seed)
 
 
-def quick(progress: bool = True, seed: int | None = 0) -> Measurements:
+def quick(progress: bool = True, seed: int | None = 0) -> Sweep:
     """The lesson's sweep: every mechanism, 1 B to 1 MiB, three rounds, in a second or two.
 
     >>> s = quick(progress=False)
@@ -655,7 +655,7 @@ def quick(progress: bool = True, seed: int | None = 0) -> Measurements:
 
 def round_trips(mechanisms: Sequence[str] = ("pipe", "unix", "shm"), n: int = 500,
                 pin: str | None = "same", size: int = 1, trials: int = 3,
-                seed: int | None = 0, timeout: float = 30.0) -> Measurements:
+                seed: int | None = 0, timeout: float = 30.0) -> Sweep:
     """Round trips only: ``n`` per mechanism, over ``trials`` interleaved rounds.
 
     >>> s = round_trips(["pipe"], n=50)

@@ -1,6 +1,6 @@
 """Plots of lesson 07's bench results: throughput, time per message, round trips.
 
-They take a :class:`~labkit.bench_harness.Measurements` (plain data, measured
+They take a :class:`~labkit.bench_harness.Sweep` (plain data, measured
 elsewhere) and return the Axes, so a test checks the data without drawing.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ import statistics
 from typing import Any
 
 from .bench_channels import LABELS
-from .bench_harness import Measurements, size_name
+from .bench_harness import Sweep, size_name
 
 __all__ = ["plot_round_trips", "plot_throughput", "plot_time_per_message"]
 
@@ -17,7 +17,7 @@ STYLES = {"pipe": "o-", "fifo": "v--", "unix": "s-", "tcp": "D-", "mqueue": "^-"
           "mp_queue": "x-", "mp_pipe": "+-", "shm": "*-"}
 
 
-def _bandwidth_line(ax: Any, result: Measurements, per_message: bool) -> None:
+def _bandwidth_line(ax: Any, result: Sweep, per_message: bool) -> None:
     xs = result.sizes
     if per_message:
         ys = [statistics.median(result.memcpy[j]) / result.counts[j] * 1e6
@@ -34,7 +34,7 @@ def _size_axis(ax: Any, sizes: list[int]) -> None:
     ax.minorticks_off()
 
 
-def plot_throughput(result: Measurements, ax: Any = None) -> Any:
+def plot_throughput(result: Sweep, ax: Any = None) -> Any:
     """Median throughput against message size (log-log), quartiles as error bars,
     with the memory-bandwidth line and the ``dd`` baseline. Returns the Axes.
 
@@ -63,7 +63,7 @@ def plot_throughput(result: Measurements, ax: Any = None) -> Any:
     return ax
 
 
-def plot_time_per_message(result: Measurements, ax: Any = None) -> Any:
+def plot_time_per_message(result: Sweep, ax: Any = None) -> Any:
     """Median time per message against message size (log-log), with a NumPy copy's time.
 
     >>> plot_time_per_message(quick())     # doctest: +SKIP
@@ -85,7 +85,7 @@ def plot_time_per_message(result: Measurements, ax: Any = None) -> Any:
     return ax
 
 
-def plot_round_trips(*results: Measurements, ax: Any = None) -> Any:
+def plot_round_trips(*results: Sweep, ax: Any = None) -> Any:
     """Round-trip times per mechanism: median bars, whiskers from the 10th to the 99th
     percentile, on a log scale; one bar per sweep given (say same core and cross core).
 
@@ -94,7 +94,7 @@ def plot_round_trips(*results: Measurements, ax: Any = None) -> Any:
     from .display import axes
 
     if not results:
-        raise ValueError("give at least one Measurements (from sweep() or round_trips()) with "
+        raise ValueError("give at least one Sweep (from sweep() or round_trips()) with "
                          "round trips")
     mechanisms = [m for m in results[0].round_trip_ns if all(m in r.round_trip_ns
                                                              for r in results)]

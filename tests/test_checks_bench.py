@@ -62,7 +62,7 @@ def test_the_figures_an_answer_reads_from_bench_are_noted_in_its_process_only():
         assert readings.round_size_pipe == 64
         assert got == 2 * readings.t_round_pipe > 0
         assert readings.t_stream_pipe == 0
-        assert bench.Measurements.round_trip.__name__ == "round_trip"   # this process untouched
+        assert bench.Sweep.round_trip.__name__ == "round_trip"   # this process untouched
     finally:
         readings.close()
 

@@ -385,29 +385,29 @@ class _Readings(Board):
 
 
 def _reading(answer: Any, readings: _Readings, workload: dict) -> Any:
-    """Runs as the answer's process: note every figure it reads from a bench Measurements.
+    """Runs as the answer's process: note every figure it reads from a bench Sweep.
 
     The methods are replaced on the class in this process only, so however the
     answer imported bench, the check sees which measurement each figure came from.
     """
-    per_message, round_trip = bench.Measurements.per_message, bench.Measurements.round_trip
+    per_message, round_trip = bench.Sweep.per_message, bench.Sweep.round_trip
 
-    def noted_per_message(self: bench.Measurements, mechanism: str, size: int) -> float:
+    def noted_per_message(self: bench.Sweep, mechanism: str, size: int) -> float:
         value = per_message(self, mechanism, size)
         if mechanism in bench.MECHANISMS:
             readings.set(f"t_stream_{mechanism}", value)
             readings.set(f"stream_size_{mechanism}", size)
         return value
 
-    def noted_round_trip(self: bench.Measurements, mechanism: str, q: float = 0.5) -> float:
+    def noted_round_trip(self: bench.Sweep, mechanism: str, q: float = 0.5) -> float:
         value = round_trip(self, mechanism, q)
         if mechanism in bench.MECHANISMS:
             readings.set(f"t_round_{mechanism}", value)
             readings.set(f"round_size_{mechanism}", self.latency_size)
         return value
 
-    bench.Measurements.per_message = noted_per_message      # type: ignore[method-assign]
-    bench.Measurements.round_trip = noted_round_trip        # type: ignore[method-assign]
+    bench.Sweep.per_message = noted_per_message      # type: ignore[method-assign]
+    bench.Sweep.round_trip = noted_round_trip        # type: ignore[method-assign]
     return answer(workload)
 
 
