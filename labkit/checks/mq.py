@@ -45,7 +45,7 @@ from ..checking import (
 from ..processes import start
 from ..runner import end_program, start_module
 from ..session import SESSION_PID, lab_entries
-from ..waiting import wait_until
+from ..waiting import Deadline, wait_until
 
 # --- helpers the checks share ------------------------------------------------------------
 
@@ -214,8 +214,8 @@ def _serve_one(answer: Any, question: str, priority: int = 0, respond: bool = Tr
         try:
             with launch(answer, requests.name, question, priority, timeout,
                         timeout=timeout + checking.CALL_TIMEOUT) as running:
-                deadline = time.monotonic() + timeout + GRACE
-                while running.running and time.monotonic() < deadline:
+                deadline = Deadline(timeout + GRACE)
+                while running.running and not deadline.passed:
                     made.look(running.pid)
                     if full or "reply_to" in info:
                         time.sleep(0.01)
