@@ -31,6 +31,7 @@ from .bench_channels import CHANNELS, LABELS, MECHANISMS, Channel, message_bytes
 from .cpus import pin_to, place
 from .errors import LabError, LabTimeout, NotSupportedHere
 from .framing import read_frame, write_frame
+from .pipes_throughput import quartiles
 from .processes import start_workers
 
 __all__ = [
@@ -356,7 +357,8 @@ class Sweep:
 
     def quartiles(self, mechanism: str, size: int) -> tuple[float, float, float]:
         """(first quartile, median, third quartile) of bytes per second."""
-        return _quartiles(self.rates(mechanism, size), f"{mechanism} at {size} bytes")
+        return quartiles(self.rates(mechanism, size),
+                         f"measurement of {mechanism} at {size} bytes")
 
     def rate(self, mechanism: str, size: int) -> float:
         """Median bytes per second; NaN where the mechanism could not carry that size."""
@@ -466,15 +468,6 @@ class Sweep:
                         **{f"rtt_p{int(q * 100)}_us": self.round_trip(m, q) * 1e6
                            for q in (0.1, 0.5, 0.9, 0.99)}})
         return out
-
-
-def _quartiles(rates: list[float], what: str) -> tuple[float, float, float]:
-    if not rates:
-        raise ValueError(f"no measurement of {what}")
-    if len(rates) == 1:
-        return rates[0], rates[0], rates[0]
-    q1, q2, q3 = statistics.quantiles(rates, n=4, method="inclusive")
-    return q1, q2, q3
 
 
 def size_name(n: int) -> str:

@@ -29,10 +29,24 @@ from .processes import start_workers
 from .runner import end_program, start_program
 
 __all__ = ["MAX_TRANSFER", "MAX_WRITES", "Throughput", "dd_pair", "plot_pipe_throughput",
-           "throughput"]
+           "quartiles", "throughput"]
 
 MAX_TRANSFER = 256 << 20      # most bytes one experiment may move through a pipe
 MAX_WRITES = 20_000           # most writes of one throughput run (keeps tiny sizes quick)
+
+def quartiles(values: Sequence[float], what: str) -> tuple[float, float, float]:
+    """(first quartile, median, third quartile) of repeated measurements of ``what``.
+
+    >>> quartiles([1.0, 2.0, 3.0, 4.0, 5.0], "rates")
+    (2.0, 3.0, 4.0)
+    """
+    if not values:
+        raise ValueError(f"no {what}")
+    if len(values) == 1:
+        return values[0], values[0], values[0]
+    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q2, q3
+
 
 @dataclass(frozen=True)
 class Throughput:
@@ -60,13 +74,8 @@ class Throughput:
 
     def quartiles(self, size: int, baseline: bool = False) -> tuple[float, float, float]:
         """(first quartile, median, third quartile) in bytes per second."""
-        rates = self.rates(size, baseline)
-        if not rates:
-            raise ValueError(f"no {'baseline ' if baseline else ''}measurement at {size} bytes")
-        if len(rates) == 1:
-            return rates[0], rates[0], rates[0]
-        q1, q2, q3 = statistics.quantiles(rates, n=4, method="inclusive")
-        return q1, q2, q3
+        return quartiles(self.rates(size, baseline),
+                         f"{'baseline ' if baseline else ''}measurement at {size} bytes")
 
     def median(self, size: int, baseline: bool = False) -> float:
         """Median bytes per second at ``size``."""
