@@ -20,6 +20,7 @@ from .interleave_model import (
     ScheduleError,
     State,
     System,
+    TooManyStates,
     Trace,
     counter,
     locked_counter,
@@ -118,7 +119,7 @@ class Explorer:
                  "start again and follow the typed schedule"),
                 ("Undo", lambda _b: self.undo(), "take back the last step"),
                 ("Reset", lambda _b: self.reset(), "back to the start"),
-                ("All interleavings", lambda _b: self.show_outcomes(),
+                ("All interleavings", lambda _b: self._outcomes_clicked(),
                  "count the outcomes of every possible schedule")):
             b = w.Button(description=label, tooltip=tip, layout=w.Layout(width="auto"))
             b.add_class("labkit-" + label.lower().replace(" ", "-"))
@@ -221,6 +222,13 @@ class Explorer:
         self.distribution.value = (f"<div class='lk-box'><b>All {result.total} schedules</b>"
                                    f"<table>{body}</table></div>")
         return result
+
+    def _outcomes_clicked(self) -> None:
+        """The button: the distribution, or (for a system too big) why there is none."""
+        try:
+            self.show_outcomes()
+        except TooManyStates as e:
+            self.distribution.value = f"<div class='lk-box'>{html.escape(str(e))}</div>"
 
     # --- drawing
 

@@ -235,6 +235,13 @@ def _click(ex, *labels):
         ex.buttons[label].click()
 
 
+def test_the_explorer_says_why_a_system_too_big_has_no_distribution():
+    ex = il.explore(workers=6)
+    _click(ex, "All interleavings")
+    assert "too many to count every schedule" in ex.distribution.value
+    assert "sample()" in ex.distribution.value
+
+
 def test_the_explorer_has_stable_labels_and_css_classes():
     ex = il.Explorer(il.counter(3))
     assert list(ex.buttons) == ["Step P0", "Step P1", "Step P2", "Run schedule", "Undo",
