@@ -11,8 +11,6 @@ from .errors import ChildError, LabError, LabTimeout, NoSpaceError, NotSupported
 from .processes import (
                         ChildResult,
                         ExitStatus,
-                        plot_process_tree,
-                        process_tree,
                         run,
                         run_workers,
                         start,
@@ -20,6 +18,7 @@ from .processes import (
                         start_workers,
                         to_signal,
 )
+from .tree import plot_process_tree, process_tree
 
 __version__ = "0.1.0"
 

@@ -33,67 +33,22 @@ import os
 import select
 import shutil
 import signal
-import stat
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
+from .session import PREFIX, SESSION_DIR, lab_entries, parse_lab_name, pid_alive
+
 GRACE = 2.0  # seconds past a deadline before the janitor steps in
-SHM_DIR = Path("/dev/shm")
-MQUEUE_DIR = Path("/dev/mqueue")
-
-# The session: the process that imported labkit first. Forked children keep it.
-UID = os.getuid()
-SESSION_PID = os.getpid()
-PREFIX = f"labkit_{UID}_{SESSION_PID}_"
-
-
-def session_roots() -> list[Path]:
-    """Where session folders live: ``$XDG_RUNTIME_DIR`` (when it is ours), then ``/tmp``."""
-    roots = []
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime:
-        try:
-            st = os.stat(runtime)
-            if st.st_uid == UID and not st.st_mode & 0o077:
-                roots.append(Path(runtime))
-        except OSError:
-            pass  # set but missing (a su'd shell): fall back to the temporary folder
-    tmp = Path(tempfile.gettempdir())
-    return roots + ([tmp] if tmp not in roots else [])
-
-
-class _SessionDir:
-    """The session's private folder, made on first use; forked children share it."""
-
-    def __init__(self) -> None:
-        self._path: Path | None = None
-        self._lock = threading.Lock()
-
-    def get(self) -> Path:
-        """The folder (mode 0700), made now if this session has none yet."""
-        with self._lock:
-            if self._path is None or not self._path.is_dir():
-                self._path = Path(tempfile.mkdtemp(prefix=PREFIX, dir=session_roots()[0]))
-            return self._path
-
-    @property
-    def made(self) -> Path | None:
-        """The folder if it was made, else None (nothing to clean up)."""
-        return self._path
-
-
-SESSION_DIR = _SessionDir()
 
 
 class JanitorClient:
     """The kernel's end of the pipe to its janitor, started on first use."""
 
     def __init__(self) -> None:
-        self._proc: subprocess.Popen | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
         self._fd: int | None = None
         self._lock = threading.Lock()
         self._broken = False
@@ -163,41 +118,16 @@ def unlink_name(kind: str, name: str) -> bool:
     return True
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists (it may belong to another user)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _sweep(prefix: str, session_dir: Path) -> None:
     """Remove every object named with this session's prefix, and its private folder."""
-    if SHM_DIR.is_dir():
-        for entry in os.listdir(SHM_DIR):
-            if entry.startswith(prefix):
-                unlink_name("shm", "/" + entry)
-            elif entry.startswith("sem." + prefix):
-                unlink_name("sem", "/" + entry[4:])
-    if MQUEUE_DIR.is_dir():
-        for entry in os.listdir(MQUEUE_DIR):
-            if entry.startswith(prefix):
-                unlink_name("mq", "/" + entry)
-    for root in {session_dir.parent, *session_roots()}:
-        try:
-            entries = [root / e for e in os.listdir(root) if e.startswith(prefix)]
-        except OSError:
-            continue
-        for folder in entries:  # the session's folder (made again if someone removed it)
-            try:
-                st = os.lstat(folder)
-            except OSError:
-                continue  # removed meanwhile
-            if stat.S_ISDIR(st.st_mode) and st.st_uid == UID:
-                shutil.rmtree(folder, ignore_errors=True)
+    owner = parse_lab_name(prefix)
+    if owner is None:
+        return  # not a lab prefix: nothing here is ours to remove
+    for entry in lab_entries(session=owner[1], roots=[session_dir.parent]):
+        if entry.kind == "folder":
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            unlink_name(entry.kind, entry.name)
 
 
 def _kill_group(pgid: int) -> None:
@@ -259,10 +189,10 @@ def _watch(kernel_pid: int, pidfd: int | None, prefix: str, session_dir: Path) -
 def main(argv: list[str]) -> None:
     kernel_pid, prefix, session_dir = int(argv[0]), argv[1], Path(argv[2])
     try:
-        pidfd: int | None = os.pidfd_open(kernel_pid)  # type: ignore[attr-defined]
+        pidfd: int | None = os.pidfd_open(kernel_pid)
     except (AttributeError, OSError):
         pidfd = None  # no pidfd (macOS, old kernel): poll the kernel once a second
-    from labkit._platform import set_process_name
+    from ._platform import set_process_name
 
     set_process_name("labkit-janitor")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C meant for the notebook is not for us

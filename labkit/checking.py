@@ -28,9 +28,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._janitor import MQUEUE_DIR, PREFIX, SESSION_PID, SHM_DIR, UID, session_roots, unlink_name
+from ._janitor import unlink_name
 from .errors import ChildError, LabTimeout
 from .processes import Child, ChildResult, start
+from .session import MQUEUE_DIR, PREFIX, SESSION_PID, SHM_DIR, UID, session_roots
 
 __all__ = [
     "CheckFailed",

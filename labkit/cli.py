@@ -9,11 +9,11 @@ __all__ = ["main"]
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from .doctor import FAIL, diagnose, report
+    from .doctor import Verdict, diagnose, report
 
     findings = diagnose()
     print(report(findings))
-    return 1 if any(f.verdict == FAIL for f in findings) else 0
+    return 1 if any(f.verdict == Verdict.FAIL for f in findings) else 0
 
 
 def _clean(args: argparse.Namespace) -> int:

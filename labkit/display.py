@@ -1,4 +1,4 @@
-"""Shared notebook display: labelled plot axes, progress bars and small tables.
+"""Shared notebook display: labelled plot axes, progress bars, small tables, status words.
 
 Every lesson draws with these so figures look alike (title, labelled axes
 with units) and slow loops show progress the same way. matplotlib is
@@ -8,11 +8,35 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable, Sequence
+from enum import Enum
 from typing import Any, TypeVar
 
-__all__ = ["Table", "axes", "progress"]
+__all__ = ["Status", "Table", "axes", "progress"]
 
 T = TypeVar("T")
+
+
+class Status(str, Enum):
+    """Base of labkit's status enums: each member is its word, and prints as that word.
+
+    A status compares equal to its word (``outcome == "handled"``) and reads
+    as that word in printed text, lists and tables, so a notebook that prints
+    one shows what a person would write.
+
+    >>> class Light(Status):
+    ...     RED = "red"
+    >>> Light.RED == "red", f"{Light.RED}", [Light.RED]
+    (True, 'red', ['red'])
+    """
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+    def __repr__(self) -> str:
+        return repr(self.value)
 
 
 def axes(title: str, xlabel: str, ylabel: str, ax: Any = None,
@@ -40,7 +64,8 @@ def progress(iterable: Iterable[T], desc: str = "", total: int | None = None) ->
     """
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, desc=desc, total=total, leave=False, disable=None)
+    bar: Iterable[T] = tqdm(iterable, desc=desc, total=total, leave=False, disable=None)
+    return bar
 
 
 class Table:
@@ -62,7 +87,7 @@ class Table:
         numeric = [bool(self.rows) and all(isinstance(r[i], (int, float)) for r in self.rows)
                    for i in range(len(self.headers))]
         return "\n".join("   ".join(c.rjust(w) if num else c.ljust(w)
-                                    for c, w, num in zip(row, widths, numeric)).rstrip()
+                                    for c, w, num in zip(row, widths, numeric, strict=False)).rstrip()
                          for row in cells)
 
     def _repr_html_(self) -> str:

@@ -6,7 +6,19 @@ want it.
 """
 from __future__ import annotations
 
-__all__ = ["ChildError", "LabError", "LabTimeout", "NoSpaceError", "NotSupportedHere"]
+from typing import Any
+
+__all__ = [
+    "AccessDenied",
+    "ChildError",
+    "Deadlock",
+    "LabError",
+    "LabTimeout",
+    "NoSpaceError",
+    "NoSuchSegment",
+    "NotSupportedHere",
+    "Unguarded",
+]
 
 
 class LabError(Exception):
@@ -19,7 +31,7 @@ class LabTimeout(LabError, TimeoutError):
     ``results`` holds what the processes that did finish returned.
     """
 
-    def __init__(self, message: str, results: list | None = None) -> None:
+    def __init__(self, message: str, results: list[Any] | None = None) -> None:
         super().__init__(message)
         self.results = results or []
 
@@ -51,3 +63,19 @@ class NoSpaceError(LabError, OSError):
 
 class NotSupportedHere(LabError, NotImplementedError):
     """The feature needs Linux (or a newer kernel) and this machine lacks it."""
+
+
+class NoSuchSegment(LabError, FileNotFoundError):
+    """No shared memory object has that name (never created, or already unlinked)."""
+
+
+class AccessDenied(LabError, PermissionError):
+    """The object exists but its mode does not let this user open it that way."""
+
+
+class Deadlock(LabError, RuntimeError):
+    """A lock was waited for too long: the workers holding locks wait for each other."""
+
+
+class Unguarded(LabError, RuntimeError):
+    """Shared data was touched by a worker that did not hold the lock guarding it."""

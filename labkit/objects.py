@@ -36,26 +36,21 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import posix_ipc
 
-from ._janitor import (
-    CLIENT,
-    MQUEUE_DIR,
-    PREFIX,
-    SESSION_DIR,
-    SHM_DIR,
-    pid_alive,
-    session_roots,
-    unlink_name,
-)
+from ._janitor import CLIENT, unlink_name
 from ._platform import MACOS
+from ._validate import whole
 from .errors import LabError, NoSpaceError, NotSupportedHere
+from .session import MQUEUE_DIR, PREFIX, SESSION_DIR, SHM_DIR, lab_entries, pid_alive, session_roots
+from .waiting import wait_until
 
 __all__ = [
     "ObjectInfo",
     "Scope",
+    "acquire",
     "clean",
     "fifo",
     "format_bytes",
@@ -74,9 +69,8 @@ __all__ = [
 ]
 
 MODE = 0o600
+T = TypeVar("T")
 _LABEL = re.compile(r"[A-Za-z0-9]{1,12}")
-_NAME = re.compile(r"labkit_(\d+)_(\d+)_")
-_SESSION_FOLDER = re.compile(r"labkit_(\d+)_(\d+)(?:_\w*)?")  # also the old fixed name
 _DRAWS = 5  # fresh names tried before a taken name is reported (24 random bits each)
 
 
@@ -137,7 +131,7 @@ class Scope:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _own(self, kind: str, name: str, obj: Any) -> Any:
+    def _own(self, kind: str, name: str, obj: T) -> T:
         self._owned.append((kind, name, obj))
         CLIENT.send(f"+ {kind} {name}")
         return obj
@@ -148,8 +142,7 @@ class Scope:
         Raises ValueError for a size that is not a positive int, and
         NoSpaceError when ``/dev/shm`` cannot hold it.
         """
-        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-            raise ValueError(f"size must be a whole number of bytes > 0, got {size!r}")
+        whole("size", size, 1, None, "bytes")
         free = shm_free_bytes()
         if size > free:
             raise _no_space(size, free)
@@ -172,10 +165,7 @@ class Scope:
 
     def semaphore(self, value: int = 1, label: str = "sem") -> posix_ipc.Semaphore:
         """Create a private named semaphore with initial ``value`` (1 makes it a lock)."""
-        if isinstance(value, bool) or not isinstance(value, int) or not (
-                0 <= value <= posix_ipc.SEMAPHORE_VALUE_MAX):
-            raise ValueError(f"value must be a whole number from 0 to "
-                             f"{posix_ipc.SEMAPHORE_VALUE_MAX}, got {value!r}")
+        whole("value", value, 0, posix_ipc.SEMAPHORE_VALUE_MAX)
         CLIENT.start()
         try:
             name, sem = _create("semaphore", label, lambda name: posix_ipc.Semaphore(
@@ -197,9 +187,7 @@ class Scope:
             raise NotSupportedHere("this system has no POSIX message queues (macOS lacks "
                                    "them); use a pipe or a Unix socket instead")
         for what, v in (("max_messages", max_messages), ("max_message_size", max_message_size)):
-            if isinstance(v, bool) or not isinstance(v, int) or not 0 < v < 2**31:
-                raise ValueError(f"{what} must be a whole number from 1 to {2**31 - 1} "
-                                 f"(and within the limits `labkit doctor` shows), got {v!r}")
+            whole(what, v, 1, 2**31 - 1, note="and within the limits `labkit doctor` shows")
         CLIENT.start()
         try:
             name, mq = _create("message queue", label, lambda name: posix_ipc.MessageQueue(
@@ -423,6 +411,37 @@ def remove(obj: Any) -> None:
     SESSION.remove(obj)
 
 
+def acquire(sem: posix_ipc.Semaphore, timeout: float) -> None:
+    """``sem.acquire(timeout)``, also where the system has no ``sem_timedwait`` (macOS).
+
+    Lab code never waits for a semaphore without a timeout: one held by a
+    killed process stays taken forever. Raises ``posix_ipc.BusyError`` when
+    ``timeout`` seconds pass first.
+
+    >>> with scope() as objs:
+    ...     sem = objs.semaphore(1)
+    ...     acquire(sem, 1.0)
+    ...     acquire(sem, 0.01)
+    Traceback (most recent call last):
+    ...
+    posix_ipc.BusyError: Semaphore is busy
+    """
+    if posix_ipc.SEMAPHORE_TIMEOUT_SUPPORTED:
+        sem.acquire(timeout)
+        return
+
+    def taken() -> bool:
+        try:
+            sem.acquire(0)
+        except posix_ipc.BusyError:
+            return False
+        return True
+
+    if not wait_until(taken, timeout, None, every=0.001):
+        raise posix_ipc.BusyError("Semaphore is busy")
+
+
+
 # --- what is left on the machine -----------------------------------------------------
 
 
@@ -456,70 +475,33 @@ def list_objects(all_users: bool = False) -> list[ObjectInfo]:
     ...     [o.kind for o in list_objects() if o.name == name]
     ['sem']
     """
-    me = os.getuid()
     found: list[ObjectInfo] = []
 
-    def add(kind: str, name: str, entry: str, path: Path) -> None:
-        m = _NAME.match(entry)
-        if not m:
-            return
+    def add(kind: str, name: str, path: Path, pid: int) -> None:
         try:
             st = os.lstat(path)
         except FileNotFoundError:
             return  # removed while we looked
-        if not all_users and (st.st_uid != me or int(m.group(1)) != me):
-            return
-        pid = int(m.group(2))
+        if not all_users and st.st_uid != os.getuid():
+            return  # a name that says it is ours, on an object that is not
         size = st.st_size if kind in ("shm", "mq") else 0
         found.append(ObjectInfo(kind, name, st.st_uid, size, stat.S_IMODE(st.st_mode), pid,
                                 pid_alive(pid)))
 
-    for directory, kind_of in ((SHM_DIR, _shm_kind), (MQUEUE_DIR, lambda e: ("mq", e))):
+    for e in lab_entries(all_users=all_users):
+        if e.kind != "folder":
+            add(e.kind, e.name, e.path, e.session_pid)
+            continue
         try:
-            entries = sorted(os.listdir(directory))
-        except OSError:
-            continue  # not mounted here (/dev/mqueue often is not)
-        for entry in entries:
-            kind, bare = kind_of(entry)
-            add(kind, "/" + bare, bare, directory / entry)
-    for folder in _own_session_folders():
-        try:
-            inside = sorted(folder.iterdir())
+            inside = sorted(e.path.iterdir())
         except OSError:
             continue  # removed while we looked
-        tag = folder.name + "_"
         for f in inside:
             kind = ("socket" if f.is_socket() else "fifo" if f.is_fifo()
                     else "folder" if f.is_dir() and not f.is_symlink() else "file")
-            add(kind, str(f), tag, f)
-        add("folder", str(folder), tag, folder)  # last: removed once it is empty
+            add(kind, str(f), f, e.session_pid)
+        add("folder", e.name, e.path, e.session_pid)  # last: removed once it is empty
     return found
-
-
-def _shm_kind(entry: str) -> tuple[str, str]:
-    return ("sem", entry[4:]) if entry.startswith("sem.") else ("shm", entry)
-
-
-def _own_session_folders() -> list[Path]:
-    """This user's session folders, found by name and checked by owner; nobody else's."""
-    me = os.getuid()
-    folders = []
-    for root in session_roots():
-        try:
-            entries = sorted(os.listdir(root))
-        except OSError:
-            continue
-        for entry in entries:
-            m = _SESSION_FOLDER.fullmatch(entry)
-            if not m or int(m.group(1)) != me:
-                continue
-            try:
-                st = os.lstat(root / entry)
-            except OSError:
-                continue
-            if stat.S_ISDIR(st.st_mode) and st.st_uid == me:  # never a planted link
-                folders.append(root / entry)
-    return folders
 
 
 def clean(dry_run: bool = False) -> list[ObjectInfo]:
@@ -543,11 +525,13 @@ def clean(dry_run: bool = False) -> list[ObjectInfo]:
 
 def _remove_leftover(info: ObjectInfo) -> bool:
     """Remove a leftover; False if it was gone already."""
-    remove = {"folder": shutil.rmtree, "file": os.unlink}.get(info.kind)
-    if remove is None:
+    if info.kind not in ("folder", "file"):
         return unlink_name(info.kind, info.name)
     try:
-        remove(info.name)
+        if info.kind == "folder":
+            shutil.rmtree(info.name)
+        else:
+            os.unlink(info.name)
     except FileNotFoundError:
         return False
     return True

@@ -4,14 +4,16 @@ Each experiment runs on real processes (forked through :mod:`labkit.processes`,
 so a stuck writer is killed by a timeout instead of hanging the kernel) and
 returns plain data: the bytes a non-blocking writer could put into a pipe, the
 fill level of a pipe over time, which writes of several writers arrived torn,
-and the throughput for each write size next to ``dd`` measured in the same run.
-The ``plot_*`` functions take that data and return the Axes.
+and the throughput for each write size next to ``dd`` measured in the same run
+(:mod:`labkit.pipes_throughput`). The ``plot_*`` functions take that data and
+return the Axes.
 
 FIFOs are created by :mod:`labkit.objects` (private directory, unique name,
 removed with their scope). This module opens them with a timeout, because
 opening a FIFO blocks until the other side arrives and a cell that waits for a
 process that died would wait forever; and :func:`fifo_server` runs a small
-question server as a separate program behind one, for the FIFO exercise.
+question server as a separate program behind one, for the FIFO exercise
+(``labkit/programs/fifo_server.py``: open it, it is short).
 """
 from __future__ import annotations
 
@@ -19,15 +21,10 @@ import contextlib
 import errno
 import fcntl
 import os
-import random
-import re
 import select
-import shutil
 import stat
-import statistics
 import struct
 import subprocess
-import sys
 import termios
 import time
 from collections.abc import Iterator, Sequence
@@ -40,10 +37,12 @@ from ._platform import LINUX
 from ._validate import seconds as _seconds
 from ._validate import whole as _whole
 from .errors import LabError, LabTimeout, NotSupportedHere
-from .processes import end_program, start_program, start_workers
+from .pipes_throughput import Throughput, dd_pair, plot_pipe_throughput, throughput
+from .processes import start_workers
+from .runner import end_program, start_module
+from .waiting import Deadline, wait_until
 
 __all__ = [
-    "PAGE_SIZE",
     "PIPE_BUF",
     "Capacity",
     "FifoServer",
@@ -57,11 +56,10 @@ __all__ = [
     "max_pipe_size",
     "open_fifo",
     "pipe_size",
-    "placement",
     "plot_fill",
     "plot_interleaving",
+    "plot_pipe_throughput",
     "plot_tears",
-    "plot_throughput",
     "probe_capacity",
     "record_fill",
     "set_pipe_size",
@@ -69,7 +67,6 @@ __all__ = [
 ]
 
 PIPE_BUF: int = select.PIPE_BUF  # writes up to this many bytes are atomic (4096 on Linux)
-PAGE_SIZE: int = os.sysconf("SC_PAGE_SIZE")
 
 # Python has the names on Linux from 3.10; the numbers are Linux's own (fcntl.h).
 _F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032 if LINUX else None)
@@ -79,8 +76,6 @@ _NO_PIPE_SIZE = ("this system cannot report or change a pipe's capacity (F_GETPI
                  "growing to 64 KiB); probe_capacity() still measures it by filling a pipe")
 
 MAX_CHUNK = 1 << 20           # largest single write the experiments accept
-MAX_TRANSFER = 256 << 20      # most bytes one experiment may move through a pipe
-MAX_WRITES = 20_000           # most writes of one throughput run (keeps tiny sizes quick)
 
 
 def _pipe_fd(fd: Any) -> int:
@@ -262,7 +257,8 @@ class FillTrace:
     @property
     def blocked(self) -> list[tuple[float, float]]:
         """(start, end) of every write that waited noticeably (over 1 ms) for room."""
-        return [(a, b) for a, b in zip(self.write_starts, self.write_ends) if b - a > 0.001]
+        return [(a, b) for a, b in zip(self.write_starts, self.write_ends, strict=True)
+                if b - a > 0.001]
 
     @property
     def blocked_seconds(self) -> float:
@@ -441,7 +437,7 @@ def _interleave_worker(i: int, r: int, w: int, write_size: int, writes: int) -> 
 
 def _drain(r: int, read_size: int, deadline: float, what: str) -> bytes:
     """Read ``r`` until end of file, ``read_size`` bytes at a time, before ``deadline``."""
-    chunks = []
+    chunks: list[bytes] = []
     poller = select.poll()
     poller.register(r, select.POLLIN)
     while True:
@@ -512,7 +508,7 @@ def interleaving(writers: int = 4, write_size: int = PIPE_BUF, writes: int = 32,
             os.close(w)
             w = -1
             stream = _drain(r, read_size, deadline, "the interleaving experiment")
-            group.wait().values  # noqa: B018 - raises ChildError if a writer failed
+            group.wait().raise_if_failed()
     finally:
         os.close(r)
         if w >= 0:
@@ -543,7 +539,8 @@ def plot_interleaving(result: Interleaving, ax: Any = None, limit: int | None = 
               f"{result.torn} of {result.total_writes} torn", "offset in the stream (KiB)",
               "writer", ax=ax, figsize=(8.0, 0.5 * result.writers + 1.6))
     seen = [0] * result.writers       # bytes of each writer drawn so far
-    for start, length, who in zip(result.run_starts, result.run_lengths, result.run_writers):
+    for start, length, who in zip(result.run_starts, result.run_lengths, result.run_writers,
+                                  strict=True):
         while length and start < limit:
             k, offset = divmod(seen[who], result.write_size)   # write k of this writer
             piece = min(length, result.write_size - offset)
@@ -580,310 +577,6 @@ def plot_tears(results: Sequence[Interleaving], ax: Any = None) -> Any:
     return ax
 
 
-# --- throughput -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Throughput:
-    """Seconds to move data through a pipe, per write size, for the lab and for ``dd``.
-
-    ``seconds[j]`` holds one time per repeat for ``sizes[j]`` with
-    ``totals[j]`` bytes moved; ``baseline`` the same for ``dd`` (empty lists
-    when it was not measured). Times run from the writer's first write until
-    its last write returned, with the reader already waiting.
-    """
-
-    sizes: list[int]
-    totals: list[int]
-    seconds: list[list[float]]
-    baseline: list[list[float]]
-    placement: str
-    repeats: int
-    seed: int | None = None
-
-    def rates(self, size: int, baseline: bool = False) -> list[float]:
-        """Bytes per second of every repeat at ``size``."""
-        j = self.sizes.index(size)
-        times = self.baseline[j] if baseline else self.seconds[j]
-        return [self.totals[j] / t for t in times]
-
-    def quartiles(self, size: int, baseline: bool = False) -> tuple[float, float, float]:
-        """(first quartile, median, third quartile) in bytes per second."""
-        rates = self.rates(size, baseline)
-        if not rates:
-            raise ValueError(f"no {'baseline ' if baseline else ''}measurement at {size} bytes")
-        if len(rates) == 1:
-            return rates[0], rates[0], rates[0]
-        q1, q2, q3 = statistics.quantiles(rates, n=4, method="inclusive")
-        return q1, q2, q3
-
-    def median(self, size: int, baseline: bool = False) -> float:
-        """Median bytes per second at ``size``."""
-        return self.quartiles(size, baseline)[1]
-
-    def ratio(self, size: int) -> float:
-        """The lab's median divided by the baseline's median at ``size``."""
-        return self.median(size) / self.median(size, baseline=True)
-
-    def table(self) -> Any:
-        """The medians and quartiles as a :class:`labkit.display.Table` (MB/s)."""
-        from .display import Table
-
-        rows = []
-        for s in self.sizes:
-            q = self.quartiles(s)
-            row = [s, f"{q[1] / 1e6:.0f}", f"{q[0] / 1e6:.0f} to {q[2] / 1e6:.0f}"]
-            if self.baseline[self.sizes.index(s)]:
-                b = self.quartiles(s, baseline=True)
-                row += [f"{b[1] / 1e6:.0f}", f"{b[0] / 1e6:.0f} to {b[2] / 1e6:.0f}",
-                        f"{q[1] / b[1]:.2f}"]
-            else:
-                row += ["", "", ""]
-            rows.append(row)
-        return Table(["write size (bytes)", "lab median (MB/s)", "lab quartiles",
-                      "dd median (MB/s)", "dd quartiles", "lab / dd"], rows)
-
-
-def placement(pin: str | None) -> tuple[int | None, int | None, str]:
-    """The CPUs for a writer and a reader: ``"same"`` one CPU, ``"split"`` two, None unpinned.
-
-    Returns (writer's CPU, reader's CPU, a sentence saying so).
-
-    >>> placement(None)
-    (None, None, 'unpinned')
-    """
-    if pin not in ("same", "split", None):
-        raise ValueError(f"pin must be 'same' (writer and reader on one CPU), 'split' (on "
-                         f"two CPUs) or None (wherever the scheduler likes), got {pin!r}")
-    if pin is None:
-        return None, None, "unpinned"
-    if not hasattr(os, "sched_setaffinity"):
-        return None, None, "unpinned (this system cannot pin processes to CPUs)"
-    cpus = sorted(os.sched_getaffinity(0))
-    if pin == "same":
-        return cpus[-1], cpus[-1], f"writer and reader pinned to CPU {cpus[-1]}"
-    if len(cpus) < 2:
-        raise NotSupportedHere(f"pin='split' needs two CPUs, and this process may use only "
-                               f"CPU {cpus[0]}; use pin='same'")
-    return cpus[-2], cpus[-1], f"writer on CPU {cpus[-2]}, reader on CPU {cpus[-1]}"
-
-
-def _pin(cpu: int | None) -> None:
-    if cpu is not None:
-        os.sched_setaffinity(0, {cpu})
-
-
-_STEP = struct.Struct("!d")
-
-
-def _read_exactly(fd: int, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = os.read(fd, n - len(data))
-        if not chunk:
-            raise EOFError(f"the other end closed after {len(data)} of {n} bytes")
-        data += chunk
-    return data
-
-
-def _throughput_worker(i: int, fds: dict[str, int], plan: list[tuple[int, int]],
-                       cpus: tuple[int | None, int | None]) -> int:
-    """Worker 0 writes, worker 1 reads, worker 2 runs dd; each keeps only its own pipes."""
-    mine = {0: ("data_w", "go_r", "done_w", "ack_r"), 1: ("data_r", "ack_w"),
-            2: ("dd_r", "dd_done_w")}[i]
-    for name, fd in fds.items():
-        if name not in mine:
-            os.close(fd)
-    if i == 2:  # the dd runner: one step per request from the parent
-        steps = 0
-        while request := os.read(fds["dd_r"], 8):
-            size, writes = struct.unpack("!II", request)
-            os.write(fds["dd_done_w"], _STEP.pack(dd_pair(size, writes, cpus)))
-            steps += 1
-        return steps
-    _pin(cpus[i])
-    if i == 1:  # the reader: each step's bytes into one reused buffer, then an ack
-        buf = bytearray(max(max(s for s, _ in plan), 65536))
-        for size, writes in plan:
-            left = size * writes
-            while left:
-                n = os.readv(fds["data_r"], [memoryview(buf)[:min(left, len(buf))]])
-                if not n:
-                    raise EOFError(f"the writer stopped with {left} bytes still to come")
-                left -= n
-            os.write(fds["ack_w"], b".")
-        return len(plan)
-    # the writer: on each go, one step, timed from its first write until its last returned
-    for size, writes in plan:
-        if not os.read(fds["go_r"], 1):
-            break  # the parent stopped early
-        data = memoryview(bytes(size))
-        begin = time.perf_counter()
-        for _ in range(writes):
-            sent = os.write(fds["data_w"], data)
-            while sent < size:  # only a signal could cut a blocking write short
-                sent += os.write(fds["data_w"], data[sent:])
-        seconds = time.perf_counter() - begin
-        _read_exactly(fds["ack_r"], 1)  # the reader has everything: the pipe is empty again
-        os.write(fds["done_w"], _STEP.pack(seconds))
-    return len(plan)
-
-
-def dd_pair(size: int, writes: int, cpus: tuple[int | None, int | None]) -> float:
-    """``dd if=/dev/zero | dd of=/dev/null``; returns the writer's own time in seconds."""
-    env = {**os.environ, "LC_ALL": "C"}
-    r, w = os.pipe()
-    try:
-        _pin(cpus[1])  # each dd inherits the CPU this process is pinned to when it starts
-        # the reader takes up to 64 KiB per read, like the lab's reader; the writer
-        # writes `size` bytes per write (after reading them from /dev/zero)
-        reader = start_program(["dd", "of=/dev/null", f"bs={max(size, 65536)}"], 600,
-                               stdin=r, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env=env)
-        os.close(r)
-        r = -1
-        try:
-            _pin(cpus[0])
-            writer = subprocess.run(["dd", "if=/dev/zero", f"bs={size}", f"count={writes}"],
-                                    stdout=w, stderr=subprocess.PIPE, env=env, check=False)
-        finally:
-            os.close(w)
-            w = -1
-            reader.wait()
-            end_program(reader)
-    finally:
-        for fd in (r, w):
-            if fd >= 0:
-                os.close(fd)
-    text = writer.stderr.decode(errors="replace")
-    found = _DD_SUMMARY.search(text)
-    if writer.returncode != 0 or reader.returncode != 0 or not found:
-        raise LabError(f"dd failed or said something unexpected (exit codes {writer.returncode}"
-                       f" and {reader.returncode}): {text.strip()!r}")
-    if int(found.group(1)) != size * writes:
-        raise LabError(f"dd copied {found.group(1)} bytes, expected {size * writes}")
-    return float(found.group(2))
-
-
-_DD_SUMMARY = re.compile(r"(\d+) bytes.*?(?:copied, |transferred in )([0-9.]+(?:e-?\d+)?) s",
-                         re.S)
-
-
-def _await_step(fd: int, deadline: float, workers: Any) -> float:
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    left = deadline - time.monotonic()
-    if left > 0 and poller.poll(left * 1000):
-        data = os.read(fd, _STEP.size)
-        if len(data) == _STEP.size:
-            return _STEP.unpack(data)[0]
-        workers.wait(timeout=2.0).values  # noqa: B018 - raises ChildError naming who failed
-        raise LabError("a throughput worker ended early without saying why")
-    raise LabTimeout("the throughput sweep did not finish in time; its processes were killed")
-
-
-def throughput(sizes: Sequence[int] = (64, 1024, 4096, 65536, 1 << 20), repeats: int = 5,
-               total: int = 32 << 20, baseline: bool = True, pin: str | None = "same",
-               seed: int | None = 0, timeout: float = 60.0, progress: bool = False
-               ) -> Throughput:
-    """Measure pipe throughput for each write size, with ``dd`` side by side in the same run.
-
-    For each size a writer child writes ``total`` bytes (at most
-    :data:`MAX_WRITES` writes) from one buffer with ``os.write``; a reader
-    child reads them into one reused buffer. With ``baseline`` the same
-    transfer runs between two ``dd`` processes right after it, so both see the
-    same machine. Sizes are visited in a shuffled order (``seed``) in every
-    repeat. ``pin="same"`` puts writer and reader on one CPU (the steadiest
-    figures), ``"split"`` on two, ``None`` leaves them to the scheduler.
-    ``progress`` shows a progress bar. Everything is killed after ``timeout``
-    seconds.
-
-    >>> t = throughput(sizes=[4096], repeats=1, total=1 << 20, baseline=False)
-    >>> t.median(4096) > 0
-    True
-    """
-    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or not sizes:
-        raise ValueError(f"sizes must be a non-empty list of write sizes, got {sizes!r}")
-    for s in sizes:
-        _whole("every write size", s, 1, 16 << 20, "bytes")
-    if len(set(sizes)) != len(sizes):
-        raise ValueError(f"sizes must not repeat a size, got {list(sizes)}")
-    _whole("repeats", repeats, 1, 100, "repeats")
-    _whole("total", total, 1, MAX_TRANSFER, "bytes")
-    _seconds("timeout", timeout, 0.1, 600)
-    if baseline and shutil.which("dd") is None:
-        raise NotSupportedHere("the baseline needs the dd program, which is not on the PATH; "
-                               "pass baseline=False")
-    *cpus, where = placement(pin)
-    sizes = list(sizes)
-    writes = [max(1, min(total // s, MAX_WRITES)) for s in sizes]
-    rng = random.Random(seed)
-    order: list[int] = []
-    for _ in range(repeats):
-        shuffled = list(range(len(sizes)))
-        rng.shuffle(shuffled)
-        order.extend(shuffled)
-    plan = [(sizes[j], writes[j]) for j in order]
-    lab: list[list[float]] = [[] for _ in sizes]
-    dd: list[list[float]] = [[] for _ in sizes]
-    names = ("data", "go", "done", "ack", "dd", "dd_done")
-    fds: dict[str, int] = {}
-    try:
-        for name in names:
-            fds[name + "_r"], fds[name + "_w"] = os.pipe()
-        deadline = time.monotonic() + timeout
-        with start_workers(_throughput_worker, 3 if baseline else 2, fds, plan, tuple(cpus),
-                           timeout=timeout, show=False) as workers:
-            for name in ("data_r", "data_w", "go_r", "done_w", "ack_r", "ack_w", "dd_r",
-                         "dd_done_w"):
-                os.close(fds.pop(name))
-            steps: Any = order
-            if progress:
-                from .display import progress as bar
-
-                steps = bar(order, desc="throughput")
-            for j in steps:
-                runs = ["lab", "dd"] if baseline else ["lab"]
-                rng.shuffle(runs)  # neither side always goes first
-                for who in runs:
-                    if who == "lab":
-                        os.write(fds["go_w"], b".")
-                        lab[j].append(_await_step(fds["done_r"], deadline, workers))
-                    else:
-                        os.write(fds["dd_w"], struct.pack("!II", sizes[j], writes[j]))
-                        dd[j].append(_await_step(fds["dd_done_r"], deadline, workers))
-            for name in ("go_w", "dd_w"):
-                os.close(fds.pop(name))  # end of file: the workers finish
-            workers.wait(timeout=max(deadline - time.monotonic(), 0.1)).values  # noqa: B018
-    finally:
-        for fd in fds.values():
-            os.close(fd)
-    return Throughput(sizes, [s * n for s, n in zip(sizes, writes)], lab, dd, where,
-                      repeats, seed)
-
-
-def plot_throughput(result: Throughput, ax: Any = None) -> Any:
-    """Median throughput against write size (log-log), quartiles as error bars."""
-    from .display import axes
-
-    ax = axes(f"Pipe throughput against write size ({result.placement})",
-              "write size (bytes, log scale)", "throughput (MB/s, log scale)", ax=ax)
-    series = [(False, "Python: os.write / os.readv", "o-")]
-    if any(result.baseline):
-        series.append((True, "dd if=/dev/zero | dd of=/dev/null", "s--"))
-    for baseline, label, style in series:
-        sizes = [s for j, s in enumerate(result.sizes)
-                 if (result.baseline[j] if baseline else result.seconds[j])]
-        qs = [result.quartiles(s, baseline) for s in sizes]
-        med = [q[1] / 1e6 for q in qs]
-        err = [[(q[1] - q[0]) / 1e6 for q in qs], [(q[2] - q[1]) / 1e6 for q in qs]]
-        ax.errorbar(sizes, med, yerr=err, fmt=style, capsize=3, label=label)
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.legend(fontsize=8)
-    return ax
-
-
 # --- FIFOs ----------------------------------------------------------------------------
 
 
@@ -906,7 +599,7 @@ def open_fifo(path: str | os.PathLike, mode: str = "r", timeout: float = 5.0) ->
     ...     open_fifo(path, "w", timeout=0.2)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    labkit.errors.LabTimeout: nobody opened ... for reading within 0.2 s
+    labkit.errors.LabTimeout: nobody opened ... for reading (waited 0.2 s)
     """
     if mode not in ("r", "w"):
         raise ValueError(f"mode must be 'r' (the reading end) or 'w' (the writing end), "
@@ -921,24 +614,27 @@ def open_fifo(path: str | os.PathLike, mode: str = "r", timeout: float = 5.0) ->
     if not stat.S_ISFIFO(st.st_mode):
         raise ValueError(f"{path} exists but is not a FIFO (a named pipe); pass the path "
                          "labkit.objects.fifo() returned")
-    deadline = time.monotonic() + timeout
+    deadline = Deadline(timeout)
     if mode == "w":
-        while True:
+        opened: list[int] = []
+
+        def reader_came() -> bool:
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
-                break
+                opened.append(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+                return True
             except OSError as e:
-                if e.errno != errno.ENXIO:
+                if e.errno != errno.ENXIO:  # ENXIO: no reader yet, so try again
                     raise
-            if time.monotonic() >= deadline:
-                raise LabTimeout(f"nobody opened {path} for reading within {timeout:g} s")
-            time.sleep(0.002)
+                return False
+
+        wait_until(reader_came, timeout, f"nobody opened {path} for reading", every=0.002)
+        fd = opened[0]
     else:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         try:
             poller = select.poll()
             poller.register(fd, select.POLLIN)
-            if not poller.poll(max(deadline - time.monotonic(), 0) * 1000):
+            if not poller.poll(deadline.left() * 1000):
                 raise LabTimeout(f"nobody opened {path} for writing (and wrote to it) within "
                                  f"{timeout:g} s")
         except BaseException:
@@ -965,66 +661,6 @@ def _fifo_path(path: Any) -> str:
     return text
 
 
-# The question server of :func:`fifo_server`: a separate Python program, so that it shares
-# nothing with its clients but the FIFO's path. It never creates or truncates a file: a reply
-# path that is not a FIFO is refused.
-_SERVER = r'''
-import errno, os, re, signal, stat, sys, time
-
-path, lifetime = sys.argv[1], float(sys.argv[2])
-signal.alarm(max(1, round(lifetime)))  # a safety net: never outlive the lab by long
-requests = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-keep = os.open(path, os.O_WRONLY)      # our own writer: no end of file between clients
-os.set_blocking(requests, True)
-
-
-def answer(question):
-    count = re.fullmatch(r"count to (\d{1,6})", question.strip())
-    if count:
-        return " ".join(str(i) for i in range(1, int(count.group(1)) + 1))
-    return question.upper()
-
-
-def log(status, reply_path):
-    print(status + "\t" + reply_path, flush=True)
-
-
-def reply(reply_path, text):
-    deadline = time.monotonic() + 5
-    while True:
-        try:
-            fd = os.open(reply_path, os.O_WRONLY | os.O_NONBLOCK)
-            break
-        except OSError as e:
-            if e.errno != errno.ENXIO:
-                return log("cannot open: " + e.strerror, reply_path)
-            if time.monotonic() > deadline:
-                return log("nobody opened the reply FIFO for reading", reply_path)
-            time.sleep(0.002)
-    status = "answered"
-    try:
-        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
-            status = "not a FIFO"
-        else:
-            os.set_blocking(fd, True)
-            data = text.encode()
-            while data:
-                data = data[os.write(fd, data):]
-    except BrokenPipeError:
-        status = "the client stopped reading"
-    finally:
-        log(status, reply_path)  # before the close: the client's end of file comes after it
-        os.close(fd)
-
-
-with open(requests, encoding="utf-8", errors="replace", newline="\n") as lines:
-    for line in lines:
-        reply_path, tab, question = line.rstrip("\n").partition("\t")
-        if tab:
-            reply(reply_path, answer(question))
-        else:
-            log("bad request", reply_path)
-'''
 
 
 @dataclass
@@ -1061,9 +697,9 @@ def fifo_server(lifetime: float = 60.0) -> Iterator[FifoServer]:
     _seconds("lifetime", lifetime, 1, 3600)
     with objects.scope() as objs:
         server = FifoServer(objs.fifo("server"))
-        proc = start_program([sys.executable, "-c", _SERVER, str(server.path), str(lifetime)],
-                             lifetime, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL)
+        proc = start_module("labkit.programs.fifo_server", str(server.path), str(lifetime),
+                            lifetime=lifetime, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
         try:
             yield server
         finally:

@@ -3,22 +3,21 @@
 A bare ``os.fork()`` in a Jupyter kernel is a trap: a child that raises and
 skips ``os._exit`` carries on as a second kernel, its output never reaches the
 cell under test runners, a hung child hangs the cell, and a forgotten
-``waitpid`` leaves a zombie. This module is the one place in labkit that
-forks, and it closes each of those traps:
+``waitpid`` leaves a zombie. This module forks labkit's children (lesson
+modules never call ``os.fork`` themselves), and it closes each of those traps:
 
 * **the fork** holds SIGINT back (an interrupt that lands in the fork's own
   hooks would be lost) and delivers it to the cell right after, once the
   child is known and can be ended with the rest;
-* **the child** resets SIGINT, and every signal the kernel inherited as
+* **the child** (:mod:`labkit._child`) resets SIGINT, and every signal the kernel inherited as
   ignored, to the default, leaves the kernel's process
   group (the interrupt button is for the kernel), asks to be killed if the
   kernel dies (``PR_SET_PDEATHSIG``), adopts its orphaned descendants
   (``PR_SET_CHILD_SUBREAPER``), sends its standard streams and its result
   through pipes, kills and reaps whatever it left running, and always ends
   with ``os._exit``;
-* **programs** (servers, unrelated processes, ``dd``) start through
-  :func:`start_program`: their own process group, known to the janitor, a
-  parent-death signal, and clean signal dispositions;
+* **programs** (servers, unrelated processes, ``dd``) are not forked here:
+  :mod:`labkit.runner` starts them;
 * **the parent** reads every pipe in one loop, streams each line to the cell
   as it arrives, reaps its children, and enforces one deadline. On timeout or
   on KeyboardInterrupt it freezes each child's process group (SIGSTOP, so a
@@ -31,366 +30,50 @@ them) and because the lessons are about ``fork`` itself.
 """
 from __future__ import annotations
 
-import builtins
-import dataclasses
 import errno
-import faulthandler
-import io
-import math
 import os
 import pickle
 import select
 import selectors
 import signal
-import struct
-import subprocess
 import sys
 import time
-import traceback
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any, NoReturn, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import psutil
 
+from ._child import child_main, result_fd
 from ._janitor import CLIENT
 from ._platform import (
-    PROGRAM_PRELUDE,
     held_interrupts,
-    program_env,
     quiet_fork,
-    reset_inherited_ignores,
-    set_parent_death_signal,
-    set_subreaper,
     subreaper,
 )
+from ._validate import seconds, whole
 from .errors import ChildError, LabError, LabTimeout
+from .framing import plain_loads, split_frames
+from .results import UNKNOWN_STATUS, ChildResult, ExitStatus, WorkerResults, to_signal
+from .waiting import wait_until
 
 __all__ = [
     "Child",
     "ChildResult",
     "ExitStatus",
-    "ProcessNode",
     "WorkerResults",
     "Workers",
-    "end_program",
-    "plot_process_tree",
-    "process_tree",
     "run",
     "run_workers",
     "start",
-    "start_program",
     "start_ready",
     "start_workers",
     "to_signal",
 ]
 
 DEFAULT_TIMEOUT = 10.0
-MAX_TIMEOUT = 86400.0   # a day: a longer wait is a mistake (and overflows the kernel's timers)
 MAX_WORKERS = 256
-_EX_HARNESS = 70        # exit code when labkit's own harness failed (EX_SOFTWARE)
 _LEFTOVER_GRACE = 0.5   # seconds a finished child's pipes may stay open before we kill holders
-_HEADER = struct.Struct("!I")
-_UNKNOWN = -1           # wait status of a child that another waitpid reaped
 MAX_OUTPUT = 1 << 20    # bytes of stdout (and of stderr) kept per child; the rest is dropped
-_result_fd: int | None = None  # in a labkit child: its own result pipe, never inherited below it
-
-
-# --- exit statuses -------------------------------------------------------------------
-
-
-def to_signal(sig: int | str | signal.Signals) -> signal.Signals:
-    """Turn ``"SIGUSR1"``, ``"usr1"``, ``10`` or ``signal.SIGUSR1`` into ``signal.SIGUSR1``.
-
-    >>> to_signal("term")
-    <Signals.SIGTERM: 15>
-    """
-    if isinstance(sig, signal.Signals):
-        return sig
-    try:
-        if isinstance(sig, str):
-            name = sig.strip().upper()
-            return signal.Signals[name if name.startswith("SIG") else "SIG" + name]
-        if isinstance(sig, int) and not isinstance(sig, bool):
-            return signal.Signals(sig)
-    except (KeyError, ValueError):
-        pass
-    valid = ", ".join(f"{s.name} ({s.value})" for s in sorted(signal.Signals, key=int))
-    raise ValueError(f"{sig!r} is not a signal on this system; valid signals: {valid}")
-
-
-@dataclass(frozen=True)
-class ExitStatus:
-    """How a process ended: an exit code, or the signal that killed it.
-
-    >>> str(ExitStatus.from_wait_status(0x0300))
-    'exited with code 3'
-    >>> str(ExitStatus.from_wait_status(11))
-    'killed by SIGSEGV (Segmentation fault)'
-    """
-
-    code: int | None
-    signal: int | None = None
-    core_dumped: bool = False
-
-    @classmethod
-    def from_wait_status(cls, status: int) -> ExitStatus:
-        """Decode the raw status that ``os.waitpid`` returns."""
-        if status == _UNKNOWN:
-            return cls(None)
-        if os.WIFEXITED(status):
-            return cls(os.WEXITSTATUS(status))
-        if os.WIFSIGNALED(status):
-            return cls(None, os.WTERMSIG(status), os.WCOREDUMP(status))
-        raise ValueError(f"wait status {status:#x} is not that of an ended process "
-                         "(a stopped one?)")
-
-    @property
-    def ok(self) -> bool:
-        """True for exit code 0."""
-        return self.code == 0
-
-    @property
-    def signal_name(self) -> str | None:
-        """``"SIGSEGV"`` for a process killed by signal 11, else None."""
-        if self.signal is None:
-            return None
-        try:
-            return signal.Signals(self.signal).name
-        except ValueError:
-            return f"signal {self.signal}"
-
-    def __str__(self) -> str:
-        if self.code is None and self.signal is None:
-            return "ended, but its status went to another waitpid (an os.wait() in a cell?)"
-        if self.signal is None:
-            return f"exited with code {self.code}"
-        text = f"killed by {self.signal_name}"
-        description = signal.strsignal(self.signal)
-        if description:
-            text += f" ({description})"
-        return text + (", core dumped" if self.core_dumped else "")
-
-
-# --- results -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ChildResult:
-    """What one child process did: its value or exception, exit status and output.
-
-    ``value`` gives the return value, or raises :class:`ChildError` with the
-    child's traceback when the function raised or the child died.
-    """
-
-    name: str
-    pid: int
-    status: ExitStatus
-    wait_status: int                   # the raw status os.waitpid gave, before decoding
-    stdout: str
-    stderr: str
-    seconds: float
-    returned: bool
-    error_type: str | None = None      # the exception's class name, if the function raised
-    error_message: str = ""
-    traceback: str = ""
-    leftovers: tuple[str, ...] = ()    # processes the function left behind (labkit ended them)
-    escaped: tuple[int, ...] = ()      # pids of forks that returned out of the function
-    _value: Any = field(default=None, repr=False)
-    _exception: BaseException | None = field(default=None, repr=False)
-
-    @property
-    def value(self) -> Any:
-        """The function's return value (raises :class:`ChildError` if there is none)."""
-        if self.returned:
-            return self._value
-        raise ChildError(self.failure, self.traceback, self._exception)
-
-    @property
-    def exception(self) -> BaseException | None:
-        """The exception the function raised, if it could be sent back."""
-        return self._exception
-
-    @property
-    def failure(self) -> str:
-        """Why there is no value, in one sentence ("" if the function returned)."""
-        if self.returned:
-            return ""
-        if self.error_type == "labkit.unpicklable":
-            return f"{self.name} (pid {self.pid}) returned {self.error_message}"
-        if self.error_type:
-            return f"{self.name} (pid {self.pid}) raised {self.error_type}: {self.error_message}"
-        return f"{self.name} (pid {self.pid}) {self.status} without returning a value"
-
-    def __repr__(self) -> str:
-        outcome = f"returned {self._value!r}" if self.returned else self.failure
-        extra = f"; left behind: {', '.join(self.leftovers)}" if self.leftovers else ""
-        if self.escaped:
-            extra += f"; forks that returned out of the function: {list(self.escaped)}"
-        return (f"<ChildResult {self.name} pid={self.pid}: {outcome}; {self.status}; "
-                f"{self.seconds * 1000:.1f} ms{extra}>")
-
-
-class WorkerResults(list):
-    """The results of a group of workers, in worker order (a list of ChildResult)."""
-
-    @property
-    def values(self) -> list[Any]:
-        """Every worker's return value; raises ChildError naming the first that failed."""
-        return [r.value for r in self]
-
-    def __repr__(self) -> str:
-        return "\n".join(repr(r) for r in self)
-
-
-# --- the child side ------------------------------------------------------------------
-
-
-def _send(fd: int, record: dict) -> None:
-    data = pickle.dumps(record)
-    data = _HEADER.pack(len(data)) + data
-    while data:
-        data = data[os.write(fd, data):]
-
-
-def _pack(obj: Any) -> bytes | None:
-    try:
-        return pickle.dumps(obj)
-    except Exception:
-        return None
-
-
-def _call(fn: Callable, args: tuple, kwargs: dict) -> tuple[dict, int]:
-    """Run fn; describe how it ended as a record of plain data, and an exit code."""
-    try:
-        value = fn(*args, **kwargs)
-    except SystemExit as e:
-        code = e.code
-        if code is None:
-            code = 0
-        elif not isinstance(code, int):
-            print(code, file=sys.stderr)
-            code = 1
-        return {"kind": "exit", "code": code}, code & 0xFF
-    except BaseException as e:
-        tb = "".join(traceback.format_exception(type(e), e, e.__traceback__.tb_next
-                                                if e.__traceback__ else None))
-        return {"kind": "raised", "type": type(e).__name__, "message": str(e),
-                "traceback": tb, "payload": _pack(e)}, 1
-    payload = _pack(value)
-    if payload is None:
-        return {"kind": "unpicklable", "type": type(value).__name__}, 1
-    return {"kind": "ok", "payload": payload}, 0
-
-
-def _end_leftovers() -> list[str]:
-    """Kill and reap every descendant the function left; describe what they were.
-
-    The child is a subreaper, so descendants whose parents died are its own
-    children now, and ``waitpid(-1)`` can reap all of them.
-    """
-    try:  # a peek (WNOWAIT): is there any child at all?
-        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:
-        return []  # no children, so (as a subreaper) no descendants at all
-    described: dict[int, str] = {}
-    statuses: dict[int, int] = {}
-    me = psutil.Process()
-    deadline = time.monotonic() + 2.0
-    while time.monotonic() < deadline:
-        try:
-            kids = me.children(recursive=True)
-        except psutil.Error:
-            kids = []
-        for kid in kids:
-            try:
-                zombie = kid.status() == psutil.STATUS_ZOMBIE
-                if kid.pid not in described:
-                    described[kid.pid] = "zombie" if zombie else kid.name()
-                if not zombie:
-                    kid.kill()
-            except psutil.Error:
-                pass  # it ended while we looked
-        try:
-            while True:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-                if pid == 0:
-                    break
-                statuses[pid] = status
-        except ChildProcessError:
-            break  # no children at all: everything is reaped
-        time.sleep(0.002)
-    notes = []
-    for pid, what in described.items():
-        ended = (str(ExitStatus.from_wait_status(statuses[pid])) if pid in statuses
-                 else "still there")
-        if what == "zombie":
-            notes.append(f"pid {pid}: a zombie, it {ended} but nobody waited for it")
-        else:
-            notes.append(f"pid {pid} ({what}): still running when the function returned, "
-                         "so nobody waited for it (labkit killed it)")
-    return notes
-
-
-def _fresh_stdio(out_w: int, err_w: int) -> None:
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
-    os.dup2(out_w, 1)
-    os.dup2(err_w, 2)
-    os.close(out_w)
-    os.close(err_w)
-    # New stream objects: the kernel's own ones talk to threads that do not exist here.
-    sys.stdin = open(0, closefd=False)  # noqa: SIM115 - lives as long as the child
-    sys.stdout = open(1, "w", buffering=1, closefd=False, encoding="utf-8",  # noqa: SIM115
-                      errors="backslashreplace")
-    sys.stderr = open(2, "w", buffering=1, closefd=False, encoding="utf-8",  # noqa: SIM115
-                      errors="backslashreplace")
-
-
-def _child_main(fn: Callable, args: tuple, kwargs: dict, parent: int, res_w: int, out_w: int,
-                err_w: int, close: Iterable[int], barrier: tuple[int, int] | None) -> NoReturn:
-    global _result_fd
-    code = _EX_HARNESS
-    try:
-        _result_fd = res_w  # children forked from here close it: they cannot forge our result
-        signal.signal(signal.SIGINT, signal.SIG_DFL)  # SIGINT is still held back (the fork)
-        reset_inherited_ignores()
-        signal.pthread_sigmask(signal.SIG_SETMASK, set())
-        faulthandler.disable()  # a fault kills the child by its signal, as in C; the parent says so
-        os.setpgid(0, 0)
-        set_parent_death_signal(signal.SIGKILL)
-        if os.getppid() != parent:
-            return  # the parent died before the death signal was armed
-        set_subreaper(True)
-        for fd in close:
-            try:
-                os.close(fd)
-            except OSError:
-                pass  # already closed by the function that started us
-        _fresh_stdio(out_w, err_w)
-        if barrier is not None:
-            ready_w, go_r = barrier
-            os.write(ready_w, b".")
-            os.close(ready_w)
-            os.read(go_r, 1)  # returns at EOF: when the parent has closed the write end
-            os.close(go_r)
-        me = os.getpid()
-        record, code = _call(fn, args, kwargs)
-        if os.getpid() != me:
-            # A fork made inside fn returned out of it: end it here, never in our code.
-            _send(res_w, {"kind": "escaped", "pid": os.getpid()})
-            code = _EX_HARNESS
-            return
-        record["leftovers"] = _end_leftovers()
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass  # the function closed or broke its own stream
-        _send(res_w, record)
-    finally:
-        os._exit(code)
 
 
 # --- the parent side -----------------------------------------------------------------
@@ -411,7 +94,7 @@ class _Proc:
         self.deadline = deadline
         self.plain = False  # decode the value as plain data only (the child ran untrusted code)
         try:  # readable when the child ends: the wait loop wakes at once, no polling
-            self.pidfd: int | None = os.pidfd_open(pid)  # type: ignore[attr-defined]
+            self.pidfd: int | None = os.pidfd_open(pid)
         except (AttributeError, OSError):
             self.pidfd = None
         CLIENT.send(f"+ pg {pid} {deadline}")
@@ -426,7 +109,7 @@ class _Proc:
         try:
             pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
         except ChildProcessError:  # someone else reaped it (a raw os.wait in a cell)
-            pid, status = self.pid, _UNKNOWN
+            pid, status = self.pid, UNKNOWN_STATUS
         if pid:
             self.status = status
             self.ended = time.monotonic()
@@ -435,7 +118,7 @@ class _Proc:
     @property
     def died_abnormally(self) -> bool:
         """Killed by a signal: its orphans, if any, may have come to us."""
-        return self.status is not None and self.status != _UNKNOWN and os.WIFSIGNALED(
+        return self.status is not None and self.status != UNKNOWN_STATUS and os.WIFSIGNALED(
             self.status)
 
     def close_pidfd(self, sel: selectors.BaseSelector | None) -> None:
@@ -513,14 +196,15 @@ class _Proc:
         assert self.status is not None and self.ended is not None
         records = _records(bytes(self.data.get("res", b"")))
         # The harness writes its record last: anything written before it came from the function.
-        main = next((r for r in reversed(records) if r["kind"] != "escaped"), {"kind": "died"})
+        main: dict[str, Any] = next((r for r in reversed(records) if r["kind"] != "escaped"),
+                                    {"kind": "died"})
         escaped = tuple(r["pid"] for r in records if r["kind"] == "escaped")
-        common = dict(name=self.name, pid=self.pid,
-                      status=ExitStatus.from_wait_status(self.status),
-                      wait_status=self.status,
-                      stdout=self._text("out"), stderr=self._text("err"),
-                      seconds=self.ended - self.started, escaped=escaped,
-                      leftovers=tuple(main.get("leftovers", ())))
+        common: dict[str, Any] = {
+            "name": self.name, "pid": self.pid,
+            "status": ExitStatus.from_wait_status(self.status), "wait_status": self.status,
+            "stdout": self._text("out"), "stderr": self._text("err"),
+            "seconds": self.ended - self.started, "escaped": escaped,
+            "leftovers": tuple(main.get("leftovers", ()))}
         kind = main["kind"]
         if kind == "ok":
             try:
@@ -552,60 +236,6 @@ class _Proc:
         return ChildResult(returned=False, **common)  # exited (sys.exit) or died from a signal
 
 
-_PLAIN_CLASSES = frozenset({"bytearray", "complex", "set", "frozenset", "range", "slice"})
-_PLAIN_TYPES: dict[tuple[str, str], type] = {}
-
-T = TypeVar("T", bound=type)
-
-
-def plain_data(cls: T) -> T:
-    """Mark a labkit dataclass of plain fields as safe to decode with :func:`plain_loads`.
-
-    Decoding one sets its fields and runs no code of the sender's; a class
-    with ``__post_init__`` or ``__setstate__`` could, so it is refused::
-
-        @plain_data
-        @dataclass(frozen=True)
-        class Delivery: ...
-    """
-    if not dataclasses.is_dataclass(cls) or any(
-            hasattr(cls, hook) and getattr(cls, hook) is not getattr(object, hook, None)
-            for hook in ("__post_init__", "__setstate__", "__reduce__", "__reduce_ex__")):
-        raise TypeError(f"{cls.__name__} is not a plain dataclass")
-    _PLAIN_TYPES[(cls.__module__, cls.__qualname__)] = cls
-    return cls
-
-
-class _PlainUnpickler(pickle.Unpickler):
-    """Decodes built-in data and labkit's :func:`plain_data` classes only: no other class or
-    function is ever looked up, so no code of the sender's runs here (an object's
-    ``__reduce__`` is how a pickle would run it)."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module == "builtins" and name in _PLAIN_CLASSES:
-            return getattr(builtins, name)
-        if (module, name) in _PLAIN_TYPES:
-            return _PLAIN_TYPES[(module, name)]
-        if module.split(".")[0] == "numpy":
-            raise pickle.UnpicklingError("a NumPy array or value is not plain data")
-        raise pickle.UnpicklingError(f"{module}.{name} is not plain data")
-
-
-def plain_loads(data: bytes) -> Any:
-    """Decode a pickle that may hold only built-in data (numbers, strings, bytes, lists,
-    tuples, dicts, sets) and labkit's :func:`plain_data` classes; anything else raises
-    :class:`pickle.UnpicklingError`.
-
-    >>> plain_loads(pickle.dumps({"n": [1, 2.5, b"x", (None, True)]}))
-    {'n': [1, 2.5, b'x', (None, True)]}
-    >>> plain_loads(pickle.dumps(ExitStatus))
-    Traceback (most recent call last):
-    ...
-    _pickle.UnpicklingError: labkit.processes.ExitStatus is not plain data
-    """
-    return _PlainUnpickler(io.BytesIO(data)).load()
-
-
 _RECORD_FIELDS: dict[str, type | tuple[type, ...]] = {
     "kind": str, "code": int, "type": str, "message": str, "traceback": str,
     "payload": (bytes, type(None)), "leftovers": list, "pid": int}
@@ -619,36 +249,20 @@ def _well_formed(record: Any) -> bool:
             and all(isinstance(x, str) for x in record.get("leftovers", [])))
 
 
-def _records(data: bytes) -> list[dict]:
-    records, pos = [], 0
-    while pos + _HEADER.size <= len(data):
-        (n,) = _HEADER.unpack_from(data, pos)
-        pos += _HEADER.size
-        if pos + n > len(data):
-            break  # cut short: the writer was killed mid-record
+def _records(data: bytes) -> list[dict[str, Any]]:
+    """The well-formed records a child wrote, up to the first that cannot be decoded."""
+    records = []
+    for payload in split_frames(data)[0]:  # a frame cut short: the writer was killed mid-record
         try:
-            record = plain_loads(data[pos:pos + n])
+            record = plain_loads(payload)
         except Exception:
             break
         if _well_formed(record):
             records.append(record)
-        pos += n
     return records
 
 
-def _seconds(value: Any, what: str = "timeout", allow_zero: bool = False) -> float:
-    """``value`` as seconds, or a ValueError saying what ``what`` must be."""
-    ok = (not isinstance(value, bool) and isinstance(value, (int, float))
-          and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
-          and value <= MAX_TIMEOUT)
-    if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{what} must be a number of seconds {bound} and at most "
-                         f"{MAX_TIMEOUT:g} (a day), got {value!r}")
-    return float(value)
-
-
-def _spawn(fn: Callable, args: tuple, kwargs: dict, name: str, deadline: float, prefix: str,
+def _spawn(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], name: str, deadline: float, prefix: str,
            close: list[int], barrier: tuple[int, int] | None = None,
            plain: bool = False) -> _Proc:
     if not callable(fn):
@@ -677,8 +291,8 @@ def _spawn(fn: Callable, args: tuple, kwargs: dict, name: str, deadline: float, 
                     os.close(fd)
                 raise _fork_error(name, e) from e
             if pid == 0:
-                inherited = [_result_fd] if _result_fd is not None else []
-                _child_main(fn, args, kwargs, parent, *ends,
+                inherited = [mine] if (mine := result_fd()) is not None else []
+                child_main(fn, args, kwargs, parent, ends[0], ends[1], ends[2],
                             close=[*pipes.values(), *close, *inherited], barrier=barrier)
             for fd in ends:
                 os.close(fd)
@@ -708,54 +322,7 @@ def _fork_error(name: str, e: OSError) -> LabError:
                     "wait for children), use fewer workers, or see `labkit doctor`.")
 
 
-# How a program other than Python starts: the prelude, then exec with the signal
-# dispositions a C program expects (Python itself ignores SIGPIPE and SIGXFSZ).
-_EXEC = """
-import os, signal, sys
-for _n in (signal.SIGPIPE, signal.SIGXFSZ):
-    signal.signal(_n, signal.SIG_DFL)
-os.execvp(sys.argv[1], sys.argv[1:])
-"""
-
-
-def start_program(argv: list[str], lifetime: float, **popen: Any) -> subprocess.Popen:
-    """Start a program (``subprocess.Popen``) that ends with the kernel, however it ends.
-
-    The program gets its own process group, known to the janitor (which ends
-    the group ``lifetime`` seconds from now, or when the kernel dies), a
-    parent-death signal, and the default action for every signal the kernel
-    inherited as ignored. ``python -c CODE`` runs with a prelude that does
-    this; any other program is started through it. ``popen`` goes to Popen.
-    Call :func:`end_program` when done with it.
-
-    >>> p = start_program([sys.executable, "-c", "print('hi')"], 10, stdout=subprocess.PIPE)
-    >>> p.communicate()[0]
-    b'hi\\n'
-    >>> end_program(p)
-    """
-    lifetime = _seconds(lifetime, "lifetime")
-    argv = [str(a) for a in argv]
-    if argv[:2] == [sys.executable, "-c"] and len(argv) > 2:
-        argv = [sys.executable, "-c", PROGRAM_PRELUDE + argv[2], *argv[3:]]
-    else:
-        argv = [sys.executable, "-c", PROGRAM_PRELUDE + _EXEC, *argv]
-    CLIENT.start()
-    env = program_env(popen.pop("env", None))
-    with held_interrupts():  # an interrupt before the janitor knows the group would leak it
-        proc = subprocess.Popen(argv, env=env, start_new_session=True, **popen)
-        CLIENT.send(f"+ pg {proc.pid} {time.monotonic() + lifetime}")
-    return proc
-
-
-def end_program(proc: subprocess.Popen) -> None:
-    """Kill what is left of a program's group, reap it, and tell the janitor it is gone."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # its group: it leads one of its own
-        except OSError:
-            proc.kill()
-        proc.wait()
-    CLIENT.send(f"- pg {proc.pid}")
+G = TypeVar("G", bound="_Group")
 
 
 class _Group:
@@ -767,10 +334,15 @@ class _Group:
         self._show = show
         self._results: list[ChildResult] | None = None
 
-    def __enter__(self) -> _Group:
+    def __enter__(self: G) -> G:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End whatever still runs (kill and reap the whole tree), as leaving the ``with``
+        block does; the results stay for ``wait()``/``stop()``. Calling it again does nothing."""
         if self._results is None:
             self._stop()
 
@@ -786,7 +358,7 @@ class _Group:
             return self._results
         deadline = min(p.deadline for p in self._procs)
         if timeout is not None:
-            deadline = min(deadline, time.monotonic() + _seconds(timeout))
+            deadline = min(deadline, time.monotonic() + seconds("timeout", timeout, above=True))
         self._collect(deadline)
         self._results = [p.result() for p in self._procs]
         return self._results
@@ -882,8 +454,8 @@ def _reap_adopted(ours: set[int], since: float) -> None:
     after the wait began (descendants that left their group with setsid).
     """
     me = psutil.Process()
-    deadline = time.monotonic() + 2.0
-    while time.monotonic() < deadline:
+
+    def none_left() -> bool:
         adopted = []
         try:
             for c in me.children():
@@ -895,28 +467,25 @@ def _reap_adopted(ours: set[int], since: float) -> None:
                 except (OSError, psutil.Error):
                     continue
         except psutil.Error:
-            return
-        if not adopted:
-            return
+            return True
         for c in adopted:
             try:
                 c.kill()
                 os.waitpid(c.pid, os.WNOHANG)
             except (psutil.Error, ChildProcessError):
                 pass
-        time.sleep(0.002)
+        return not adopted
+
+    wait_until(none_left, 2.0, None, every=0.002)
 
 
-_G = TypeVar("_G", bound=_Group)
-
-
-def _held_start(make: Callable[[], _G]) -> _G:
+def _held_start(make: Callable[[], G]) -> G:
     """``make()`` with interrupts held; an interrupt meanwhile ends what it made, then is raised.
 
     Without the hold, an interrupt between the fork and the caller's ``with``
     block would leave a child nobody waits for (until its deadline).
     """
-    made: list[_G] = []
+    made: list[G] = []
     try:
         with held_interrupts():
             made.append(make())
@@ -1003,7 +572,7 @@ class Workers(_Group):
         return f"<Workers {len(self._procs)} pids={self.pids} {state}>"
 
 
-def start(fn: Callable, *args: Any, timeout: float = DEFAULT_TIMEOUT, show: bool = True,
+def start(fn: Callable[..., Any], *args: Any, timeout: float = DEFAULT_TIMEOUT, show: bool = True,
           name: str = "child", plain: bool = False, **kwargs: Any) -> Child:
     """Start ``fn(*args, **kwargs)`` in a child process and return at once.
 
@@ -1018,13 +587,13 @@ def start(fn: Callable, *args: Any, timeout: float = DEFAULT_TIMEOUT, show: bool
     ...     print(child.wait().status)
     killed by SIGTERM (Terminated)
     """
-    timeout = _seconds(timeout)
+    timeout = seconds("timeout", timeout, above=True)
     deadline = time.monotonic() + timeout
     return _held_start(lambda: Child(_spawn(fn, args, kwargs, name, deadline, "", [],
                                             plain=plain), timeout, show))
 
 
-def run(fn: Callable, *args: Any, timeout: float = DEFAULT_TIMEOUT, show: bool = True,
+def run(fn: Callable[..., Any], *args: Any, timeout: float = DEFAULT_TIMEOUT, show: bool = True,
         **kwargs: Any) -> ChildResult:
     """Run ``fn(*args, **kwargs)`` in a child process and wait for it.
 
@@ -1043,7 +612,7 @@ def run(fn: Callable, *args: Any, timeout: float = DEFAULT_TIMEOUT, show: bool =
     return _waited(lambda: start(fn, *args, timeout=timeout, show=show, **kwargs))[0]
 
 
-def _ready_main(fn: Callable, r: int, w: int, args: tuple, kwargs: dict) -> Any:
+def _ready_main(fn: Callable[..., Any], r: int, w: int, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     os.close(r)
     fd = [w]
 
@@ -1060,7 +629,7 @@ def _ready_main(fn: Callable, r: int, w: int, args: tuple, kwargs: dict) -> Any:
             os.close(fd[0])
 
 
-def start_ready(fn: Callable, *args: Any, timeout: float = 10.0, show: bool = True,
+def start_ready(fn: Callable[..., Any], *args: Any, timeout: float = 10.0, show: bool = True,
                 name: str = "child", **kwargs: Any) -> Child:
     """Start ``fn(ready, *args, **kwargs)`` in a child; return once it has called ``ready()``.
 
@@ -1079,7 +648,7 @@ def start_ready(fn: Callable, *args: Any, timeout: float = 10.0, show: bool = Tr
     got SIGUSR1
     exited with code 0
     """
-    timeout = _seconds(timeout)
+    timeout = seconds("timeout", timeout, above=True)
     r, w = os.pipe()
     try:
         child = start(_ready_main, fn, r, w, args, kwargs, timeout=timeout, show=show, name=name)
@@ -1106,9 +675,9 @@ def start_ready(fn: Callable, *args: Any, timeout: float = 10.0, show: bool = Tr
     return child
 
 
-def start_workers(fn: Callable, n: int, *args: Any, timeout: float = DEFAULT_TIMEOUT,
+def start_workers(fn: Callable[..., Any], workers: int, *args: Any, timeout: float = DEFAULT_TIMEOUT,
                   show: bool = True, **kwargs: Any) -> Workers:
-    """Start ``n`` workers, each running ``fn(i, *args, **kwargs)`` with its index ``i``.
+    """Start ``workers`` processes, each running ``fn(i, *args, **kwargs)`` with its index ``i``.
 
     Every worker is forked first and waits at a start barrier; they are
     released together, so they really run at the same time. Each output line
@@ -1118,23 +687,21 @@ def start_workers(fn: Callable, n: int, *args: Any, timeout: float = DEFAULT_TIM
     ...     ws.wait().values
     [0, 1, 4]
     """
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_WORKERS:
-        raise ValueError(f"n must be a whole number of workers from 1 to {MAX_WORKERS}, "
-                         f"got {n!r}")
-    timeout = _seconds(timeout)
+    whole("workers", workers, 1, MAX_WORKERS, "workers")
+    timeout = seconds("timeout", timeout, above=True)
     deadline = time.monotonic() + timeout
     ready_r, ready_w = os.pipe()
     go_r, go_w = os.pipe()
     procs: list[_Proc] = []
     try:
-        for i in range(n):
+        for i in range(workers):
             inherited = [fd for p in procs for fd in p.pipes.values()]
             procs.append(_spawn(fn, (i, *args), kwargs, f"worker {i}", deadline,
                                 f"[worker {i}] ", [ready_r, go_w, *inherited],
                                 barrier=(ready_w, go_r)))
         os.close(ready_w)
         ready_w = -1
-        _await_ready(ready_r, n, deadline)
+        _await_ready(ready_r, workers, deadline)
     except BaseException:
         if procs:
             Workers(procs, timeout, show)._stop()
@@ -1165,117 +732,12 @@ def _await_ready(ready_r: int, n: int, deadline: float) -> None:
             count += len(chunk)
 
 
-def run_workers(fn: Callable, n: int, *args: Any, timeout: float = DEFAULT_TIMEOUT,
+def run_workers(fn: Callable[..., Any], workers: int, *args: Any, timeout: float = DEFAULT_TIMEOUT,
                 show: bool = True, **kwargs: Any) -> WorkerResults:
-    """Run ``n`` workers together (see :func:`start_workers`) and wait for all of them.
+    """Run ``workers`` processes together (see :func:`start_workers`) and wait for all of them.
 
     >>> run_workers(pow, 3, 2).values
     [0, 1, 4]
     """
-    return WorkerResults(_waited(lambda: start_workers(fn, n, *args, timeout=timeout,
+    return WorkerResults(_waited(lambda: start_workers(fn, workers, *args, timeout=timeout,
                                                        show=show, **kwargs)))
-
-
-# --- the process tree ----------------------------------------------------------------
-
-
-@dataclass
-class ProcessNode:
-    """One process in a tree snapshot taken from the live system."""
-
-    pid: int
-    ppid: int
-    name: str
-    status: str
-    children: list[ProcessNode] = field(default_factory=list)
-
-    def walk(self) -> Iterable[ProcessNode]:
-        """This node and all below it, parents first."""
-        yield self
-        for child in self.children:
-            yield from child.walk()
-
-
-def process_tree(pid: int | None = None, max_depth: int = 6) -> ProcessNode:
-    """Snapshot the tree of processes below ``pid`` (default: this process).
-
-    >>> tree = process_tree()
-    >>> tree.pid == os.getpid()
-    True
-    """
-    from ._validate import pid as valid_pid
-    from ._validate import whole
-
-    if pid is not None:
-        valid_pid(pid)
-    whole("max_depth", max_depth, 0, 64, "generations")
-    try:
-        root = psutil.Process(pid if pid is not None else os.getpid())
-    except psutil.NoSuchProcess as e:
-        raise LabError(f"there is no process {pid} (it never existed, or it has ended and "
-                       "been reaped)") from e
-
-    def node(p: psutil.Process, depth: int) -> ProcessNode:
-        with p.oneshot():
-            try:
-                name, status, ppid = p.name(), p.status(), p.ppid()
-            except psutil.ZombieProcess:
-                name, status, ppid = "?", psutil.STATUS_ZOMBIE, p.ppid()
-        kids = []
-        if depth < max_depth:
-            try:
-                kids = [node(c, depth + 1) for c in sorted(p.children(), key=lambda c: c.pid)]
-            except psutil.Error:
-                pass  # it ended while we looked
-        return ProcessNode(p.pid, ppid, name, status, kids)
-
-    return node(root, 0)
-
-
-def plot_process_tree(tree: ProcessNode, title: str = "Process tree",
-                      labels: dict[int, str] | None = None, ax: Any = None) -> Any:
-    """Draw a tree snapshot: one box per process (pid, name, state), parents above children.
-
-    ``labels`` replaces the name of some pids (``{os.getpid(): "this kernel"}``).
-    Zombies are drawn in red, stopped processes in orange. Returns the axes.
-    """
-    labels = labels or {}
-    import matplotlib.pyplot as plt
-
-    positions: dict[int, tuple[float, float]] = {}
-    next_leaf = [0.0]
-
-    def place(n: ProcessNode, depth: int) -> float:
-        if n.children:
-            xs = [place(c, depth + 1) for c in n.children]
-            x = sum(xs) / len(xs)
-        else:
-            x = next_leaf[0]
-            next_leaf[0] += 1
-        positions[n.pid] = (x, -depth)
-        return x
-
-    place(tree, 0)
-    width = max(next_leaf[0], 1)
-    depth = 1 - min(y for _, y in positions.values())
-    if ax is None:
-        _, ax = plt.subplots(figsize=(min(2.2 * width + 1, 14), 1.4 * depth + 0.8))
-    colours = {psutil.STATUS_ZOMBIE: "#f4a6a6", psutil.STATUS_STOPPED: "#f7c97f"}
-    for n in tree.walk():
-        x, y = positions[n.pid]
-        for c in n.children:
-            cx, cy = positions[c.pid]
-            ax.plot([x, cx], [y - 0.18, cy + 0.18], color="grey", lw=1, zorder=1)
-        ax.text(x, y, f"{n.pid}\n{labels.get(n.pid, n.name)[:16]}\n{n.status}",
-                ha="center", va="center",
-                fontsize=8, zorder=2,
-                bbox={"boxstyle": "round", "fc": colours.get(n.status, "#cfe3f7"), "ec": "grey"})
-    ax.set_xlim(-0.7, width - 0.3)
-    ax.set_ylim(-depth + 0.5, 0.5)
-    ax.set_yticks([-d for d in range(depth)], [f"depth {d}" for d in range(depth)])
-    ax.set_xticks([])
-    ax.set_title(title)
-    ax.set_ylabel("generation below the root")
-    for side in ("top", "right", "bottom"):
-        ax.spines[side].set_visible(False)
-    return ax

@@ -20,34 +20,34 @@ and then almost nothing is lost; ``pin`` compares the two on purpose.
 from __future__ import annotations
 
 import ctypes
-import math
 import multiprocessing
 import os
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any
 
 import posix_ipc
 
 from . import objects
+from ._validate import seconds
 from ._validate import whole as _whole
+from .cpus import pin_to, place
 from .display import Table, axes
-from .errors import LabError, LabTimeout, NotSupportedHere
+from .errors import LabError, LabTimeout
+from .objects import acquire
 from .processes import Workers, start_workers
-from .shm import Segment
+from .segment import Segment
 
 __all__ = [
     "FLAVOURS",
-    "PLACEMENTS",
     "RaceResult",
+    "RaceSweep",
     "Record",
-    "Sweep",
     "TornReads",
     "Trial",
     "counter_race",
-    "cpus_for",
     "plot_finals",
     "plot_lost_fraction",
     "plot_times",
@@ -58,7 +58,6 @@ __all__ = [
 ]
 
 FLAVOURS = ("none", "semaphore", "mp_lock", "batched")
-PLACEMENTS = ("auto", "cross", "same", None)
 _DESCRIBE = {"none": "no lock", "semaphore": "posix_ipc semaphore",
              "mp_lock": "multiprocessing.Lock", "batched": "batched (local count, one locked add)"}
 _SHORT = {"none": "no lock", "semaphore": "semaphore\n(posix_ipc)",
@@ -66,50 +65,6 @@ _SHORT = {"none": "no lock", "semaphore": "semaphore\n(posix_ipc)",
 MAX_WORKERS = 64
 MAX_ITERATIONS = 10_000_000
 MAX_TRIALS = 1000
-
-
-def _timeout(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-            math.isfinite(value) and value > 0):
-        raise ValueError(f"timeout must be a number of seconds > 0, got {value!r}")
-    return float(value)
-
-
-def cpus_for(pin: str | None, workers: int) -> tuple[tuple[int | None, ...], str]:
-    """The CPU each worker is pinned to, and a description of the placement.
-
-    ``pin`` is ``"cross"`` (worker ``i`` on the ``i``-th allowed CPU, round
-    robin: each on its own core when there are enough), ``"same"`` (all on one
-    CPU, so they can only take turns), ``None`` (the scheduler decides), or
-    ``"auto"`` (``"cross"`` where the system can pin and has two CPUs, else
-    ``None``). Pinning uses ``os.sched_setaffinity``, which Linux has and
-    macOS does not.
-
-    >>> cpus_for(None, 2)
-    ((None, None), 'unpinned')
-    >>> cpus_for("same", 2)[0][0] == cpus_for("same", 2)[0][1]
-    True
-    """
-    if pin not in PLACEMENTS:
-        raise ValueError(f"pin must be 'cross' (each worker on its own CPU), 'same' (all on one "
-                         f"CPU), None (the scheduler decides) or 'auto', got {pin!r}")
-    can_pin = hasattr(os, "sched_setaffinity")
-    allowed = sorted(os.sched_getaffinity(0)) if can_pin else []
-    if pin == "auto":
-        pin = "cross" if can_pin and len(allowed) >= 2 else None
-    if pin is None:
-        return (None,) * workers, "unpinned"
-    if not can_pin:
-        raise NotSupportedHere("this system cannot pin a process to a CPU (macOS has no "
-                               "sched_setaffinity); use pin=None and let the scheduler decide")
-    if pin == "same":
-        return (allowed[-1],) * workers, f"same core (all on CPU {allowed[-1]})"
-    if len(allowed) < 2:
-        raise NotSupportedHere(f"pin='cross' needs two CPUs, and this process may use only CPU "
-                               f"{allowed[0]}; use pin='same'")
-    cpus = tuple(allowed[i % len(allowed)] for i in range(workers))
-    shown = ", ".join(map(str, cpus[:8])) + (", ..." if workers > 8 else "")
-    return cpus, f"cross-core (worker i on CPU {shown})"
 
 
 # --- the counter ------------------------------------------------------------------------------
@@ -151,8 +106,7 @@ def _race_worker(i: int, seg: Segment, iterations: int, trials: int, flavour: st
     after ``go`` the workers also wait for each other at flags in shared memory
     (each flag written by one worker only, and only ever raised).
     """
-    if cpus[i] is not None:
-        os.sched_setaffinity(0, {cpus[i]})
+    pin_to(cpus[i])
     counter = seg.struct(ctypes.c_int64)
     arrived = seg.struct(ctypes.c_int64 * len(cpus), 8)
     count = _COUNT[flavour]
@@ -198,31 +152,15 @@ def _await(sem: posix_ipc.Semaphore, count: int, deadline: float, workers: Worke
             if left <= 0:
                 raise LabTimeout(f"{what} did not finish in time; its workers were killed")
             try:
-                _acquire(sem, min(left, 0.05))
+                acquire(sem, min(left, 0.05))
                 break
             except posix_ipc.BusyError:
                 early = _ended_early(workers)
                 if early is not None:
                     ended = workers.stop()[early]
-                    ended.value  # noqa: B018 - raises ChildError with the worker's traceback
+                    ended.raise_if_failed()  # ChildError, with the worker's traceback
                     raise LabError(f"worker {early} of {what} returned before its work was "
                                    "done") from None
-
-
-def _acquire(sem: posix_ipc.Semaphore, timeout: float) -> None:
-    """``sem.acquire(timeout)``, also where the system has no ``sem_timedwait`` (macOS)."""
-    if posix_ipc.SEMAPHORE_TIMEOUT_SUPPORTED:
-        sem.acquire(timeout)
-        return
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            sem.acquire(0)
-            return
-        except posix_ipc.BusyError:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.001)
 
 
 @dataclass(frozen=True)
@@ -333,7 +271,7 @@ def counter_race(workers: int = 2, iterations: int = 200_000, trials: int = 20,
     * ``"batched"``: count in a private variable, then add it once under the
       semaphore.
 
-    ``pin`` places the workers (see :func:`cpus_for`). Everything is killed
+    ``pin`` places the workers (see :func:`labkit.cpus.place`). Everything is killed
     after ``timeout`` seconds. Unsynchronized results vary from run to run;
     the invariants do not: no trial ends above the correct total, and a
     locked trial always ends exactly on it.
@@ -354,8 +292,8 @@ def counter_race(workers: int = 2, iterations: int = 200_000, trials: int = 20,
     if flavour not in FLAVOURS:
         raise ValueError(f"flavour must be one of {', '.join(map(repr, FLAVOURS))}, "
                          f"got {flavour!r}")
-    timeout = _timeout(timeout)
-    cpus, placement = cpus_for(pin, workers)
+    timeout = seconds("timeout", timeout, above=True)
+    cpus, placement = astuple(place(pin, workers))
     deadline = time.monotonic() + timeout
     finals: list[int] = []
     with objects.scope() as objs, Segment.create(8 * (workers + 1), label="race") as seg:
@@ -380,7 +318,7 @@ def counter_race(workers: int = 2, iterations: int = 200_000, trials: int = 20,
         finally:
             del counter
     expected = workers * iterations
-    rows = tuple(_trial(final, expected, per) for final, per in zip(finals, zip(*times)))
+    rows = tuple(_trial(final, expected, per) for final, per in zip(finals, zip(*times, strict=True), strict=True))
     return RaceResult(workers, iterations, flavour, placement, cpus, rows)
 
 
@@ -397,7 +335,7 @@ def _trial(final: int, expected: int, spans: Sequence[tuple[float, float]]) -> T
 
 
 @dataclass(frozen=True)
-class Sweep:
+class RaceSweep:
     """Counter experiments that differ in one parameter (see :func:`sweep`)."""
 
     varied: str                       # "iterations" or "workers"
@@ -410,7 +348,7 @@ class Sweep:
 
 
 def sweep(varied: str = "iterations", values: Sequence[int] = (1_000, 10_000, 30_000, 100_000),
-          trials: int = 10, progress: bool = False, **fixed: Any) -> Sweep:
+          trials: int = 10, progress: bool = False, **fixed: Any) -> RaceSweep:
     """Run :func:`counter_race` once for each value of ``iterations`` or ``workers``.
 
     ``fixed`` passes the other arguments on (``workers=3``, ``pin="same"``...).
@@ -431,7 +369,7 @@ def sweep(varied: str = "iterations", values: Sequence[int] = (1_000, 10_000, 30
         from .display import progress as bar
 
         steps = bar(values, desc=f"sweeping {varied}")
-    return Sweep(varied, tuple(counter_race(**{varied: v}, trials=trials, **fixed)
+    return RaceSweep(varied, tuple(counter_race(**{varied: v}, trials=trials, **fixed)
                                for v in steps))
 
 
@@ -473,8 +411,7 @@ class TornReads:
 def _torn_worker(i: int, seg: Segment, reads: int, lock: Any, cpus: tuple[int | None, ...]
                  ) -> Any:
     """Worker 0 rewrites the record (x, then y) until told to stop; worker 1 reads it."""
-    if cpus[i] is not None:
-        os.sched_setaffinity(0, {cpus[i]})
+    pin_to(cpus[i])
     record = seg.struct(Record)
     stop = seg.struct(ctypes.c_int64, ctypes.sizeof(Record))
     if i == 0:
@@ -489,7 +426,7 @@ def _torn_worker(i: int, seg: Segment, reads: int, lock: Any, cpus: tuple[int | 
                 lock.release()
         return k
     seen: dict[int, int] = {}
-    examples = []
+    examples: list[tuple[int, int]] = []
     while not record.x:              # start reading once the writer is writing
         if cpus[0] is None or cpus[0] == cpus[1]:
             os.sched_yield()
@@ -521,8 +458,8 @@ def torn_reads(reads: int = 200_000, locked: bool = False, pin: str | None = "au
     (0, 20000)
     """
     _whole("reads", reads, 1, MAX_ITERATIONS, "reads")
-    timeout = _timeout(timeout)
-    cpus, placement = cpus_for(pin, 2)
+    timeout = seconds("timeout", timeout, above=True)
+    cpus, placement = astuple(place(pin, ("writer", "reader")))
     with objects.scope() as objs, Segment.create(64, label="torn") as seg:
         lock = objs.semaphore(1, label="tornlock") if locked else None
         with start_workers(_torn_worker, 2, seg, reads, lock, cpus, timeout=timeout,
@@ -574,7 +511,7 @@ def plot_finals(results: RaceResult | Sequence[RaceResult], ax: Any = None) -> A
     return ax
 
 
-def plot_lost_fraction(result: Sweep, ax: Any = None, absolute: bool = False) -> Any:
+def plot_lost_fraction(result: RaceSweep, ax: Any = None, absolute: bool = False) -> Any:
     """The share of updates lost (or, with ``absolute``, the number lost, on a log
     scale) against the varied parameter: every trial as a dot, the median as a line.
     Returns the Axes.
@@ -596,7 +533,7 @@ def plot_lost_fraction(result: Sweep, ax: Any = None, absolute: bool = False) ->
     def ys(r: RaceResult) -> list[float]:
         return [float(n) for n in r.lost] if absolute else [100 * f for f in r.lost_fractions]
 
-    for x, r in zip(xs, result.results):
+    for x, r in zip(xs, result.results, strict=False):
         ax.scatter([x] * len(r.trials), ys(r), color="tab:red", alpha=0.35, s=18,
                    label="one trial" if x == xs[0] else None)
     ax.plot(xs, [statistics.median(ys(r)) for r in result.results], "o-", color="black",

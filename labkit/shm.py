@@ -1,19 +1,11 @@
-"""Shared memory for the lab: safe named segments, typed views, listings and pictures.
+"""Lesson 03, shared memory: what a segment looks like from inside and from outside.
 
-A :class:`Segment` is a POSIX shared memory object made by
-:mod:`labkit.objects` (private ``0600`` name, exclusive create, space
-reserved so a full ``/dev/shm`` is an error and not a SIGBUS) and mapped into
-this process, with NumPy and ctypes views on it. Its owner is the process
-that created it: the name goes when that process leaves the ``with`` block
-(or drops the segment, or exits), never when a forked worker does, and a
-child that inherited the segment or an unrelated process that attached it by
-name only detaches. We wrap posix_ipc rather than
-``multiprocessing.shared_memory``, whose resource tracker deletes segments
-that unrelated processes still use on Python < 3.13 (CPython gh-82300).
-
-The module also lists the lab's objects in ``/dev/shm``, draws a segment's
-bytes and two processes' mappings of one segment, and measures copying into
-shared memory. Experiments return plain data; plots take it and return Axes.
+The segment itself is :class:`labkit.segment.Segment` (re-exported here, with
+``PAGE_SIZE`` and the errors, for the notebook). This module lists the lab's
+objects in ``/dev/shm``, draws a segment's bytes, maps one segment in an
+unrelated process to compare the two mappings, shows a System V segment's
+life, and measures copying into shared memory. Experiments return plain data;
+plots take it and return Axes.
 """
 from __future__ import annotations
 
@@ -23,25 +15,21 @@ import mmap
 import os
 import pwd
 import shutil
-import stat
-import subprocess
-import sys
 import time
-import warnings
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import posix_ipc
 
 from . import objects
-from ._janitor import SHM_DIR
 from ._platform import LINUX, MACOS
+from ._validate import whole
 from .display import Table, axes
-from .errors import LabError, LabTimeout, NotSupportedHere
-from .processes import ExitStatus, _seconds, end_program, run, start_program
+from .errors import AccessDenied, LabError, NoSuchSegment, NotSupportedHere
+from .processes import ExitStatus, run
+from .runner import ProgramRun, run_module, run_program
+from .segment import PAGE_SIZE, Segment, check_name, check_offset, maps_line
 
 __all__ = [
     "PAGE_SIZE",
@@ -69,404 +57,6 @@ __all__ = [
     "two_mappings",
 ]
 
-PAGE_SIZE = mmap.PAGESIZE
-NAME_MAX = 255     # the longest POSIX shared memory name, without its leading slash
-_ROOT = Path(__file__).resolve().parent.parent
-
-
-class NoSuchSegment(LabError, FileNotFoundError):
-    """No shared memory object has that name (never created, or already unlinked)."""
-
-
-class AccessDenied(LabError, PermissionError):
-    """The object exists but its mode does not let this user open it that way."""
-
-
-def check_name(name: str) -> str:
-    """Return ``name`` as a valid POSIX shared memory name (``/`` then 1 to 255 characters).
-
-    A name as ``ls /dev/shm`` shows it (without the slash) is accepted too.
-
-    >>> check_name("labkit_0_1_demo_abc123")
-    '/labkit_0_1_demo_abc123'
-    >>> check_name("/a/b")
-    Traceback (most recent call last):
-    ...
-    ValueError: a shared memory name is '/' followed by 1 to 255 characters, none of them '/', got '/a/b'
-    """
-    if not isinstance(name, str):
-        raise TypeError(f"a shared memory name is a str such as '/labkit_..._seg_1a2b3c', "
-                        f"got {type(name).__name__} {name!r}")
-    bare = name[1:] if name.startswith("/") else name
-    if (not bare or len(bare) > NAME_MAX or "/" in bare or "\0" in bare
-            or bare in (".", "..")):
-        raise ValueError(f"a shared memory name is '/' followed by 1 to {NAME_MAX} "
-                         f"characters, none of them '/', got {name!r}")
-    return "/" + bare
-
-
-# --- segments ------------------------------------------------------------------------
-
-
-class _State:
-    """What must be released, kept apart from the Segment so a finalizer can hold it."""
-
-    def __init__(self, name: str, mm: mmap.mmap | None, scope: objects.Scope | None,
-                 shm: Any) -> None:
-        self.name = name
-        self.mm = mm
-        self.scope = scope                    # set only for a segment this process created
-        self.shm = shm                        # its posix_ipc.SharedMemory (fd already closed)
-        self.creator_pid = os.getpid() if scope is not None else None
-        self.unlinked = False
-
-
-def _detach(st: _State) -> None:
-    mm, st.mm = st.mm, None
-    if mm is not None:
-        try:
-            mm.close()                        # munmap
-        except BufferError:
-            pass  # views still use it: it is unmapped when the last of them goes
-
-
-def _remove_name(st: _State) -> bool:
-    """shm_unlink; False if the name had already gone (another process removed it)."""
-    st.unlinked = True
-    try:
-        posix_ipc.unlink_shared_memory(st.name)
-        gone = False
-    except posix_ipc.ExistentialError:
-        gone = True
-    if st.scope is not None:
-        st.scope.close()                      # forget it and tell the session janitor
-    return not gone
-
-
-def _release(st: _State) -> None:
-    """The end of a segment's life in this process (with block, close by GC, exit)."""
-    _detach(st)
-    if st.creator_pid == os.getpid() and not st.unlinked:
-        _remove_name(st)
-
-
-def _collected(st: _State) -> None:
-    """A segment's end by garbage collection (or at exit): warn if only that removes its name.
-
-    The unlink still happens, but not silently: where an exception's traceback keeps
-    the Segment alive (a notebook), the name would leak, and a check must not be
-    fooled by a collection that happens to run in its own process.
-    """
-    if st.creator_pid == os.getpid() and not st.unlinked:
-        warnings.warn(f"shared memory segment {st.name} was never unlinked; it goes only "
-                      "because its Segment was garbage collected (or the process exited). "
-                      "Use `with Segment.create(...)`, or unlink() in a finally block",
-                      ResourceWarning, stacklevel=2)
-    _release(st)
-
-
-class Segment:
-    """A named shared memory segment mapped into this process.
-
-    Make one with :meth:`create` (a new private object) or :meth:`attach` (an
-    existing one, by name, from any process). ``buf`` is the mapping itself
-    (an ``mmap``: slice it, assign to slices); :meth:`array` and
-    :meth:`struct` give NumPy and ctypes views that read and write the shared
-    bytes in place. :meth:`close` detaches this process (munmap), :meth:`unlink`
-    destroys the name. As a ``with`` block, leaving it detaches, and the
-    process that created the segment also unlinks it, even after an
-    exception. A forked child inherits the mapping at the same address; pass
-    ``seg.name`` to an unrelated process, which calls ``Segment.attach(name)``
-    (a pickled segment travels that way too). A segment dropped without
-    ``with`` is cleaned up when it is garbage collected or at exit; a forked
-    child that creates one must end its ``with`` block itself, because
-    ``os._exit`` skips all cleanup.
-
-    >>> with Segment.create(4096) as seg:
-    ...     seg.buf[:5] = b"hello"
-    ...     other = Segment.attach(seg.name)      # a second, independent mapping
-    ...     bytes(other.buf[:5]), other.address != seg.address
-    ...     other.close()
-    (b'hello', True)
-    >>> os.path.exists("/dev/shm" + seg.name)
-    False
-    """
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        raise TypeError("make a segment with Segment.create(size) or Segment.attach(name)")
-
-    @classmethod
-    def _new(cls, st: _State, size: int, readonly: bool) -> Segment:
-        self = object.__new__(cls)
-        self._st = st
-        self._size = size
-        self._readonly = readonly
-        assert st.mm is not None
-        probe = np.frombuffer(st.mm, dtype=np.uint8, count=1)
-        self._address = int(probe.ctypes.data)
-        del probe                             # no view may outlive this line
-        self._finalizer = weakref.finalize(self, _collected, st)
-        return self
-
-    @classmethod
-    def create(cls, size: int, label: str = "seg") -> Segment:
-        """Create a new private segment of ``size`` bytes, all zero, and map it.
-
-        The name is ``/labkit_<uid>_<session>_<label>_<random>``, the object is
-        created exclusively (``O_CREAT | O_EXCL``) with mode ``0600``, and its
-        pages are reserved at once (``posix_fallocate``).
-
-        Raises:
-            ValueError: ``size`` is not a whole number > 0, or ``label`` is not
-                1 to 12 letters or digits.
-            NoSpaceError: ``/dev/shm`` has no room for ``size`` bytes.
-
-        >>> with Segment.create(100, label="demo") as seg:
-        ...     seg.size, seg.mode, seg.created
-        (100, 384, True)
-        """
-        scope = objects.scope()
-        try:
-            shm = scope.shared_memory(size, label)
-            mm = mmap.mmap(shm.fd, size, access=mmap.ACCESS_WRITE)  # MAP_SHARED, read-write
-        except BaseException:
-            scope.close()
-            raise
-        shm.close_fd()                        # the mapping keeps the memory, not the descriptor
-        return cls._new(_State(shm.name, mm, scope, shm), size, readonly=False)
-
-    @classmethod
-    def attach(cls, name: str, readonly: bool = False) -> Segment:
-        """Map an existing segment by name (from this or any other process).
-
-        ``readonly=True`` opens it ``O_RDONLY`` and maps it ``PROT_READ``:
-        writes then raise ``TypeError``. Attaching never unlinks: a segment
-        belongs to the process that created it.
-
-        Raises:
-            ValueError: ``name`` is not a valid shared memory name.
-            NoSuchSegment: nothing has that name (never created, or unlinked).
-            AccessDenied: the object's mode does not allow this user.
-
-        >>> Segment.attach("/labkit_no_such_segment")
-        Traceback (most recent call last):
-        ...
-        labkit.shm.NoSuchSegment: no shared memory object is named '/labkit_no_such_segment': it was never created, or it has been unlinked (names do not come back)
-        """
-        name = check_name(name)
-        try:
-            shm = posix_ipc.SharedMemory(name, 0, read_only=readonly)
-        except posix_ipc.ExistentialError as e:
-            raise NoSuchSegment(f"no shared memory object is named {name!r}: it was never "
-                                "created, or it has been unlinked (names do not come "
-                                "back)") from e
-        except posix_ipc.PermissionsError as e:
-            raise AccessDenied(_denied(name, readonly)) from e
-        try:
-            size = os.fstat(shm.fd).st_size
-            if size == 0:
-                raise LabError(f"{name} has size 0, so there is nothing to map; its creator "
-                               "has not sized it yet (ftruncate)")
-            access = mmap.ACCESS_READ if readonly else mmap.ACCESS_WRITE
-            mm = mmap.mmap(shm.fd, size, access=access)
-        except PermissionError as e:
-            raise AccessDenied(_denied(name, readonly)) from e
-        finally:
-            shm.close_fd()
-        return cls._new(_State(name, mm, None, shm), size, readonly)
-
-    # --- what it is
-
-    @property
-    def name(self) -> str:
-        """The POSIX name (``/labkit_...``); ``/dev/shm`` shows it without the slash."""
-        return self._st.name
-
-    @property
-    def size(self) -> int:
-        """The size in bytes."""
-        return self._size
-
-    @property
-    def address(self) -> int:
-        """Where the mapping starts in *this* process (another process may differ)."""
-        return self._address
-
-    @property
-    def readonly(self) -> bool:
-        """True if attached with ``readonly=True``."""
-        return self._readonly
-
-    @property
-    def created(self) -> bool:
-        """True if this process created it (and so unlinks it at the end of ``with``)."""
-        return self._st.creator_pid == os.getpid()
-
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`close` has detached this process."""
-        return self._st.mm is None
-
-    @property
-    def unlinked(self) -> bool:
-        """True once this process has unlinked the name."""
-        return self._st.unlinked
-
-    @property
-    def path(self) -> str:
-        """Where Linux shows the object: ``/dev/shm/<name>``."""
-        return f"{SHM_DIR}{self.name}"
-
-    @property
-    def mode(self) -> int:
-        """The object's permission bits (``0o600`` for lab segments)."""
-        try:
-            return stat.S_IMODE(os.stat(self.path).st_mode)
-        except FileNotFoundError:
-            raise NoSuchSegment(f"{self.name} has been unlinked; its mode is gone "
-                                "with its name") from None
-
-    @property
-    def buf(self) -> mmap.mmap:
-        """The mapping: ``seg.buf[0:4]`` reads bytes, ``seg.buf[0:4] = b"abcd"`` writes."""
-        mm = self._st.mm
-        if mm is None:
-            raise ValueError(f"segment {self.name} is closed in this process (detached); "
-                             f"attach it again with Segment.attach({self.name!r})")
-        return mm
-
-    # --- typed views
-
-    def array(self, dtype: Any = np.uint8, shape: int | tuple[int, ...] | None = None,
-              offset: int = 0) -> np.ndarray:
-        """A NumPy array whose elements live in the segment (a view, not a copy).
-
-        Without ``shape`` the array fills the segment from ``offset``.
-        ``offset`` must be a multiple of the dtype's alignment.
-
-        >>> with Segment.create(64) as seg:
-        ...     a = seg.array(np.int64)
-        ...     a[:] = range(8)
-        ...     b = seg.array(np.int64, (2, 2), offset=16)
-        ...     b.tolist()
-        [[2, 3], [4, 5]]
-        """
-        dt = np.dtype(dtype)
-        _check_offset(offset, dt.alignment, dt.name, self.size)
-        if shape is None:
-            shape = ((self.size - offset) // dt.itemsize,)
-        elif isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
-            shape = (int(shape),)
-        if not isinstance(shape, tuple) or not all(
-                isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 0
-                for n in shape):
-            raise ValueError(f"shape must be a whole number or a tuple of whole numbers >= 0, "
-                             f"got {shape!r}")
-        count = int(np.prod(shape, dtype=np.int64))
-        need = count * dt.itemsize
-        if offset + need > self.size:
-            raise ValueError(f"an array of shape {shape} of {dt.name} needs {need} bytes from "
-                             f"offset {offset}, but the segment has {self.size} bytes")
-        return np.frombuffer(self.buf, dtype=dt, count=count, offset=offset).reshape(shape)
-
-    def struct(self, ctype: type, offset: int = 0) -> Any:
-        """A ctypes object (a Structure, an array type, ``c_int64``...) living in the segment.
-
-        >>> class Point(ctypes.Structure):
-        ...     _fields_ = [("x", ctypes.c_int32), ("y", ctypes.c_int32)]
-        >>> with Segment.create(64) as seg:
-        ...     p = seg.struct(Point, offset=8)
-        ...     p.x, p.y = 3, 4
-        ...     seg.array(np.int32)[2:4].tolist()
-        [3, 4]
-        """
-        if not (isinstance(ctype, type) and issubclass(
-                ctype, (ctypes._SimpleCData, ctypes.Structure, ctypes.Union, ctypes.Array))):
-            raise TypeError(f"ctype must be a ctypes type such as a Structure subclass or "
-                            f"ctypes.c_int64, got {ctype!r}")
-        _check_offset(offset, ctypes.alignment(ctype), ctype.__name__, self.size)
-        need = ctypes.sizeof(ctype)
-        if offset + need > self.size:
-            raise ValueError(f"a {ctype.__name__} needs {need} bytes from offset {offset}, but "
-                             f"the segment has {self.size} bytes")
-        if self.readonly:
-            raise TypeError(f"{self.name} is attached read-only and ctypes views need writable "
-                            f"memory; read a copy with {ctype.__name__}.from_buffer_copy("
-                            "seg.buf, offset), or use seg.array() with a NumPy dtype")
-        return ctype.from_buffer(self.buf, offset)
-
-    # --- the end
-
-    def close(self) -> None:
-        """Detach this process: unmap the segment (the name and the memory stay).
-
-        Views made with :meth:`array` or :meth:`struct` that are still in use
-        keep the pages mapped until they are deleted. Closing twice is harmless.
-
-        >>> seg = Segment.create(4096)
-        >>> seg.close(); seg.closed, os.path.exists(seg.path)
-        (True, True)
-        >>> seg.unlink()
-        """
-        _detach(self._st)
-
-    def unlink(self) -> None:
-        """Destroy the name now; mappings, here and elsewhere, stay valid until closed.
-
-        Raises:
-            NoSuchSegment: the name was already unlinked, by this process or
-                another one.
-
-        >>> with Segment.create(4096) as seg:
-        ...     seg.unlink()
-        ...     seg.buf[0] = 1                    # the mapping still works
-        ...     seg.unlink()
-        Traceback (most recent call last):
-        ...
-        labkit.shm.NoSuchSegment: /labkit_..._seg_... was already unlinked by this process; a name can be unlinked only once
-        """
-        st = self._st
-        if st.unlinked:
-            raise NoSuchSegment(f"{self.name} was already unlinked by this process; a name "
-                                "can be unlinked only once")
-        if not _remove_name(st):
-            raise NoSuchSegment(f"{self.name} was already gone: another process unlinked it "
-                                "(its creator? or a multiprocessing resource tracker, see "
-                                "lesson 03)")
-
-    def __enter__(self) -> Segment:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._finalizer.detach():          # not yet ended: end it here, on purpose
-            _release(self._st)                # detach, and unlink if we created it
-
-    def __reduce__(self) -> tuple:
-        # Pickled (for a spawned worker), a segment travels as its name and is re-attached.
-        return (Segment.attach, (self.name, self.readonly))
-
-    def __repr__(self) -> str:
-        how = "created here" if self.created else "attached"
-        state = "closed" if self.closed else f"mapped at {self.address:#x}"
-        gone = ", unlinked" if self.unlinked else ""
-        return f"<Segment {self.name} {self.size} bytes, {how}, {state}{gone}>"
-
-
-def _check_offset(offset: int, alignment: int, what: str, size: int) -> None:
-    if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)) or not (
-            0 <= offset < size):
-        raise ValueError(f"offset must be a whole number of bytes from 0 to {size - 1}, "
-                         f"got {offset!r}")
-    if offset % alignment:
-        raise ValueError(f"offset {offset} is not a multiple of {alignment}, the alignment "
-                         f"of {what}; an aligned value is read and written in one access")
-
-
-def _denied(name: str, readonly: bool) -> str:
-    how = "read" if readonly else "read and write"
-    return (f"permission denied: you may not {how} {name}. Its mode does not allow your user "
-            "(lab segments are 0600: only their owner may open them); check "
-            f"`ls -l /dev/shm{name}`" + ("" if readonly else ", or attach with readonly=True"))
 
 
 # --- what is in /dev/shm -------------------------------------------------------------
@@ -528,9 +118,8 @@ def segment_bytes(seg: Segment, offset: int = 0, length: int = 128) -> SegmentBy
     ...     segment_bytes(seg, 0, 4).data
     (0, 255, 0, 0)
     """
-    if isinstance(length, bool) or not isinstance(length, int) or length <= 0:
-        raise ValueError(f"length must be a whole number of bytes > 0, got {length!r}")
-    _check_offset(offset, 1, "a byte", seg.size)
+    whole("length", length, 1, None, "bytes")
+    check_offset(offset, 1, "a byte", seg.size)
     end = min(offset + length, seg.size)
     return SegmentBytes(seg.name, seg.address, offset, tuple(seg.buf[offset:end]))
 
@@ -563,9 +152,9 @@ def plot_bytes(snap: SegmentBytes, fields: list[tuple[str, int, int]] | None = N
 
     data = np.array(snap.data, dtype=np.uint8)
     rows = -(-len(data) // 16)
-    grid = np.full(rows * 16, np.nan)
-    grid[:len(data)] = data
-    grid = grid.reshape(rows, 16)
+    flat = np.full(rows * 16, np.nan)
+    flat[:len(data)] = data
+    grid = flat.reshape(rows, 16)
     ax = axes(title or f"{len(data)} bytes of {snap.name} from offset {snap.offset}",
               "byte within the row (+0 to +15)", "offset of the row (bytes)", ax=ax,
               figsize=(8.0, 0.45 * rows + 1.4))
@@ -612,14 +201,6 @@ class Unrelated:
         return f"process {self.pid} {self.status}"
 
 
-# The driver (after start_program's prelude): run the code as a script with its own argv.
-_DRIVER = """\
-import sys
-code, sys.argv = sys.argv[1], ["-c", *sys.argv[2:]]
-exec(compile(code, "<unrelated process>", "exec"), {"__name__": "__main__"})
-"""
-
-
 def run_unrelated(code: str, *args: str, timeout: float = 10.0) -> Unrelated:
     """Run Python ``code`` in a brand-new process that shares nothing with this one.
 
@@ -634,26 +215,14 @@ def run_unrelated(code: str, *args: str, timeout: float = 10.0) -> Unrelated:
     """
     if not isinstance(code, str):
         raise TypeError(f"code must be Python source text (a str), got {type(code).__name__}")
-    timeout = _seconds(timeout)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(_ROOT), *filter(None, [env.get("PYTHONPATH")])])
-    proc = start_program([sys.executable, "-c", _DRIVER, code, *map(str, args)], timeout,
-                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except BaseException as e:                # a timeout or the stop button: end it, reap it
-        proc.kill()
-        proc.communicate()
-        if isinstance(e, subprocess.TimeoutExpired):
-            raise LabTimeout(f"the unrelated process {proc.pid} did not finish in "
-                             f"{timeout:g} s; it was killed") from None
-        raise
-    finally:
-        end_program(proc)
-    status = ExitStatus(proc.returncode) if proc.returncode >= 0 else ExitStatus(
-        None, -proc.returncode)
-    return Unrelated(proc.pid, status, out, err)
+    return _unrelated(run_module("labkit.programs.run_code", code, *map(str, args),
+                                 timeout=timeout, what="the unrelated process"))
+
+
+def _unrelated(ran: ProgramRun) -> Unrelated:
+    status = ExitStatus(ran.returncode) if ran.returncode >= 0 else ExitStatus(
+        None, -ran.returncode)
+    return Unrelated(ran.pid, status, ran.stdout, ran.stderr)
 
 
 # --- two processes, one segment ------------------------------------------------------
@@ -687,21 +256,6 @@ class Mappings:
         return len({p.address for p in self.processes}) == 1
 
 
-def _maps_line(name: str) -> str:
-    try:
-        with open("/proc/self/maps") as f:
-            return next((line.rstrip() for line in f if f"/dev/shm{name}" in line), "")
-    except FileNotFoundError:
-        return ""  # no /proc (macOS)
-
-
-_REPORT_MAPPING = """\
-import json, os, sys
-from labkit.shm import Segment, _maps_line
-with Segment.attach(sys.argv[1], readonly=True) as seg:
-    print(json.dumps({"pid": os.getpid(), "address": seg.address, "maps": _maps_line(seg.name),
-                      "first": list(seg.buf[:int(sys.argv[2])])}))
-"""
 
 
 def two_mappings(seg: Segment, nbytes: int = 16) -> Mappings:
@@ -713,11 +267,11 @@ def two_mappings(seg: Segment, nbytes: int = 16) -> Mappings:
     >>> m.same_contents, bytes(m.processes[1].first_bytes)
     (True, b'abc')
     """
-    if isinstance(nbytes, bool) or not isinstance(nbytes, int) or not 0 < nbytes <= seg.size:
-        raise ValueError(f"nbytes must be a whole number from 1 to {seg.size}, got {nbytes!r}")
+    whole("nbytes", nbytes, 1, seg.size)
     here = ProcessMapping("this process", os.getpid(), seg.address, tuple(seg.buf[:nbytes]),
-                          _maps_line(seg.name))
-    r = run_unrelated(_REPORT_MAPPING, seg.name, str(nbytes))
+                          maps_line(seg.name))
+    r = _unrelated(run_module("labkit.programs.report_mapping", seg.name, str(nbytes),
+                              timeout=10.0))
     if not r.ok:
         raise LabError(f"the unrelated process could not map {seg.name}: {r.status}\n"
                        f"{r.stderr.strip()}")
@@ -744,7 +298,7 @@ def plot_mappings(m: Mappings, ax: Any = None) -> Any:
     lo, hi = min(starts) - span // 2, max(starts) + m.size + span // 2
     height = max(m.size, (hi - lo) // 30)          # drawn at least 1/30 high, to be seen
     middle = (lo + hi) / 2
-    for x, p in zip((0, 2), m.processes):
+    for x, p in zip((0, 2), m.processes, strict=False):
         ax.add_patch(patches.Rectangle((x - 0.4, lo), 0.8, hi - lo, fc="#f2f2f2", ec="grey"))
         ax.add_patch(patches.Rectangle((x - 0.4, p.address), 0.8, height, fc="#7fb3e6",
                                        ec="#1f5fbf"))
@@ -785,7 +339,7 @@ class SysVDemo:
 
 def _sysv_listing(shmid: int) -> tuple[str, str, list[str]]:
     if shutil.which("ipcs"):
-        out = subprocess.run(["ipcs", "-m"], capture_output=True, text=True, timeout=5).stdout
+        out = run_program(["ipcs", "-m"], timeout=5).stdout
         lines = [line for line in out.splitlines() if line.strip()]
         header = next((line for line in lines if line.lstrip().startswith("key")), "")
         mine = [line for line in lines if len(line.split()) > 1 and line.split()[1] == str(shmid)]
@@ -892,45 +446,50 @@ def _timed(fn: Any, *args: Any) -> float:
     return time.perf_counter() - start
 
 
+def _copy_pieces(target: Any, pieces: list[Any]) -> None:
+    for piece in pieces:
+        np.copyto(target, piece)
+
+
 def copy_benchmark(nbytes: int = 64 << 20, segment_bytes: int = 32 << 20,
-                   repeats: int = 5) -> CopyBenchmark:
+                   trials: int = 5) -> CopyBenchmark:
     """Time copying ``nbytes`` into a lab segment against a plain NumPy copy, and the
-    first touch of fresh pages, ``repeats`` times each (timings vary from run to run).
+    first touch of fresh pages, ``trials`` times each (timings vary from run to run).
 
     The segment holds ``segment_bytes`` (default 32 MiB, so the lesson fits a
     64 MB ``/dev/shm``); ``nbytes`` go into it in pieces of that size.
 
-    >>> b = copy_benchmark(1 << 20, 1 << 18, repeats=2)
+    >>> b = copy_benchmark(1 << 20, 1 << 18, trials=2)
     >>> b.numpy_gbps > 0 and b.segment_gbps > 0 and len(b.shared_first) == 2
     True
     """
-    for what, v in (("nbytes", nbytes), ("segment_bytes", segment_bytes), ("repeats", repeats)):
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise ValueError(f"{what} must be a whole number > 0, got {v!r}")
+    whole("nbytes", nbytes, 1, 1 << 36, "bytes")
+    whole("segment_bytes", segment_bytes, 1, 1 << 36, "bytes")
+    whole("trials", trials, 1, 1000, "trials")
     if segment_bytes % PAGE_SIZE or nbytes % segment_bytes:
         raise ValueError(f"segment_bytes must be a multiple of the page size ({PAGE_SIZE}) and "
                          f"nbytes a multiple of segment_bytes, got {nbytes} and {segment_bytes}")
     words = segment_bytes // 8
     src = np.arange(nbytes // 8, dtype=np.uint64)
     dst = np.zeros_like(src)
-    numpy_s = [_timed(np.copyto, dst, src) for _ in range(repeats)]
+    numpy_s = [_timed(np.copyto, dst, src) for _ in range(trials)]
     del dst
     pieces = [src[i:i + words] for i in range(0, len(src), words)]
     segment_s, shared_first, shared_again, private_first, private_again = [], [], [], [], []
     with Segment.create(segment_bytes, label="bench") as seg:
         target = seg.array(np.uint64)
         np.copyto(target, pieces[0])          # touch every page once in this mapping
-        for _ in range(repeats):
-            segment_s.append(_timed(lambda: [np.copyto(target, p) for p in pieces]))
+        for _ in range(trials):
+            segment_s.append(_timed(_copy_pieces, target, pieces))
         del target
-        for _ in range(repeats):
+        for _ in range(trials):
             fresh = Segment.attach(seg.name)  # a new mapping: no page is in our page table yet
             view = fresh.array(np.uint64)
             shared_first.append(_timed(np.copyto, view, pieces[0]))
             shared_again.append(_timed(np.copyto, view, pieces[0]))
             del view
             fresh.close()
-    for _ in range(repeats):
+    for _ in range(trials):
         anon = mmap.mmap(-1, segment_bytes, flags=mmap.MAP_PRIVATE)  # fresh, never touched
         view = np.frombuffer(anon, dtype=np.uint64)
         private_first.append(_timed(np.copyto, view, pieces[0]))
@@ -952,7 +511,7 @@ def plot_copy_bandwidth(b: CopyBenchmark, ax: Any = None) -> Any:
     labels = ["NumPy copy, private\nmemory (memcpy)",
               f"into a lab segment\n({b.segment_bytes >> 20} MiB pieces)"]
     for i, (label, secs, colour) in enumerate(zip(
-            labels, (b.numpy_seconds, b.segment_seconds), ("#999999", "#1f77b4"))):
+            labels, (b.numpy_seconds, b.segment_seconds), ("#999999", "#1f77b4"), strict=True)):
         rates = [b.nbytes / s / 1e9 for s in secs]
         mid = float(np.median(rates))
         ax.bar(i, mid, color=colour, label=label.replace("\n", " "))
@@ -977,10 +536,10 @@ def plot_first_touch(b: CopyBenchmark, ax: Any = None) -> Any:
     labels = ["lab segment, fresh mapping\n(pages already reserved)",
               "private memory, fresh\n(page allocated and zeroed)"]
     values = [b.shared_fault_us, b.private_fault_us]
-    for i, (label, v, colour) in enumerate(zip(labels, values, ("#1f77b4", "#999999"))):
+    for i, (label, v, colour) in enumerate(zip(labels, values, ("#1f77b4", "#999999"), strict=False)):
         ax.bar(i, v, color=colour, label=label.replace("\n", " "))
         ax.text(i, v, f"{v:.2f} µs", ha="center", va="bottom")
-    ax.set_ylim(0, max(max(values), 0.01) * 1.35)
+    ax.set_ylim(0, max(*values, 0.01) * 1.35)
     ax.set_xticks([0, 1], labels)
     ax.legend(loc="upper center", ncol=2, fontsize=8)
     return ax

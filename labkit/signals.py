@@ -17,26 +17,44 @@ import os
 import select
 import signal
 import struct
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
-from ._platform import LINUX
-from ._validate import pid as _valid_pid
+from ._validate import seconds, whole
 from .display import Table, axes
-from .errors import ChildError, LabError, LabTimeout, NotSupportedHere
-from .processes import _seconds, start, start_ready, to_signal
+from .errors import ChildError, LabTimeout
+from .processes import start, start_ready, to_signal
+from .signal_state import (
+    UNCATCHABLE,
+    Settled,
+    SignalInfo,
+    SignalLike,
+    SignalState,
+    send_and_settle,
+    short_name,
+    signal_name,
+    signal_state,
+    signal_table,
+    to_signals,
+    wait_for_state,
+)
+from .waiting import wait_until
 
 __all__ = [
+    "PUZZLE_TARGET",
     "Coalescing",
     "Event",
     "Progress",
     "Replay",
+    "Settled",
     "SignalInfo",
     "SignalState",
     "Timeline",
     "coalescing",
+    "gatekeeper",
     "plot_coalescing",
     "plot_progress",
     "plot_timeline",
@@ -50,277 +68,8 @@ __all__ = [
     "wait_for_state",
 ]
 
-SignalLike = Union[int, str, signal.Signals]
-UNCATCHABLE = frozenset({signal.SIGKILL, signal.SIGSTOP})
 MAX_STEPS = 2000        # a script longer than this is a mistake (and would fill the record pipe)
 MAX_SCRIPT_SECONDS = 4.0  # so a scripted experiment fits in one notebook cell
-
-
-# --- the list of signals -------------------------------------------------------------
-
-# Default actions, from signal(7); real-time signals terminate.
-_ACTIONS = {
-    "SIGHUP": "terminate", "SIGINT": "terminate", "SIGQUIT": "core", "SIGILL": "core",
-    "SIGTRAP": "core", "SIGABRT": "core", "SIGBUS": "core", "SIGFPE": "core",
-    "SIGKILL": "terminate", "SIGUSR1": "terminate", "SIGSEGV": "core", "SIGUSR2": "terminate",
-    "SIGPIPE": "terminate", "SIGALRM": "terminate", "SIGTERM": "terminate",
-    "SIGSTKFLT": "terminate", "SIGCHLD": "ignore", "SIGCONT": "continue", "SIGSTOP": "stop",
-    "SIGTSTP": "stop", "SIGTTIN": "stop", "SIGTTOU": "stop", "SIGURG": "ignore",
-    "SIGXCPU": "core", "SIGXFSZ": "core", "SIGVTALRM": "terminate", "SIGPROF": "terminate",
-    "SIGWINCH": "ignore", "SIGIO": "terminate", "SIGPWR": "terminate", "SIGSYS": "core",
-    "SIGEMT": "core", "SIGINFO": "ignore",
-}
-
-_SENDERS = {
-    "SIGHUP": "terminal: its window or connection closed",
-    "SIGINT": "terminal: Ctrl-C",
-    "SIGQUIT": "terminal: Ctrl-\\",
-    "SIGILL": "kernel: an illegal CPU instruction",
-    "SIGTRAP": "kernel: a breakpoint (debuggers)",
-    "SIGABRT": "the process itself: abort(), a failed C assert",
-    "SIGBUS": "kernel: a bad memory access (past the end of a mapped file)",
-    "SIGFPE": "kernel: an arithmetic fault (integer division by zero)",
-    "SIGKILL": "a process (kill -9), the kernel's out-of-memory killer",
-    "SIGUSR1": "a process: meaning chosen by the program",
-    "SIGSEGV": "kernel: an invalid memory access",
-    "SIGUSR2": "a process: meaning chosen by the program",
-    "SIGPIPE": "kernel: a write to a pipe or socket nobody reads",
-    "SIGALRM": "kernel: a timer (alarm, setitimer) expired",
-    "SIGTERM": "a process: please end (kill's default, docker stop, systemd)",
-    "SIGSTKFLT": "unused on Linux",
-    "SIGCHLD": "kernel: a child ended, stopped or continued",
-    "SIGCONT": "a process or shell (fg, bg): continue after a stop",
-    "SIGSTOP": "a process: pause now (cannot be caught)",
-    "SIGTSTP": "terminal: Ctrl-Z",
-    "SIGTTIN": "kernel: a background job read from its terminal",
-    "SIGTTOU": "kernel: a background job wrote to its terminal",
-    "SIGURG": "kernel: urgent data on a socket",
-    "SIGXCPU": "kernel: the CPU time limit (RLIMIT_CPU) was reached",
-    "SIGXFSZ": "kernel: the file size limit (RLIMIT_FSIZE) was reached",
-    "SIGVTALRM": "kernel: a virtual (CPU time) timer expired",
-    "SIGPROF": "kernel: a profiling timer expired",
-    "SIGWINCH": "terminal: its window changed size",
-    "SIGIO": "kernel: I/O is possible on a descriptor (O_ASYNC)",
-    "SIGPWR": "a process: power failure (UPS daemons)",
-    "SIGSYS": "kernel: a forbidden system call (seccomp)",
-    "SIGRTMIN": "a process: real-time signal, queued, meaning chosen by the program",
-    "SIGRTMAX": "a process: real-time signal, queued, meaning chosen by the program",
-}
-
-
-@dataclass(frozen=True)
-class SignalInfo:
-    """One signal of this system: number, name, default action, what it means, who sends it."""
-
-    number: int
-    name: str
-    action: str         # default action: terminate, core, ignore, stop or continue
-    description: str    # signal.strsignal's text
-    sent_by: str        # who usually sends it
-
-
-def signal_table() -> list[SignalInfo]:
-    """Every signal of this system (what ``kill -l`` lists), in number order.
-
-    >>> rows = {s.name: s for s in signal_table()}
-    >>> rows["SIGTERM"].number, rows["SIGTERM"].action
-    (15, 'terminate')
-    >>> rows["SIGCHLD"].action, rows["SIGTSTP"].sent_by
-    ('ignore', 'terminal: Ctrl-Z')
-    """
-    rows = []
-    for sig in sorted(signal.Signals, key=int):
-        rows.append(SignalInfo(int(sig), sig.name, _ACTIONS.get(sig.name, "terminate"),
-                               signal.strsignal(sig) or "", _SENDERS.get(sig.name, "")))
-    return rows
-
-
-def _name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        rtmin = int(signal.SIGRTMIN) if hasattr(signal, "SIGRTMIN") else 1 << 30
-        if signum > rtmin:
-            return f"SIGRTMIN+{signum - rtmin}"
-        return f"signal {signum} (C library)" if signum < rtmin else f"signal {signum}"
-
-
-def _short(name: str) -> str:
-    return name[3:] if name.startswith("SIG") else name
-
-
-def _signals(specs: Iterable[SignalLike] | SignalLike, what: str) -> list[signal.Signals]:
-    if isinstance(specs, (str, int, signal.Signals)):
-        specs = [specs]
-    try:
-        return [to_signal(s) for s in specs]
-    except ValueError as e:
-        raise ValueError(f"{what}: {e}") from None
-
-
-# --- a process's signal state, from /proc --------------------------------------------
-
-
-@dataclass(frozen=True)
-class SignalState:
-    """What the kernel knows about a process's signals, read from ``/proc/PID/status``.
-
-    Each set holds signal names, in number order. ``pending`` joins the
-    thread's own pending set (SigPnd) and the process-wide one (ShdPnd).
-    """
-
-    pid: int
-    state: str                 # one letter: R running, S sleeping, T stopped, Z zombie, ...
-    pending: tuple[str, ...]
-    blocked: tuple[str, ...]
-    ignored: tuple[str, ...]
-    caught: tuple[str, ...]
-    in_sigwait: bool           # sleeping in sigwait/sigtimedwait (where Linux lifts the mask)
-    voluntary_switches: int    # times the process went to sleep of its own accord
-
-    def __str__(self) -> str:
-        def show(names: tuple[str, ...]) -> str:
-            return "{" + ", ".join(names) + "}" if names else "{}"
-        return (f"pid {self.pid}, state {self.state}: pending {show(self.pending)}, "
-                f"blocked {show(self.blocked)}, ignored {show(self.ignored)}, "
-                f"caught {show(self.caught)}")
-
-
-def _mask(hexdigits: str) -> tuple[str, ...]:
-    bits = int(hexdigits, 16)
-    return tuple(_name(n) for n in range(1, bits.bit_length() + 1) if bits >> (n - 1) & 1)
-
-
-def signal_state(pid: int) -> SignalState:
-    """Read a process's pending, blocked, ignored and caught signals from ``/proc``.
-
-    >>> s = signal_state(os.getpid())
-    >>> s.state, "SIGPIPE" in s.ignored        # Python ignores SIGPIPE at start-up
-    ('R', True)
-    """
-    if not LINUX:
-        raise NotSupportedHere("reading a process's signal masks needs Linux's /proc "
-                               "(macOS has no /proc/PID/status)")
-    pid = _valid_pid(pid)
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            fields = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
-    except (FileNotFoundError, ProcessLookupError) as e:
-        raise LabError(f"there is no process {pid} (it never existed, or it has ended and "
-                       "been reaped)") from e
-    wchan = ""
-    try:
-        with open(f"/proc/{pid}/wchan") as f:
-            wchan = f.read()
-    except OSError:
-        pass  # not every kernel shows it; in_sigwait is then False
-    state = fields["State"].split()[0]
-    return SignalState(
-        pid=pid, state=state,
-        pending=_mask(hex(int(fields["SigPnd"], 16) | int(fields["ShdPnd"], 16))),
-        blocked=_mask(fields["SigBlk"]), ignored=_mask(fields["SigIgn"]),
-        caught=_mask(fields["SigCgt"]),
-        in_sigwait=state == "S" and "sigtimedwait" in wchan,
-        voluntary_switches=int(fields.get("voluntary_ctxt_switches", "0")))
-
-
-def wait_for_state(pid: int, *, caught: Iterable[SignalLike] = (),
-                   blocked: Iterable[SignalLike] = (), sleeping: bool = False,
-                   timeout: float = 3.0) -> SignalState:
-    """Wait until a process catches and blocks the given signals (and sleeps, if asked).
-
-    Use it to know a child is ready before you signal it: a signal sent
-    before its handler is installed gets the default action instead. A
-    signal counts as blocked also while the process waits for it in
-    ``sigwait``, because Linux lifts awaited signals from the mask meanwhile.
-    Raises LabTimeout, naming what is missing, after ``timeout`` seconds.
-
-    >>> wait_for_state(os.getpid(), caught=[]).pid == os.getpid()
-    True
-    """
-    want_caught = {s.name for s in _signals(caught, "caught")}
-    want_blocked = {s.name for s in _signals(blocked, "blocked")}
-    deadline = time.monotonic() + _seconds(timeout)
-    while True:
-        st = signal_state(pid)
-        missing = want_caught - set(st.caught)
-        unblocked = set() if st.in_sigwait else want_blocked - set(st.blocked)
-        awake = sleeping and st.state != "S"
-        if not (missing or unblocked or awake):
-            return st
-        if st.state in "ZX":
-            raise LabError(f"process {pid} ended before it was ready ({st})")
-        if time.monotonic() > deadline:
-            parts = ([f"catches no {', '.join(sorted(missing))}"] if missing else []) + \
-                    ([f"does not block {', '.join(sorted(unblocked))}"] if unblocked else []) + \
-                    ([f"is not waiting (state {st.state})"] if awake else [])
-            raise LabTimeout(f"after {timeout:g} s process {pid} still " + " and ".join(parts))
-        time.sleep(0.002)
-
-
-def send_and_settle(pid: int, sig: SignalLike, timeout: float = 2.0) -> str:
-    """Send one signal, then wait until the target has dealt with it; say how.
-
-    Returns ``"handled"`` (a handler ran, or ``sigwait`` took it, and the
-    process sleeps again),
-    ``"pending"`` (blocked, or the process is stopped), ``"ignored"``,
-    ``"stopped"``, ``"continued"``, ``"ended"`` or, after ``timeout`` seconds
-    without a clear answer (a process that never sleeps), ``"unsettled"``.
-    Sending the next signal only once the last one settled keeps two of a
-    kind from merging into one.
-
-    >>> with start_ready(lambda ready: (ready(), time.sleep(5)), timeout=5) as child:
-    ...     send_and_settle(child.pid, "SIGTERM")
-    'ended'
-    """
-    signum = to_signal(sig)
-    timeout = _seconds(timeout)
-    pid = _valid_pid(pid)
-    if pid == 1:
-        raise LabError("process 1 is the system's init (or the container's entry point); "
-                       "labkit does not signal it. Signal a process you started, such as "
-                       "child.pid")
-    before = signal_state(pid)
-    if before.state in "ZX":
-        return "ended"
-    try:
-        os.kill(pid, signum)
-    except ProcessLookupError as e:
-        raise LabError(f"there is no process {pid} to send {signum.name} to") from e
-    except PermissionError as e:
-        raise LabError(f"you may not send {signum.name} to process {pid}: it belongs to "
-                       "another user. A process may signal only its own user's processes "
-                       "(root excepted); signal a process you started, such as child.pid"
-                       ) from e
-    name = signum.name
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            now = signal_state(pid)
-        except LabError:
-            return "ended"
-        if now.state in "ZX":
-            return "ended"
-        caught = name in now.caught
-        if name in now.pending:
-            if name in now.blocked or now.state in "tT":
-                return "pending"
-        elif name in now.ignored or (_ACTIONS.get(name) == "ignore" and not caught):
-            return "ignored"
-        elif signum == signal.SIGCONT and not caught:
-            return "continued"
-        elif _ACTIONS.get(name) == "stop" and not caught:
-            if now.state in "tT":
-                return "stopped"
-        elif now.state == "S" and now.voluntary_switches > before.voluntary_switches:
-            # It survived and sleeps again: a handler ran, or sigwait took the signal (a
-            # fatal default action would have ended it, never put it back to sleep).
-            return "handled"
-        elif caught and now.state in "tT" and before.state not in "tT":
-            return "stopped"  # a handler for SIGTSTP/TTIN/TTOU that stopped itself
-        if time.monotonic() > deadline:
-            return "unsettled"
-        time.sleep(0.001)
 
 
 # --- the signal timeline recorder ----------------------------------------------------
@@ -384,7 +133,7 @@ def _parse_script(script: Iterable[Any], gap: float) -> list[tuple[float, signal
                 raise ValueError(f"script step {i} must be a signal or a pair (signal, delay "
                                  f"in seconds), got {step!r}")
             spec, delay = step
-            delay = _seconds(delay, f"script step {i}: the delay", allow_zero=True)
+            delay = seconds(f"script step {i}: the delay", delay)
         else:
             spec, delay = step, gap
         try:
@@ -464,17 +213,17 @@ def record_signals(script: Iterable[Any], *, catch: Iterable[SignalLike] | None 
     >>> tl.status
     'exited with code 0'
     """
-    steps = _parse_script(script, _seconds(gap, "gap", allow_zero=True))
-    linger = _seconds(linger, "linger", allow_zero=True)
-    timeout = _seconds(timeout)
-    default_set = set(_signals(default, "default"))
-    ignore_set = set(_signals(ignore, "ignore"))
-    block_set = set(_signals(block, "block"))
+    steps = _parse_script(script, seconds("gap", gap))
+    linger = seconds("linger", linger)
+    timeout = seconds("timeout", timeout, above=True)
+    default_set = set(to_signals(default, "default"))
+    ignore_set = set(to_signals(ignore, "ignore"))
+    block_set = set(to_signals(block, "block"))
     if catch is None:
         catch_set = {s for _, s in steps} | block_set
         catch_set -= UNCATCHABLE | default_set | ignore_set
     else:
-        catch_set = set(_signals(catch, "catch"))
+        catch_set = set(to_signals(catch, "catch"))
     for what, chosen in (("caught", catch_set), ("ignored", ignore_set)):
         refused = sorted(chosen & UNCATCHABLE)
         if refused:
@@ -482,7 +231,7 @@ def record_signals(script: Iterable[Any], *, catch: Iterable[SignalLike] | None 
                              "kernel always applies their default action (that is the point "
                              "of SIGKILL and SIGSTOP)")
     if unblock_at is not None:
-        unblock_at = _seconds(unblock_at, "unblock_at", allow_zero=True)
+        unblock_at = seconds("unblock_at", unblock_at)
         if not block_set:
             raise ValueError("unblock_at needs signals to unblock: pass block=[...]")
     if work is not None and not callable(work):
@@ -528,10 +277,10 @@ def record_signals(script: Iterable[Any], *, catch: Iterable[SignalLike] | None 
     for i in range(len(raw) // _RECORD.size):
         t, kind, signum = _RECORD.unpack_from(raw, i * _RECORD.size)
         if kind == _HANDLED:
-            received.append(Event(t - t0, "receiver", "handled", _name(signum)))
+            received.append(Event(t - t0, "receiver", "handled", signal_name(signum)))
         elif kind in _MARKS:
             received.append(Event(t - t0, "receiver", _MARKS[kind],
-                                  _name(signum) if signum else ""))
+                                  signal_name(signum) if signum else ""))
     events = tuple(sorted(sends + received, key=lambda e: e.t))
     status = str(result.status)
     if not ended:
@@ -600,7 +349,7 @@ def plot_timeline(timeline: Timeline, title: str = "Signals sent and handled",
     if timeline.blocked:
         unblocked = [e.t for e in timeline.events if e.what == "unblocked"]
         span(0, unblocked[0] if unblocked else end / 1000,
-             f"{', '.join(_short(n) for n in timeline.blocked)} blocked", color="#d0a000",
+             f"{', '.join(short_name(n) for n in timeline.blocked)} blocked", color="#d0a000",
              hatch="//", fill=False)
     work = [e.t for e in timeline.events if e.what.startswith("work")]
     if work:
@@ -621,7 +370,7 @@ def plot_timeline(timeline: Timeline, title: str = "Signals sent and handled",
         for n, (ts, ys) in points.items():
             if ts:
                 ax.scatter(ts, ys, marker=marker, s=70, color=colour[n], edgecolors="black",
-                           linewidths=0.5, zorder=3, label=f"{_short(n)} {what}")
+                           linewidths=0.5, zorder=3, label=f"{short_name(n)} {what}")
     for e in timeline.events:
         if e.what == "unblocked":
             ax.axvline(e.t * 1000, ymin=0.05, ymax=0.45, color="black", ls="--", lw=1)
@@ -655,7 +404,8 @@ class Coalescing:
     handled: list[int]
 
     @property
-    def runs(self) -> int:
+    def trials(self) -> int:
+        """How many times the signals were sent."""
         return len(self.delivered)
 
 
@@ -686,34 +436,32 @@ def _counting_receiver(ready: Callable[[], None], signum: int, ctl_r: int, ctl_w
     return delivered, handled
 
 
-def coalescing(n: int = 1000, runs: int = 5, sig: SignalLike = "SIGUSR1",
+def coalescing(sent: int = 1000, trials: int = 5, sig: SignalLike = "SIGUSR1",
                timeout: float = 5.0) -> Coalescing:
-    """Send ``n`` signals as fast as possible to a counting child, ``runs`` times.
+    """Send ``sent`` signals as fast as possible to a counting child, in each of ``trials``.
 
     Standard signals do not queue: while one is pending, more of the same
     kind are merged into it. Real-time signals (``"SIGRTMIN"``) do queue.
     How many arrive depends on scheduling, so it varies from run to run.
 
-    >>> c = coalescing(200, runs=2)
+    >>> c = coalescing(200, trials=2)
     >>> all(1 <= h <= d <= 200 for h, d in zip(c.handled, c.delivered))
     True
     """
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 100_000:
-        raise ValueError(f"n must be a whole number of signals from 1 to 100000, got {n!r}")
-    if isinstance(runs, bool) or not isinstance(runs, int) or not 1 <= runs <= 50:
-        raise ValueError(f"runs must be a whole number from 1 to 50, got {runs!r}")
+    whole("sent", sent, 1, 100_000, "signals")
+    whole("trials", trials, 1, 50, "trials")
     signum = to_signal(sig)
     if signum in UNCATCHABLE:
         raise ValueError(f"{signum.name} cannot be caught, so it cannot be counted")
     delivered, handled = [], []
-    for _ in range(runs):
+    for _ in range(trials):
         ctl_r, ctl_w = os.pipe()
         try:
             with start_ready(_counting_receiver, int(signum), ctl_r, ctl_w, timeout=timeout,
                              name="counter") as child:
                 os.close(ctl_r)
                 ctl_r = -1
-                for _ in range(n):
+                for _ in range(sent):
                     os.kill(child.pid, signum)
                 os.close(ctl_w)
                 ctl_w = -1
@@ -724,21 +472,21 @@ def coalescing(n: int = 1000, runs: int = 5, sig: SignalLike = "SIGUSR1",
                     os.close(fd)
         delivered.append(d)
         handled.append(h)
-    return Coalescing(signum.name, n, delivered, handled)
+    return Coalescing(signum.name, sent, delivered, handled)
 
 
 def plot_coalescing(result: Coalescing, title: str | None = None, ax: Any = None) -> Any:
-    """Bars per run: signals sent, delivered by the kernel, and handled by Python (log scale)."""
-    title = title or f"{result.sent} x {result.signal} sent, run after run"
-    ax = axes(title, "run", "signals (log scale)", ax=ax)
-    xs = list(range(1, result.runs + 1))
+    """Bars per trial: signals sent, delivered by the kernel, and handled by Python (log scale)."""
+    title = title or f"{result.sent} x {result.signal} sent, trial after trial"
+    ax = axes(title, "trial", "signals (log scale)", ax=ax)
+    xs = list(range(1, result.trials + 1))
     width = 0.27
-    ax.bar([x - width for x in xs], [result.sent] * result.runs, width, color="#bbbbbb",
+    ax.bar([x - width for x in xs], [result.sent] * result.trials, width, color="#bbbbbb",
            label="sent")
     ax.bar(xs, result.delivered, width, color="#1f77b4", label="delivered by the kernel")
     ax.bar([x + width for x in xs], result.handled, width, color="#ff7f0e",
            label="handled by Python")
-    for x, d, h in zip(xs, result.delivered, result.handled):
+    for x, d, h in zip(xs, result.delivered, result.handled, strict=False):
         ax.annotate(str(d), (x, d), ha="center", va="bottom", fontsize=8)
         ax.annotate(str(h), (x + width, h), ha="center", va="bottom", fontsize=8)
     ax.set_yscale("log")
@@ -790,10 +538,10 @@ def stop_and_continue(stop_at: float = 0.3, continue_at: float = 0.7, duration: 
     >>> p.counts == sorted(p.counts)      # the count never goes back
     True
     """
-    stop_at = _seconds(stop_at, "stop_at", allow_zero=True)
-    continue_at = _seconds(continue_at, "continue_at", allow_zero=True)
-    duration = _seconds(duration, "duration")
-    interval = _seconds(interval, "interval")
+    stop_at = seconds("stop_at", stop_at)
+    continue_at = seconds("continue_at", continue_at)
+    duration = seconds("duration", duration, above=True)
+    interval = seconds("interval", interval, above=True)
     if not stop_at <= continue_at <= duration <= MAX_SCRIPT_SECONDS:
         raise ValueError(f"need stop_at <= continue_at <= duration <= {MAX_SCRIPT_SECONDS:g} s, "
                          f"got {stop_at}, {continue_at}, {duration}")
@@ -831,9 +579,9 @@ def plot_progress(progress: Progress, title: str = "A counting child, stopped an
     ax = axes(title, "time (ms)", "units of work done", ax=ax)
     ms = [t * 1000 for t in progress.times]
     ax.plot(ms, progress.counts, color="#1f77b4", label="count (sampled by the parent)")
-    stopped = [m for m, s in zip(ms, progress.states) if s in "tT"]
+    stopped = [m for m, s in zip(ms, progress.states, strict=False) if s in "tT"]
     if stopped:
-        ax.scatter(stopped, [c for c, s in zip(progress.counts, progress.states) if s in "tT"],
+        ax.scatter(stopped, [c for c, s in zip(progress.counts, progress.states, strict=False) if s in "tT"],
                    s=8, color="#d62728", zorder=3, label="state T (stopped) in /proc")
     ax.axvspan(progress.stopped_at * 1000, progress.continued_at * 1000, color="grey",
                alpha=0.2, label="between SIGSTOP and SIGCONT")
@@ -849,7 +597,7 @@ class Replay:
     """What a program printed and how it ended, when sent signals one at a time."""
 
     signals: list[str]
-    outcomes: list[str]    # per signal, what :func:`send_and_settle` saw
+    outcomes: list[Settled]  # per signal, what :func:`send_and_settle` saw
     output: list[str]      # the lines the program printed
     status: str            # how it ended
     ended_by_itself: bool  # False if it was still running after the last signal
@@ -870,20 +618,65 @@ def replay(program: Callable[[Callable[[], None]], Any], signals: Sequence[Signa
     >>> r.output, r.status
     (['usr1'], 'exited with code 0')
     """
-    sigs = _signals(signals, "signals")
+    sigs = to_signals(signals, "signals")
     with start_ready(program, timeout=timeout, show=False, name="program") as child:
         try:  # a signal that arrives just before the program blocks would wait for the next
             wait_for_state(child.pid, sleeping=True, timeout=1.0)
         except LabTimeout:
             pass  # a program that never sleeps: send anyway
         outcomes = [send_and_settle(child.pid, s) for s in sigs]
-        deadline = time.monotonic() + 1.0
-        while child.running and time.monotonic() < deadline:
-            time.sleep(0.005)
-        ended = not child.running
+        ended = wait_until(lambda: not child.running, 1.0, None, every=0.005)
         result = child.wait() if ended else child.stop()
     status = str(result.status)
     if not ended:
         status = "still running after the last signal (labkit then killed it)"
     return Replay([s.name for s in sigs], outcomes, result.stdout.splitlines(), status, ended)
 
+
+# --- the puzzle of lesson 01 --------------------------------------------------------
+
+GATE = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+PUZZLE_TARGET = ["hup", "usr2", "open", "usr1", "closed", "usr1", "usr2", "open", "bye"]
+
+
+def gatekeeper(ready: Callable[[], None]) -> None:
+    """Lesson 01's puzzle program: a child whose output depends on the signals it gets.
+
+    Read its rules, predict, then check with :func:`replay`::
+
+        replay(gatekeeper, ["SIGINT"]).output   # ['bye']
+
+    It starts with the gate closed: SIGHUP, SIGUSR1 and SIGUSR2 blocked.
+    SIGHUP, SIGUSR1, SIGUSR2: print "hup", "usr1" or "usr2".
+    SIGTERM: toggle the gate. Closed -> unblock the three, then print "open";
+             open -> block the three, then print "closed".
+    SIGINT:  print "bye" and end with exit code 0.
+    Every other signal keeps its default action.
+    """
+    is_open = False
+
+    def say(signum: int, frame: object) -> None:
+        print(signal.Signals(signum).name[3:].lower())
+
+    def toggle(signum: int, frame: object) -> None:
+        nonlocal is_open
+        if is_open:
+            signal.pthread_sigmask(signal.SIG_BLOCK, GATE)
+            print("closed")
+        else:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, GATE)
+            print("open")
+        is_open = not is_open
+
+    def leave(signum: int, frame: object) -> None:
+        print("bye")
+        sys.exit(0)
+
+    for s in GATE:
+        signal.signal(s, say)
+    signal.signal(signal.SIGTERM, toggle)
+    signal.signal(signal.SIGINT, leave)
+    signal.pthread_sigmask(signal.SIG_BLOCK, GATE)
+    ready()
+    while True:
+        signal.pause()

@@ -11,19 +11,16 @@ never released ends in an error after seconds instead of a hung cell.
   and consumer functions on it in real processes and checks every item
   arrived exactly once and in order; :func:`bounded_buffer` measures its
   occupancy over time for fast and slow producers and consumers, live.
-* :func:`deadlock` takes two locks in opposite orders and lets a timeout
-  notice; :func:`killed_holder` kills the process holding a semaphore and
-  shows it is never released, then how a timeout and a robust design recover.
+* :func:`deadlock` and :func:`killed_holder` (from :mod:`labkit.locks`,
+  re-exported here for the notebook) show locks going wrong.
 """
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import fcntl
 import math
 import os
 import random
-import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -33,13 +30,16 @@ import numpy as np
 import posix_ipc
 
 from . import objects
-from ._validate import seconds as _seconds
+from ._validate import seconds
 from ._validate import whole as _whole
 from .display import axes
 from .errors import LabError, LabTimeout
-from .processes import plain_data, run, start, start_workers
-from .race import _acquire
-from .shm import Segment
+from .framing import plain_data
+from .locks import DeadlockRun, HolderRun, LockEvent, deadlock, killed_holder, plot_lock_timeline
+from .objects import acquire
+from .processes import start_workers
+from .segment import Segment
+from .waiting import wait_until
 
 __all__ = [
     "BufferRun",
@@ -130,7 +130,7 @@ class Ring:
     @contextlib.contextmanager
     def _locked(self, timeout: float) -> Iterator[None]:
         try:
-            _acquire(self.mutex, timeout)
+            acquire(self.mutex, timeout)
         except posix_ipc.BusyError:
             raise LabTimeout(f"the ring's mutex was not released within {timeout:g} s: a "
                              "process holds it while it waits for something (a deadlock?), "
@@ -293,8 +293,8 @@ def deliver(producer: Callable, consumer: Callable, producers: int = 1, consumer
     _whole("producers", producers, 1, 16, "producers")
     _whole("consumers", consumers, 1, 16, "consumers")
     _whole("items", items, 0, _MAX_ITEMS, "items per producer")
-    consumer_delay = _seconds("consumer_delay", consumer_delay, 0, 60)
-    timeout = _seconds("timeout", timeout, 0.1, 600)
+    consumer_delay = seconds("consumer_delay", consumer_delay, 0, 60)
+    timeout = seconds("timeout", timeout, 0.1, 600)
     sent = [[item_code(p, k) for k in range(items)] for p in range(producers)]
     shares = _shares(producers * items, consumers)
     with Ring(capacity) as ring:
@@ -310,8 +310,8 @@ def deliver(producer: Callable, consumer: Callable, producers: int = 1, consumer
                     f"the producers and consumers did not finish in {timeout:g} s and were "
                     f"killed (a deadlock? {inside} items were in the buffer of {capacity})",
                     e.results) from None
-        seconds = time.perf_counter() - began
-    return Delivery(producers, consumers, capacity, sent, values[producers:], seconds)
+        elapsed = time.perf_counter() - began
+    return Delivery(producers, consumers, capacity, sent, values[producers:], elapsed)
 
 
 # --- occupancy over time --------------------------------------------------------------------
@@ -429,10 +429,10 @@ def bounded_buffer(producers: int = 1, consumers: int = 1, capacity: int = 8,
     _whole("producers", producers, 1, 16, "producers")
     _whole("consumers", consumers, 1, 16, "consumers")
     _whole("items", items, 1, _MAX_ITEMS, "items per producer")
-    produce = _seconds("produce", produce, 0, 1)
-    consume = _seconds("consume", consume, 0, 1)
-    sample_every = _seconds("sample_every", sample_every, 0.0001, 1)
-    timeout = _seconds("timeout", timeout, 0.1, 600)
+    produce = seconds("produce", produce, 0, 1)
+    consume = seconds("consume", consume, 0, 1)
+    sample_every = seconds("sample_every", sample_every, 0.0001, 1)
+    timeout = seconds("timeout", timeout, 0.1, 600)
     label = label or f"produce {produce * 1e3:g} ms, consume {consume * 1e3:g} ms per item"
     slots = 20_000
     with Ring(capacity) as ring, Segment.create(16 * slots + 8, label="samples") as seg:
@@ -448,17 +448,17 @@ def bounded_buffer(producers: int = 1, consumers: int = 1, capacity: int = 8,
                     _watch(group, ring, producers * items, times, counts, total, label,
                            began + timeout)
                 values = group.wait().values
-            seconds = time.perf_counter() - began
+            elapsed = time.perf_counter() - began
             n = values[-1]
             sampled_t, sampled_o = times[:n].tolist(), counts[:n].tolist()
         finally:
             del times, counts, total
     sent = [[item_code(p, k) for k in range(items)] for p in range(producers)]
     received = [got for _, got in values[producers:producers + consumers]]
-    ok = Delivery(producers, consumers, capacity, sent, received, seconds).ok
+    ok = Delivery(producers, consumers, capacity, sent, received, elapsed).ok
     return BufferRun(label, capacity, producers, consumers, items, sampled_t, sampled_o,
                      list(values[:producers]), [w for w, _ in values[producers:-1]], ok,
-                     seconds)
+                     elapsed)
 
 
 def _watch(group: Any, ring: Ring, items: int, times: Any, counts: Any, total: Any,
@@ -510,13 +510,14 @@ def _watch(group: Any, ring: Ring, items: int, times: Any, counts: Any, total: A
 def _sampler_done(pid: int, until: float) -> None:
     """Wait (not past ``until``) for the sampler to end: its last sample is the drained
     buffer. Peeks with WNOWAIT, so the worker group still reaps it and reads its result."""
-    while time.perf_counter() < until:
+
+    def ended() -> bool:
         try:
-            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
-                return
+            return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
         except ChildProcessError:
-            return
-        time.sleep(0.005)
+            return True
+
+    wait_until(ended, max(0.0, until - time.perf_counter()), None, every=0.005)
 
 
 def _draw_occupancy(ax: Any, ts: list[float], occ: list[int], capacity: int, title: str) -> None:
@@ -574,289 +575,3 @@ def plot_ring(slots: Sequence[int], head: int, tail: int, ax: Any = None) -> Any
     ax.set_xticks([])
     ax.set_yticks([])
     return ax
-
-
-# --- a deadlock -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LockEvent:
-    """One thing a worker did with a lock, at ``t`` seconds after the start."""
-
-    worker: int
-    t: float
-    what: str            # "acquired", "waiting", "timed out" or "released"
-    lock: str
-
-
-@dataclass(frozen=True)
-class DeadlockRun:
-    """Two workers and two locks (see :func:`deadlock`)."""
-
-    same_order: bool
-    timeout: float
-    events: list[LockEvent]
-    finished: list[bool]          # did each worker get both locks and do its work?
-
-    @property
-    def deadlocked(self) -> bool:
-        """True when the workers waited for each other until a timeout ended the wait.
-
-        The worker that gives up releases its lock, so the other may then finish:
-        the timeout both detects the deadlock and breaks it.
-        """
-        return any(e.what == "timed out" for e in self.events)
-
-    def __str__(self) -> str:
-        done = " and ".join(f"worker {i}" for i, ok in enumerate(self.finished) if ok)
-        lines = [f"{'same' if self.same_order else 'opposite'} order: "
-                 + ("DEADLOCK, caught by the timeout" if self.deadlocked else "no deadlock")
-                 + f"; {done or 'no worker'} did the work"]
-        lines += [f"  {e.t * 1e3:7.1f} ms  worker {e.worker} {e.what} {e.lock}"
-                  for e in self.events]
-        return "\n".join(lines)
-
-
-def _lock_worker(i: int, locks: dict[str, posix_ipc.Semaphore],
-                 orders: list[tuple[str, str]], holding: list[posix_ipc.Semaphore],
-                 hold: float, timeout: float, began: float) -> tuple[list[tuple], bool]:
-    events = []
-
-    def note(what: str, lock: str) -> None:
-        events.append((time.perf_counter() - began, what, lock))
-
-    first, second = orders[i]
-    try:
-        locks[first].acquire(0)
-    except posix_ipc.BusyError:                  # taken: show the wait, then wait
-        note("waiting", first)
-        locks[first].acquire()
-    note("acquired", first)
-    holding[i].release()             # "I hold my first lock"...
-    try:                             # ...and wait (at most hold s) until the other does too
-        _acquire(holding[1 - i], hold)
-    except posix_ipc.BusyError:
-        pass                         # it could not get its first lock: we hold it
-    note("waiting", second)
-    try:
-        _acquire(locks[second], timeout)
-    except posix_ipc.BusyError:
-        note("timed out", second)
-        locks[first].release()
-        note("released", first)
-        return events, False
-    note("acquired", second)
-    time.sleep(hold / 2)             # the work done while holding both
-    locks[second].release()
-    note("released", second)
-    locks[first].release()
-    note("released", first)
-    return events, True
-
-
-def deadlock(same_order: bool = False, hold: float = 0.1, timeout: float = 0.5) -> DeadlockRun:
-    """Two workers each need locks A and B. Worker 0 takes A, then B; worker 1 takes B,
-    then A (both take A first with ``same_order``). After taking its first lock each
-    waits until the other holds its own first lock too (at most ``hold`` seconds), so
-    in opposite order the deadlock happens every time. Each then waits for its
-    second lock at most ``timeout`` seconds; a worker that times out gives up and
-    releases its lock, and the other can finish.
-
-    >>> deadlock().deadlocked, deadlock(same_order=True).deadlocked
-    (True, False)
-    """
-    hold = _seconds("hold", hold, 0, 5)
-    timeout = _seconds("timeout", timeout, 0.01, 30)
-    with objects.scope() as objs:
-        locks = {"A": objs.semaphore(1, label="lockA"), "B": objs.semaphore(1, label="lockB")}
-        holding = [objs.semaphore(0, label="holding") for _ in range(2)]
-        orders = [("A", "B"), ("A", "B") if same_order else ("B", "A")]
-        began = time.perf_counter()
-        with start_workers(_lock_worker, 2, locks, orders, holding, hold, timeout, began,
-                           timeout=5 * (hold + timeout) + 5, show=False) as pair:
-            results = pair.wait().values
-    events = sorted((LockEvent(i, t, what, lock) for i, (evs, _) in enumerate(results)
-                     for t, what, lock in evs), key=lambda e: e.t)
-    return DeadlockRun(same_order, timeout, events, [done for _, done in results])
-
-
-def plot_lock_timeline(result: DeadlockRun, ax: Any = None) -> Any:
-    """Each worker's row: when it held each lock, when it waited, when it gave up.
-    Returns the Axes.
-
-    >>> plot_lock_timeline(deadlock())  # doctest: +SKIP
-    """
-    from matplotlib.patches import Patch
-
-    title = ("Locks taken in opposite orders: a deadlock, ended by the timeout"
-             if result.deadlocked else "Locks taken in the same order: no deadlock")
-    ax = axes(title, "time (ms)", "", ax=ax, figsize=(8.0, 2.6))
-    colours = {"A": "tab:blue", "B": "tab:orange"}
-    end = max(e.t for e in result.events) * 1e3
-    for w in (0, 1):
-        mine = [e for e in result.events if e.worker == w]
-        for lock, shift in (("A", -0.18), ("B", 0.18)):
-            held = None
-            waiting = None
-            for e in mine:
-                if e.lock != lock:
-                    continue
-                if e.what == "waiting":
-                    waiting = e.t
-                elif e.what == "acquired":
-                    if waiting is not None:
-                        ax.broken_barh([(waiting * 1e3, (e.t - waiting) * 1e3)],
-                                       (w + shift - 0.15, 0.3), facecolors="white",
-                                       edgecolors="grey", hatch="///")
-                        waiting = None
-                    held = e.t
-                elif e.what == "timed out" and waiting is not None:
-                    ax.broken_barh([(waiting * 1e3, (e.t - waiting) * 1e3)],
-                                   (w + shift - 0.15, 0.3), facecolors="white",
-                                   edgecolors="grey", hatch="///")
-                    ax.plot(e.t * 1e3, w + shift, "x", color="red", ms=10, mew=2)
-                    waiting = None
-                elif e.what == "released" and held is not None:
-                    ax.broken_barh([(held * 1e3, (e.t - held) * 1e3)], (w + shift - 0.15, 0.3),
-                                   facecolors=colours[lock])
-                    held = None
-    ax.set_yticks([0, 1], ["worker 0", "worker 1"])
-    ax.set_ylim(1.6, -0.6)
-    ax.set_xlim(0, end * 1.05 + 1)
-    ax.legend(handles=[Patch(color="tab:blue", label="holds A"),
-                       Patch(color="tab:orange", label="holds B"),
-                       Patch(facecolor="white", edgecolor="grey", hatch="///",
-                             label="waits for the lock"),
-                       ax.plot([], [], "x", color="red", ms=8, mew=2,
-                               label="gives up (timeout)")[0]],
-              fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return ax
-
-
-# --- a lock whose holder is killed ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HolderRun:
-    """What happened to a lock when the process holding it was killed."""
-
-    lock: str                    # "semaphore" or "flock"
-    recover: bool
-    holder_pid: int
-    holder_status: str           # "killed by SIGKILL (Killed)"
-    value_after: int | None      # the semaphore's value after the holder died (None: n/a)
-    outcome: str                 # what the next process got
-    waited: float                # seconds it waited
-    steps: list[str]             # what the next process did, in order
-
-    def __str__(self) -> str:
-        value = "" if self.value_after is None else f"; semaphore value {self.value_after}"
-        return (f"the holder (pid {self.holder_pid}) {self.holder_status}{value}; the next "
-                f"process {self.outcome} after {self.waited * 1e3:.0f} ms")
-
-
-def _hold_forever(lock: str, name: str, owner: Any, ready: posix_ipc.Semaphore,
-                  sem: posix_ipc.Semaphore | None) -> None:
-    if lock == "semaphore":
-        sem.acquire()                              # type: ignore[union-attr]
-    else:
-        mem = posix_ipc.SharedMemory(name)         # a descriptor of our own: flock is per open file
-        fcntl.flock(mem.fd, fcntl.LOCK_EX)
-    owner.value = os.getpid()                      # for a robust design: who holds it
-    ready.release()
-    time.sleep(60)                                 # "working" in the critical section...
-
-
-def _next_process(lock: str, name: str, owner: Any, sem: posix_ipc.Semaphore | None,
-                  timeout: float, recover: bool) -> tuple[str, float, list[str]]:
-    began = time.perf_counter()
-    steps = []
-    if lock == "flock":
-        mem = posix_ipc.SharedMemory(name)
-        try:
-            while True:
-                try:
-                    fcntl.flock(mem.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    steps.append("flock(LOCK_EX) succeeded: the kernel released the dead "
-                                 "holder's lock when its descriptors were closed")
-                    fcntl.flock(mem.fd, fcntl.LOCK_UN)
-                    return "got the lock", time.perf_counter() - began, steps
-                except BlockingIOError:
-                    if time.perf_counter() - began > timeout:
-                        steps.append(f"gave up after {timeout:g} s")
-                        return "timed out", time.perf_counter() - began, steps
-                    time.sleep(0.001)
-        finally:
-            mem.close_fd()
-    assert sem is not None
-    try:
-        _acquire(sem, timeout)
-        sem.release()
-        return "got the lock", time.perf_counter() - began, ["acquire succeeded"]
-    except posix_ipc.BusyError:
-        steps.append(f"acquire timed out after {timeout:g} s: the semaphore is still taken")
-    if not recover:
-        return "timed out", time.perf_counter() - began, steps
-    holder = owner.value
-    try:
-        os.kill(holder, 0)                         # signal 0: only asks "does it exist?"
-    except ProcessLookupError:
-        steps.append(f"the owner recorded in shared memory, pid {holder}, no longer exists")
-    except PermissionError:
-        pass                                       # it exists (as another user's process)
-    if len(steps) == 1:
-        steps.append(f"the owner, pid {holder}, is alive: keep waiting (it may just be slow)")
-        return "timed out", time.perf_counter() - began, steps
-    sem.release()                                  # give back the dead owner's unit...
-    steps.append("released the semaphore on the dead owner's behalf (after repairing "
-                 "whatever the owner may have left half-done)")
-    _acquire(sem, timeout)                         # ...and take it properly
-    owner.value = os.getpid()
-    steps.append(f"acquired it; the owner is now pid {os.getpid()}")
-    sem.release()
-    return "recovered the lock", time.perf_counter() - began, steps
-
-
-def killed_holder(lock: str = "semaphore", recover: bool = False,
-                  timeout: float = 0.5) -> HolderRun:
-    """A process takes a lock, and is killed (SIGKILL) while it holds it; then another
-    process asks for the lock, waiting at most ``timeout`` seconds.
-
-    ``lock="semaphore"``: a POSIX semaphore has no owner, so nothing gives it back:
-    the next process times out. With ``recover`` it then checks the owner's pid
-    that the holder wrote into shared memory, finds it dead, and releases the
-    semaphore itself. ``lock="flock"``: an ``flock`` lock on a file (here, the
-    lab's shared memory object) belongs to the open file, and the kernel drops
-    it when the killed process's descriptors are closed: the next process gets it.
-    Everything is removed afterwards, the semaphore included.
-
-    >>> killed_holder().outcome
-    'timed out'
-    >>> killed_holder(lock="flock").outcome
-    'got the lock'
-    """
-    if lock not in ("semaphore", "flock"):
-        raise ValueError(f"lock must be 'semaphore' or 'flock', got {lock!r}")
-    timeout = _seconds("timeout", timeout, 0.01, 30)
-    with objects.scope() as objs, Segment.create(8, label="owner") as seg:
-        ready = objs.semaphore(0, label="ready")
-        sem = objs.semaphore(1, label="held") if lock == "semaphore" else None
-        name = objs.shared_memory(4096, label="flocked").name if lock == "flock" else ""
-        owner = seg.struct(ctypes.c_int64)
-        try:
-            with start(_hold_forever, lock, name, owner, ready, sem, timeout=30,
-                       show=False, name="holder") as holder:
-                try:
-                    _acquire(ready, 5.0)
-                except posix_ipc.BusyError:
-                    raise LabError("the holder did not take the lock within 5 s") from None
-                holder.send_signal(signal.SIGKILL)
-                ended = holder.wait()
-            value = sem.value if sem is not None and posix_ipc.SEMAPHORE_VALUE_SUPPORTED \
-                else None
-            outcome, waited, steps = run(_next_process, lock, name, owner, sem, timeout,
-                                         recover, timeout=timeout + 10, show=False).value
-        finally:
-            del owner
-    return HolderRun(lock, recover, ended.pid, str(ended.status), value, outcome, waited,
-                     steps)

@@ -21,8 +21,9 @@ import time
 import psutil
 import pytest
 
-from labkit._janitor import CLIENT, MQUEUE_DIR, SHM_DIR
+from labkit._janitor import CLIENT
 from labkit._platform import LINUX, set_subreaper
+from labkit.session import MQUEUE_DIR, SHM_DIR
 
 collect_ignore_glob = ["corpus/*"]
 

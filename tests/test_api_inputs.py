@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import labkit
 from labkit import interleave, mq, objects, pipes, processes, shm, signals
 from labkit.errors import LabError
 
@@ -70,7 +71,7 @@ def test_a_bad_pid_is_refused_everywhere(pid):
     refused(signals.signal_state, pid)
     refused(signals.send_and_settle, pid, "SIGUSR1")
     if pid is not None:  # process_tree(None) is this process's tree
-        refused(processes.process_tree, pid)
+        refused(labkit.process_tree, pid)
 
 
 @checked
@@ -149,14 +150,14 @@ def test_outcomes_of_something_that_is_not_a_system_is_refused(system):
 
 
 @checked
-@given(processes_=st.integers(min_value=4, max_value=interleave.MAX_PROCESSES),
+@given(processes_=st.integers(min_value=4, max_value=interleave.MAX_WORKERS),
        increments=st.integers(min_value=8, max_value=10))
 def test_a_system_far_too_big_to_count_is_refused_at_once(processes_, increments):
     refused(interleave.outcomes, interleave.counter(processes_, increments))
 
 
 @checked
-@given(processes_=st.integers(min_value=8, max_value=interleave.MAX_PROCESSES),
+@given(processes_=st.integers(min_value=8, max_value=interleave.MAX_WORKERS),
        increments=st.integers(min_value=4, max_value=10))
 def test_a_locked_system_far_too_big_to_count_is_refused_at_once(processes_, increments):
     refused(interleave.outcomes, interleave.locked_counter(processes_, increments))
@@ -164,7 +165,7 @@ def test_a_locked_system_far_too_big_to_count_is_refused_at_once(processes_, inc
 
 @checked
 @given(processes_=st.one_of(st.integers(max_value=0),
-                            st.integers(min_value=interleave.MAX_PROCESSES + 1), not_an_int),
+                            st.integers(min_value=interleave.MAX_WORKERS + 1), not_an_int),
        increments=st.integers(min_value=1, max_value=3))
 def test_bad_system_sizes_are_refused(processes_, increments):
     refused(interleave.counter, processes_, increments)

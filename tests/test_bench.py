@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from labkit import bench
+from labkit import bench, bench_harness
 from labkit.cli import main
 from labkit.errors import LabTimeout, NotSupportedHere
 
@@ -36,7 +36,7 @@ def test_placement_does_not_change_what_arrives(pin):
 
 
 def test_a_message_queue_refuses_messages_over_its_limit():
-    limit = bench._mq_size_limit()
+    limit = bench_harness.mq_size_limit()
     with pytest.raises(ValueError, match="msgsize_max"):
         bench.transfer("mqueue", [bytes(limit + 1)])
 
@@ -52,7 +52,7 @@ def test_bad_messages_are_refused(messages):
 
 @pytest.fixture(scope="module")
 def small_sweep():
-    return bench.sweep(bench.MECHANISMS, sizes=[1, 4096, 65536], repeats=2, round_trips=40,
+    return bench.sweep(bench.MECHANISMS, sizes=[1, 4096, 65536], trials=2, round_trips=40,
                        total=256 << 10, max_messages=64)
 
 
@@ -60,7 +60,7 @@ def test_a_sweep_measures_every_mechanism_at_every_size_it_can_carry(small_sweep
     s = small_sweep
     for m in s.mechanisms:
         for j, size in enumerate(s.sizes):
-            fits = not (m == "mqueue" and size > bench._mq_size_limit())
+            fits = not (m == "mqueue" and size > bench_harness.mq_size_limit())
             assert len(s.seconds[m][j]) == (2 if fits else 0), (m, size)
             assert len(s.switches[m][j]) == len(s.seconds[m][j])
             if fits:
@@ -73,7 +73,7 @@ def test_a_sweep_measures_every_mechanism_at_every_size_it_can_carry(small_sweep
 
 def test_counts_follow_the_total_within_their_bounds(small_sweep):
     assert small_sweep.counts == [64, 64, 4]
-    assert all(1 <= w <= c for w, c in zip(small_sweep.warmups, small_sweep.counts))
+    assert all(1 <= w <= c for w, c in zip(small_sweep.warmups, small_sweep.counts, strict=True))
 
 
 def test_round_trips_are_all_kept_and_their_percentiles_are_ordered(small_sweep):
@@ -121,7 +121,7 @@ def test_every_plot_draws_from_the_data_alone(small_sweep):
 
 
 def test_round_trips_alone():
-    s = bench.round_trips(["pipe", "mp_pipe"], n=31, repeats=3)
+    s = bench.round_trips(["pipe", "mp_pipe"], n=31, trials=3)
     assert s.sizes == [] and {m: len(v) for m, v in s.round_trip_ns.items()} == {
         "pipe": 31, "mp_pipe": 31}
 
@@ -135,7 +135,7 @@ def test_cross_core_placement_is_named():
 
 def test_a_sweep_that_runs_out_of_time_is_stopped_and_leaves_nothing():
     with pytest.raises(LabTimeout):
-        bench.sweep(["mp_queue"], sizes=[1], repeats=1, round_trips=0, total=1 << 30,
+        bench.sweep(["mp_queue"], sizes=[1], trials=1, round_trips=0, total=1 << 30,
                     max_messages=1_000_000, timeout=0.5, baseline=False)
 
 
@@ -144,8 +144,8 @@ def test_a_sweep_that_runs_out_of_time_is_stopped_and_leaves_nothing():
     ({"mechanisms": ["pipe", "pipe"]}, "repeat"), ({"mechanisms": "pipe"}, "mechanisms"),
     ({"sizes": [0]}, "message size"), ({"sizes": [-4]}, "message size"),
     ({"sizes": [bench.MAX_SIZE + 1]}, "message size"), ({"sizes": [8, 8]}, "repeat"),
-    ({"sizes": [1.5]}, "message size"), ({"repeats": 0}, "repeats"),
-    ({"repeats": -1}, "repeats"), ({"round_trips": -1}, "round_trips"),
+    ({"sizes": [1.5]}, "message size"), ({"trials": 0}, "trials"),
+    ({"trials": -1}, "trials"), ({"round_trips": -1}, "round_trips"),
     ({"latency_size": 0}, "latency_size"), ({"latency_size": 5000}, "latency_size"),
     ({"total": 0}, "total"), ({"max_messages": 1}, "max_messages"),
     ({"timeout": 0}, "timeout"), ({"pin": "left"}, "pin"),
@@ -186,7 +186,7 @@ def test_without_strace_the_error_says_what_to_do(monkeypatch):
 
 
 def test_the_full_sweep_writes_a_csv_and_plots_and_states_the_headline_figures(tmp_path):
-    report = bench.full(tmp_path, progress=False, sizes=[64, 65536, 1 << 20], repeats=1,
+    report = bench.full(tmp_path, progress=False, sizes=[64, 65536, 1 << 20], trials=1,
                         round_trips=20)
     with open(report.csv) as f:
         rows = list(csv.DictReader(f))
@@ -201,7 +201,7 @@ def test_the_full_sweep_writes_a_csv_and_plots_and_states_the_headline_figures(t
 def test_labkit_bench_full_runs_from_the_command_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(bench, "FULL_SIZES", (4096, 65536))
     real = bench.full
-    monkeypatch.setattr(bench, "full", lambda out: real(out, progress=False, repeats=1,
+    monkeypatch.setattr(bench, "full", lambda out: real(out, progress=False, trials=1,
                                                         round_trips=10))
     assert main(["bench", "--full", "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out

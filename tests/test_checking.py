@@ -105,9 +105,9 @@ def test_a_record_forged_on_the_result_pipe_is_refused(toy):
         import pickle
         import struct
 
-        from labkit import processes
+        from labkit._child import result_fd
         record = pickle.dumps({"kind": "ok", "payload": pickle.dumps(_Forge())})
-        os.write(processes._result_fd, struct.pack("!I", len(record)) + record)
+        os.write(result_fd(), struct.pack("!I", len(record)) + record)
         os._exit(0)
 
     results = run_checks("99.toy", forger)

@@ -43,9 +43,9 @@ def test_only_shared_memory_counts_as_shared():
     shared = mmap.mmap(-1, 4096)
     private = bytearray(4096)
     try:
-        assert checks._in_shared_memory(memoryview(shared))
-        assert not checks._in_shared_memory(memoryview(private))
-        assert not checks._in_shared_memory(bytes(4096))
+        assert checks.in_shared_memory(memoryview(shared))
+        assert not checks.in_shared_memory(memoryview(private))
+        assert not checks.in_shared_memory(bytes(4096))
     finally:
         shared.close()
 

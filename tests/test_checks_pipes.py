@@ -4,10 +4,11 @@ that names what a hanging answer's processes were waiting for."""
 from __future__ import annotations
 
 import os
-import time
+from pathlib import Path
 
 from labkit.checks.pipes import _blocked_in, _diagnosis
 from labkit.processes import start
+from labkit.waiting import wait_until
 
 
 def _reads_its_own_pipe() -> None:
@@ -25,16 +26,14 @@ def _reads_its_own_pipe() -> None:
 
 
 def _until_blocked(pid: int, what: str) -> None:
-    deadline = time.monotonic() + 10
-    while _blocked_in(pid) != what:
-        assert time.monotonic() < deadline, f"{pid} never blocked in {what}"
-        time.sleep(0.01)
+    wait_until(lambda: _blocked_in(pid) == what, 10, f"{pid} never blocked in {what}")
 
 
 def test_a_reader_that_holds_its_own_write_end_is_named_as_the_cause():
     with start(_reads_its_own_pipe, timeout=20, show=False) as answer:
         _until_blocked(answer.pid, "wait")
-        kid = int(open(f"/proc/{answer.pid}/task/{answer.pid}/children").read().split()[0])
+        children = Path(f"/proc/{answer.pid}/task/{answer.pid}/children")
+        kid = int(children.read_text().split()[0])
         _until_blocked(kid, "read")
         said = _diagnosis(answer.pid)
         answer.stop()

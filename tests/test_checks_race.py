@@ -8,7 +8,7 @@ from helpers import failures as _failures
 from helpers import load_answers
 from mutants import all_mutants
 
-from labkit.checks.race import observed
+from labkit.checks._shared import observed
 from labkit.processes import run
 
 SOLVED = load_answers("solutions/04_data_races.ipynb")
@@ -47,7 +47,7 @@ def test_what_the_answer_returns_comes_back_as_plain_data():
 
     seen = _observe(lambda workers, iterations: Hostile(), 1, 1)
     assert seen.value is None and seen.shown == "an object of type Hostile"
-    failed = _failures("04.lost_update", (lambda: Hostile(), SOLVED["lose_two"]))
+    failed = _failures("04.lost_update", (Hostile, SOLVED["lose_two"]))
     assert "lose_one() returned an object of type Hostile; expected a schedule" in next(
         iter(failed.values()))
 

@@ -30,7 +30,7 @@ def test_a_dropped_segment_takes_its_name_with_it_so_the_answer_stays_clean():
         def work(i, seg):
             seg.array(SLOT, n)[i] = (os.getpid(), np.array_split(data, n)[i].sum())
 
-        labkit.run_workers(work, n, seg).values
+        _ = labkit.run_workers(work, n, seg).values
         slots = [(int(p), int(t)) for p, t in seg.array(SLOT, n)]
         return sum(t for _, t in slots), slots       # ...but it ends with the function
 

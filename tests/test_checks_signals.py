@@ -7,6 +7,7 @@ import resource
 import signal
 
 from labkit.checks import signals as checks
+from labkit.checks._shared import first_difference
 from labkit.processes import run
 
 
@@ -17,12 +18,12 @@ def test_a_miscount_is_explained_by_its_likely_cause():
 
 
 def test_the_first_difference_of_two_outputs_is_named():
-    assert checks._first_difference(["a", "x"], ["a", "b"]) == "line 2 is 'x', expected 'b'"
-    assert "stopped after 1 lines; line 2 should be 'b'" in checks._first_difference(
+    assert first_difference(["a", "x"], ["a", "b"]) == "line 2 is 'x', expected 'b'"
+    assert "stopped after 1 lines; line 2 should be 'b'" in first_difference(
         ["a"], ["a", "b"])
-    assert "1 lines too many, from 'c' on" in checks._first_difference(["a", "b", "c"],
+    assert "1 lines too many, from 'c' on" in first_difference(["a", "b", "c"],
                                                                        ["a", "b"])
-    assert checks._first_difference(["a"], ["a"]) == "they are the same"
+    assert first_difference(["a"], ["a"]) == "they are the same"
 
 
 def _cpu_of_burn() -> float:

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from helpers import load_answers
 
-from labkit.checks.race import observed
-from labkit.checks.sync import Deadlock, Unguarded, _Accounts, _Lock
+from labkit.checks._shared import observed
+from labkit.checks.sync import _Accounts, _Lock
+from labkit.errors import Deadlock, Unguarded
 from labkit.processes import run
 
 SOLVED = load_answers("solutions/05_synchronization.ipynb")

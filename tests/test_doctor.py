@@ -28,7 +28,7 @@ def test_a_small_dev_shm_is_flagged_with_the_docker_and_kubernetes_fix(monkeypat
     small = SimpleNamespace(f_blocks=16384, f_bavail=16000, f_frsize=4096)  # 64 MiB
     monkeypatch.setattr(doctor.os, "statvfs", lambda path: small)
     shm = _topics(doctor.diagnose())["/dev/shm"]
-    assert shm.verdict == doctor.WARN and "64.0 MiB" in shm.detail
+    assert shm.verdict == doctor.Verdict.WARN and "64.0 MiB" in shm.detail
     assert "--shm-size" in shm.fix and "emptyDir" in shm.fix
 
 
@@ -36,7 +36,7 @@ def test_low_queue_limits_are_flagged_with_the_sysctl(monkeypatch):
     monkeypatch.setattr(doctor, "mqueue_limits", lambda: {
         "msg_max": 10, "msgsize_max": 8192, "queues_max": 256, "rlimit": 100_000})
     mq = _topics(doctor.diagnose())["message queues"]
-    assert mq.verdict == doctor.WARN and "ulimit -q" in mq.fix
+    assert mq.verdict == doctor.Verdict.WARN and "ulimit -q" in mq.fix
 
 
 def _doctor_with_few_processes():

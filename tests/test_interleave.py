@@ -7,6 +7,8 @@ import matplotlib
 import pytest
 
 from labkit import interleave as il
+from labkit import interleave_model as il_model
+from labkit.errors import LabError
 from labkit.race import RaceResult, Trial
 
 matplotlib.use("agg")
@@ -154,7 +156,7 @@ def test_programs_parse_and_refuse_nonsense():
         il.parse_program("load")
     with pytest.raises(ValueError, match="give a list of 1 to"):
         il.System.of([])
-    with pytest.raises(ValueError, match="processes must be a whole number from 1"):
+    with pytest.raises(ValueError, match="workers must be a whole number from 1"):
         il.counter(0)
 
 
@@ -170,15 +172,25 @@ def test_memory_can_start_elsewhere():
 
 
 def test_too_many_schedules_are_counted_not_listed(monkeypatch):
-    monkeypatch.setattr(il, "MAX_LISTED", 100)
+    monkeypatch.setattr(il_model, "MAX_LISTED", 100)
     with pytest.raises(ValueError, match="has 1,680 schedules, too many to list"):
         list(il.schedules(il.counter(3)))
 
 
 def test_too_many_states_are_sampled_not_counted(monkeypatch):
-    monkeypatch.setattr(il, "MAX_STATES", 50)
-    with pytest.raises(ValueError, match="use sample|draw random schedules with sample"):
+    monkeypatch.setattr(il_model, "MAX_STATES", 50)
+    with pytest.raises(ValueError, match=r"use sample|draw random schedules with sample"):
         il.outcomes(il.counter(3))
+
+
+@pytest.mark.parametrize("system", [il.philosophers(6), il.counter(4, 3), il.locked_counter(5, 3),
+                                    il.philosophers(10), il.counter(10), il.counter(3, 3)],
+                         ids=lambda s: s.title)
+def test_a_model_too_big_to_explore_is_refused_with_what_is_allowed(system):
+    with pytest.raises(LabError, match=r"more than 10,000 states.*at most 10,000.*sample\(\)"):
+        il.outcomes(system)
+    with pytest.raises(LabError, match="too many"):
+        next(il.schedules(system))
 
 
 def test_outcomes_needs_a_variable_the_system_has():
@@ -223,6 +235,13 @@ def _click(ex, *labels):
         ex.buttons[label].click()
 
 
+def test_the_explorer_says_why_a_system_too_big_has_no_distribution():
+    ex = il.explore(workers=6)
+    _click(ex, "All interleavings")
+    assert "too many to count every schedule" in ex.distribution.value
+    assert "sample()" in ex.distribution.value
+
+
 def test_the_explorer_has_stable_labels_and_css_classes():
     ex = il.Explorer(il.counter(3))
     assert list(ex.buttons) == ["Step P0", "Step P1", "Step P2", "Run schedule", "Undo",
@@ -242,7 +261,7 @@ def test_clicking_a_step_button_changes_what_is_shown():
     before = (ex._panels[0].value, ex.so_far.value, ex.message.value)
     _click(ex, "Step P0")
     after = (ex._panels[0].value, ex.so_far.value, ex.message.value)
-    assert all(b != a for b, a in zip(before, after))
+    assert all(b != a for b, a in zip(before, after, strict=True))
     assert ex.trace.schedule == (0,) and "P0: load x -&gt; r0 = 0" in ex.message.value
     assert "▶ add 1" in ex._panels[0].value and "<code>0</code>" in ex.so_far.value
     _click(ex, "Step P0", "Step P1")
@@ -328,7 +347,7 @@ def test_all_interleavings_shows_the_distribution():
 def test_the_explorer_refuses_an_unknown_goal():
     with pytest.raises(ValueError, match="goal must be one of 'lose an update', 'deadlock'"):
         il.Explorer(goal="win")
-    assert il.explore(3, locked=True).system.processes == 3
+    assert il.explore(3, locked=True).system.workers == 3
 
 
 def test_philosophers_deadlock_only_when_each_holds_its_left_lock():
@@ -339,5 +358,5 @@ def test_philosophers_deadlock_only_when_each_holds_its_left_lock():
     for t in stuck:
         assert sorted(t.state.holder(f"L{i}") for i in range(3)) == [0, 1, 2]
     assert il.run(system, "012").deadlocked
-    with pytest.raises(ValueError, match="at least 2 processes"):
+    with pytest.raises(ValueError, match="at least 2 workers"):
         il.philosophers(1)

@@ -57,7 +57,7 @@ from test_browser import (
     sync_api,
 )
 
-from labkit._janitor import MQUEUE_DIR, SHM_DIR
+from labkit.session import MQUEUE_DIR, SHM_DIR
 
 ARTIFACTS = ROOT / "artifacts" / "jupyterhub"
 PROXY = ROOT / ".hub" / "node_modules" / ".bin" / "configurable-http-proxy"

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import socket
 import stat
+from pathlib import Path
 
 import posix_ipc
 import pytest
 
-from labkit import mq, objects
+from labkit import mq, objects, programs, runner
 from labkit.errors import LabError, NoSpaceError, NotSupportedHere
 
 BAD_COUNTS = [0, -1, True, 1.5, "4"]
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("no_descriptor_leaks")
 
 
 def _sockets_left() -> list[str]:
-    from labkit._janitor import SESSION_DIR
+    from labkit.session import SESSION_DIR
 
     folder = SESSION_DIR.made
     return [p.name for p in folder.glob("*.sock")] if folder and folder.is_dir() else []
@@ -206,7 +207,18 @@ def test_the_server_logs_requests_it_cannot_answer():
         requests.send(b"/labkit_no_such_queue\nhello")
         requests.close()
         done = server.wait_served(2)
-    assert [s.status for s in done] == ["bad request: no reply queue", "no such reply queue"]
+    assert [s.status for s in done] == [mq.ServeStatus.BAD_REQUEST, mq.ServeStatus.NO_REPLY_QUEUE]
+    assert [str(s.status) for s in done] == ["bad request: no reply queue", "no such reply queue"]
+
+
+def test_the_servers_are_program_files_started_by_the_one_runner():
+    with mq.mq_server(), mq.socket_server("tcp"):
+        started = [" ".join(r.argv) for r in runner.programs()[-2:]]
+    assert "labkit.programs.mq_server" in started[0]
+    assert "labkit.programs.socket_server" in started[1]
+    folder = Path(programs.__file__).parent
+    for name in ("mq_server", "socket_server", "reach", "serving"):
+        assert (folder / f"{name}.py").read_text().startswith('"""')   # a file one can read
 
 
 def test_a_stopped_server_cannot_be_resumed():

@@ -9,7 +9,7 @@ import time
 import pytest
 
 import labkit
-from labkit import objects, pipes
+from labkit import objects, pipes, pipes_throughput, shm
 from labkit.errors import LabError, LabTimeout, NotSupportedHere
 
 LINUX_PIPE_SIZES = pipes._F_GETPIPE_SZ is not None
@@ -38,14 +38,14 @@ def pipe():
 def test_a_pipe_holds_exactly_what_the_kernel_reports():
     cap = pipes.probe_capacity()
     assert cap.filled == cap.reported == cap.waiting
-    assert cap.reported % pipes.PAGE_SIZE == 0
+    assert cap.reported % shm.PAGE_SIZE == 0
 
 
 @needs_pipe_sizes
 @pytest.mark.parametrize("size", [1, 4096, 10_000, 100_000])
 def test_a_requested_capacity_is_rounded_up_to_a_power_of_two_pages(size):
     cap = pipes.probe_capacity(size=size)
-    pages = cap.reported // pipes.PAGE_SIZE
+    pages = cap.reported // shm.PAGE_SIZE
     assert cap.reported >= size and pages & (pages - 1) == 0
     assert cap.filled == cap.reported and cap.requested == size
 
@@ -81,7 +81,7 @@ def test_bad_pipe_sizes_are_refused_with_the_limit(bad, pipe):
 
 @needs_pipe_sizes
 def test_shrinking_below_what_the_pipe_holds_is_a_clear_error(pipe):
-    r, w = pipe
+    _r, w = pipe
     os.write(w, bytes(20_000))
     with pytest.raises(LabError, match="holds 20000 bytes now") as info:
         pipes.set_pipe_size(w, 4096)
@@ -89,10 +89,10 @@ def test_shrinking_below_what_the_pipe_holds_is_a_clear_error(pipe):
 
 
 def test_only_pipes_have_a_pipe_size(tmp_path, pipe):
-    with open(tmp_path / "plain", "w") as f:
-        with pytest.raises(ValueError, match="is not a pipe or FIFO"):
-            pipes.pipe_size(f.fileno())
-    r, w = pipe
+    with open(tmp_path / "plain", "w") as f, pytest.raises(ValueError,
+                                                        match="is not a pipe or FIFO"):
+        pipes.pipe_size(f.fileno())
+    r, _w = pipe
     os.close(r)
     with pytest.raises(ValueError, match=f"{r} is not an open file descriptor"):
         pipes.bytes_waiting(r)
@@ -128,7 +128,7 @@ def test_the_fill_level_never_exceeds_the_capacity_and_every_byte_arrives():
     assert 0 < trace.max_level <= (trace.capacity or math.inf)
     assert sum(trace.read_sizes) == 96 * 1024
     assert len(trace.write_starts) == len(trace.write_ends) == 24
-    assert all(a <= b for a, b in zip(trace.write_starts, trace.write_ends))
+    assert all(a <= b for a, b in zip(trace.write_starts, trace.write_ends, strict=True))
     assert trace.times == sorted(trace.times) and len(trace.times) == len(trace.levels)
     assert trace.blocked_seconds >= 0
 
@@ -164,7 +164,7 @@ def test_the_detector_finds_torn_writes_in_a_known_stream():
 
 def test_the_detector_counts_every_piece_of_a_torn_write():
     stream = b"AB" * 4 + b"BB"
-    starts, lengths, owners = pipes._runs(stream)
+    _, lengths, owners = pipes._runs(stream)
     assert pipes._pieces(lengths, owners, 2, 1, 4) == [[4], [4]]
 
 
@@ -179,7 +179,7 @@ def test_writes_up_to_pipe_buf_are_never_torn(size):
 def test_large_writes_keep_every_byte_and_each_writers_order():
     result = pipes.interleaving(writers=3, write_size=65536, writes=8)
     assert result.stream_bytes == 3 * 8 * 65536
-    per_writer = [sum(n for n, w in zip(result.run_lengths, result.run_writers) if w == i)
+    per_writer = [sum(n for n, w in zip(result.run_lengths, result.run_writers, strict=True) if w == i)
                   for i in range(3)]
     assert per_writer == [8 * 65536] * 3
     assert all(p >= 1 for row in result.pieces for p in row) and len(result.pieces) == 3
@@ -201,7 +201,7 @@ def test_bad_interleaving_parameters_are_refused(kwargs, message):
 
 
 def test_throughput_reports_medians_and_spread_for_every_size():
-    t = pipes.throughput(sizes=[256, 65536], repeats=3, total=1 << 20, baseline=False)
+    t = pipes.throughput(sizes=[256, 65536], trials=3, total=1 << 20, baseline=False)
     assert t.sizes == [256, 65536] and t.totals == [1 << 20, 1 << 20]
     for size in t.sizes:
         q1, med, q3 = t.quartiles(size)
@@ -212,15 +212,15 @@ def test_throughput_reports_medians_and_spread_for_every_size():
 
 
 def test_the_dd_baseline_runs_side_by_side():
-    t = pipes.throughput(sizes=[65536], repeats=2, total=2 << 20, baseline=True)
+    t = pipes.throughput(sizes=[65536], trials=2, total=2 << 20, baseline=True)
     assert len(t.seconds[0]) == len(t.baseline[0]) == 2
     assert t.ratio(65536) > 0
     assert "lab / dd" in repr(t.table())
 
 
 def test_tiny_writes_are_capped_so_the_sweep_stays_quick():
-    t = pipes.throughput(sizes=[1], repeats=1, total=1 << 20, baseline=False)
-    assert t.totals == [pipes.MAX_WRITES]
+    t = pipes.throughput(sizes=[1], trials=1, total=1 << 20, baseline=False)
+    assert t.totals == [pipes_throughput.MAX_WRITES]
 
 
 @pytest.mark.parametrize("text, seconds", [
@@ -231,7 +231,7 @@ def test_tiny_writes_are_capped_so_the_sweep_stays_quick():
     ("65536 bytes (66 kB, 64 KiB) copied, 2.5e-05 s, 2.6 GB/s", 2.5e-05),
 ])
 def test_dd_summaries_of_gnu_and_bsd_are_understood(text, seconds):
-    found = pipes._DD_SUMMARY.search(text)
+    found = pipes_throughput._DD_SUMMARY.search(text)
     assert found and float(found.group(2)) == seconds
 
 
@@ -239,7 +239,7 @@ def test_dd_summaries_of_gnu_and_bsd_are_understood(text, seconds):
     ({"sizes": []}, "non-empty list"), ({"sizes": "4096"}, "non-empty list"),
     ({"sizes": [0]}, "every write size must be"), ({"sizes": [-1]}, "every write size"),
     ({"sizes": [2**40]}, "every write size"), ({"sizes": [64, 64]}, "must not repeat"),
-    ({"repeats": 0}, "repeats must be"), ({"total": 0}, "total must be"),
+    ({"trials": 0}, "trials must be"), ({"total": 0}, "total must be"),
     ({"total": 2**40}, "total must be"), ({"pin": "fast"}, "pin must be"),
 ])
 def test_bad_throughput_parameters_are_refused(kwargs, message):
@@ -248,14 +248,14 @@ def test_bad_throughput_parameters_are_refused(kwargs, message):
 
 
 def test_a_missing_dd_is_said_clearly(monkeypatch):
-    monkeypatch.setattr(pipes.shutil, "which", lambda name: None)
+    monkeypatch.setattr(pipes_throughput.shutil, "which", lambda name: None)
     with pytest.raises(NotSupportedHere, match="pass baseline=False"):
-        pipes.throughput(sizes=[4096], repeats=1)
+        pipes.throughput(sizes=[4096], trials=1)
 
 
 def test_a_sweep_that_runs_out_of_time_is_stopped():
     with pytest.raises(LabTimeout, match="did not finish in time"):
-        pipes.throughput(sizes=[1], repeats=50, total=1 << 20, baseline=False, timeout=0.3)
+        pipes.throughput(sizes=[1], trials=50, total=1 << 20, baseline=False, timeout=0.3)
 
 
 # --- FIFOs ----------------------------------------------------------------------------
@@ -346,7 +346,7 @@ def test_every_plot_draws_from_the_data_alone():
         pipes.plot_interleaving(pipes.interleaving(writers=2, write_size=8192, writes=4)),
         pipes.plot_tears([pipes.interleaving(writers=2, write_size=s, writes=4)
                           for s in (512, 8192)]),
-        pipes.plot_throughput(pipes.throughput(sizes=[512, 4096], repeats=2, total=1 << 18)),
+        pipes.plot_pipe_throughput(pipes.throughput(sizes=[512, 4096], trials=2, total=1 << 18)),
     ]
     for ax in axes:
         assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()

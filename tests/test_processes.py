@@ -51,7 +51,7 @@ def test_exception_in_the_child_comes_back_with_its_traceback():
     assert not r.returned and r.error_type == "ValueError" and r.status.code == 1
     assert isinstance(r.exception, ValueError)
     with pytest.raises(ChildError, match="raised ValueError: bad input") as info:
-        r.value
+        _ = r.value
     assert "in fails" in info.value.remote_traceback
 
 
@@ -70,13 +70,13 @@ def test_a_child_killed_by_a_signal_is_reported_by_name():
     assert r.status.signal == signal.SIGSEGV and r.status.signal_name == "SIGSEGV"
     assert str(r.status).startswith("killed by SIGSEGV")
     with pytest.raises(ChildError, match="killed by SIGSEGV"):
-        r.value
+        _ = r.value
 
 
 def test_an_unpicklable_return_value_is_a_clear_error():
     r = run(lambda: (lambda: None))
     with pytest.raises(ChildError, match="cannot be pickled"):
-        r.value
+        _ = r.value
 
 
 def test_child_starts_with_default_sigint_in_its_own_group():
@@ -130,7 +130,7 @@ def test_bad_timeouts_are_refused_clearly(bad):
 
 @pytest.mark.parametrize("bad", [0, -3, 1000, 2.5, True])
 def test_bad_worker_counts_are_refused_clearly(bad):
-    with pytest.raises(ValueError, match="n must be a whole number of workers"):
+    with pytest.raises(ValueError, match="workers must be a whole number of workers"):
         run_workers(os.getpid, bad)
 
 
@@ -187,8 +187,8 @@ def test_values_names_the_worker_that_failed():
         return i
 
     results = run_workers(second_fails, 2, show=False)
-    with pytest.raises(ChildError, match="worker 1 .* raised RuntimeError: worker trouble"):
-        results.values
+    with pytest.raises(ChildError, match=r"worker 1 .* raised RuntimeError: worker trouble"):
+        _ = results.values
 
 
 def test_an_interrupt_kills_the_children_and_propagates():
@@ -381,8 +381,8 @@ def test_a_grandchild_cannot_reach_its_parents_result_pipe():
                 if os.path.exists(f"/proc/self/fd/{fd}")]
 
     def parent_side():
-        from labkit import processes
-        mine = os.readlink(f"/proc/self/fd/{processes._result_fd}")
+        from labkit._child import result_fd
+        mine = os.readlink(f"/proc/self/fd/{result_fd()}")
         return mine, run(open_files, show=False).value
 
     mine, grandchild_files = run(parent_side).value
@@ -515,7 +515,7 @@ def test_interrupts_during_forks_are_never_lost(capfd):
 
 
 def test_children_and_programs_start_with_inherited_ignores_reset():
-    from labkit.processes import end_program, start_program
+    from labkit.runner import end_program, start_program
 
     before = signal.signal(signal.SIGQUIT, signal.SIG_IGN)  # as if started under nohup & co
     try:

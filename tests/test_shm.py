@@ -123,7 +123,7 @@ def test_a_read_only_attachment_refuses_writes():
         with pytest.raises(TypeError):
             ro.buf[0] = 1
         assert not ro.array(np.uint8).flags.writeable
-        with pytest.raises(TypeError, match="attached read-only.*from_buffer_copy"):
+        with pytest.raises(TypeError, match=r"attached read-only.*from_buffer_copy"):
             ro.struct(Pair)
 
 
@@ -190,7 +190,7 @@ def test_closing_detaches_keeps_the_name_and_tolerates_live_views():
         assert seg.closed and _exists(seg.name)
         assert view[0] == 5                            # the view keeps its pages mapped
         with pytest.raises(ValueError, match="is closed in this process"):
-            seg.buf
+            _ = seg.buf
         with Segment.attach(seg.name) as again:
             assert again.array(np.int64)[0] == 5
         del view
@@ -391,7 +391,7 @@ def test_an_unrelated_process_reports_how_it_ended():
 
 
 def test_an_unrelated_process_that_hangs_is_killed():
-    with pytest.raises(LabTimeout, match="did not finish in 0.5 s; it was killed"):
+    with pytest.raises(LabTimeout, match=r"did not finish in 0\.5 s; it was killed"):
         shm.run_unrelated("import time; time.sleep(30)", timeout=0.5)
 
 
@@ -411,7 +411,7 @@ def test_a_system_v_segment_is_gone_once_detached():
 
 
 def test_the_copy_benchmark_returns_one_time_per_trial():
-    b = shm.copy_benchmark(1 << 20, 1 << 19, repeats=3)
+    b = shm.copy_benchmark(1 << 20, 1 << 19, trials=3)
     for times in (b.numpy_seconds, b.segment_seconds, b.shared_first, b.shared_again,
                   b.private_first, b.private_again):
         assert len(times) == 3 and all(t > 0 for t in times)
@@ -421,7 +421,7 @@ def test_the_copy_benchmark_returns_one_time_per_trial():
 
 @pytest.mark.parametrize("kwargs", [{"nbytes": 0}, {"segment_bytes": 1000},
                                     {"nbytes": 3 << 20, "segment_bytes": 2 << 20},
-                                    {"repeats": 0}])
+                                    {"trials": 0}])
 def test_bad_benchmark_sizes_are_refused(kwargs):
     with pytest.raises(ValueError):
         shm.copy_benchmark(**kwargs)

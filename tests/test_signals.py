@@ -69,7 +69,7 @@ def test_each_send_is_followed_by_its_handler_run():
     assert isinstance(tl, Timeline) and tl.status == "exited with code 0"
     assert [s for _, s in tl.sent] == ["SIGUSR1", "SIGUSR2", "SIGHUP", "SIGTERM"]
     assert [s for _, s in tl.handled] == ["SIGUSR1", "SIGUSR2", "SIGHUP", "SIGTERM"]
-    for (sent, _), (handled, _) in zip(tl.sent, tl.handled):
+    for (sent, _), (handled, _) in zip(tl.sent, tl.handled, strict=False):
         assert handled >= sent     # one clock for both processes: effects follow causes
     assert tl.receiver_pid != tl.sender_pid == os.getpid()
 
@@ -87,8 +87,8 @@ def test_blocked_signals_wait_and_arrive_once_each_when_unblocked():
 
 def test_a_stopped_receiver_runs_no_handler_until_it_is_continued():
     tl = record_signals(["USR1", "STOP", "USR1", "USR2", "USR1", ("CONT", 0.05)], gap=0.02)
-    sent = dict((s, t) for t, s in reversed(tl.sent))   # first send of each
-    continued = [t for t, s in tl.sent if s == "SIGCONT"][0]
+    sent = {s: t for t, s in reversed(tl.sent)}   # first send of each
+    continued = next(t for t, s in tl.sent if s == "SIGCONT")
     late = [t for t, s in tl.handled if t > sent["SIGSTOP"]]
     assert late and all(t >= continued for t in late)
     assert tl.count("handled", "USR1") <= 2     # the two sent while stopped merged into one
@@ -157,20 +157,21 @@ def test_work_that_raises_still_gives_a_timeline():
 
 
 def test_standard_signals_merge_but_never_multiply():
-    c = coalescing(300, runs=3)
-    assert isinstance(c, Coalescing) and c.runs == 3 and c.sent == 300
-    for delivered, handled in zip(c.delivered, c.handled):
+    c = coalescing(300, trials=3)
+    assert isinstance(c, Coalescing) and c.trials == 3 and c.sent == 300
+    for delivered, handled in zip(c.delivered, c.handled, strict=True):
         assert 1 <= handled <= delivered <= 300
 
 
 def test_real_time_signals_queue_every_one():
-    c = coalescing(300, runs=2, sig="SIGRTMIN")
+    c = coalescing(300, trials=2, sig="SIGRTMIN")
     assert c.delivered == [300, 300]
     assert all(1 <= h <= 300 for h in c.handled)   # Python may still merge handler runs
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"n": 0}, "n must be"), ({"n": 10**6}, "n must be"), ({"runs": 0}, "runs must be"),
+    ({"sent": 0}, "sent must be"), ({"sent": 10**6}, "sent must be"),
+    ({"trials": 0}, "trials must be"),
     ({"sig": "KILL"}, "cannot be caught"), ({"sig": "NOPE"}, "valid signals"),
 ])
 def test_bad_coalescing_input_is_refused(kwargs, message):
@@ -184,7 +185,7 @@ def test_bad_coalescing_input_is_refused(kwargs, message):
 def test_a_stopped_child_makes_no_progress():
     p = stop_and_continue(0.1, 0.3, 0.45, interval=0.01)
     assert isinstance(p, Progress) and p.counts == sorted(p.counts)
-    stopped = [c for c, s in zip(p.counts, p.states) if s in "tT"]
+    stopped = [c for c, s in zip(p.counts, p.states, strict=True) if s in "tT"]
     assert stopped, "the child was never seen stopped"
     assert len(set(stopped[1:])) <= 1    # frozen from the first stopped sample on
     assert p.stopped_at <= p.continued_at

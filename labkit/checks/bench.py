@@ -1,4 +1,4 @@
-"""Checks for the exercises of lesson 07 (performance).
+"""Checks for the exercises of lesson 07 (performance); the ring's are in checks/bench_ring.
 
 Timings decide nothing here unless a check compares the answer with its own
 reference, measured the same way, in fresh processes, in alternation with the
@@ -27,7 +27,7 @@ import struct
 import time
 from typing import Any
 
-from .. import bench, checking
+from .. import bench, bench_harness, checking
 from ..checking import (
     Attempt,
     CheckFailed,
@@ -39,11 +39,12 @@ from ..checking import (
     expect_clean,
     launch,
 )
+from ..processes import start
 
 # --- a notebook shared by the check and the answer's processes -------------------------
 
 
-class _Board:
+class Board:
     """Named 8-byte fields in an anonymous shared mapping, inherited through fork."""
 
     FIELDS: tuple[str, ...] = ()
@@ -99,7 +100,7 @@ def _address(view: Any) -> int | None:
         return None
 
 
-def _in_shared_memory(view: Any) -> bool:
+def in_shared_memory(view: Any) -> bool:
     addr = _address(view)
     return addr is not None and any(lo <= addr < hi for lo, hi in _shared_ranges())
 
@@ -109,7 +110,7 @@ def _in_shared_memory(view: Any) -> bool:
 ROUND_TRIP = Exercise("07.round_trip", "Measure a round trip yourself", timeout=60)
 
 
-class _EchoBoard(_Board):
+class _EchoBoard(Board):
     FIELDS = ("calls", "pid", "cpus", "parent_cpus", "t_warm", "t_last")
 
 
@@ -154,37 +155,41 @@ class _Echo:
         return message
 
 
+def _echo_child(down_r: int, down_w: int, up_r: int, up_w: int, cpu: int, echo: Any) -> None:
+    os.sched_setaffinity(0, {cpu})
+    os.close(down_w)
+    os.close(up_r)
+    while message := os.read(down_r, 1):
+        os.write(up_w, echo(message))
+
+
 def _reference_round_trip(n: int, cpus: tuple[int, int], echo: Any) -> list[float]:
     """The check's own measurement: two pipes, a pinned child that calls echo, n timed."""
     down_r, down_w = os.pipe()
     up_r, up_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.sched_setaffinity(0, {cpus[1]})
-            os.close(down_w)
-            os.close(up_r)
-            while message := os.read(down_r, 1):
-                os.write(up_w, echo(message))
-            code = 0
-        finally:
-            os._exit(code)
+    try:
+        child = start(_echo_child, down_r, down_w, up_r, up_w, cpus[1], echo, timeout=60,
+                      show=False, name="the check's echo")
+    except BaseException:
+        for fd in (down_r, down_w, up_r, up_w):
+            os.close(fd)
+        raise
     os.close(down_r)
     os.close(up_w)
     os.sched_setaffinity(0, {cpus[0]})
     times = []
-    try:
-        for k in range(_WARM_UP + n):
-            began = time.perf_counter_ns()
-            os.write(down_w, b"x")
-            os.read(up_r, 1)
-            if k >= _WARM_UP:
-                times.append((time.perf_counter_ns() - began) / 1e9)
-    finally:
-        os.close(down_w)
-        os.close(up_r)
-        os.waitpid(pid, 0)
+    with child:
+        try:
+            for k in range(_WARM_UP + n):
+                began = time.perf_counter_ns()
+                os.write(down_w, b"x")
+                os.read(up_r, 1)
+                if k >= _WARM_UP:
+                    times.append((time.perf_counter_ns() - began) / 1e9)
+        finally:
+            os.close(down_w)
+            os.close(up_r)
+        child.wait().raise_if_failed()  # the echo failed: say why
     return times
 
 
@@ -207,13 +212,13 @@ def _times(attempt: Attempt, n: int) -> list[float]:
 def _run_round_trip(answer: Any, n: int, cpus: tuple[int, int]) -> tuple[Attempt, _EchoBoard]:
     expect(callable(answer), f"expected a function, got {answer!r}")
     board = _EchoBoard()
-    attempt = _watched(answer, (n, cpus, _Echo(board, n)), lambda: board.calls,
+    attempt = watched(answer, (n, cpus, _Echo(board, n)), lambda: board.calls,
                        lambda: _still(board.calls, _WARM_UP + n))
     return attempt, board
 
 
 def _still(calls: int, total: int) -> str:
-    head = f"nothing happened for {_STALL:g} s and round_trip was stopped: "
+    head = f"nothing happened for {STALL:g} s and round_trip was stopped: "
     if calls == total:
         return (head + f"all {total} round trips were done, but it had not returned: is the "
                 "child still waiting for more input, because a write end of its pipe is "
@@ -351,7 +356,7 @@ FASTEST = Exercise("07.fastest", "Choose the fastest mechanism, and show it", ti
 
 
 def _usable(size: int) -> set[str]:
-    limit = bench._mq_size_limit()
+    limit = bench_harness.mq_size_limit()
     return {m for m in bench.MECHANISMS if m != "mqueue" or 0 < size <= limit}
 
 
@@ -372,7 +377,7 @@ def _choice(attempt: Attempt, workload: dict) -> tuple[str, dict]:
     return choice, figures
 
 
-class _Readings(_Board):
+class _Readings(Board):
     """What the answer read from its own bench runs, per mechanism: the value and the size."""
 
     FIELDS = tuple(f"{what}_{m}" for m in bench.MECHANISMS
@@ -439,9 +444,9 @@ def _measure(workload: dict) -> dict[str, float]:
     usable = [m for m in bench.MECHANISMS if m in _usable(workload["size"])]
     size, count = workload["size"], workload["count"]
     if workload["pattern"] == "request-response":
-        s = bench.round_trips(usable, n=count, size=size, repeats=3)
+        s = bench.round_trips(usable, n=count, size=size, trials=3)
         return {m: s.round_trip(m) for m in usable}
-    s = bench.sweep(usable, sizes=[size], repeats=3, round_trips=0, total=size * count,
+    s = bench.sweep(usable, sizes=[size], trials=3, round_trips=0, total=size * count,
                     max_messages=count, baseline=False)
     return {m: s.per_message(m, size) for m in usable}
 
@@ -546,132 +551,14 @@ def _(answer):
                "3 apart")
 
 
-# --- 07.ring --------------------------------------------------------------------------
-
-RING = Exercise("07.ring", "A zero-copy shared-memory ring that beats a pipe", timeout=120)
+# --- watching an answer move --------------------------------------------------------
 
 
-class _RingBoard(_Board):
-    FIELDS = ("t_first", "t_last", "consumed", "errors", "first_bad", "producer", "consumer",
-              "produced_in_shm", "consumed_in_shm", "views_ok", "produced")
-
-
-class _Produce:
-    """Writes message i in place: its number in the first 8 bytes, then i % 251 throughout.
-
-    With ``slow`` it takes that long over message 0: a consumer that does not wait
-    for a full slot reads it before it is written.
-    """
-
-    def __init__(self, board: _RingBoard, size: int, slow: float = 0.0) -> None:
-        self.board, self.size, self.slow = board, size, slow
-
-    def __call__(self, i: int, view: Any) -> None:
-        import numpy as np
-
-        b = self.board
-        if i == 0:
-            b.set("t_first", time.perf_counter())
-            b.set("producer", os.getpid())
-            b.set("produced_in_shm", int(_in_shared_memory(view)))
-            time.sleep(self.slow)
-        data = np.frombuffer(view, dtype=np.uint8)
-        if data.size != self.size:
-            b.set("views_ok", -1)
-            return
-        data[8:] = i % 251
-        struct.pack_into("q", view, 0, i)
-        b.set("produced", i + 1)
-
-
-class _Consume:
-    """Checks message i where it lies (header and a few bytes).
-
-    With ``dawdle`` it holds message 1 until the producer has written the message
-    that would reuse its slot, or ``dawdle`` seconds have passed: a producer that
-    does not wait for a free slot overwrites it meanwhile, however busy the machine.
-    """
-
-    def __init__(self, board: _RingBoard, size: int, count: int, dawdle: float = 0.0,
-                 slots: int = 1) -> None:
-        self.board, self.size, self.count, self.dawdle = board, size, count, dawdle
-        self.lap = 2 + slots     # produced messages once message 1 + slots is written
-
-    def __call__(self, i: int, view: Any) -> None:
-        b = self.board
-        if i == 0:
-            b.set("consumer", os.getpid())
-            b.set("consumed_in_shm", int(_in_shared_memory(view)))
-        if i == 1 and self.dawdle:
-            until = time.monotonic() + self.dawdle
-            while b.produced < self.lap and time.monotonic() < until:
-                time.sleep(0.001)
-        ok = len(view) == self.size and struct.unpack_from("q", view, 0)[0] == i and all(
-            view[k] == i % 251 for k in (8, self.size // 2, self.size - 1))
-        if i != b.consumed:
-            ok = False                # out of order, or a message skipped
-        if not ok and not b.errors:
-            b.set("first_bad", i)
-        b.set("errors", b.errors + (not ok))
-        b.set("consumed", b.consumed + 1)
-        if i == self.count - 1:
-            b.set("t_last", time.perf_counter())
-
-
-def _pipe_transfer(count: int, size: int, slots: int, produce: Any, consume: Any) -> None:
-    """The check's reference: the same messages through a pipe (two copies each)."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.close(w)
-            buf = memoryview(bytearray(size))
-            for i in range(count):
-                got = 0
-                while got < size:
-                    n = os.readv(r, [buf[got:]])
-                    if not n:
-                        raise EOFError
-                    got += n
-                consume(i, buf)
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(r)
-    buf = memoryview(bytearray(size))
-    try:
-        for i in range(count):
-            produce(i, buf)
-            sent = 0
-            while sent < size:
-                sent += os.write(w, buf[sent:])
-    finally:
-        os.close(w)
-        os.waitpid(pid, 0)
-
-
-def _ring(answer: Any, count: int, size: int, slots: int, dawdle: float = 0.0,
-          slow: float = 0.0, timeout: float | None = None) -> tuple[Attempt, _RingBoard]:
-    """Run ring_transfer with the check's produce and consume, watching it move.
-
-    A ring in which nothing moves for _STALL seconds is stopped, and the check says
-    who was waiting for what; the later checks do not run it again.
-    """
-    expect(callable(answer), f"expected a function, got {answer!r}")
-    board = _RingBoard()
-    attempt = _watched(answer, (count, size, slots, _Produce(board, size, slow),
-                                _Consume(board, size, count, dawdle, slots)),
-                       lambda: board.produced + board.consumed,
-                       lambda: _stalled(board.produced, board.consumed, count), timeout)
-    return attempt, board
-
-
-def _watched(answer: Any, args: tuple, progress: Any, why: Any,
+def watched(answer: Any, args: tuple, progress: Any, why: Any,
              timeout: float | None = None) -> Attempt:
     """``call(answer, *args)``, watching ``progress()`` while it runs.
 
-    If it stands still for _STALL seconds the answer is killed and the check
+    If it stands still for STALL seconds the answer is killed and the check
     fails with ``why()``; the later checks of the exercise do not run it again.
     """
     with launch(answer, *args, timeout=timeout) as running:
@@ -680,7 +567,7 @@ def _watched(answer: Any, args: tuple, progress: Any, why: Any,
             now, moved = time.monotonic(), progress()
             if moved != seen:
                 since, seen = now, moved
-            elif now - since > _STALL:
+            elif now - since > STALL:
                 stopped = why()
                 running.send_signal("SIGKILL")
                 with contextlib.suppress(CheckFailed, NotDone):
@@ -690,121 +577,4 @@ def _watched(answer: Any, args: tuple, progress: Any, why: Any,
         return running.finish()
 
 
-_STALL = 3.0   # seconds an answer may stand still (the check's own pauses are shorter)
-
-
-def _stalled(produced: int, consumed: int, count: int) -> str:
-    head = f"nothing moved for {_STALL:g} s and the ring was stopped: "
-    if consumed == count:
-        return (head + "every message had been consumed, but ring_transfer had not returned: "
-                "does the consumer end, and is it waited for?")
-    if produced == 0:
-        return (head + "not one message had been written: is the producer waiting for a "
-                "free slot, when none is free at the start?")
-    if consumed == produced:
-        return (head + f"{produced} messages were written and consumed, then the producer "
-                "waited for a free slot that was never handed back: the consumer must hand "
-                "each slot back once it has consumed it")
-    return (head + f"{produced} messages were written but only {consumed} consumed: the "
-            "consumer waited for a message it was never told about (announce each written "
-            "slot)")
-
-
-def _delivered(attempt: Attempt, board: _RingBoard, count: int) -> None:
-    attempt.value  # noqa: B018 - a failed check if the answer raised
-    expect(board.views_ok == 0, "produce got a view of the wrong size: give it exactly "
-                                "`size` bytes of the slot")
-    expect(board.consumed == count, f"consume was called {board.consumed} times for {count} "
-                                    "messages")
-    expect(board.errors == 0, f"{board.errors} of {count} messages arrived wrong, the first "
-                              f"being message {board.first_bad}: overwritten before it was "
-                              "consumed, out of order, or not the slot it was written to")
-
-
-_ZERO_COPY = ("Shared memory is fast because nothing is copied through the kernel: both "
-              "processes read and write the same pages. A copy on either side, or a "
-              "reader that works on bytes() of a slot, gives that up.")
-_HAND_OFF = ("Two counting semaphores hand the slots back and forth: one counts the free "
-             "slots (the producer waits on it), the other the written ones (the consumer "
-             "waits on it). A slot is handed back only when its reader is done with it.")
-
-
-@RING.check("every message arrives whole and in order", points=2,
-            hint="Message i goes into slot i modulo the number of slots, each slot `size` "
-                 "bytes long, and the consumer, a child process, takes them in the same "
-                 "order.",
-            concept=_HAND_OFF)
-def _(answer):
-    attempt, board = _ring(answer, 20, 1 << 16, 4)
-    _delivered(attempt, board, 20)
-    expect(board.consumer not in (0, board.producer), "produce and consume ran in the same "
-                                                      "process: the consumer must be a child")
-    board.close()
-
-
-@RING.check("zero copy: produce and consume work inside the shared memory", points=2,
-            hint="Hand produce and consume a view of the slot in the segment (a memoryview "
-                 "slice), never a copy of its bytes.",
-            concept=_ZERO_COPY)
-def _(answer):
-    attempt, board = _ring(answer, 6, 1 << 16, 2)
-    _delivered(attempt, board, 6)
-    expect(board.produced_in_shm == 1, "produce got memory that is not the shared segment: a "
-                                       "copy that nobody else can see")
-    expect(board.consumed_in_shm == 1, "consume got a copy of the message, not the slot in "
-                                       "shared memory itself")
-    board.close()
-
-
-@RING.check("a slot is read only once written, and reused only once consumed", points=2,
-            hint="The producer waits for a free slot before writing, the consumer for a "
-                 "written one before reading; a slot becomes free only after consume has "
-                 "returned.",
-            concept=_HAND_OFF)
-def _(answer):
-    # a slow reader: a producer that does not wait for a free slot laps it
-    attempt, board = _ring(answer, 8, 4096, 2, dawdle=0.3)
-    _delivered(attempt, board, 8)
-    board.close()
-    attempt, board = _ring(answer, 5, 4096, 1)
-    _delivered(attempt, board, 5)
-    board.close()
-    # a slow writer: a consumer that does not wait for a written slot reads it too soon
-    attempt, board = _ring(answer, 3, 4096, 2, slow=0.1)
-    _delivered(attempt, board, 3)
-    board.close()
-
-
-@RING.check("faster than a pipe with 1 MiB messages", points=3,
-            hint="No copies and no system call per byte: produce and consume work in the "
-                 "slots themselves; only the two semaphore operations per message remain.",
-            concept=_ZERO_COPY)
-def _(answer):
-    count, size, slots = 32, 1 << 20, 4
-    ring, pipe = [], []
-    for _ in range(5):    # alternate, so a busy moment of the machine hits both
-        attempt, board = _ring(answer, count, size, slots, timeout=3 * checking.CALL_TIMEOUT)
-        _delivered(attempt, board, count)
-        ring.append(count * size / (board.t_last - board.t_first))
-        board.close()
-        ref = _RingBoard()
-        reference = call(_pipe_transfer, count, size, slots, _Produce(ref, size),
-                         _Consume(ref, size, count))
-        reference.value  # noqa: B018 - raises if the reference failed
-        pipe.append(count * size / (ref.t_last - ref.t_first))
-        ref.close()
-    a, b = statistics.median(ring), statistics.median(pipe)
-    expect(a > b, f"your ring moved {a / 1e9:.2f} GB/s, a pipe {b / 1e9:.2f} GB/s (medians "
-                  "of 5 runs each, taken in turn)")
-
-
-@RING.check("the segment, the semaphores and the child are gone afterwards",
-            hint="Create the segment and the semaphores in with blocks, and wait for the "
-                 "consumer before they end.",
-            concept="Named objects outlive the processes that made them: whoever creates one "
-                    "removes it, on every way out.")
-def _(answer):
-    attempt, board = _ring(answer, 4, 4096, 2)
-    _delivered(attempt, board, 4)
-    expect_clean(attempt)
-    board.close()
+STALL = 3.0   # seconds an answer may stand still (the check's own pauses are shorter)

@@ -1,9 +1,10 @@
 """Checks for the exercises of lesson 02 (pipes and named pipes).
 
 Every answer runs in a process of its own, started with
-:func:`~labkit.checking.launch` (as :func:`~labkit.checking.call` does). Where an answer reads from a pipe, the data comes from a feeder child
-that waits until the pipe is empty before each next piece, so short reads
-happen for certain, not by luck; and the answer's process never holds a write
+:func:`~labkit.checking.launch` (as :func:`~labkit.checking.call` does). Where
+an answer reads from a pipe, the data comes from a feeder child that waits
+until the pipe is empty before each next piece, so short reads happen for
+certain, not by luck; and the answer's process never holds a write
 end, so end of file can come.
 
 An answer that hangs is looked at just before it is stopped: what each of its
@@ -17,6 +18,7 @@ own process, the ``os.write`` calls that reach the server's FIFO.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import random
 import shlex
@@ -24,7 +26,6 @@ import signal
 import struct
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import psutil
@@ -43,6 +44,8 @@ from ..checking import (
 )
 from ..pipes import PIPE_BUF, bytes_waiting, fifo_server
 from ..processes import start
+from ..runner import end_program, start_program
+from ..waiting import Deadline, wait_until
 
 # --- what a hanging answer was waiting for --------------------------------------------
 
@@ -203,11 +206,10 @@ def _frame(data: bytes) -> bytes:
 def _feed(r: int, w: int, pieces: list[bytes]) -> None:
     """Write each piece once the reader has taken everything before it."""
     os.close(r)
-    deadline = time.monotonic() + 4 * checking.CALL_TIMEOUT
+    deadline = Deadline(4 * checking.CALL_TIMEOUT)
     for n, piece in enumerate(pieces):
         if n:
-            while bytes_waiting(w) and time.monotonic() < deadline:
-                time.sleep(0.0005)
+            wait_until(lambda: not bytes_waiting(w), deadline.left(), None, every=0.0005)
         try:
             os.write(w, piece)
         except BrokenPipeError:
@@ -237,8 +239,13 @@ def _received(answer, pieces: list[bytes], times: int):
 
 
 def _shell(command: str) -> str:
-    return subprocess.run(command, shell=True, capture_output=True, text=True,
-                          check=False).stdout
+    """What the shell prints for ``command``: the reference a pipeline is compared with."""
+    proc = start_program(["sh", "-c", command], 60, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        return proc.communicate(timeout=60)[0]
+    finally:
+        end_program(proc)
 
 
 def _result_triple(got, call_text: str) -> tuple:
@@ -313,7 +320,7 @@ def _(answer):
     got = _call(answer, _shout, messages, timeout=2 * checking.CALL_TIMEOUT).value
     expect(isinstance(got, list) and len(got) == len(messages),
            f"expected {len(messages)} replies, got {len(got) if isinstance(got, list) else got!r}")
-    wrong = [n for n, (g, m) in enumerate(zip(got, messages)) if g != m.upper()]
+    wrong = [n for n, (g, m) in enumerate(zip(got, messages, strict=True)) if g != m.upper()]
     expect(not wrong, f"{len(wrong)} replies were wrong, the first at index {wrong[:1]}")
 
 
@@ -474,10 +481,10 @@ def _(answer):
     body = random.Random(2).randbytes(3000)
     data = _frame(body)
     cuts = [0, 1, 2, 4, 5, 100, 1000, 1001, 2500, len(data)]
-    sizes = ", ".join(str(b - a) for a, b in zip(cuts, cuts[1:]))
+    sizes = ", ".join(str(b - a) for a, b in itertools.pairwise(cuts))
     why = (f"the message arrived in pieces of {sizes} bytes, so a read returned fewer bytes "
            "than asked (a short read)")
-    got = _explained(_received(answer, [data[a:b] for a, b in zip(cuts, cuts[1:])], 1), why)
+    got = _explained(_received(answer, [data[a:b] for a, b in itertools.pairwise(cuts)], 1), why)
     expect(got == [body], f"recv_message returned {_describe(got[0])}, expected the "
                           f"3000-byte message: {why}")
 
@@ -654,7 +661,7 @@ def _(answer):
 def _(answer):
     with fifo_server(lifetime=30) as server:
         for q in ("one", "two"):
-            _ask(answer, server, q).value
+            _ = _ask(answer, server, q).value   # raises CheckFailed if it failed
     paths = [p for _, p in server.served]
     expect(len(set(paths)) == 2, f"two calls used the same reply FIFO {paths[0]!r}: make a "
                                  "fresh name each time (a fixed name can be taken by someone "
@@ -665,7 +672,7 @@ def _(answer):
         running = [stack.enter_context(launch(answer, str(server.path), q, timeout=limit))
                    for q in questions]
         got = [_finish(r, limit, f"ask(server, {q!r})").value
-               for r, q in zip(running, questions)]
+               for r, q in zip(running, questions, strict=True)]
     want = [q.upper() for q in questions]
     expect(got == want, f"the three clients got {got!r}, expected {want!r}")
 

@@ -20,18 +20,19 @@ import functools
 import gc
 import mmap
 import os
-import re
 import signal
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import posix_ipc
 
-from .._janitor import SESSION_PID, SHM_DIR, unlink_name
+from .._janitor import unlink_name
 from ..checking import Attempt, CheckFailed, Exercise, call, expect
-from ..shm import Segment
+from ..segment import Segment
+from ..session import SESSION_PID, SHM_DIR, parse_lab_name
+from ..waiting import wait_until
+from ._shared import pair
 
 
 class Reading(ctypes.Structure):
@@ -89,9 +90,6 @@ def _elsewhere(answer: Any, name: str, *args: Any) -> tuple:
         taken.close()
 
 
-_LAB = re.compile(r"(?:sem\.)?labkit_\d+_(\d+)_")
-
-
 def _entries() -> set[str]:
     """Entries of /dev/shm that an answer run from this session could have made.
 
@@ -101,8 +99,8 @@ def _entries() -> set[str]:
     """
     found = set()
     for entry in os.listdir(SHM_DIR) if SHM_DIR.is_dir() else []:
-        m = _LAB.match(entry)
-        if entry.startswith("sem.mp-") or (m and int(m.group(1)) != SESSION_PID):
+        owner = parse_lab_name(entry)
+        if entry.startswith("sem.mp-") or (owner and owner[1] != SESSION_PID):
             continue
         found.add(entry)
     return found
@@ -126,10 +124,14 @@ class _Outcome:
 
     @property
     def value(self) -> Any:
+        self.expect_returned()
+        return self._report[1]
+
+    def expect_returned(self) -> None:
+        """A failed check unless the call returned (when its value is not needed)."""
         how, value, _ = self._report
         if how == "raised":
             raise CheckFailed(f"your function raised {value}")
-        return value
 
     @property
     def pid(self) -> int:
@@ -190,13 +192,6 @@ def _expect_tidy(outcome: _Outcome, who: str) -> None:
     expect(not problems, f"{who} did not clean up: " + "; ".join(problems))
 
 
-def _pair(answer: Any, first: str, second: str) -> tuple[Any, Any]:
-    expect(isinstance(answer, tuple) and len(answer) == 2,
-           f"pass both functions as a pair: labkit.check(..., ({first}, {second})), "
-           f"got {answer!r}")
-    return answer
-
-
 def _check_segment(size: int) -> Segment:
     return Segment.create(size, label="check")
 
@@ -234,9 +229,9 @@ _LAYOUT = ("Shared memory is only bytes: two programs understand each other beca
               hint="Attach the segment by its name, lay a Reading over its first bytes, and "
                    "set the fields through that view.", concept=_LAYOUT)
 def _(answer):
-    publish, _ = _pair(answer, "publish", "read_record")
+    publish, _ = pair(answer, "publish", "read_record")
     with _check_segment(ctypes.sizeof(Reading)) as seg:
-        _run(publish, seg.name, 7, 21.5, b"degC").value
+        _run(publish, seg.name, 7, 21.5, b"degC").expect_returned()
         got = _record_of(seg)
     want = (7, 1, 21.5, b"degC")
     expect(got == want, f"after publish(name, 7, 21.5, b'degC') on a fresh segment, another "
@@ -248,10 +243,10 @@ def _(answer):
               hint="count counts the publishes: add one to what the segment already holds; "
                    "the other fields are overwritten.", concept=_LAYOUT)
 def _(answer):
-    publish, _ = _pair(answer, "publish", "read_record")
+    publish, _ = pair(answer, "publish", "read_record")
     with _check_segment(ctypes.sizeof(Reading)) as seg:
-        _run(publish, seg.name, 1, 1.0, b"V").value
-        _run(publish, seg.name, 2, -0.5, b"mV").value
+        _run(publish, seg.name, 1, 1.0, b"V").expect_returned()
+        _run(publish, seg.name, 2, -0.5, b"mV").expect_returned()
         got = _record_of(seg)
     want = (2, 2, -0.5, b"mV")
     expect(got == want, f"after two publishes (sensor 1, then sensor 2 with -0.5 mV) the "
@@ -266,7 +261,7 @@ def _(answer):
               concept="A view into a mapping is only valid while the mapping is; a copy "
                       "survives the detach.")
 def _(answer):
-    _, read_record = _pair(answer, "publish", "read_record")
+    _, read_record = pair(answer, "publish", "read_record")
     with _check_segment(ctypes.sizeof(Reading)) as seg:
         record = seg.struct(Reading)
         record.sensor, record.count, record.value, record.unit = 3, 5, -1.25, b"kPa"
@@ -282,9 +277,9 @@ def _(answer):
               hint="Both functions must use the same layout: the Reading structure at "
                    "offset 0.", concept=_LAYOUT)
 def _(answer):
-    publish, read_record = _pair(answer, "publish", "read_record")
+    publish, read_record = pair(answer, "publish", "read_record")
     with _check_segment(ctypes.sizeof(Reading)) as seg:
-        _run(publish, seg.name, 11, 3.5, b"Hz").value
+        _run(publish, seg.name, 11, 3.5, b"Hz").expect_returned()
         got = _run(read_record, seg.name).value
     want = (11, 1, 3.5, b"Hz")
     expect(isinstance(got, (tuple, list)) and tuple(got) == want,
@@ -298,12 +293,12 @@ def _(answer):
               concept="Attaching and detaching are this process's business; the name belongs "
                       "to the creator, and other processes still use it.")
 def _(answer):
-    publish, read_record = _pair(answer, "publish", "read_record")
+    publish, read_record = pair(answer, "publish", "read_record")
     with _check_segment(ctypes.sizeof(Reading)) as seg:
         for fn, args, who in ((publish, (seg.name, 4, 2.0, b"s"), "publish"),
                               (read_record, (seg.name,), "read_record")):
             outcome = _run(fn, *args)
-            outcome.value
+            outcome.expect_returned()
             expect(os.path.exists(seg.path), f"the segment no longer exists after {who}: it "
                    "belongs to the caller; detach from it, do not unlink it")
             _expect_tidy(outcome, who)
@@ -333,7 +328,7 @@ def _parts(data: np.ndarray, n: int) -> list[int]:
                     hint="Add up the slot totals after every worker has ended.")
 def _(answer):
     data = np.random.default_rng(3).integers(-10**6, 10**6, 100_001)
-    _, total, slots = _sum_case(answer, data, 4)
+    _, total, _ = _sum_case(answer, data, 4)
     expect(total == int(data.sum()), f"parallel_sum returned total {total!r}; the numbers "
                                      f"add up to {int(data.sum())}")
 
@@ -422,7 +417,7 @@ def _lay_out(seg: Segment, values: list[int], seed: int) -> None:
     """Write a list with the nodes in a shuffled order, as any builder might."""
     slots = np.random.default_rng(seed).permutation(max(2 * len(values), 1))[:len(values)]
     offsets = [8 + 16 * int(s) for s in slots]
-    for value, here, after in zip(values, offsets, [*offsets[1:], 0]):
+    for value, here, after in zip(values, offsets, [*offsets[1:], 0], strict=False):
         node = seg.struct(Node, here)
         node.value, node.next = value, after
         del node
@@ -434,10 +429,10 @@ def _lay_out(seg: Segment, values: list[int], seed: int) -> None:
                         "the offset of the following node, 0 for the last. Offsets count from "
                         "the start of the segment: never store an address.", concept=_OFFSETS)
 def _(answer):
-    build, _ = _pair(answer, "build_list", "walk_list")
+    build, _ = pair(answer, "build_list", "walk_list")
     values = [5, -3, 8, 2**40]
     with _list_segment(len(values)) as seg:
-        _run(build, seg.name, values).value
+        _run(build, seg.name, values).expect_returned()
         got = _walk_offsets(seg)
     expect(got == values, f"after build_list(name, {values}) another process walking the "
                           f"offsets finds {got}")
@@ -448,7 +443,7 @@ def _(answer):
                         "own mapping, take its value, move to its next; stop at 0. The nodes "
                         "need not be in order.", concept=_OFFSETS)
 def _(answer):
-    _, walk = _pair(answer, "build_list", "walk_list")
+    _, walk = pair(answer, "build_list", "walk_list")
     values = [10, 20, 30, 40, 50, 60]
     with _list_segment(len(values)) as seg:
         _lay_out(seg, values, seed=7)
@@ -466,13 +461,13 @@ def _(answer):
 @LINKED_LIST.check("an empty list has a head of 0, both ways",
                    hint="An empty list is a header of 0, and walking it gives an empty list.")
 def _(answer):
-    build, walk = _pair(answer, "build_list", "walk_list")
+    build, walk = pair(answer, "build_list", "walk_list")
     with _list_segment(0) as seg:
         _lay_out(seg, [], seed=0)
         got = _run(walk, seg.name).value
         expect(got == [], f"walk_list returned {got!r} for an empty list (0 at offset 0)")
         seg.buf[:8] = b"\xff" * 8     # garbage, which build_list must overwrite
-        _run(build, seg.name, []).value
+        _run(build, seg.name, []).expect_returned()
         head = ctypes.c_int64.from_buffer_copy(seg.buf, 0).value
     expect(head == 0, f"build_list(name, []) left {head:#x} at offset 0; expected 0")
 
@@ -483,11 +478,11 @@ def _(answer):
                         "and keep no views. And the list must make sense wherever the walking "
                         "process maps the segment.", concept=_OFFSETS)
 def _(answer):
-    build, walk = _pair(answer, "build_list", "walk_list")
+    build, walk = pair(answer, "build_list", "walk_list")
     values = list(range(100, 120))
     with _list_segment(len(values)) as seg:
         built = _run(build, seg.name, values)
-        built.value
+        built.expect_returned()
         expect(os.path.exists(seg.path), "the segment no longer exists after build_list: it "
                                          "belongs to the caller; detach from it, do not "
                                          "unlink it")
@@ -537,12 +532,8 @@ def _meet(i: int, name: str, count: int) -> None:
     """Say "here" in byte i, wait for all ``count`` workers, then mark byte count + i."""
     with Segment.attach(name) as seg:
         seg.buf[i] = 1
-        deadline = time.monotonic() + 1.5
-        while time.monotonic() < deadline:
-            if all(seg.buf[:count]):
-                seg.buf[count + i] = 1
-                return
-            time.sleep(0.002)
+        if wait_until(lambda: all(seg.buf[:count]), 1.5, None, every=0.002):
+            seg.buf[count + i] = 1
 
 
 def _fails(i: int, name: str, how: str) -> None:

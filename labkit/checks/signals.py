@@ -13,6 +13,8 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Sequence
+from types import FrameType
 
 import psutil
 
@@ -29,20 +31,15 @@ from ..checking import (
 )
 from ..errors import LabError
 from ..processes import to_signal
-from ..signals import replay, send_and_settle, signal_state
-
-__all__ = ["PUZZLE_TARGET", "gatekeeper"]
-
-
-def _callable(answer) -> None:
-    expect(callable(answer), f"expected a function, got {answer!r}")
-
+from ..signals import PUZZLE_TARGET, gatekeeper, replay, send_and_settle, signal_state
+from ..waiting import Deadline, wait_until
+from ._shared import expect_function, first_difference
 
 _SETTLE = 1.0  # seconds an answer may take from installing its handlers to sleeping
 _START = 3.0   # seconds an answer may take to install its handlers at all
 
 
-def _await_waiting(pid: int, caught: list[str], blocked_ok: list[str] = ()) -> None:
+def _await_waiting(pid: int, caught: list[str], blocked_ok: Sequence[str] = ()) -> None:
     """Wait until the answer catches ``caught`` (or blocks those in ``blocked_ok``) and sleeps.
 
     An answer that has its handlers but keeps running is busy-waiting, and one asleep
@@ -147,7 +144,7 @@ def _explain_death(attempt) -> None:
                      "code; it can only pass on what it learnt through a variable that the "
                      "waiting code also sees (nonlocal or global).")
 def _(answer):
-    _callable(answer)
+    expect_function(answer)
     got = _count_run(answer, 5, paced=True).value
     expect(got == 5, f"five SIGUSR1 were sent, each after the one before had been handled, "
                      f"then SIGTERM; your function returned {got!r}, expected 5"
@@ -160,7 +157,7 @@ def _(answer):
              concept="Without a handler, SIGTERM's default action ends the whole process, "
                      "and nothing of your function runs after it.")
 def _(answer):
-    _callable(answer)
+    expect_function(answer)
     got = _count_run(answer, 0, paced=True).value
     expect(got == 0, f"only SIGTERM was sent; your function returned {got!r}, expected 0"
                      f"{_miscount(got, 0)}")
@@ -172,7 +169,7 @@ def _(answer):
              concept="The kernel keeps one pending bit per standard signal, not a counter: "
                      "a burst can only be seen as fewer signals, never as more.")
 def _(answer):
-    _callable(answer)
+    expect_function(answer)
     got = _count_run(answer, 300, paced=False).value
     expect(isinstance(got, int) and 1 <= got <= 300,
            f"300 SIGUSR1 were sent as fast as possible; your function returned {got!r}: "
@@ -185,9 +182,9 @@ def _(answer):
              concept="Signal handlers belong to the whole process; a function that changes "
                      "them borrows them and must give them back.")
 def _(answer):
-    _callable(answer)
+    expect_function(answer)
     attempt = _count_run(answer, 2, paced=True, wrapper=_count_with_previous_ignored)
-    value, restored = attempt.value
+    _, restored = attempt.value
     expect(restored, "before your function ran, SIGUSR1 and SIGTERM were ignored; afterwards "
                      "they were not: restore the handlers you replaced")
     expect_clean(attempt)
@@ -228,9 +225,7 @@ def _job_logged(i: int, log: str) -> int:
 def _job_waits_for(i: int, started: str, release: str) -> int:
     with open(started, "w"):
         pass
-    deadline = time.monotonic() + 5
-    while not os.path.exists(release) and time.monotonic() < deadline:
-        time.sleep(0.005)
+    wait_until(lambda: os.path.exists(release), 5, None, every=0.005)
     return i
 
 
@@ -253,7 +248,7 @@ def _results(attempt, n: int) -> list:
                 concept="Cleanup that must happen on every path (a normal end, a signal, an "
                         "exception) belongs in a finally block.")
 def _(answer):
-    _callable(answer)
+    expect_function(answer)
     with objects.temp_folder("jobs") as d:
         pidfile = os.path.join(d, "worker.pid")
         jobs = [functools.partial(_job, i) for i in range(4)]
@@ -268,7 +263,7 @@ def _(answer):
                 concept="Other programs read a pid file to know whom to signal: it must exist, "
                         "complete, for as long as the service runs.")
 def _(answer):
-    _callable(answer)
+    expect_function(answer)
     with objects.temp_folder("jobs") as d:
         pidfile = os.path.join(d, "worker.pid")
         attempt = call(answer, [functools.partial(_job_reads_pidfile, pidfile)], pidfile)
@@ -286,7 +281,7 @@ def _(answer):
                         "right there (an exit, an exception) leaves the current work half "
                         "done.")
 def _(answer):
-    _callable(answer)
+    expect_function(answer)
     with objects.temp_folder("jobs") as d:
         pidfile, log = os.path.join(d, "worker.pid"), os.path.join(d, "log")
         jobs = [functools.partial(_job_logged, 0, log), functools.partial(_job_logged, 1, log),
@@ -309,7 +304,7 @@ def _(answer):
                 concept="A signal from another process can come at any moment, also while "
                         "a job runs; the loop is where your code decides what to do about it.")
 def _(answer):
-    _callable(answer)
+    expect_function(answer)
     with objects.temp_folder("jobs") as d:
         pidfile = os.path.join(d, "worker.pid")
         started, release = os.path.join(d, "started"), os.path.join(d, "release")
@@ -317,10 +312,8 @@ def _(answer):
                 functools.partial(_job_waits_for, 1, started, release),
                 functools.partial(_job, 2), functools.partial(_job, 3)]
         with launch(answer, jobs, pidfile, timeout=10) as running:
-            deadline = time.monotonic() + 5
-            while not os.path.exists(started) and running.running \
-                    and time.monotonic() < deadline:
-                time.sleep(0.005)
+            wait_until(lambda: os.path.exists(started) or not running.running, 5, None,
+                       every=0.005)
             if running.running:
                 running.send_signal("SIGTERM")
             with open(release, "w"):
@@ -337,7 +330,7 @@ def _(answer):
                 concept="Signal handlers belong to the whole process; a function that changes "
                         "them borrows them and must give them back.")
 def _(answer):
-    _callable(answer)
+    expect_function(answer)
     with objects.temp_folder("jobs") as d:
         pidfile = os.path.join(d, "worker.pid")
         attempt = call(_jobs_with_previous_ignored, answer,
@@ -390,7 +383,7 @@ def _timeout_outcome(answer, fn, seconds, prior_timer=0.0):
 
 
 def _timeout_call(answer, fn, seconds, prior_timer=0.0):
-    _callable(answer)
+    expect_function(answer)
     try:
         attempt = call(_timeout_outcome, answer, fn, seconds, prior_timer, timeout=3)
     except CheckFailed as e:
@@ -556,19 +549,19 @@ def _stop_parent_and_release(r: int, w: int, others: int) -> int:
     """
     parent = os.getppid()
     os.kill(parent, signal.SIGSTOP)
-    deadline = time.monotonic() + 3
-    while signal_state(parent).state not in "tT" and time.monotonic() < deadline:
-        time.sleep(0.001)
+    deadline = Deadline(3)
+    wait_until(lambda: signal_state(parent).state in "tT", deadline.left(), None, every=0.001)
     os.write(w, b"g" * others)
     me = os.getpid()
-    while time.monotonic() < deadline:
+
+    def siblings_ended() -> bool:
         try:
             siblings = [c for c in psutil.Process(parent).children() if c.pid != me]
-            if all(c.status() == psutil.STATUS_ZOMBIE for c in siblings):
-                break
+            return all(c.status() == psutil.STATUS_ZOMBIE for c in siblings)
         except psutil.Error:
-            pass
-        time.sleep(0.002)
+            return False
+
+    wait_until(siblings_ended, deadline.left(), None, every=0.002)
     os.kill(parent, signal.SIGCONT)
     return 3
 
@@ -608,7 +601,7 @@ def _codes(attempt, n: int) -> dict:
               concept="SIGCHLD only says that some child changed state; a wait without "
                       "blocking says which, one child per call.")
 def _(answer):
-    _callable(answer)
+    expect_function(answer)
     got = _codes(_reap(answer, [functools.partial(_code, i) for i in range(3)]), 3)
     values = sorted(got.values())
     raw = (" (those are raw wait statuses: the exit code is in their second byte)"
@@ -626,7 +619,7 @@ def _task_raises() -> int:
               concept="A forked child that lets an exception escape returns into the "
                       "parent's code and carries on as a second copy of the program.")
 def _(answer):
-    _callable(answer)
+    expect_function(answer)
     got = _codes(_reap(answer, [functools.partial(_code, 4), _task_raises]), 2)
     values = sorted(got.values())
     expect(values == [1, 4], f"a task returning 4 and one that raises gave {values}, "
@@ -656,7 +649,7 @@ def _cpu_seconds(pid: int) -> float:
                       "child it waits for; a sleeping process uses no CPU, and the kernel "
                       "still wakes it to run the handler when SIGCHLD comes.")
 def _(answer):
-    _callable(answer)
+    expect_function(answer)
     used = 0.0
     # The child's CPU time is the yardstick: a busy-waiting parent gets about as much CPU
     # as the child (the scheduler shares fairly), however loaded the machine is.
@@ -681,7 +674,7 @@ def _(answer):
               concept="Children inherit their parent's handlers at fork time, and a SIGCHLD "
                       "that comes while no handler is installed is simply lost.")
 def _(answer):
-    _callable(answer)
+    expect_function(answer)
     got = _codes(_reap(answer, [_handler_inherited] * 3), 3)
     expect(all(v == 1 for v in got.values()),
            "some children were forked while your process had no SIGCHLD handler yet "
@@ -695,7 +688,7 @@ def _(answer):
               concept="Standard signals do not queue: while one SIGCHLD is pending, more "
                       "children ending add nothing to it.")
 def _(answer):
-    _callable(answer)
+    expect_function(answer)
     try:
         attempt = call(_stopped_burst, answer, 20, timeout=4)
     except CheckFailed as e:
@@ -709,7 +702,7 @@ def _(answer):
 
 def _wrapped_call(wrapper, answer, n: int):
     """Call ``wrapper(answer, tasks)`` for n children ending at once; return what it reports."""
-    _callable(answer)
+    expect_function(answer)
     attempt = call(wrapper, answer, [functools.partial(_code, i) for i in range(n)],
                    timeout=_QUICK)
     got, report = attempt.value
@@ -722,7 +715,7 @@ _WAITS = ("wait", "waitpid", "waitid", "wait3", "wait4")
 def _in_sigchld_handler() -> bool:
     """True if the caller's caller runs inside the SIGCHLD handler now installed."""
     code = getattr(signal.getsignal(signal.SIGCHLD), "__code__", None)
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     while frame is not None:
         if frame.f_code is code:
             return True
@@ -770,7 +763,7 @@ def _(answer):
               concept="Signal handlers belong to the whole process; a function that changes "
                       "them borrows them and must give them back.")
 def _(answer):
-    attempt, got, restored = _wrapped_call(_reap_with_previous, answer, 5)
+    attempt, _, restored = _wrapped_call(_reap_with_previous, answer, 5)
     expect(restored, "the SIGCHLD handler that was there before your function ran was not "
                      "put back")
     expect_clean(attempt)
@@ -780,67 +773,12 @@ def _(answer):
 
 PUZZLE = Exercise("01.signal_puzzle", "Choose the signals: make the gatekeeper print this")
 
-GATE = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
-PUZZLE_TARGET = ["hup", "usr2", "open", "usr1", "closed", "usr1", "usr2", "open", "bye"]
-
-
-def gatekeeper(ready):
-    """The puzzle's child process.
-
-    It starts with the gate closed: SIGHUP, SIGUSR1 and SIGUSR2 blocked.
-    SIGHUP, SIGUSR1, SIGUSR2: print "hup", "usr1" or "usr2".
-    SIGTERM: toggle the gate. Closed -> unblock the three, then print "open";
-             open -> block the three, then print "closed".
-    SIGINT:  print "bye" and end with exit code 0.
-    Every other signal keeps its default action.
-    """
-    is_open = False
-
-    def say(signum, frame):
-        print(signal.Signals(signum).name[3:].lower())
-
-    def toggle(signum, frame):
-        nonlocal is_open
-        if is_open:
-            signal.pthread_sigmask(signal.SIG_BLOCK, GATE)
-            print("closed")
-        else:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, GATE)
-            print("open")
-        is_open = not is_open
-
-    def leave(signum, frame):
-        print("bye")
-        sys.exit(0)
-
-    for s in GATE:
-        signal.signal(s, say)
-    signal.signal(signal.SIGTERM, toggle)
-    signal.signal(signal.SIGINT, leave)
-    signal.pthread_sigmask(signal.SIG_BLOCK, GATE)
-    ready()
-    while True:
-        signal.pause()
-
-
-def _first_difference(got: list[str], want: list[str]) -> str:
-    for i, (g, w) in enumerate(zip(got, want)):
-        if g != w:
-            return f"line {i + 1} is {g!r}, expected {w!r}"
-    if len(got) == len(want):
-        return "they are the same"
-    if len(got) < len(want):
-        return f"it stopped after {len(got)} lines; line {len(got) + 1} should be " \
-               f"{want[len(got)]!r}"
-    return f"it printed {len(got) - len(want)} lines too many, from {got[len(want)]!r} on"
-
-
 @PUZZLE.check("the gatekeeper prints exactly the target and exits with code 0", points=3,
               hint="Signals sent while the gate is closed wait, merge, and come out in "
                    "signal-number order (SIGHUP 1, SIGUSR1 10, SIGUSR2 12) the moment it opens, "
                    "before 'open' is printed.")
 def _(answer):
-    _callable(answer)
+    expect_function(answer)
     chosen = call(answer).value
     expect(isinstance(chosen, (list, tuple)) and chosen,
            f"expected a list of signals such as ['SIGUSR1', 'SIGTERM'], got {chosen!r}")
@@ -853,7 +791,7 @@ def _(answer):
     names = " ".join(s.name[3:] for s in sigs)
     expect(result.output == PUZZLE_TARGET,
            f"sending {names} made the gatekeeper print {result.output}; "
-           f"{_first_difference(result.output, PUZZLE_TARGET)}")
+           f"{first_difference(result.output, PUZZLE_TARGET)}")
     expect(result.status == "exited with code 0",
            f"the output is right, but the gatekeeper {result.status}; it must end by itself "
            "with exit code 0")

@@ -32,11 +32,11 @@ import posix_ipc
 
 from .. import interleave, objects
 from ..checking import CheckFailed, Exercise, expect
-from ..errors import ChildError, LabTimeout
+from ..errors import ChildError, Deadlock, LabTimeout, Unguarded
 from ..processes import run_workers, start
-from ..shm import Segment
+from ..segment import Segment
 from ..sync import Delivery, Ring, deliver, item_code
-from .race import (
+from ._shared import (
     counted,
     expect_nothing_left,
     expect_stores,
@@ -155,7 +155,8 @@ def _reference(workers: int, iterations: int) -> int:
     with objects.scope() as objs, Segment.create(8, label="ref") as seg:
         lock = objs.semaphore(1, label="ref")
         counter = seg.struct(ctypes.c_int64)
-        run_workers(_reference_worker, workers, counter, lock, iterations, show=False).values
+        run_workers(_reference_worker, workers, counter, lock, iterations,
+                    show=False).raise_if_failed()
         final = int(counter.value)
         del counter
     return final
@@ -190,7 +191,7 @@ def _(answer):
                concept="Taking and releasing a semaphore costs far more than adding 1 to a "
                        "number; a worker can count in private memory and share only its "
                        "total.")
-def _(answer):
+def _(answer: Any) -> None:
     workers, iterations = 2, 300_000
     times: dict[str, list[float]] = {"start-up": [], "locked": [], "answer": []}
     runs = [("start-up", _reference, 0), ("locked", _reference, iterations),
@@ -298,23 +299,23 @@ def _reference_get(ring: Ring) -> int:
 
 def _consumer_waits(consumer: Any, capacity: int) -> dict:
     """Run in the answer's process: does a consumer wait on an empty ring, then get the item?"""
-    with Ring(capacity) as ring:
-        with start(consumer, ring, 1, timeout=10, show=False, name="consumer") as child:
-            time.sleep(0.5)
-            if not child.running:
-                r = child.wait()
-                _still_placeholder(r)
-                return {"waited": False, "got": r.value if r.returned else r.failure}
-            try:
-                _reference_put(ring, item_code(0, 0))
-            except LabTimeout:
-                return {"waited": True, "got": "nothing: " + _HELD}
-            try:
-                r = child.wait(timeout=3)
-            except LabTimeout:
-                return {"waited": True, "got": "nothing: it was still waiting 3 s after an "
-                                               "item was put"}
-            return {"waited": True, "got": r.value if r.returned else r.failure}
+    with Ring(capacity) as ring, start(consumer, ring, 1, timeout=10, show=False,
+                                     name="consumer") as child:
+        time.sleep(0.5)
+        if not child.running:
+            r = child.wait()
+            _still_placeholder(r)
+            return {"waited": False, "got": r.value if r.returned else r.failure}
+        try:
+            _reference_put(ring, item_code(0, 0))
+        except LabTimeout:
+            return {"waited": True, "got": "nothing: " + _HELD}
+        try:
+            r = child.wait(timeout=3)
+        except LabTimeout:
+            return {"waited": True, "got": "nothing: it was still waiting 3 s after an "
+                                           "item was put"}
+        return {"waited": True, "got": r.value if r.returned else r.failure}
 
 
 def _producer_waits(producer: Any, capacity: int) -> dict:
@@ -422,14 +423,6 @@ def _(answer):
 LOCK_ORDER = Exercise("05.lock_order", "Two locks without deadlock", timeout=60.0)
 
 
-class Deadlock(RuntimeError):
-    """A lock handed to transfer() waited too long: the workers wait for each other."""
-
-
-class Unguarded(RuntimeError):
-    """transfer() touched an account whose lock it did not hold."""
-
-
 class _Accounts:
     """The balances given to ``transfer``: the shared NumPy array behind indexing that
     checks, on every read and write, that the worker holds the lock of each account it
@@ -534,7 +527,7 @@ def _bank(transfer: Any, balances: list[int], plans: list[list[tuple[int, int, i
                                   patience, timeout=30, show=False).values
         final = [int(v) for v in accounts]
         free = []
-        for k, s in enumerate(sems):
+        for s in sems:
             try:
                 s.acquire(0)
                 s.release()
@@ -615,12 +608,12 @@ def _(answer):
 def _(answer):
     for balances, plans in (([1_000, 1_000], _plans_two()), ([500] * 3, _plans_cycle())):
         got = _run_bank(answer, balances, plans)
-        for w, (plan, r) in enumerate(zip(plans, got["workers"])):
+        for w, (plan, r) in enumerate(zip(plans, got["workers"], strict=False)):
             moves = _moves_of(r["log"])
             expect(len(moves) == len(plan), f"worker {w} made {len(plan)} moves but took and "
                                             f"released its locks {len(moves)} times; each move "
                                             "takes its two locks once and releases both")
-            for (src, dst, _), taken in zip(plan, moves):
+            for (src, dst, _), taken in zip(plan, moves, strict=False):
                 want = (min(src, dst), max(src, dst))
                 expect(taken == want, f"the move from account {src} to account {dst} took the "
                                       f"locks in the order {list(taken)}; expected "

@@ -74,7 +74,7 @@ def _fastest(workload, *, pick=None, scale=1.0, stream_always=False, rounds_alwa
         s = bench.round_trips(usable, n=count, **({} if default_size else {"size": size}))
         figures = {m: s.round_trip(m) * scale for m in usable}
     else:
-        s = bench.sweep(usable, sizes=[size], repeats=3, round_trips=0, total=size * count,
+        s = bench.sweep(usable, sizes=[size], trials=3, round_trips=0, total=size * count,
                         max_messages=count, baseline=False)
         figures = {m: s.per_message(m, size) * scale for m in usable}
     return pick or min(figures, key=figures.get), figures
