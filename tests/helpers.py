@@ -3,6 +3,7 @@ single-producer ring buffer's producer and consumer, waiting for a condition wit
 deadline, and stopping a server process."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import time
@@ -47,6 +48,24 @@ def load_answers(relative: str) -> dict:
     from labkit.answers import define, definitions
 
     return define(definitions(nbformat.read(ROOT / relative, as_version=4).cells))
+
+
+def read_bytes(fd: int, count: int) -> bytes:
+    """Read from ``fd`` until ``count`` bytes came or every writer closed it (then fewer):
+    how a test waits for ``count`` processes that each write one byte when they are ready.
+
+    >>> import os
+    >>> r, w = os.pipe(); _ = os.write(w, b"ab"); os.close(w)
+    >>> read_bytes(r, 3); os.close(r)
+    b'ab'
+    """
+    got = b""
+    while len(got) < count:
+        more = os.read(fd, count - len(got))
+        if not more:
+            break
+        got += more
+    return got
 
 
 def failures(exercise: str, answer) -> dict[str, str]:
