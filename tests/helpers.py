@@ -3,6 +3,7 @@ single-producer ring buffer's producer and consumer, waiting for a condition wit
 deadline, and stopping a server process."""
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
@@ -41,13 +42,23 @@ def wait_until(condition: Callable[[], T], timeout: float, what: str) -> T:
 
 
 def load_answers(relative: str) -> dict:
-    """A notebook's names, defined as the grader defines them (labkit.answers.definitions).
+    """A notebook's names, defined as the grader defines them: the statements
+    ``labkit.answers.definitions`` picks (every code cell but the check cells), run by
+    ``labkit.answers.define`` in a fresh namespace, each call its own.
 
     >>> load_answers("solutions/00_processes.ipynb")["exit_code_of"]  # doctest: +SKIP
     """
-    from labkit.answers import define, definitions
+    from labkit.answers import define
 
-    return define(definitions(nbformat.read(ROOT / relative, as_version=4).cells))
+    return define(list(_definitions(relative)))
+
+
+@functools.cache
+def _definitions(relative: str) -> tuple:
+    """The notebook read and parsed once per run (the mutants load a solution 200 times)."""
+    from labkit.answers import definitions
+
+    return tuple(definitions(nbformat.read(ROOT / relative, as_version=4).cells))
 
 
 def read_bytes(fd: int, count: int) -> bytes:
