@@ -180,6 +180,7 @@ def pytest_configure(config: pytest.Config) -> None:
             # module's fixtures are made once. (xdist's loadgroup cannot group the cells:
             # under pytest 9 it renames a node by a field pytest no longer reads.)
             config.option.dist = "loadfile"
+            config.option.loadscopereorder = False  # our order: longest first
             config.stash[_ROOM] = tempfile.mkdtemp(prefix="labkit-room-")
 
 
@@ -243,6 +244,38 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
         return (yield)
     with _room(Path(config.workerinput["labkit_room"]), item):
         return (yield)
+
+
+# --- what runs, in which order --------------------------------------------------------
+
+# Files that take longest (measured on 2 busy cores), started first: with tests handed out
+# file by file, a long file that starts last keeps one worker busy while the other idles.
+# The browser and JupyterHub tests never overlap (one_at_a_time): they are far apart here.
+LONGEST_FIRST = (
+    "tests/test_browser.py", "tests/test_constrained.py", "tests/test_mutants.py",
+    "tests/test_jupyterhub.py", "tests/test_grade.py", "tests/test_sandbox.py",
+    "tests/test_many_users.py", "tests/test_checks.py", "tests/test_exercises.py",
+)
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    """The check cells of solutions/ are left out of nbval's run: tests/test_checks.py runs
+    the same checks on the same solutions, as the grader defines them, one exercise per test
+    (so in parallel); the same check cells run in the kernel in tests/test_exercises.py."""
+    from labkit.answers import is_check_cell
+
+    kept, dropped = [], []
+    for item in items:
+        solution_check = (_is_cell(item) and item.nodeid.startswith("solutions/")
+                          and is_check_cell(item.cell.source))
+        (dropped if solution_check else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+    if _is_worker(config):  # every worker sorts alike: the collections must agree
+        rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+        items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
 
 
 # --- notebooks under nbval -----------------------------------------------------------
