@@ -175,12 +175,9 @@ def pytest_configure(config: pytest.Config) -> None:
         if why:
             config.option.numprocesses, config.option.dist, config.option.tx = 0, "no", []
             config.stash[_SERIAL_NOTE] = f"workers: one, not parallel ({why})"
-        else:
-            # By file: a notebook's cells stay on one worker, in order, in one kernel, and a
-            # module's fixtures are made once. (xdist's loadgroup cannot group the cells:
-            # under pytest 9 it renames a node by a field pytest no longer reads.)
-            config.option.dist = "loadfile"
-            config.option.loadscopereorder = False  # our order: longest first
+        else:  # handed out by _Scheduler below, in our order: longest first
+            config.option.dist = "loadscope"
+            config.option.loadscopereorder = False
             config.stash[_ROOM] = tempfile.mkdtemp(prefix="labkit-room-")
 
 
@@ -199,6 +196,25 @@ def pytest_xdist_setupnodes(config: pytest.Config, specs: list) -> None:
     for spec in specs:
         if spec.popen and not spec.python:
             spec.python = shlex.join([sys.executable, str(ISOLATE), sys.executable])
+
+
+# Files whose tests share an expensive module fixture (one grading run, one sweep).
+TOGETHER = ("tests/test_bench.py", "tests/test_grade.py", "tests/test_sandbox.py")
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """Tests go to the workers one by one, but a notebook's cells all to one worker, in order
+    (one kernel runs them), and so do the tests of a file in TOGETHER. (xdist's loadgroup
+    cannot do this: under pytest 9 it renames a node by a field pytest no longer reads.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class _Scheduler(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return path if path.endswith(".ipynb") or path in TOGETHER else nodeid
+
+    return _Scheduler(config, log)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -248,8 +264,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
 
 # --- what runs, in which order --------------------------------------------------------
 
-# Files that take longest (measured on 2 busy cores), started first: with tests handed out
-# file by file, a long file that starts last keeps one worker busy while the other idles.
+# Files that take longest (measured on 2 busy cores), started first: a long test (or a
+# notebook, or a TOGETHER file) that starts last keeps one worker busy while the other idles.
 # The browser and JupyterHub tests never overlap (one_at_a_time): they are far apart here.
 LONGEST_FIRST = (
     "tests/test_browser.py", "tests/test_constrained.py", "tests/test_mutants.py",

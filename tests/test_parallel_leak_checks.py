@@ -3,9 +3,9 @@
 An inner run of two workers, with the real root ``conftest.py``: in worker A a
 test leaks on purpose (a ``/dev/shm`` entry under a name no session owns, and a
 sleeping child), and it does so while worker B's test runs; files in a shared
-folder make the two tests overlap for certain, whatever the machine's speed.
-A's leak must fail A, naming both leftovers, and never B, whose check runs while
-A's leftovers exist.
+folder make the two tests overlap for certain, whatever the machine's speed, and
+A keeps its leftovers until B's test and B's leak check are over. A's leak must
+fail A, naming both leftovers, and never B.
 """
 from __future__ import annotations
 
@@ -40,6 +40,14 @@ SHARED = textwrap.dedent('''
     def say(name):
         (FOLDER / name).write_text(os.readlink("/proc/self/ns/mnt"))
 ''')
+# Added to the inner conftest.py: a worker says when a test is over, leak check included.
+SAY_WHEN_DONE = textwrap.dedent('''
+
+    def pytest_runtest_logfinish(nodeid, location):
+        if os.environ.get("PYTEST_XDIST_WORKER"):  # the worker, not the controller
+            from shared import say
+            say("done-" + nodeid.split("::")[-1])
+''')
 WORKER_A = textwrap.dedent('''
     import os, time
     from shared import say, wait_for
@@ -52,7 +60,7 @@ WORKER_A = textwrap.dedent('''
             time.sleep(600)
             os._exit(0)
         say("a-leaked")
-        wait_for("b-checked")  # B's test and its leak check ran while both leftovers existed
+        wait_for("done-test_b_runs_beside_it")  # B and its leak check ran beside the leftovers
 ''')
 WORKER_B = textwrap.dedent('''
     from shared import say, wait_for
@@ -60,22 +68,18 @@ WORKER_B = textwrap.dedent('''
     def test_b_runs_beside_it():
         say("b-started")
         wait_for("a-leaked")
-
-    def test_b_after_its_check():
-        say("b-checked")
 ''')
 
 
 def test_a_leak_in_one_worker_fails_that_test_and_no_test_of_the_other(tmp_path):
     run = tmp_path / "run"
     (run / "tests").mkdir(parents=True)
-    shutil.copy(ROOT / "conftest.py", run / "conftest.py")
+    (run / "conftest.py").write_text((ROOT / "conftest.py").read_text() + SAY_WHEN_DONE)
     for name in ("isolate.py", "helpers.py"):
         shutil.copy(ROOT / "tests" / name, run / "tests" / name)
     shared = tmp_path / "shared"
     shared.mkdir()
-    # Two files, two workers (the suite distributes by file): B's second test runs after
-    # B's first test and its leak check, on the same worker.
+    # Two tests, two workers: the first hand-out gives each worker one.
     (run / "shared.py").write_text(SHARED.format(shared=str(shared)))
     (run / "test_a.py").write_text(WORKER_A)
     (run / "test_b.py").write_text(WORKER_B)
@@ -92,7 +96,8 @@ def test_a_leak_in_one_worker_fails_that_test_and_no_test_of_the_other(tmp_path)
             p.get("message", "") + (p.text or "") for p in problems)
     a = outcomes.pop("test_a_leaks_on_purpose")
     assert "/dev/shm/nobodys_leak was left behind" in a and "is still there" in a, a
-    assert outcomes == {"test_b_runs_beside_it": "", "test_b_after_its_check": ""}, outcomes
+    assert outcomes == {"test_b_runs_beside_it": ""}, outcomes
     # the two overlapping tests ran in different worlds, not one after another in one
     assert (shared / "a-leaked").read_text() != (shared / "b-started").read_text()
-    assert (shared / "b-started").read_text() == (shared / "b-checked").read_text()
+    assert (shared / "b-started").read_text() == (
+        shared / "done-test_b_runs_beside_it").read_text()
