@@ -198,23 +198,41 @@ def pytest_xdist_setupnodes(config: pytest.Config, specs: list) -> None:
             spec.python = shlex.join([sys.executable, str(ISOLATE), sys.executable])
 
 
-# Files whose tests share an expensive module fixture (one grading run, one sweep).
-TOGETHER = ("tests/test_bench.py", "tests/test_grade.py", "tests/test_sandbox.py")
-
-
 @pytest.hookimpl(tryfirst=True, optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
     """Tests go to the workers one by one, but a notebook's cells all to one worker, in order
-    (one kernel runs them), and so do the tests of a file in TOGETHER. (xdist's loadgroup
-    cannot do this: under pytest 9 it renames a node by a field pytest no longer reads.)"""
+    (one kernel runs them), and so do the tests of a file that share a module fixture (one
+    grading run, one sweep: made once). The workers write down these scopes when they
+    collect (see pytest_collection_modifyitems); xdist's own loadgroup cannot do this under
+    pytest 9 (it renames a node by a field pytest no longer reads)."""
+    import json
+
     from xdist.scheduler import LoadScopeScheduling
 
+    room = Path(config.stash[_ROOM])
+
     class _Scheduler(LoadScopeScheduling):
+        scopes: dict[str, str] | None = None
+
         def _split_scope(self, nodeid: str) -> str:
-            path = nodeid.split("::", 1)[0]
-            return path if path.endswith(".ipynb") or path in TOGETHER else nodeid
+            if self.scopes is None:  # every worker has collected (and written) by now
+                self.scopes = json.loads(next(room.glob("scopes-*.json")).read_text())
+            return self.scopes.get(nodeid, nodeid)
 
     return _Scheduler(config, log)
+
+
+def _scope(item: pytest.Item) -> str:
+    """What must run on one worker with this test: its notebook, or the module fixture it
+    shares with other tests of its file; else nothing (its own node id)."""
+    path = item.nodeid.split("::", 1)[0]
+    if _is_cell(item):
+        return path
+    info = getattr(item, "_fixtureinfo", None)
+    for name, defs in sorted(info.name2fixturedefs.items()) if info else ():
+        if defs[-1].scope in ("module", "class") and defs[-1].baseid.startswith(path):
+            return f"{path}::{name}"
+    return item.nodeid
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -265,7 +283,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
 # --- what runs, in which order --------------------------------------------------------
 
 # Files that take longest (measured on 2 busy cores), started first: a long test (or a
-# notebook, or a TOGETHER file) that starts last keeps one worker busy while the other idles.
+# notebook, or tests sharing a module fixture) that starts last keeps one worker busy while
+# the other idles.
 # The browser and JupyterHub tests never overlap (one_at_a_time): they are far apart here.
 LONGEST_FIRST = (
     "tests/test_browser.py", "tests/test_constrained.py", "tests/test_mutants.py",
@@ -290,8 +309,13 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
     if _is_worker(config):  # every worker sorts alike: the collections must agree
+        import json
+
         rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
         items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
+        scopes = {item.nodeid: _scope(item) for item in items}
+        room = Path(config.workerinput["labkit_room"])
+        (room / f"scopes-{config.workerinput['workerid']}.json").write_text(json.dumps(scopes))
 
 
 # --- notebooks under nbval -----------------------------------------------------------
