@@ -9,6 +9,7 @@ fail A, naming both leftovers, and never B.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -84,10 +85,12 @@ def test_a_leak_in_one_worker_fails_that_test_and_no_test_of_the_other(tmp_path)
     (run / "test_a.py").write_text(WORKER_A)
     (run / "test_b.py").write_text(WORKER_B)
     report = tmp_path / "report.xml"
+    alone = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}  # not a worker
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-n", "2", "-p", "no:randomly", "-p", "no:cacheprovider",
          "--rootdir", str(run), "-o", "addopts=", f"--junitxml={report}", "test_a.py",
-         "test_b.py"], cwd=run, capture_output=True, text=True, timeout=300, check=False)
+         "test_b.py"], cwd=run, env=alone, capture_output=True, text=True, timeout=300,
+        check=False)
     assert report.exists(), done.stdout + done.stderr
     outcomes: dict[str, str] = {}
     for case in ET.parse(report).iter("testcase"):
