@@ -1,5 +1,5 @@
-# IPC Lab: `make lab` opens the course, `make test` runs every test.
-# Both create .venv and install the course into it first, if needed.
+# IPC Lab: `make lab` opens the course, `make test` runs every test, `make test-quick` the
+# fast part of it (for the edit-test loop). They create .venv and install the course first.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -7,8 +7,19 @@ STAMP  := $(VENV)/.installed
 # JupyterHub's proxy, from npm, for tests/test_jupyterhub.py (skipped without it).
 PROXY  := .hub/node_modules/.bin/configurable-http-proxy
 PYTHONS ?= 3.10 3.11 3.12 3.13
+# pytest-xdist workers: logical = one per CPU; JOBS=0 runs everything in one process. Each worker
+# gets its own /dev/shm and /dev/mqueue (tests/isolate.py, needs root); where it cannot, the
+# run is serial and its header says why.
+JOBS   ?= logical
+PYTEST := $(BIN)/python -m pytest -n $(JOBS)
+# The edit-test loop (about a minute): labkit's doctests and unit tests; no notebook, browser,
+# JupyterHub, grader, sandbox or check-of-every-exercise run.
+QUICK  := labkit tests $(foreach t,browser jupyterhub constrained exercises mutants grade \
+          sandbox many_users kernel release checks checks_bench checks_mq checks_pipes \
+          checks_processes checks_race checks_shm checks_signals checks_sync \
+          parallel_leak_checks,--ignore=tests/test_$(t).py)
 
-.PHONY: lab test test-browser test-all-pythons clean-venv
+.PHONY: lab test test-quick test-browser lint test-all-pythons clean-venv
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "IPC Lab needs Python 3.10 or newer; run: make PYTHON=python3.12 ...")'
@@ -25,12 +36,22 @@ $(PROXY):
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/00_processes.ipynb
 
+# ruff and mypy as configured in pyproject.toml.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+# `lint` joins `test` once ruff and mypy report nothing anywhere; then this line reads
+# test: lint $(STAMP) $(PROXY)
 test: $(STAMP) $(PROXY)
-	$(BIN)/python -m pytest
+	$(PYTEST)
+
+test-quick: $(STAMP)
+	$(PYTEST) $(QUICK)
 
 # Every lesson in a real browser (Debian's chromium, driven by Playwright).
 test-browser: $(STAMP)
-	$(BIN)/python -m pytest tests/test_browser.py
+	$(BIN)/python -m pytest -n 0 tests/test_browser.py
 
 # The whole suite once per Python found (python3.X on the PATH, or under pyenv).
 test-all-pythons:

@@ -1,122 +1,22 @@
-"""Shared test machinery: nothing may leak, and notebooks must run clean.
+"""Fixtures of tests/ only; what every part of the suite shares is in the root conftest.py.
 
-* The test process is a subreaper: whatever a test or a notebook kernel
-  orphans is adopted here, so a leak shows up as our own descendant instead
-  of vanishing under PID 1.
-* ``no_leaks`` (autouse) fails a test that leaves a child process, a zombie,
-  or a new entry in ``/dev/shm`` or ``/dev/mqueue``; it then cleans up so one
-  leak does not fail the tests after it.
-* For notebooks run by nbval: a cell fails if it writes to stderr (except
-  Python 3.12+'s deliberate warning about a raw ``os.fork()`` in a threaded
-  kernel, which lesson 00 teaches), and the last cell fails if the notebook
-  left processes or kernel objects behind once its kernel has shut down.
+* ``no_descriptor_leaks`` (opt-in with ``pytestmark``) fails a test that leaves
+  a descriptor of this process open.
+* ``check_timeout(seconds)`` is the one way a test shortens how long a check
+  waits for a hanging answer.
+* After the run, the mutation score per exercise, when the mutants ran.
 """
 from __future__ import annotations
 
 import os
-import re
-import signal
-import time
+import sys
+from collections import Counter
+from collections.abc import Callable
 
-import psutil
 import pytest
 
 from labkit._janitor import CLIENT
-from labkit._platform import LINUX, set_subreaper
-from labkit.session import MQUEUE_DIR, SHM_DIR
-
-collect_ignore_glob = ["corpus/*"]
-
-if LINUX:
-    set_subreaper(True)
-
-FORK_WARNING = re.compile(r"^.*DeprecationWarning: This process \(pid=\d+\) is multi-threaded, "
-                          r"use of fork\(\) may lead to deadlocks in the child\.\n(  .*\n)*",
-                          re.MULTILINE)
-_LAB_NAME = re.compile(r"(?:sem\.)?labkit_\d+_(\d+)_")
-
-
-def _others_session(entry: str) -> bool:
-    """A lab object of another live session (a concurrent run), not ours to judge."""
-    m = _LAB_NAME.match(entry)
-    if not m:
-        return False
-    pid = int(m.group(1))
-    ours = {os.getpid()} | {p.pid for p in psutil.Process().children(recursive=True)}
-    return pid not in ours and psutil.pid_exists(pid)
-
-
-def kernel_objects() -> set[str]:
-    """Entries of /dev/shm and /dev/mqueue (multiprocessing's short-lived locks excepted)."""
-    found = set()
-    for directory in (SHM_DIR, MQUEUE_DIR):
-        if directory.is_dir():
-            found |= {f"{directory}/{e}" for e in os.listdir(directory)
-                      if not e.startswith("sem.mp-")}
-    return found
-
-
-def descendants() -> list[psutil.Process]:
-    """Our living descendants, except this session's janitor."""
-    return [p for p in psutil.Process().children(recursive=True) if p.pid != CLIENT.pid]
-
-
-def _settle(seconds: float) -> list[psutil.Process]:
-    """Reap adopted zombies until nothing is left or ``seconds`` pass; return what lives."""
-    deadline = time.monotonic() + seconds
-    while True:
-        alive = []
-        for p in descendants():
-            try:
-                if p.status() == psutil.STATUS_ZOMBIE and p.ppid() == os.getpid():
-                    os.waitpid(p.pid, os.WNOHANG)
-                else:
-                    alive.append(p)
-            except (psutil.Error, ChildProcessError):
-                pass
-        if not alive or time.monotonic() > deadline:
-            return alive
-        time.sleep(0.02)
-
-
-def _kill(processes: list[psutil.Process]) -> None:
-    for p in processes:
-        try:
-            p.send_signal(signal.SIGKILL)
-        except psutil.Error:
-            pass
-    _settle(2.0)
-
-
-def leak_report(before: set[str], grace: float) -> list[str]:
-    """What was left since ``before``; cleans it up so later tests start clean."""
-    problems = []
-    alive = _settle(grace)
-    for p in alive:
-        try:
-            problems.append(f"process {p.pid} ({p.name()}, {p.status()}) is still there")
-        except psutil.Error:
-            pass
-    _kill(alive)
-    for path in sorted(kernel_objects() - before):
-        name = os.path.basename(path)
-        if _others_session(name):
-            continue
-        problems.append(f"{path} was left behind")
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-    return problems
-
-
-@pytest.fixture(autouse=True)
-def no_leaks():
-    before = kernel_objects()
-    yield
-    problems = leak_report(before, grace=1.0)
-    if problems:
-        pytest.fail("the test leaked: " + "; ".join(problems))
+from labkit._platform import LINUX
 
 
 @pytest.fixture()
@@ -142,57 +42,44 @@ def no_descriptor_leaks():
 
 
 @pytest.fixture()
-def quick_timeout(monkeypatch):
-    """Hanging answers are stopped after 1 s instead of 5 (the checker's child inherits it)."""
+def check_timeout(monkeypatch) -> Callable[[float], None]:
+    """``check_timeout(1.0)``: a call of an answer is stopped after that many seconds
+    instead of ``checking.CALL_TIMEOUT`` (5 s); the checker's child inherits it."""
     from labkit import checking
 
-    monkeypatch.setattr(checking, "CALL_TIMEOUT", 1.0)
+    def set_to(seconds: float) -> None:
+        monkeypatch.setattr(checking, "CALL_TIMEOUT", seconds)
+
+    return set_to
 
 
-# --- notebooks under nbval -----------------------------------------------------------
+# --- the mutation score: counted where the mutants ran, added up in the controller ---
 
-_nb_before: dict[str, set[str]] = {}
-
-
-def _is_cell(item: pytest.Item) -> bool:
-    return type(item).__name__ == "IPyNbCell"
+_SCORE: dict[str, Counter[str]] = {"killed": Counter(), "tried": Counter()}
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_setup(item):
-    if _is_cell(item):
-        _nb_before.setdefault(str(item.parent.fspath), kernel_objects())
-    return (yield)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    module = sys.modules.get("test_mutants")
+    if module is not None and hasattr(session.config, "workeroutput"):  # an xdist worker
+        session.config.workeroutput["mutants"] = {"killed": dict(module.KILLED),
+                                                  "tried": dict(module.TRIED)}
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item):
-    result = yield
-    if _is_cell(item):
-        stderr = "".join(o.get("text", "") for o in item.test_outputs or []
-                         if o.get("output_type") == "stream" and o.get("name") == "stderr")
-        stderr = FORK_WARNING.sub("", stderr)
-        if stderr.strip():
-            pytest.fail(f"cell {item.cell_num} wrote to stderr:\n{stderr}", pytrace=False)
-    return result
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_teardown(item, nextitem):
-    result = yield  # for the last cell this also stops the notebook's kernel
-    if _is_cell(item) and (nextitem is None or nextitem.parent is not item.parent):
-        problems = leak_report(_nb_before.pop(str(item.parent.fspath)), grace=3.0)
-        if problems:
-            pytest.fail(f"{item.parent.name} leaked: " + "; ".join(problems), pytrace=False)
-    return result
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """(xdist, in the controller) a worker has finished: add up its mutants."""
+    for key, counts in getattr(node, "workeroutput", {}).get("mutants", {}).items():
+        _SCORE[key].update(counts)
 
 
 def pytest_terminal_summary(terminalreporter):
     """The mutation score per exercise, when the mutants ran."""
-    import sys
-
     module = sys.modules.get("test_mutants")
-    lines = module.mutation_report() if module else []
+    if module is not None:  # they ran in this process
+        _SCORE["killed"].update(module.KILLED)
+        _SCORE["tried"].update(module.TRIED)
+    lines = [f"{ex:28} {_SCORE['killed'][ex]:3d} / {_SCORE['tried'][ex]:<3d} killed"
+             for ex in sorted(_SCORE["tried"])]
     if lines:
         terminalreporter.section("mutation score (mutants killed / tried)")
         for line in lines:

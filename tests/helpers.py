@@ -1,23 +1,82 @@
 """Helpers for tests: a notebook's answer functions, the checks an answer fails, a
-single-producer ring buffer's producer and consumer, and stopping a server process."""
+single-producer ring buffer's producer and consumer, waiting for a condition with a
+deadline, and stopping a server process."""
 from __future__ import annotations
 
+import functools
+import os
+import re
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
+# Python 3.12+ warns on a raw os.fork() in a threaded process (a kernel): lesson 00 teaches
+# it, so the stderr checks of notebooks leave exactly this warning out.
+FORK_WARNING = re.compile(r"^.*DeprecationWarning: This process \(pid=\d+\) is multi-threaded, "
+                          r"use of fork\(\) may lead to deadlocks in the child\.\n(  .*\n)*",
+                          re.MULTILINE)
+T = TypeVar("T")
+
+
+def wait_until(condition: Callable[[], T], timeout: float, what: str) -> T:
+    """Poll ``condition`` until it returns something true, and return that; fail the test
+    with ``what`` if ``timeout`` seconds pass first. For waiting on another process's state
+    (a pid file, a child count): the deadline is generous, the wait ends as soon as it holds.
+
+    >>> wait_until(lambda: 42, timeout=1, what="the answer")
+    42
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        got = condition()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: still not so after {timeout:g} s")
+        time.sleep(0.01)  # between two looks at the condition; never a wait for a timing
 
 
 def load_answers(relative: str) -> dict:
-    """A notebook's names, defined as the grader defines them (labkit.answers.definitions).
+    """A notebook's names, defined as the grader defines them: the statements
+    ``labkit.answers.definitions`` picks (every code cell but the check cells), run by
+    ``labkit.answers.define`` in a fresh namespace, each call its own.
 
     >>> load_answers("solutions/00_processes.ipynb")["exit_code_of"]  # doctest: +SKIP
     """
-    from labkit.answers import define, definitions
+    from labkit.answers import define
 
-    return define(definitions(nbformat.read(ROOT / relative, as_version=4).cells))
+    return define(list(_definitions(relative)))
+
+
+@functools.cache
+def _definitions(relative: str) -> tuple:
+    """The notebook read and parsed once per run (the mutants load a solution 200 times)."""
+    from labkit.answers import definitions
+
+    return tuple(definitions(nbformat.read(ROOT / relative, as_version=4).cells))
+
+
+def read_bytes(fd: int, count: int) -> bytes:
+    """Read from ``fd`` until ``count`` bytes came or every writer closed it (then fewer):
+    how a test waits for ``count`` processes that each write one byte when they are ready.
+
+    >>> import os
+    >>> r, w = os.pipe(); _ = os.write(w, b"ab"); os.close(w)
+    >>> read_bytes(r, 3); os.close(r)
+    b'ab'
+    """
+    got = b""
+    while len(got) < count:
+        more = os.read(fd, count - len(got))
+        if not more:
+            break
+        got += more
+    return got
 
 
 def failures(exercise: str, answer) -> dict[str, str]:

@@ -28,11 +28,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import FORK_WARNING
-from helpers import ROOT
+from helpers import FORK_WARNING, ROOT
 
 CHROMIUM = shutil.which("chromium")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
+pytestmark = [pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed"),
+              pytest.mark.one_at_a_time("chromium")]  # never beside the JupyterHub test
 sync_api = pytest.importorskip("playwright.sync_api")
 
 ARTIFACTS = ROOT / "artifacts" / "browser"
@@ -106,7 +106,8 @@ def jupyter_lab() -> Iterator[tuple[str, str]]:
                 except OSError:
                     if server.poll() is not None or time.monotonic() > deadline:
                         log.seek(0)
-                        raise RuntimeError("JupyterLab did not start:\n" + log.read()[-3000:])
+                        raise RuntimeError("JupyterLab did not start:\n"
+                                           + log.read()[-3000:]) from None
                     time.sleep(0.2)
             yield base, token
         finally:

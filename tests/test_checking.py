@@ -73,8 +73,8 @@ def test_something_that_is_not_a_function_fails_clearly(toy):
     assert run_checks("99.toy", None)[0].message == "expected a function, got None"
 
 
-def test_a_hanging_answer_is_stopped_once_and_the_rest_is_not_run(toy, monkeypatch):
-    monkeypatch.setattr(checking, "CALL_TIMEOUT", 0.3)
+def test_a_hanging_answer_is_stopped_once_and_the_rest_is_not_run(toy, check_timeout):
+    check_timeout(0.3)
     results = run_checks("99.toy", lambda x: time.sleep(30))
     assert results[0].status == FAILED and "did not finish in 0.3 s" in results[0].message
     assert results[1].status == NOT_RUN and "did not finish in 0.3 s" in results[1].message
@@ -256,8 +256,9 @@ def test_an_answer_that_raises_leaves_nothing_behind(toy, tmp_path, monkeypatch)
     assert os.listdir(tmp_path) == []
 
 
-def test_a_hanging_check_shows_a_progress_bar_after_two_seconds(toy, monkeypatch, capsys):
-    monkeypatch.setattr(checking, "CALL_TIMEOUT", 3.0)
+def test_a_hanging_check_shows_a_progress_bar_after_two_seconds(toy, monkeypatch, capsys,
+                                                               check_timeout):
+    check_timeout(3.0)
     monkeypatch.setattr(checking, "PROGRESS_AFTER", 0.5)
     report = check("99.toy", lambda x: time.sleep(30))
     assert report.results[0].status == FAILED and report.results[1].status == NOT_RUN

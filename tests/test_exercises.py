@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import nbformat
 import pytest
-from conftest import FORK_WARNING
-from helpers import ROOT
+from helpers import FORK_WARNING, ROOT
 from nbclient import NotebookClient
 
 EXERCISES = sorted(ROOT.glob("exercises/*.ipynb"))

@@ -83,7 +83,9 @@ def _why_not() -> str:
 
 
 WHY_NOT = _why_not()
-pytestmark = pytest.mark.skipif(bool(WHY_NOT), reason=WHY_NOT or "runs")
+# In a parallel run, never beside the browser test: both drive Chromium and Jupyter servers.
+pytestmark = [pytest.mark.skipif(bool(WHY_NOT), reason=WHY_NOT or "runs"),
+              pytest.mark.one_at_a_time("chromium")]
 pytest.importorskip("jupyterhub", reason="jupyterhub is not installed (pip install -e '.[test]')")
 
 # The last cell of each student's notebook: objects that stay open until the server
@@ -408,14 +410,14 @@ def test_students_on_jupyterhub_keep_their_objects_private_and_leave_nothing(cap
                                          args=CHROMIUM_ARGS)
             try:
                 pages = [_log_in_and_open(browser, hub, u, password) for u in users]
-                for user, page in zip(users, pages):  # the hub spawns all three meanwhile
+                for user, page in zip(users, pages, strict=True):  # the hub spawns all three meanwhile
                     page.wait_for_url(f"**/user/{user.pw_name}/lab/**", timeout=150_000)
                     page.wait_for_function(KERNEL_IDLE, timeout=90_000)
                 for page in pages:                     # Run All in the three at once
                     page.evaluate("() => { window.jupyterapp.commands.execute("
                                   "'notebook:run-all-cells'); }")
                 ARTIFACTS.mkdir(parents=True, exist_ok=True)
-                for n, (user, page) in enumerate(zip(users, pages)):
+                for n, page in enumerate(pages):
                     try:
                         page.wait_for_function(FINISHED, timeout=120_000, polling=500)
                     except sync_api.TimeoutError:
@@ -427,7 +429,8 @@ def test_students_on_jupyterhub_keep_their_objects_private_and_leave_nothing(cap
                         problems += [f"student {n}: {p}" for p in _problems_shown(page)]
                     page.screenshot(path=str(ARTIFACTS / f"student{n}.png"))
                 assert not problems, "\n".join(problems) + _log_tail(hub)
-                reports = {u.pw_name: _kernel_report(p) for u, p in zip(users, pages)}
+                reports = {u.pw_name: _kernel_report(p)
+                           for u, p in zip(users, pages, strict=True)}
             finally:
                 browser.close()
             ran_lessons = time.monotonic() - started

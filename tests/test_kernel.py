@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import time
 
+import psutil
 import pytest
+from helpers import wait_until
 from jupyter_client.manager import start_new_kernel
 
 
@@ -59,7 +61,10 @@ def test_interrupting_a_cell_that_waits_on_workers_leaves_the_kernel_clean(kerne
                             "handler = signal.getsignal(signal.SIGINT)")
     assert status == "ok"
     msg_id = kernel.send("labkit.run_workers(lambda i: time.sleep(60), 3, timeout=60)")
-    time.sleep(1.5)
+    cell = psutil.Process(kernel.km.provisioner.pid)
+    wait_until(lambda: len([p for p in cell.children(recursive=True)
+                            if p.name() != "labkit-janitor"]) >= 3,
+               timeout=30, what="the cell's three workers started")
     kernel.km.interrupt_kernel()
     status, _, _, error = kernel.collect(msg_id)
     assert (status, error) == ("error", "KeyboardInterrupt")
@@ -94,6 +99,7 @@ def test_labkit_forks_without_the_multithreading_warning(kernel):
     assert (status, out, err) == ("ok", "True True\n", ""), error
 
 
+@pytest.mark.alone  # timing-sensitive: in a parallel run, nothing else runs meanwhile
 def test_thirty_interrupts_of_a_forking_cell_all_arrive(kernel):
     """Each interrupt ends the cell: none is lost in a fork's hooks, whenever it comes."""
     import queue

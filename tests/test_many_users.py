@@ -24,6 +24,7 @@ from pathlib import Path
 
 import posix_ipc
 import pytest
+from helpers import read_bytes
 
 from labkit import doctor, mq, objects, run, shm, signals, start
 from labkit._janitor import CLIENT
@@ -35,12 +36,13 @@ USERS = 20
 STUDENT = textwrap.dedent("""
     import json, os, sys, time
     token = sys.argv[1].encode()
-    start_at = float(sys.argv[2])
+    ready, go = map(int, sys.argv[2:4])
     from labkit import mq, objects, race, run, shm, sync
     from labkit.objects import list_objects
 
-    while time.time() < start_at:          # every student starts at the same moment
-        time.sleep(0.005)
+    os.write(ready, b"+")                  # imported; every student starts at the same moment:
+    os.close(ready)
+    os.read(go, 1)                         # when the test closes the other end
     report = {"uid": os.getuid(), "names": [], "problems": []}
 
     def read_back(name):                   # another process attaches by name
@@ -86,15 +88,22 @@ def _other_users_can_run_python() -> bool:
 
 
 def test_twenty_students_at_once_never_collide():
-    start_at = time.time() + 3.0  # room for all of them to import labkit first
     as_root = os.geteuid() == 0 and _other_users_can_run_python()
     students = []
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
     for i in range(USERS):
         token = f"student-{i:02d}-{os.urandom(4).hex()}"
         who = {"user": 62000 + i, "group": 62000 + i, "extra_groups": []} if as_root else {}
         students.append((token, subprocess.Popen(
-            [sys.executable, "-c", STUDENT, token, str(start_at)], stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, cwd="/", **who)))
+            [sys.executable, "-c", STUDENT, token, str(ready_w), str(go_r)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/",
+            pass_fds=(ready_w, go_r), **who)))
+    os.close(ready_w)
+    os.close(go_r)
+    read_bytes(ready_r, USERS)  # all have imported labkit (or died: then fewer bytes come)
+    os.close(ready_r)
+    os.close(go_w)              # and off they go, together
     reports, failures = [], []
     for token, proc in students:
         out, err = proc.communicate(timeout=120)

@@ -1,7 +1,8 @@
 """Every exercise's checks reject its mutants, each with a message naming the fault.
 
 The mutants live in ``tests/mutants/NN_topic.py``. At the end of the run the
-mutation score of each exercise (mutants killed / mutants tried) is printed.
+mutation score of each exercise (mutants killed / mutants tried, from ``KILLED`` and
+``TRIED``, added up over the workers) is printed by ``tests/conftest.py``.
 Hints are held to their promise too: they nudge, and never contain a line of
 the solution's code.
 """
@@ -76,8 +77,3 @@ def test_no_hint_contains_solution_code(lesson: str):
     found = [(ex.id, c.name, line) for ex in exercises(lesson).values() for c in ex.checks
              for line in code if line in f"{c.hint}\n{c.concept}"]
     assert found == []
-
-
-def mutation_report() -> list[str]:
-    """One line per exercise whose mutants ran: killed / tried."""
-    return [f"{ex:28} {KILLED[ex]:3d} / {TRIED[ex]:<3d} killed" for ex in sorted(TRIED)]

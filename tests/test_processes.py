@@ -14,6 +14,7 @@ import time
 
 import psutil
 import pytest
+from helpers import read_bytes, wait_until
 
 import labkit
 from labkit import ChildError, ExitStatus, LabTimeout, run, run_workers, start, start_workers
@@ -92,18 +93,20 @@ def test_a_hanging_child_is_killed_at_the_timeout():
 
 def _family_with_escapee(w: int) -> None:
     pids = []
+    ready_r, ready_w = os.pipe()
     for detach in (False, True):
         pid = os.fork()
         if pid == 0:
             if detach:
                 os.setsid()  # leaves the process group: only the tree walk can find it
             if os.fork() == 0:
+                os.write(ready_w, b"+")
                 time.sleep(60)
                 os._exit(0)
             time.sleep(60)
             os._exit(0)
         pids.append(pid)
-    time.sleep(0.2)
+    read_bytes(ready_r, 2)  # both grandchildren are there
     kids = psutil.Process().children(recursive=True)
     os.write(w, " ".join(str(k.pid) for k in kids).encode())
     time.sleep(60)
@@ -112,14 +115,14 @@ def _family_with_escapee(w: int) -> None:
 def test_timeout_kills_every_descendant_even_one_that_left_the_group():
     r, w = os.pipe()
     with pytest.raises(LabTimeout):
-        run(_family_with_escapee, w, timeout=1.0)
+        run(_family_with_escapee, w, timeout=3.0)
     os.close(w)
     pids = [int(p) for p in os.read(r, 1000).split()]
     os.close(r)
     assert len(pids) == 4
-    time.sleep(0.1)
-    assert not [p for p in pids if psutil.pid_exists(p)
-                and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    wait_until(lambda: not [p for p in pids if psutil.pid_exists(p)
+                            and psutil.Process(p).status() != psutil.STATUS_ZOMBIE],
+               timeout=10, what="every descendant killed")
 
 
 @pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf"), "5", True, None])
@@ -273,8 +276,10 @@ FAKE_KERNEL = textwrap.dedent("""
     child = labkit.start(family, timeout=60)
     shm = labkit.objects.shared_memory(4096)
     sem = labkit.objects.semaphore(1)
-    time.sleep(0.3)
     import psutil
+    deadline = time.monotonic() + 30
+    while not psutil.Process(child.pid).children() and time.monotonic() < deadline:
+        time.sleep(0.01)  # polling for the grandchild, with a deadline
     pids = [child.pid] + [p.pid for p in psutil.Process(child.pid).children()]
     print(" ".join(map(str, pids)), shm.name, sem.name, flush=True)
     time.sleep(60)
@@ -328,6 +333,7 @@ def _tree_builder(w: int) -> None:
     for _ in range(2):
         if os.fork() == 0:
             if os.fork() == 0:
+                os.write(w, b"+")  # a grandchild is there
                 time.sleep(30)
                 os._exit(0)
             time.sleep(30)
@@ -342,8 +348,7 @@ def test_process_tree_sees_the_live_family_and_draws_it():
     matplotlib.use("Agg")
     r, w = os.pipe()
     with start(_tree_builder, w, timeout=10) as head:
-        os.read(r, 5)
-        time.sleep(0.1)
+        read_bytes(r, 7)  # "ready" and a "+" from each grandchild
         tree = labkit.process_tree()
         node = next(n for n in tree.walk() if n.pid == head.pid)
         assert len(node.children) == 2

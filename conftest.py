@@ -1,0 +1,357 @@
+"""Shared test machinery for the whole suite: labkit's doctests, tests/, and the notebooks.
+
+It lives at the root because pytest applies a conftest's test hooks only below
+its own folder: from ``tests/`` the notebook checks below never reached
+``notebooks/`` or ``solutions/``, and ``no_leaks`` never reached the doctests.
+
+* The test process is a subreaper: whatever a test or a notebook kernel
+  orphans is adopted here, so a leak shows up as our own descendant instead
+  of vanishing under PID 1.
+* ``no_leaks`` (autouse) fails a test that leaves a child process, a zombie,
+  or a new entry in ``/dev/shm`` or ``/dev/mqueue``; it then cleans up so one
+  leak does not fail the tests after it.
+* For notebooks run by nbval: a cell fails if it writes to stderr (except
+  Python 3.12+'s deliberate warning about a raw ``os.fork()`` in a threaded
+  kernel, which lesson 00 teaches), and the last cell fails if the notebook
+  left processes or kernel objects behind once its kernel has shut down.
+* In parallel (``pytest -n 2``, pytest-xdist), each worker starts through
+  ``tests/isolate.py`` in mount and IPC namespaces of its own, so the
+  ``/dev/shm`` and ``/dev/mqueue`` it compares hold only its own tests'
+  objects, and each worker's orphans come back to that worker: the leak check
+  stays exact. Where that is not possible (not root, no user namespaces) the
+  run falls back to one process and says so in its header.
+* A test marked ``alone`` runs while no other test runs in any worker (a
+  readers-writer lock taken around every test); tests marked with the xdist
+  group ``one_browser`` run one after another on one worker.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from labkit._janitor import CLIENT
+from labkit._platform import LINUX, set_subreaper
+from labkit.session import MQUEUE_DIR, SHM_DIR
+
+sys.path.insert(0, str(Path(__file__).parent / "tests"))  # helpers, for the doctests too
+from helpers import FORK_WARNING
+
+collect_ignore_glob = ["tests/corpus/*"]
+ISOLATE = Path(__file__).parent / "tests" / "isolate.py"
+
+if LINUX:
+    set_subreaper(True)
+
+
+_LAB_NAME = re.compile(r"(?:sem\.)?labkit_\d+_(\d+)_")
+
+
+def _others_session(entry: str) -> bool:
+    """A lab object of another live session (a concurrent run), not ours to judge."""
+    m = _LAB_NAME.match(entry)
+    if not m:
+        return False
+    pid = int(m.group(1))
+    ours = {os.getpid()} | {p.pid for p in psutil.Process().children(recursive=True)}
+    return pid not in ours and psutil.pid_exists(pid)
+
+
+def kernel_objects() -> set[str]:
+    """Entries of /dev/shm and /dev/mqueue (multiprocessing's short-lived locks excepted)."""
+    found = set()
+    for directory in (SHM_DIR, MQUEUE_DIR):
+        if directory.is_dir():
+            found |= {f"{directory}/{e}" for e in os.listdir(directory)
+                      if not e.startswith("sem.mp-")}
+    return found
+
+
+def descendants() -> list[psutil.Process]:
+    """Our living descendants, except this session's janitor."""
+    return [p for p in psutil.Process().children(recursive=True) if p.pid != CLIENT.pid]
+
+
+def _settle(seconds: float) -> list[psutil.Process]:
+    """Reap adopted zombies until nothing is left or ``seconds`` pass; return what lives."""
+    deadline = time.monotonic() + seconds
+    while True:
+        alive = []
+        for p in descendants():
+            try:
+                if p.status() == psutil.STATUS_ZOMBIE and p.ppid() == os.getpid():
+                    os.waitpid(p.pid, os.WNOHANG)
+                else:
+                    alive.append(p)
+            except (psutil.Error, ChildProcessError):
+                pass
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.02)  # polling our own process table, not waiting for a timing
+
+
+def _kill(processes: list[psutil.Process]) -> None:
+    for p in processes:
+        try:
+            p.send_signal(signal.SIGKILL)
+        except psutil.Error:
+            pass
+    _settle(2.0)
+
+
+def leak_report(before: set[str], grace: float) -> list[str]:
+    """What was left since ``before``; cleans it up so later tests start clean."""
+    problems = []
+    alive = _settle(grace)
+    for p in alive:
+        try:
+            problems.append(f"process {p.pid} ({p.name()}, {p.status()}) is still there")
+        except psutil.Error:
+            pass
+    _kill(alive)
+    for path in sorted(kernel_objects() - before):
+        name = os.path.basename(path)
+        if _others_session(name):
+            continue
+        problems.append(f"{path} was left behind")
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    return problems
+
+
+@pytest.fixture(autouse=True)
+def no_leaks():
+    before = kernel_objects()
+    yield
+    problems = leak_report(before, grace=1.0)
+    if problems:
+        pytest.fail("the test leaked: " + "; ".join(problems))
+
+
+# --- parallel workers, each in its own namespaces ------------------------------------
+
+_SERIAL_NOTE = pytest.StashKey[str]()
+_ROOM = pytest.StashKey[str]()
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _why_not_isolated() -> str:
+    """'' if a worker can have its own /dev/shm and /dev/mqueue here, else the reason."""
+    if not LINUX:
+        return "private /dev/shm and /dev/mqueue need Linux namespaces"
+    probe = subprocess.run([sys.executable, str(ISOLATE), "--probe"], capture_output=True,
+                           text=True, timeout=60, check=False)
+    return "" if probe.returncode == 0 else probe.stderr.strip() or f"exit {probe.returncode}"
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own pytest_configure starts the workers
+def pytest_configure(config: pytest.Config) -> None:
+    if _is_worker(config):
+        ours = os.readlink("/proc/self/ns/mnt") if LINUX else ""
+        if ours == config.workerinput.get("labkit_mount_ns", ours):
+            raise pytest.UsageError("this worker shares /dev/shm with the others, so its leak "
+                                    "check would judge their objects; start it through "
+                                    "tests/isolate.py (the root conftest.py does)")
+        return
+    if getattr(config.option, "numprocesses", None) and not config.getoption("collectonly"):
+        why = _why_not_isolated()
+        if why:
+            config.option.numprocesses, config.option.dist, config.option.tx = 0, "no", []
+            config.stash[_SERIAL_NOTE] = f"workers: one, not parallel ({why})"
+        else:  # handed out by _Scheduler below, in our order: longest first
+            config.option.dist = "loadscope"
+            config.option.loadscopereorder = False
+            config.stash[_ROOM] = tempfile.mkdtemp(prefix="labkit-room-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _ROOM in config.stash:
+        shutil.rmtree(config.stash[_ROOM], ignore_errors=True)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    return config.stash.get(_SERIAL_NOTE, None)
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: pytest without xdist knows no such hook
+def pytest_xdist_setupnodes(config: pytest.Config, specs: list) -> None:
+    """Start every local worker through tests/isolate.py."""
+    for spec in specs:
+        if spec.popen and not spec.python:
+            spec.python = shlex.join([sys.executable, str(ISOLATE), sys.executable])
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """Tests go to the workers one by one, but a notebook's cells all to one worker, in order
+    (one kernel runs them), and so do the tests of a file that share a module fixture (one
+    grading run, one sweep: made once). The workers write down these scopes when they
+    collect (see pytest_collection_modifyitems); xdist's own loadgroup cannot do this under
+    pytest 9 (it renames a node by a field pytest no longer reads)."""
+    import json
+
+    from xdist.scheduler import LoadScopeScheduling
+
+    room = Path(config.stash[_ROOM])
+
+    class _Scheduler(LoadScopeScheduling):
+        scopes: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self.scopes is None:  # every worker has collected (and written) by now
+                self.scopes = json.loads(next(room.glob("scopes-*.json")).read_text())
+            return self.scopes.get(nodeid, nodeid)
+
+    return _Scheduler(config, log)
+
+
+def _scope(item: pytest.Item) -> str:
+    """What must run on one worker with this test: its notebook, or the module fixture it
+    shares with other tests of its file; else nothing (its own node id)."""
+    path = item.nodeid.split("::", 1)[0]
+    if _is_cell(item):
+        return path
+    info = getattr(item, "_fixtureinfo", None)
+    for name, defs in sorted(info.name2fixturedefs.items()) if info else ():
+        if defs[-1].scope in ("module", "class") and defs[-1].baseid.startswith(path):
+            return f"{path}::{name}"
+    return item.nodeid
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """What a worker needs from the controller: its namespace (to prove it has another one)
+    and the folder of the lock that ``alone`` tests take."""
+    node.workerinput["labkit_mount_ns"] = os.readlink("/proc/self/ns/mnt") if LINUX else ""
+    node.workerinput["labkit_room"] = node.config.stash[_ROOM]
+
+
+# --- `alone` and `one_at_a_time`: locks shared by the workers ------------------------
+
+
+@contextlib.contextmanager
+def _flock(path: Path, how: int) -> Iterator[None]:
+    with open(path, "a") as f:
+        fcntl.flock(f, how)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _room(folder: Path, item: pytest.Item) -> Iterator[None]:
+    """Every test is in the room (a shared lock); an ``alone`` test only when nobody else is
+    (the exclusive lock). A turnstile gives it priority: while it waits, no new test enters,
+    and the tests already in finish first. A ``one_at_a_time(name)`` test also holds the
+    mutex of that name, so tests of one name never overlap (they may overlap others)."""
+    alone = item.get_closest_marker("alone") is not None
+    with contextlib.ExitStack() as held:
+        for name in sorted({m.args[0] for m in item.iter_markers("one_at_a_time")}):  # in order
+            held.enter_context(_flock(folder / f"one-{name}", fcntl.LOCK_EX))
+        with _flock(folder / "turnstile", fcntl.LOCK_EX):
+            held.enter_context(_flock(folder / "room", fcntl.LOCK_EX if alone else fcntl.LOCK_SH))
+        yield
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    config = item.config
+    if not _is_worker(config):
+        return (yield)
+    with _room(Path(config.workerinput["labkit_room"]), item):
+        return (yield)
+
+
+# --- what runs, in which order --------------------------------------------------------
+
+# Files that take longest (measured on 2 busy cores), started first: a long test (or a
+# notebook, or tests sharing a module fixture) that starts last keeps one worker busy while
+# the other idles.
+# The browser and JupyterHub tests never overlap (one_at_a_time): they are far apart here.
+LONGEST_FIRST = (
+    "tests/test_browser.py", "tests/test_constrained.py", "tests/test_mutants.py",
+    "tests/test_jupyterhub.py", "tests/test_grade.py", "tests/test_sandbox.py",
+    "tests/test_many_users.py", "tests/test_checks.py", "tests/test_exercises.py",
+)
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    """The check cells of solutions/ are left out of nbval's run: tests/test_checks.py runs
+    the same checks on the same solutions, as the grader defines them, one exercise per test
+    (so in parallel); the same check cells run in the kernel in tests/test_exercises.py."""
+    from labkit.answers import is_check_cell
+
+    kept, dropped = [], []
+    for item in items:
+        solution_check = (_is_cell(item) and item.nodeid.startswith("solutions/")
+                          and is_check_cell(item.cell.source))
+        (dropped if solution_check else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+    if _is_worker(config):  # every worker sorts alike: the collections must agree
+        import json
+
+        rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+        items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
+        scopes = {item.nodeid: _scope(item) for item in items}
+        room = Path(config.workerinput["labkit_room"])
+        (room / f"scopes-{config.workerinput['workerid']}.json").write_text(json.dumps(scopes))
+
+
+# --- notebooks under nbval -----------------------------------------------------------
+
+_nb_before: dict[str, set[str]] = {}
+
+
+def _is_cell(item: pytest.Item) -> bool:
+    return type(item).__name__ == "IPyNbCell"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    if _is_cell(item):
+        _nb_before.setdefault(str(item.parent.fspath), kernel_objects())
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    result = yield
+    if _is_cell(item):
+        stderr = "".join(o.get("text", "") for o in item.test_outputs or []
+                         if o.get("output_type") == "stream" and o.get("name") == "stderr")
+        stderr = FORK_WARNING.sub("", stderr)
+        if stderr.strip():
+            pytest.fail(f"cell {item.cell_num} wrote to stderr:\n{stderr}", pytrace=False)
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    result = yield  # for the last cell this also stops the notebook's kernel
+    if _is_cell(item) and (nextitem is None or nextitem.parent is not item.parent):
+        problems = leak_report(_nb_before.pop(str(item.parent.fspath)), grace=3.0)
+        if problems:
+            pytest.fail(f"{item.parent.name} leaked: " + "; ".join(problems), pytrace=False)
+    return result
