@@ -49,9 +49,9 @@ from pathlib import Path
 from typing import Any
 
 from labkit import _isolation as iso
+from labkit._cells import OUTPUT_CAP, CellRunner, read_cells
 
 PR_SET_DUMPABLE = 4
-OUTPUT_CAP = 256 * 1024  # characters of output kept per cell
 REPORT_CAP = 16 * 2**20  # bytes of report relayed from one sandbox
 SETUP_FAILED = "sandbox failed"
 ETC = {
@@ -66,6 +66,21 @@ ETC = {
 
 def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
+
+
+def lap(config: dict, phase: str) -> None:
+    """Add the seconds since the last lap to ``config["profile"]`` as ``phase``.
+
+    The profile travels with the settings from the grader through every stage (the
+    monotonic clock is the same in every process: there is no time namespace).
+
+    >>> config = {"mark": time.monotonic(), "profile": []}
+    >>> lap(config, "nothing"); config["profile"][0][0]
+    'nothing'
+    """
+    now = time.monotonic()
+    config.setdefault("profile", []).append([phase, round(now - config.get("mark", now), 4)])
+    config["mark"] = now
 
 
 # --- the supervisor (the grader's side: no student code runs here) -------------------------
@@ -94,12 +109,15 @@ def _read_exactly(fd: int, n: int) -> bytes:
 def _supervise() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the grader decides; stdin is the lifeline
     config = json.loads(_read_exactly(0, struct.unpack(">Q", _read_exactly(0, 8))[0]))
+    lap(config, "supervisor start")
+    group: iso.Cgroup | None = None
     try:
-        group: iso.Cgroup | None = iso.Cgroup.create(config["memory"], config["processes"])
+        group = iso.Cgroup.create(config["memory"], config["processes"])
         limits = f"cgroup v{group.version}: {config['memory'] >> 20} MiB and " \
                  f"{config['processes']} processes for the whole submission"
     except iso.SetupError as e:
         group, limits = None, f"no cgroup ({e}): limits per process and a watchdog"
+    lap(config, "cgroup")
 
     def deliver(report: str) -> None:
         # The limit counters are final once process 1 has reported (or died), so the grader
@@ -247,6 +265,7 @@ def _init(config: dict, alive_r: int, result_w: int) -> None:
         for sub in ("tmp", ".runtime", ".ipython", ".cache", ".mpl"):
             (work / sub).mkdir(exist_ok=True)
         os.chdir(work)
+        lap(config, "namespaces, root, files")
         config_r, config_w = os.pipe()
         config["result_fd"] = result_w
         if len(json.dumps(config)) > 60_000:
@@ -333,60 +352,17 @@ def _limits(config: dict) -> None:
         resource.setrlimit(which, (value, value))
 
 
-def _execute(path: Path, config: dict) -> tuple[str, list[str], list[dict]]:
-    """Run the notebook in a fresh kernel; return a status, notes and the cells' errors."""
-    import nbformat
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
-
-    class CappedClient(NotebookClient):
-        def output(self, outs, msg, display_id, cell_index):  # type: ignore[override]
-            kept = sum(len(str(o.get("text", ""))) + len(str(o.get("data", ""))) for o in outs)
-            if kept > OUTPUT_CAP:
-                self.truncated = True
-                return None
-            return super().output(outs, msg, display_id, cell_index)
-
-    try:
-        nb = nbformat.read(path, as_version=4)
-    except Exception as e:
-        return "error", [f"the notebook could not be read: {type(e).__name__}: {e}"], []
-    from labkit.answers import is_check_cell
-
-    for cell in nb.cells:  # the checks are the grader's to run, after the notebook
-        if cell.cell_type == "code" and is_check_cell(cell.source):
-            cell.source = ""
-    client = CappedClient(nb, timeout=config["cell_timeout"], kernel_name="python3",
-                          allow_errors=True, resources={"metadata": {"path": str(path.parent)}})
-    client.truncated = False
-    notes: list[str] = []
-    status = "ok"
-    import subprocess
-
-    try:
-        client.execute(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       stdin=subprocess.DEVNULL)
-    except CellTimeoutError:
-        status = "timeout"
-        notes.append(f"a cell did not finish in {config['cell_timeout']:g} s; the notebook "
-                     "was stopped there (the checks still ran)")
-    except DeadKernelError:
-        status = "kernel died"
-        notes.append("the notebook's kernel died while running it (the checks still ran)")
-    except Exception as e:
-        status = "error"
-        notes.append(f"the notebook could not be run: {type(e).__name__}: {e}")
-    code_cells = [c for c in nb.cells if c.cell_type == "code"]
-    errors = [{"cell": i, "ename": o.get("ename"), "evalue": str(o.get("evalue"))[:1000]}
-              for i, c in enumerate(code_cells, start=1)
-              for o in c.get("outputs", []) if o.get("output_type") == "error"]
-    if errors and status == "ok":
-        status = "error"
-    notes += [f"error in code cell {e['cell']}: {e['ename']}: {e['evalue'][:200]}"
-              for e in errors[:5]]
-    if client.truncated:
-        notes.append(f"output beyond {OUTPUT_CAP // 1024} KiB per cell was dropped")
-    return status, notes, errors
+def _notebook_outcome(runner: CellRunner, config: dict) -> tuple[str, list[str], list[dict]]:
+    """Wait for the notebook's cells; return a status, notes and the cells' errors."""
+    run = runner.wait(config["cell_timeout"])
+    lap(config, "notebook cells")
+    if run.errors and run.status == "ok":
+        run.status = "error"
+    run.notes += [f"error in code cell {e['cell']}: {e['ename']}: {e['evalue'][:200]}"
+                  for e in run.errors[:5]]
+    if run.truncated:
+        run.notes.append(f"output beyond {OUTPUT_CAP // 1024} KiB per cell was dropped")
+    return run.status, run.notes, run.errors
 
 
 def _stage2(config_fd: int) -> None:
@@ -406,34 +382,50 @@ def _stage2(config_fd: int) -> None:
 
     os.register_at_fork(after_in_child=close_in_child)
     _libc().prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    lap(config, "stage 2 start")
     unsafe = iso.privileges_dropped()
     if unsafe or config.get("probe"):
         status = f"{SETUP_FAILED}: {unsafe}" if unsafe else "ok"
         _send(result_fd, {"status": SETUP_FAILED if unsafe else "ok", "notes": [status]})
         os._exit(0)
-    work = Path(iso.WORK)
+    # `-m` put the work folder first on sys.path: a student's json.py or selectors.py must
+    # never be what a lazy import finds here, where the checks decide (the answer's own
+    # process puts it back, as a kernel has it).
+    sys.path[:] = [p for p in sys.path if p not in ("", iso.WORK)]
+    from labkit.answers import answers, is_check_cell
+    from labkit.checking import exercises, run_checks
+
+    lap(config, "labkit import")
     _limits(config)
+    report: dict[str, Any] = {"status": "ok", "notes": [], "checks": [], "errors": []}
+    submitted = (Path(iso.WORK) / config["notebook"]).read_bytes()  # before a cell rewrites it
+    runner = None
+    try:
+        cells = read_cells(submitted)
+    except (ValueError, UnicodeDecodeError) as e:
+        cells = []
+        report["status"] = "error"
+        report["notes"].append(f"the notebook could not be read: {type(e).__name__}: {e}")
+    else:  # started before the watchdog's thread: a fork copies only the calling thread
+        runner = CellRunner(["" if is_check_cell(c["source"]) else c["source"]
+                             for c in cells if c["cell_type"] == "code"])
     watchdog = _Watchdog(config["max_processes"], result_fd)
     watchdog.start()
-    report: dict[str, Any] = {"status": "ok", "notes": [], "checks": [], "errors": []}
     try:
-        notebook = work / config["notebook"]
-        submitted = notebook.read_bytes()  # before it runs: a cell may overwrite the file
-        report["status"], report["notes"], report["errors"] = _execute(notebook, config)
+        if runner:
+            report["status"], report["notes"], report["errors"] = _notebook_outcome(runner,
+                                                                                    config)
         _sweep()
-        import nbformat
-
-        from labkit.answers import answers
-        from labkit.checking import run_checks
-
-        try:
-            cells = nbformat.reads(submitted.decode(), as_version=4).cells
-        except Exception:
-            cells = []
-        for exercise, given in answers(cells, config["answers"]).items():
+        lap(config, "sweep")
+        given_answers = answers(cells, config["answers"])
+        lap(config, "answers defined")
+        exercises()  # every lesson's checks, imported once for all the exercises
+        lap(config, "checks import")
+        for exercise, given in given_answers.items():
             results = run_checks(exercise, given)
             report["checks"] += [r.__dict__ for r in results]
             _sweep()
+            lap(config, f"checks {exercise}")
         if watchdog.fired:
             report["status"] = "fork bomb"
             report["notes"].append(f"more than {config['max_processes']} processes at once: "
@@ -441,6 +433,7 @@ def _stage2(config_fd: int) -> None:
     except BaseException as e:
         report["status"] = "error"
         report["notes"].append(f"grading failed: {type(e).__name__}: {e}")
+    report["profile"], report["sent"] = config["profile"], time.monotonic()
     _send(result_fd, report)
     os._exit(0)
 

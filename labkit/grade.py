@@ -27,6 +27,7 @@ import os
 import re
 import selectors
 import stat
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,6 +50,7 @@ __all__ = [
     "Limits",
     "Submission",
     "answers_of",
+    "default_jobs",
     "find_submissions",
     "grade",
     "isolation_level",
@@ -231,14 +233,15 @@ def answers_of(exercise_notebook: Path) -> dict[str, str | tuple[str, ...]]:
             if not (isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "check"
                     and len(node.args) == 2 and isinstance(node.args[0], ast.Constant)):
                 continue
-            answer = node.args[1]
+            exercise, answer = str(node.args[0].value), node.args[1]
+            names = [e for e in answer.elts if isinstance(e, ast.Name)] \
+                if isinstance(answer, ast.Tuple) else []
             if isinstance(answer, ast.Name):
-                mapping[node.args[0].value] = answer.id
-            elif isinstance(answer, ast.Tuple) and all(isinstance(e, ast.Name)
-                                                      for e in answer.elts):
-                mapping[node.args[0].value] = tuple(e.id for e in answer.elts)
+                mapping[exercise] = answer.id
+            elif isinstance(answer, ast.Tuple) and len(names) == len(answer.elts):
+                mapping[exercise] = tuple(e.id for e in names)
             else:
-                raise LabError(f"{exercise_notebook.name}: the check of {node.args[0].value} "
+                raise LabError(f"{exercise_notebook.name}: the check of {exercise} "
                                "must name the answer function (or a tuple of them)")
     return mapping
 
@@ -293,6 +296,7 @@ def _exchange(message: dict, timeout: float, later: list[subprocess.Popen] | Non
     package_parent = str(Path(__file__).resolve().parent.parent)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [package_parent, *filter(None, [os.environ.get("PYTHONPATH")])])}
+    message["mark"] = time.monotonic()  # the profile's first phase starts here
     proc = subprocess.Popen([sys.executable, "-m", "labkit._sandbox"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True, env=env)
@@ -416,9 +420,15 @@ def _validated(text: str) -> dict:
         given = report.get(key, [])
         return [d for d in given if isinstance(d, dict)] if isinstance(given, list) else []
 
+    profile = report.get("profile", [])
+    sent = report.get("sent")
+    phases = [(str(p[0]), float(p[1])) for p in profile if isinstance(p, list) and len(p) == 2
+              and isinstance(p[1], (int, float))] if isinstance(profile, list) else []
+    if phases and isinstance(sent, (int, float)):
+        phases.append(("report back", time.monotonic() - sent))
     return {"status": str(report.get("status", "error")),
             "notes": [str(n) for n in notes] if isinstance(notes, list) else [],
-            "checks": dicts("checks"), "errors": dicts("errors")}
+            "checks": dicts("checks"), "errors": dicts("errors"), "profile": phases}
 
 
 def run_sandboxed(sub: Submission, answers: dict, cell_timeout: float, timeout: float,
@@ -456,6 +466,23 @@ def run_sandboxed(sub: Submission, answers: dict, cell_timeout: float, timeout: 
     if not report:
         return "error", {"notes": ["the sandbox ended without a report"]}
     return str(report.get("status", "error")), report
+
+
+def default_jobs(limits: Limits | None = None) -> int:
+    """Submissions graded at once by default: one per core this process may use, but no more
+    sandboxes than fit in the memory available now at their limit (:attr:`Limits.memory`).
+
+    >>> 1 <= default_jobs() <= len(os.sched_getaffinity(0))
+    True
+    """
+    cores = len(os.sched_getaffinity(0))
+    try:
+        meminfo = Path("/proc/meminfo").read_text().splitlines()
+        available = next(int(line.split()[1]) * 1024 for line in meminfo
+                         if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return cores  # no figure to go by: the cgroups still hold each one to its limit
+    return max(1, min(cores, available // (limits or Limits()).memory))
 
 
 def _feedback_md(row: GradeRow) -> str:
@@ -528,13 +555,32 @@ def _load_row(path: Path) -> GradeRow | None:
     return row if isinstance(row.student, str) and isinstance(row.checks, list) else None
 
 
+def profile_table(profiles: list[list[tuple[str, float]]]) -> str:
+    """Where the submissions' time went: per phase, the median and the total over the batch.
+
+    >>> print(profile_table([[("kernel start", 1.0)], [("kernel start", 3.0)]]))
+    phase                               median s   total s
+    kernel start                            2.00      4.00
+    """
+    seconds: dict[str, list[float]] = {}
+    for phases in profiles:
+        for phase, spent in phases:
+            seconds.setdefault(phase, []).append(spent)
+    lines = [f"{'phase':<34} {'median s':>10} {'total s':>9}"]
+    lines += [f"{phase:<34} {statistics.median(spent):>10.2f} {sum(spent):>9.2f}"
+              for phase, spent in seconds.items()]
+    return "\n".join(lines)
+
+
 def grade(lab: str, submissions: Path, out: Path, jobs: int | None = None,
           resume: bool = False, cell_timeout: float = 30.0, timeout: float = 300.0,
-          root: Path | None = None, limits: Limits | None = None) -> list[GradeRow]:
+          root: Path | None = None, limits: Limits | None = None,
+          profile: bool = False) -> list[GradeRow]:
     """Grade every submission of ``lab`` in ``submissions`` and write the reports to ``out``.
 
     Prints the isolation this machine gives the sandboxes first, and refuses to run
-    student code without one.
+    student code without one. With ``profile``, prints where the time went at the end
+    (:func:`profile_table`).
 
     >>> rows = grade("00_processes", Path("submitted"), Path("graded"))  # doctest: +SKIP
     """
@@ -573,6 +619,7 @@ def grade(lab: str, submissions: Path, out: Path, jobs: int | None = None,
 
     ending: list[subprocess.Popen] = []  # supervisors still removing their sandbox
     ending_lock = threading.Lock()
+    profiles: list[list[tuple[str, float]]] = []
 
     def one(sub: Submission) -> GradeRow:
         with ending_lock:  # reap those done, so a big batch holds no pile of descriptors
@@ -590,13 +637,16 @@ def grade(lab: str, submissions: Path, out: Path, jobs: int | None = None,
         notes = list(sub.notes) + [str(n)[:500] for n in report.get("notes", [])][:20]
         row = GradeRow(sub.student, lab, score, total, status, time.monotonic() - started,
                        checks, notes)
+        if report.get("profile"):
+            profiles.append([*report["profile"], ("whole submission", row.seconds)])
         _write_atomically(results_dir / f"{sub.student}.json", json.dumps(asdict(row), indent=1))
         _write_atomically(feedback_dir / f"{sub.student}.md", _feedback_md(row))
         _write_atomically(feedback_dir / f"{sub.student}.html", _feedback_html(row))
         return row
 
     try:
-        with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
+        jobs = jobs or default_jobs(limits)
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
             futures = [pool.submit(one, s) for s in todo]
             for _ in progress(as_completed(futures), desc=f"grading {lab}",
                               total=len(futures)):
@@ -616,4 +666,7 @@ def grade(lab: str, submissions: Path, out: Path, jobs: int | None = None,
         table.seek(0)
         _write_atomically(out / "grades.csv", table.read())
     _write_atomically(out / "grades.json", json.dumps([asdict(r) for r in rows], indent=1))
+    if profile:
+        print(f"where the time went ({len(profiles)} submissions run, {jobs} at once):")
+        print(profile_table(profiles))
     return rows
