@@ -85,7 +85,6 @@ def _runner(sources: list[str], report_w: int) -> None:
     """The cell runner's body (in the forked child): run each cell, report it, exit."""
     os.setsid()  # as a kernel: its own session, so killing its group spares stage 2
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    os.register_at_fork(after_in_child=lambda: _close_quietly(report_w))
     os.environ["MPLBACKEND"] = "agg"  # no display: plots are drawn and dropped
     sys.path.insert(0, os.getcwd())   # as in a kernel: the notebook's folder is importable
     from IPython.core.interactiveshell import InteractiveShell
@@ -96,7 +95,7 @@ def _runner(sources: list[str], report_w: int) -> None:
     config.InteractiveShell.colors = "nocolor"
     shell = InteractiveShell(config=config)
     out = os.fdopen(report_w, "w", buffering=1)
-    out.write('{"ready": true}\n')
+    out.write(json.dumps({"ready": True, "pid": os.getpid()}) + "\n")
     for index, source in enumerate(sources, start=1):
         captured = _CappedOutput()
         sys.stdout = sys.stderr = captured
@@ -105,19 +104,13 @@ def _runner(sources: list[str], report_w: int) -> None:
         finally:
             sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
         error = result.error_before_exec or result.error_in_exec
-        line: dict[str, object] = {"cell": index, "truncated": captured.truncated}
+        # A forked child that went on in this loop reports under its own pid: ignored.
+        line: dict[str, object] = {"cell": index, "truncated": captured.truncated,
+                                   "pid": os.getpid()}
         if error is not None:
             line.update(ename=type(error).__name__, evalue=str(error)[:1000])
         out.write(json.dumps(line) + "\n")
-    out.write('{"done": true}\n')
     out.close()
-
-
-def _close_quietly(fd: int) -> None:
-    try:
-        os.close(fd)
-    except OSError:
-        pass  # the cell closed it already
 
 
 @dataclass
@@ -193,15 +186,20 @@ def _follow(pid: int, report_r: int, cells: int, cell_timeout: float) -> CellRun
             lines = (pending + chunk).split(b"\n")
             pending = lines.pop()
             if len(pending) > LINE_CAP:
-                raise ValueError("the cell runner's report is not readable")
+                run.status = "error"
+                run.notes.append("the notebook wrote into the grader's report pipe; it was "
+                                 "stopped there (the checks still ran)")
+                return run
             for line in lines:
                 message = _message(line)
+                if message.get("pid") != pid:
+                    continue  # not the runner: a child of it that went on running cells
                 ready = ready or message.get("ready") is True
                 if isinstance(message.get("cell"), int):
                     done += 1
                     _note_cell(run, message)
                 deadline = time.monotonic() + cell_timeout
-            if not chunk and ended in events and done < cells:
+            if not chunk and ended in events:  # it ended before its last cell
                 run.status = "kernel died"
                 run.notes.append("the notebook's kernel died while running it (the checks "
                                  "still ran)")

@@ -354,7 +354,7 @@ class Cgroup:
         raise SetupError("no cgroup with the memory and pids controllers can be created here")
 
     def _write(self, controller: str, *pairs: object) -> None:
-        for key, value in zip(pairs[::2], pairs[1::2]):
+        for key, value in zip(pairs[::2], pairs[1::2], strict=True):
             path = self.dirs[controller] / str(key)
             if path.exists() or key in ("memory.max", "pids.max", "memory.limit_in_bytes"):
                 try:

@@ -1,10 +1,12 @@
 """The grading sandbox: one submission in namespaces of its own, set up from an allowlist.
 
-``labkit grade`` starts ``python -m labkit._sandbox`` (the *supervisor*) and
-writes it one framed message on stdin: the settings and the submission's
-bytes, read once by the grader. stdin then stays open as a lifeline; when it
-closes (the grader ended, was killed, or gave up waiting) the supervisor
-kills the sandbox. The supervisor never runs student code; it
+``labkit grade`` starts one zygote per batch (``python -m labkit._sandbox``,
+see :mod:`labkit._zygote`); each submission's *supervisor* is a fork of it.
+The grader writes the supervisor one framed message on stdin: the settings
+and the submission's bytes, read once by the grader. stdin then stays open
+as a lifeline; when it closes (the grader ended, was killed, or gave up
+waiting) the supervisor kills the sandbox. The supervisor never runs student
+code; it
 
 * puts the sandbox in a cgroup of its own (memory and process limits for the
   whole submission, see :class:`labkit._isolation.Cgroup`), else reports the
@@ -17,18 +19,23 @@ kills the sandbox. The supervisor never runs student code; it
 
 The first process forks the sandbox's *process 1*, which builds a new root
 from an allowlist, checks ``/proc/self/mountinfo``, writes the submission into
-the private work folder, drops every capability and re-executes itself (stage
-2). Each of them dies with its parent (``PR_SET_PDEATHSIG``), and process 1
+the private work folder, closes every descriptor but its report pipe, drops
+every capability and goes on into stage 2 (in the zygote's interpreter, whose
+environment is the sandbox's allowlist; labkit's modules are imported afresh).
+Each of them dies with its parent (``PR_SET_PDEATHSIG``), and process 1
 also ends when the supervisor stops reading its report. When process 1 ends,
 the kernel kills every process left in the namespace, including those that
 left their session with ``setsid``.
 
-Stage 2 executes the notebook with nbclient (a fresh kernel, a timeout per
-cell, outputs capped), kills whatever the notebook left, then runs each
-exercise's checks. The notebook's code is never executed in this process:
-each check call defines the answers afresh in a child of its own
+Stage 2 runs the notebook's cells in a cell runner (:mod:`labkit._cells`: a
+timeout per cell, output capped), kills whatever the notebook left, then
+runs each exercise's checks. The notebook's code is never executed in this
+process: each check call defines the answers afresh in a child of its own
 (:class:`labkit.answers.NotebookAnswer`), so redefining ``labkit.check`` or
 patching labkit in the notebook changes nothing here.
+
+Each stage adds its time to the settings' profile (:func:`lap`), which the
+report carries back for ``labkit grade --profile``.
 """
 from __future__ import annotations
 
@@ -42,6 +49,7 @@ import shutil
 import signal
 import struct
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -232,18 +240,32 @@ def _send(fd: int, report: dict) -> None:
     os.close(fd)
 
 
-def _allowlist_env(config: dict) -> dict[str, str]:
+def allowlist_env(pythonpath: str) -> dict[str, str]:
+    """The whole environment of the zygote and so of every sandbox: what a lab needs, no more.
+
+    >>> sorted(allowlist_env("/course"))[:3]
+    ['HOME', 'IPYTHONDIR', 'JUPYTER_RUNTIME_DIR']
+    """
     work = iso.WORK
     return {"PATH": f"{sys.prefix}/bin:/usr/local/bin:/usr/bin:/bin", "HOME": work,
             "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TMPDIR": f"{work}/tmp",
             "JUPYTER_RUNTIME_DIR": f"{work}/.runtime", "IPYTHONDIR": f"{work}/.ipython",
             "XDG_CACHE_HOME": f"{work}/.cache", "MPLCONFIGDIR": f"{work}/.mpl",
             "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1",
-            "PYTHONPATH": config["pythonpath"]}
+            "PYTHONPATH": pythonpath}
+
+
+def fresh_labkit() -> None:
+    """Forget every labkit module this process inherited from the zygote, imported outside
+    the sandbox (with the zygote's pid and the grader's uid in the session's names), and
+    the temporary folder found there: the next imports run afresh, inside."""
+    for name in [m for m in sys.modules if m == "labkit" or m.startswith("labkit.")]:
+        del sys.modules[name]
+    tempfile.tempdir = None
 
 
 def _init(config: dict, alive_r: int, result_w: int) -> None:
-    """Process 1: build the allowlisted root, verify it, drop privileges, exec stage 2."""
+    """Process 1: build the allowlisted root, verify it, drop privileges, run stage 2."""
     try:
         iso.die_with_parent(0)  # our parent is outside this PID namespace: it shows as 0
         if select.select([alive_r], [], [], 0)[0]:
@@ -266,21 +288,13 @@ def _init(config: dict, alive_r: int, result_w: int) -> None:
             (work / sub).mkdir(exist_ok=True)
         os.chdir(work)
         lap(config, "namespaces, root, files")
-        config_r, config_w = os.pipe()
-        config["result_fd"] = result_w
-        if len(json.dumps(config)) > 60_000:
-            raise iso.SetupError("the settings do not fit in a pipe's buffer")
-        _send(config_w, config)
-        low, high = sorted((result_w, config_r))
-        for start, end in ((3, low), (low + 1, high), (high + 1, 1 << 16)):
-            os.closerange(start, end)  # nothing of the supervisor's is inherited
-        os.set_inheritable(result_w, True)
-        os.set_inheritable(config_r, True)
+        os.closerange(3, result_w)  # nothing of the supervisor's or the zygote's is kept
+        os.closerange(result_w + 1, 1 << 16)
         iso.drop_privileges()
-        os.execve(sys.executable, [sys.executable, "-m", "labkit._sandbox", "--stage2",
-                                   str(config_r)], _allowlist_env(config))
     except BaseException as e:
         _fail(result_w, e)
+    try:
+        _stage2(config, result_w)
     finally:
         os._exit(1)
 
@@ -365,11 +379,10 @@ def _notebook_outcome(runner: CellRunner, config: dict) -> tuple[str, list[str],
     return run.status, run.notes, run.errors
 
 
-def _stage2(config_fd: int) -> None:
-    with open(config_fd, "rb") as f:
-        config = json.load(f)
-    result_fd = config["result_fd"]
-    os.set_inheritable(result_fd, False)
+def _stage2(config: dict, result_fd: int) -> None:
+    """Process 1 after setup, in the interpreter the zygote started: the notebook, then the
+    checks; the report goes to ``result_fd``."""
+    fresh_labkit()
     pipe = os.fstat(result_fd).st_ino
 
     def close_in_child() -> None:
@@ -388,10 +401,6 @@ def _stage2(config_fd: int) -> None:
         status = f"{SETUP_FAILED}: {unsafe}" if unsafe else "ok"
         _send(result_fd, {"status": SETUP_FAILED if unsafe else "ok", "notes": [status]})
         os._exit(0)
-    # `-m` put the work folder first on sys.path: a student's json.py or selectors.py must
-    # never be what a lazy import finds here, where the checks decide (the answer's own
-    # process puts it back, as a kernel has it).
-    sys.path[:] = [p for p in sys.path if p not in ("", iso.WORK)]
     from labkit.answers import answers, is_check_cell
     from labkit.checking import exercises, run_checks
 
@@ -438,13 +447,17 @@ def _stage2(config_fd: int) -> None:
     os._exit(0)
 
 
-def main(argv: list[str]) -> None:
-    """``--stage2 FD`` inside the sandbox; no argument: the supervisor (see above)."""
-    if argv[:1] == ["--stage2"]:
-        _stage2(int(argv[1]))
-    else:
-        _supervise()
+def main() -> None:
+    """The zygote (see :mod:`labkit._zygote`); each of its forks is a supervisor."""
+    from labkit._zygote import serve
+
+    # `-m` put the working folder first on sys.path: nothing may be imported from there,
+    # least of all in the sandbox, where a student's json.py would be found (the answer's
+    # own process puts its folder back, as a kernel has it).
+    if sys.path and sys.path[0] == os.getcwd():
+        del sys.path[0]
+    serve(frozenset(allowlist_env("")), _supervise)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

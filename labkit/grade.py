@@ -36,10 +36,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import nbformat
 
 from . import _sandbox
+from ._zygote import Supervisor, Zygote, ZygoteError
 from .checking import PASSED, exercises
 from .display import progress
 from .errors import LabError
@@ -273,33 +275,33 @@ def _binds(root: Path) -> tuple[list[str], str]:
     return sorted(paths), str(package.parent)
 
 
-def _finish(proc: subprocess.Popen) -> bytes:
+def _finish(proc: Supervisor) -> bytes:
     """Wait for a supervisor to end (it kills its sandbox and removes its cgroup first);
     returns what it said on stderr."""
     try:
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
-        proc.wait()
-    errors = proc.stderr.read(65536)
-    proc.stdout.close()
-    proc.stderr.close()
-    return errors
+        proc.wait(timeout=30)
+    return proc.close()
 
 
-def _exchange(message: dict, timeout: float, later: list[subprocess.Popen] | None = None
-              ) -> tuple[dict | None, str, str]:
+def _zygote(root: Path) -> Zygote:
+    """A zygote for the sandboxes of this course's batch (see :mod:`labkit._zygote`)."""
+    return Zygote(_sandbox.allowlist_env(_binds(root)[1]))
+
+
+def _exchange(message: dict, timeout: float, zygote: Zygote,
+              later: list[Supervisor] | None = None) -> tuple[dict | None, str, str]:
     """Give ``message`` to a new sandbox supervisor and wait up to ``timeout`` seconds for its
     outcome: (outcome, "", ""), or (None, "timeout" or "error", why). Closing its stdin on
     the way out ends the sandbox. With ``later``, a supervisor that delivered is left to
     clean up while the caller goes on, and put in ``later`` for :func:`_finish`."""
-    package_parent = str(Path(__file__).resolve().parent.parent)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [package_parent, *filter(None, [os.environ.get("PYTHONPATH")])])}
     message["mark"] = time.monotonic()  # the profile's first phase starts here
-    proc = subprocess.Popen([sys.executable, "-m", "labkit._sandbox"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True, env=env)
+    try:
+        proc = zygote.fork()
+    except ZygoteError as e:
+        return None, "error", f"no sandbox could be started: {e}"
     data = bytearray()
     deadline = time.monotonic() + timeout
     timed_out = False
@@ -357,17 +359,17 @@ def isolation_level(root: Path | None = None) -> tuple[bool, str]:
     >>> usable, how = isolation_level()  # doctest: +SKIP
     """
     root = root or find_root()
-    binds, pythonpath = _binds(root)
+    binds = _binds(root)[0]
     limits = Limits()
-    outcome, _, why = _exchange({"probe": True, "files": {}, "binds": binds,
-                              "pythonpath": pythonpath, "memory": limits.memory,
-                              "processes": limits.processes, "work_size": "1m",
-                              "shm_size": "1m"}, 60)
+    with _zygote(root) as zygote:
+        outcome, _, why = _exchange({"probe": True, "files": {}, "binds": binds,
+                                     "memory": limits.memory, "processes": limits.processes,
+                                     "work_size": "1m", "shm_size": "1m"}, 60, zygote)
     try:
         report = json.loads(outcome["report"]) if outcome else {"notes": [why]}
     except ValueError:
         report = {"notes": ["the probe's report is not JSON"]}
-    if report.get("status") != "ok":
+    if outcome is None or report.get("status") != "ok":
         why = "; ".join(str(n) for n in report.get("notes", []))
         return False, (f"no sandbox can be made here: {why}. Unprivileged user namespaces "
                        "are needed (Debian/Ubuntu: sysctl kernel.unprivileged_userns_clone=1; "
@@ -433,8 +435,10 @@ def _validated(text: str) -> dict:
 
 def run_sandboxed(sub: Submission, answers: dict, cell_timeout: float, timeout: float,
                   limits: Limits | None = None, root: Path | None = None,
-                  later: list[subprocess.Popen] | None = None) -> tuple[str, dict]:
-    """Run one notebook (and the checks of ``answers``) in a sandbox of its own.
+                  later: list[Supervisor] | None = None,
+                  zygote: Zygote | None = None) -> tuple[str, dict]:
+    """Run one notebook (and the checks of ``answers``) in a sandbox of its own, forked by
+    ``zygote`` (the batch's; without one, a zygote is started for this submission alone).
 
     With ``later``, the sandbox's teardown overlaps with what the caller does next; the
     caller must then pass each process put in ``later`` to :func:`_finish`.
@@ -445,14 +449,16 @@ def run_sandboxed(sub: Submission, answers: dict, cell_timeout: float, timeout: 
 
     >>> status, report = run_sandboxed(sub, answers, 30, 300)  # doctest: +SKIP
     """
-    limits = limits or Limits()
-    binds, pythonpath = _binds(root or find_root())
+    limits, root = limits or Limits(), root or find_root()
+    if zygote is None:
+        with _zygote(root) as own:
+            return run_sandboxed(sub, answers, cell_timeout, timeout, limits, root, None, own)
     outcome, failure, why = _exchange({
         "files": {k: base64.b64encode(v).decode() for k, v in sub.files.items()},
         "notebook": sub.notebook, "answers": answers, "cell_timeout": cell_timeout,
         "rlimits": limits.rlimits, "max_processes": limits.processes, "memory": limits.memory,
         "processes": limits.processes, "work_size": limits.work, "shm_size": limits.shm,
-        "binds": binds, "pythonpath": pythonpath}, timeout, later)
+        "binds": _binds(root)[0]}, timeout, zygote, later)
     if outcome is None:
         return failure, {"notes": [why]}
     report = _validated(outcome["report"])
@@ -617,7 +623,7 @@ def grade(lab: str, submissions: Path, out: Path, jobs: int | None = None,
     if resume:
         todo = [s for s in todo if _load_row(results_dir / f"{s.student}.json") is None]
 
-    ending: list[subprocess.Popen] = []  # supervisors still removing their sandbox
+    ending: list[Supervisor] = []  # supervisors still removing their sandbox
     ending_lock = threading.Lock()
     profiles: list[list[tuple[str, float]]] = []
 
@@ -627,11 +633,12 @@ def grade(lab: str, submissions: Path, out: Path, jobs: int | None = None,
                 ending.remove(proc)
                 _finish(proc)
         started = time.monotonic()
+        report: dict[str, Any]
         if sub.problem:
             status, report = sub.status, {"notes": [sub.problem]}
         else:
             status, report = run_sandboxed(sub, answers, cell_timeout, timeout, limits, root,
-                                           ending)
+                                           ending, zygote)
         score, total, checks = _score(lab_exercises, answers, report.get("checks", []),
                                       status)
         notes = list(sub.notes) + [str(n)[:500] for n in report.get("notes", [])][:20]
@@ -644,9 +651,9 @@ def grade(lab: str, submissions: Path, out: Path, jobs: int | None = None,
         _write_atomically(feedback_dir / f"{sub.student}.html", _feedback_html(row))
         return row
 
+    jobs = jobs or default_jobs(limits)
     try:
-        jobs = jobs or default_jobs(limits)
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
+        with _zygote(root) as zygote, ThreadPoolExecutor(max_workers=jobs) as pool:
             futures = [pool.submit(one, s) for s in todo]
             for _ in progress(as_completed(futures), desc=f"grading {lab}",
                               total=len(futures)):
