@@ -258,7 +258,11 @@ def allowlist_env(pythonpath: str) -> dict[str, str]:
 def fresh_labkit() -> None:
     """Forget every labkit module this process inherited from the zygote, imported outside
     the sandbox (with the zygote's pid and the grader's uid in the session's names), and
-    the temporary folder found there: the next imports run afresh, inside."""
+    the temporary folder found there: the next imports run afresh, inside (from the code
+    the zygote compiled)."""
+    from labkit._zygote import use_precompiled
+
+    use_precompiled()
     for name in [m for m in sys.modules if m == "labkit" or m.startswith("labkit.")]:
         del sys.modules[name]
     tempfile.tempdir = None
@@ -369,7 +373,7 @@ def _limits(config: dict) -> None:
 def _notebook_outcome(runner: CellRunner, config: dict) -> tuple[str, list[str], list[dict]]:
     """Wait for the notebook's cells; return a status, notes and the cells' errors."""
     run = runner.wait(config["cell_timeout"])
-    lap(config, "notebook cells")
+    lap(config, "notebook cells, the rest")
     if run.errors and run.status == "ok":
         run.status = "error"
     run.notes += [f"error in code cell {e['cell']}: {e['ename']}: {e['evalue'][:200]}"
@@ -421,6 +425,8 @@ def _stage2(config: dict, result_fd: int) -> None:
     watchdog = _Watchdog(config["max_processes"], result_fd)
     watchdog.start()
     try:
+        exercises()  # every lesson's checks, imported while the cells run
+        lap(config, "checks import, cells running")
         if runner:
             report["status"], report["notes"], report["errors"] = _notebook_outcome(runner,
                                                                                     config)
@@ -428,8 +434,6 @@ def _stage2(config: dict, result_fd: int) -> None:
         lap(config, "sweep")
         given_answers = answers(cells, config["answers"])
         lap(config, "answers defined")
-        exercises()  # every lesson's checks, imported once for all the exercises
-        lap(config, "checks import")
         for exercise, given in given_answers.items():
             results = run_checks(exercise, given)
             report["checks"] += [r.__dict__ for r in results]

@@ -25,12 +25,19 @@ What keeps submissions apart, and the grader's secrets out of all of them:
   the sandbox (:func:`labkit._sandbox.fresh_labkit`);
 * it ends when the grader does (its socket's end, and a parent-death signal).
 
+Work done once per batch: besides its imports, the zygote compiles labkit's
+modules to code objects (nothing of them runs); stage 2 executes those afresh
+instead of compiling each module again (:func:`use_precompiled`: bytecode
+caches are not written here, so every import compiled from source).
+
 A supervisor is not the grader's child: the grader holds a pidfd for it
 (:class:`Supervisor`), which cannot be confused with a later process that
 reuses the pid.
 """
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
 import os
 import select
 import signal
@@ -38,11 +45,16 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import CodeType, ModuleType
 from typing import IO
 
 from labkit import _isolation as iso
 
-PRELOAD = ("IPython.core.interactiveshell", "traitlets.config")  # the cell runner's imports
+# The cell runner's imports, and the checks' (numpy: only with one BLAS thread, see _preload).
+PRELOAD = ("IPython.core.interactiveshell", "traitlets.config", "numpy")
+ONE_THREAD = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 class ZygoteError(Exception):
@@ -53,7 +65,65 @@ def _single_threaded() -> bool:
     return len(os.listdir("/proc/self/task")) == 1
 
 
-def serve(allowed_env: frozenset[str], supervise: object) -> None:
+_CODE: dict[str, tuple[tuple[int, int], CodeType]] = {}  # path -> ((mtime, size), code)
+
+
+def _precompile() -> None:
+    """Compile every module of the labkit package (not run: code objects only)."""
+    for path in sorted(Path(iso.__file__).resolve().parent.rglob("*.py")):
+        info = path.stat()
+        _CODE[str(path)] = ((info.st_mtime_ns, info.st_size),
+                            compile(path.read_bytes(), str(path), "exec", dont_inherit=True))
+
+
+class _PrecompiledLoader(importlib.machinery.SourceFileLoader):
+    """Loads a labkit module from the zygote's code object while its file is unchanged."""
+
+    def get_code(self, fullname: str) -> CodeType:
+        path = self.get_filename(fullname)
+        info = os.stat(path)
+        found = _CODE.get(path)
+        if found and found[0] == (info.st_mtime_ns, info.st_size):
+            return found[1]
+        code = super().get_code(fullname)
+        assert code is not None  # a source file always gives code (or raises)
+        return code
+
+
+class _PrecompiledFinder(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname: str, path: Sequence[str] | None,
+                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname.split(".")[0] != "labkit":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
+        if spec and isinstance(spec.loader, importlib.machinery.SourceFileLoader) \
+                and spec.origin in _CODE:
+            spec.loader = _PrecompiledLoader(fullname, spec.origin)
+        return spec
+
+
+def use_precompiled() -> None:
+    """Import labkit's modules from the code the zygote compiled (they still run afresh)."""
+    sys.meta_path.insert(0, _PrecompiledFinder())
+
+
+def _preload() -> None:
+    """Import :data:`PRELOAD`. A BLAS library starts its threads when it loads, unless told
+    to use one: the variables are set for the import only (they never reach a sandbox)."""
+    os.environ.update(dict.fromkeys(ONE_THREAD, "1"))
+    try:
+        for module in PRELOAD:
+            __import__(module)
+    finally:
+        for name in ONE_THREAD:
+            del os.environ[name]
+    _precompile()
+    if not _single_threaded():
+        raise SystemExit(f"importing {', '.join(PRELOAD)} started threads: the zygote "
+                         "cannot fork safely")
+
+
+def serve(allowed_env: frozenset[str], supervise: Callable[[], None]) -> None:
     """The zygote's loop on its socket (fd 0): fork a supervisor for each request.
 
     ``supervise`` is called in each fork, with the new supervisor's pipes on fd 0, 1 and 2.
@@ -63,8 +133,7 @@ def serve(allowed_env: frozenset[str], supervise: object) -> None:
                          f"{sorted(set(os.environ) - allowed_env)}")
     iso.die_with_parent(os.getppid())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the grader decides; the socket is the lifeline
-    for module in PRELOAD:
-        __import__(module)
+    _preload()
     requests = socket.socket(fileno=0)
     while True:
         while True:  # reap the supervisors that ended (the grader follows them by pidfd)
@@ -91,7 +160,7 @@ def serve(allowed_env: frozenset[str], supervise: object) -> None:
                     os.dup2(fd, target)
                     os.close(fd)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
-                supervise()  # type: ignore[operator]
+                supervise()
                 code = 0
             finally:
                 os._exit(code)
