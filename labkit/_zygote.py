@@ -159,7 +159,6 @@ def serve(allowed_env: frozenset[str], supervise: Callable[[], None]) -> None:
                 for target, fd in enumerate(fds):
                     os.dup2(fd, target)
                     os.close(fd)
-                signal.signal(signal.SIGINT, signal.SIG_IGN)
                 supervise()
                 code = 0
             finally:

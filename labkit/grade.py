@@ -1,9 +1,10 @@
 """``labkit grade``: grade a folder of submitted exercise notebooks, safely, in parallel.
 
-Each submission runs in a sandbox of its own (:mod:`labkit._sandbox`): new
-user, PID, mount, IPC, network and UTS namespaces, a root filesystem built
-from an allowlist, no capabilities, and a cgroup for the whole submission
-where one can be made. Whatever the student's code does (fork bombs,
+Each submission runs in a sandbox of its own (:mod:`labkit._sandbox`, forked
+from the batch's warm zygote, :mod:`labkit._zygote`, before it enters any
+namespace): new user, PID, mount, IPC, network and UTS namespaces, a root
+filesystem built from an allowlist, no capabilities, and a cgroup for the
+whole submission where one can be made. Whatever the student's code does (fork bombs,
 ``setsid`` escapees, killing its parent, filling ``/dev/shm``, reading or
 deleting files) stays inside and ends with it. No container engine is
 needed; unprivileged user namespaces are enough. The sandbox reports which
