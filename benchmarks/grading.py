@@ -1,13 +1,16 @@
 """labkit grade beside nbgrader's autograde, on the same generated submissions.
 
-    python benchmarks/grading.py --lab 02_pipes -n 20 --nbgrader .venv-nbgrader/bin/nbgrader
+    python benchmarks/grading.py --lab 02_pipes -n 20 --rounds 3 --nbgrader .venv-nbgrader/bin/nbgrader
 
 Both grade N copies of a lab's solution notebook (so every run does all of
 its work): nbgrader executes each notebook in a kernel, in one process,
 without a sandbox; labkit grades each in its sandbox with its default
-number of jobs. Prints both wall times, the time per submission and the
-ratio (nbgrader ÷ labkit: above 1 means labkit is faster). A benchmark, not
-a test: figures depend on the machine and on what else it is doing.
+number of jobs. The two take turns, round after round (nbgrader first in
+odd rounds, labkit first in even ones), so a machine that gets busier or
+quieter meanwhile weighs on both alike. Prints each round's wall times and
+ratio (nbgrader ÷ labkit: above 1 means labkit is faster), then the medians.
+A benchmark, not a test: figures depend on the machine and on what else it
+is doing.
 
 nbgrader is not a dependency of the course; put it in a venv of its own,
 with labkit, so its kernels can import labkit:
@@ -43,14 +46,14 @@ def _nbgrader(exe: str, course: Path, *args: str) -> float:
     env = dict(os.environ, PATH=f"{Path(exe).parent}{os.pathsep}{os.environ['PATH']}")
     started = time.monotonic()
     done = subprocess.run([exe, *args, "--force"], cwd=course, capture_output=True, text=True,
-                          env=env)  # its own venv first: nbgrader runs alembic from the PATH
+                          env=env, check=False)  # its own venv first: nbgrader runs alembic from the PATH
     if done.returncode != 0:
         raise SystemExit(f"nbgrader {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
     return time.monotonic() - started
 
 
 def time_nbgrader(exe: str, lab: str, n: int, work: Path) -> float:
-    """Seconds nbgrader's autograde takes for n copies of the solution."""
+    """Seconds nbgrader's autograde takes for n copies of the solution (``work`` is new)."""
     course = work / "nbgrader"
     (course / "source" / lab).mkdir(parents=True)
     shutil.copy(ROOT / "solutions" / f"{lab}.ipynb", course / "source" / lab / f"{lab}.ipynb")
@@ -88,20 +91,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nbgrader", default=shutil.which("nbgrader"),
                         help="the nbgrader command (default: nbgrader on the PATH)")
     parser.add_argument("--jobs", type=int, default=None, help="labkit's jobs (its default)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of both tools, taking turns (default 3)")
     args = parser.parse_args(argv)
     if not args.nbgrader:
         parser.error("no nbgrader found: see this file's docstring to install it, then "
                      "pass --nbgrader PATH")
-    with tempfile.TemporaryDirectory(prefix="labkit-bench-grading-") as tmp:
-        work = Path(tmp)
-        nbgrader = time_nbgrader(args.nbgrader, args.lab, args.n, work)
-        labkit, each = time_labkit(args.lab, args.n, work, args.jobs)
-    print(f"{args.n} correct submissions of {args.lab}")
-    print(f"  nbgrader autograde: {nbgrader:7.1f} s  ({nbgrader / args.n:.2f} s each)")
-    print(f"  labkit grade:       {labkit:7.1f} s  ({labkit / args.n:.2f} s each; "
-          f"per submission in its sandbox: median {statistics.median(each):.2f} s, "
-          f"range {min(each):.2f}-{max(each):.2f} s)")
-    print(f"  nbgrader / labkit:  {nbgrader / labkit:.2f}")
+    from labkit.grade import default_jobs
+
+    jobs = args.jobs or default_jobs()
+    print(f"{args.n} correct submissions of {args.lab}, {args.rounds} round(s); labkit with "
+          f"{jobs} job(s) on {os.cpu_count()} core(s)", flush=True)
+    nbgrader_s, labkit_s = [], []
+    for round_ in range(1, args.rounds + 1):
+        with tempfile.TemporaryDirectory(prefix="labkit-bench-grading-") as tmp:
+            work = Path(tmp)
+            for tool in ("nbgrader", "labkit") if round_ % 2 else ("labkit", "nbgrader"):
+                if tool == "nbgrader":
+                    nbgrader_s.append(time_nbgrader(args.nbgrader, args.lab, args.n, work))
+                else:
+                    labkit_s.append(time_labkit(args.lab, args.n, work, args.jobs))
+        nb, (lk, each) = nbgrader_s[-1], labkit_s[-1]
+        print(f"round {round_}: nbgrader {nb:6.1f} s ({nb / args.n:.2f} s each), labkit "
+              f"{lk:6.1f} s ({lk / args.n:.2f} s each; one submission in its sandbox: "
+              f"median {statistics.median(each):.2f} s), nbgrader / labkit {nb / lk:.2f}",
+              flush=True)
+    nb = statistics.median(nbgrader_s)
+    lk = statistics.median(seconds for seconds, _ in labkit_s)
+    ratio = statistics.median(n / seconds for n, (seconds, _) in zip(nbgrader_s, labkit_s, strict=True))
+    print(f"median of {args.rounds}: nbgrader autograde {nb:.1f} s, labkit grade {lk:.1f} s, "
+          f"nbgrader / labkit {ratio:.2f}")
     return 0
 
 

@@ -322,7 +322,7 @@ class Cgroup:
         """A new cgroup with these limits; raises SetupError saying why none can be made."""
         found, name = cls._hierarchies(), f"labkit-sandbox-{os.getpid()}-{secrets.token_hex(4)}"
         top, own = found.get("", (None, None))
-        for parent in ([own, top] if own != top else [top]) if top else []:
+        for parent in [p for p in dict.fromkeys((own, top)) if p is not None] if top else []:
             try:
                 available = set((parent / "cgroup.controllers").read_text().split())
                 if not {"memory", "pids"} <= available:
@@ -354,7 +354,7 @@ class Cgroup:
         raise SetupError("no cgroup with the memory and pids controllers can be created here")
 
     def _write(self, controller: str, *pairs: object) -> None:
-        for key, value in zip(pairs[::2], pairs[1::2]):
+        for key, value in zip(pairs[::2], pairs[1::2], strict=True):
             path = self.dirs[controller] / str(key)
             if path.exists() or key in ("memory.max", "pids.max", "memory.limit_in_bytes"):
                 try:

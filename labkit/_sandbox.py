@@ -1,10 +1,12 @@
 """The grading sandbox: one submission in namespaces of its own, set up from an allowlist.
 
-``labkit grade`` starts ``python -m labkit._sandbox`` (the *supervisor*) and
-writes it one framed message on stdin: the settings and the submission's
-bytes, read once by the grader. stdin then stays open as a lifeline; when it
-closes (the grader ended, was killed, or gave up waiting) the supervisor
-kills the sandbox. The supervisor never runs student code; it
+``labkit grade`` starts one zygote per batch (``python -m labkit._sandbox``,
+see :mod:`labkit._zygote`); each submission's *supervisor* is a fork of it.
+The grader writes the supervisor one framed message on stdin: the settings
+and the submission's bytes, read once by the grader. stdin then stays open
+as a lifeline; when it closes (the grader ended, was killed, or gave up
+waiting) the supervisor kills the sandbox. The supervisor never runs student
+code; it
 
 * puts the sandbox in a cgroup of its own (memory and process limits for the
   whole submission, see :class:`labkit._isolation.Cgroup`), else reports the
@@ -17,18 +19,23 @@ kills the sandbox. The supervisor never runs student code; it
 
 The first process forks the sandbox's *process 1*, which builds a new root
 from an allowlist, checks ``/proc/self/mountinfo``, writes the submission into
-the private work folder, drops every capability and re-executes itself (stage
-2). Each of them dies with its parent (``PR_SET_PDEATHSIG``), and process 1
+the private work folder, closes every descriptor but its report pipe, drops
+every capability and goes on into stage 2 (in the zygote's interpreter, whose
+environment is the sandbox's allowlist; labkit's modules are imported afresh).
+Each of them dies with its parent (``PR_SET_PDEATHSIG``), and process 1
 also ends when the supervisor stops reading its report. When process 1 ends,
 the kernel kills every process left in the namespace, including those that
 left their session with ``setsid``.
 
-Stage 2 executes the notebook with nbclient (a fresh kernel, a timeout per
-cell, outputs capped), kills whatever the notebook left, then runs each
-exercise's checks. The notebook's code is never executed in this process:
-each check call defines the answers afresh in a child of its own
+Stage 2 runs the notebook's cells in a cell runner (:mod:`labkit._cells`: a
+timeout per cell, output capped), kills whatever the notebook left, then
+runs each exercise's checks. The notebook's code is never executed in this
+process: each check call defines the answers afresh in a child of its own
 (:class:`labkit.answers.NotebookAnswer`), so redefining ``labkit.check`` or
 patching labkit in the notebook changes nothing here.
+
+Each stage adds its time to the settings' profile (:func:`lap`), which the
+report carries back for ``labkit grade --profile``.
 """
 from __future__ import annotations
 
@@ -42,6 +49,7 @@ import shutil
 import signal
 import struct
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -49,9 +57,9 @@ from pathlib import Path
 from typing import Any
 
 from labkit import _isolation as iso
+from labkit._cells import OUTPUT_CAP, CellRunner, read_cells
 
 PR_SET_DUMPABLE = 4
-OUTPUT_CAP = 256 * 1024  # characters of output kept per cell
 REPORT_CAP = 16 * 2**20  # bytes of report relayed from one sandbox
 SETUP_FAILED = "sandbox failed"
 ETC = {
@@ -66,6 +74,21 @@ ETC = {
 
 def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
+
+
+def lap(config: dict, phase: str) -> None:
+    """Add the seconds since the last lap to ``config["profile"]`` as ``phase``.
+
+    The profile travels with the settings from the grader through every stage (the
+    monotonic clock is the same in every process: there is no time namespace).
+
+    >>> config = {"mark": time.monotonic(), "profile": []}
+    >>> lap(config, "nothing"); config["profile"][0][0]
+    'nothing'
+    """
+    now = time.monotonic()
+    config.setdefault("profile", []).append([phase, round(now - config.get("mark", now), 4)])
+    config["mark"] = now
 
 
 # --- the supervisor (the grader's side: no student code runs here) -------------------------
@@ -94,12 +117,15 @@ def _read_exactly(fd: int, n: int) -> bytes:
 def _supervise() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the grader decides; stdin is the lifeline
     config = json.loads(_read_exactly(0, struct.unpack(">Q", _read_exactly(0, 8))[0]))
+    lap(config, "supervisor start")
+    group: iso.Cgroup | None = None
     try:
-        group: iso.Cgroup | None = iso.Cgroup.create(config["memory"], config["processes"])
+        group = iso.Cgroup.create(config["memory"], config["processes"])
         limits = f"cgroup v{group.version}: {config['memory'] >> 20} MiB and " \
                  f"{config['processes']} processes for the whole submission"
     except iso.SetupError as e:
         group, limits = None, f"no cgroup ({e}): limits per process and a watchdog"
+    lap(config, "cgroup")
 
     def deliver(report: str) -> None:
         # The limit counters are final once process 1 has reported (or died), so the grader
@@ -214,18 +240,36 @@ def _send(fd: int, report: dict) -> None:
     os.close(fd)
 
 
-def _allowlist_env(config: dict) -> dict[str, str]:
+def allowlist_env(pythonpath: str) -> dict[str, str]:
+    """The whole environment of the zygote and so of every sandbox: what a lab needs, no more.
+
+    >>> sorted(allowlist_env("/course"))[:3]
+    ['HOME', 'IPYTHONDIR', 'JUPYTER_RUNTIME_DIR']
+    """
     work = iso.WORK
     return {"PATH": f"{sys.prefix}/bin:/usr/local/bin:/usr/bin:/bin", "HOME": work,
             "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TMPDIR": f"{work}/tmp",
             "JUPYTER_RUNTIME_DIR": f"{work}/.runtime", "IPYTHONDIR": f"{work}/.ipython",
             "XDG_CACHE_HOME": f"{work}/.cache", "MPLCONFIGDIR": f"{work}/.mpl",
             "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1",
-            "PYTHONPATH": config["pythonpath"]}
+            "PYTHONPATH": pythonpath}
+
+
+def fresh_labkit() -> None:
+    """Forget every labkit module this process inherited from the zygote, imported outside
+    the sandbox (with the zygote's pid and the grader's uid in the session's names), and
+    the temporary folder found there: the next imports run afresh, inside (from the code
+    the zygote compiled)."""
+    from labkit._zygote import use_precompiled
+
+    use_precompiled()
+    for name in [m for m in sys.modules if m == "labkit" or m.startswith("labkit.")]:
+        del sys.modules[name]
+    tempfile.tempdir = None
 
 
 def _init(config: dict, alive_r: int, result_w: int) -> None:
-    """Process 1: build the allowlisted root, verify it, drop privileges, exec stage 2."""
+    """Process 1: build the allowlisted root, verify it, drop privileges, run stage 2."""
     try:
         iso.die_with_parent(0)  # our parent is outside this PID namespace: it shows as 0
         if select.select([alive_r], [], [], 0)[0]:
@@ -247,21 +291,14 @@ def _init(config: dict, alive_r: int, result_w: int) -> None:
         for sub in ("tmp", ".runtime", ".ipython", ".cache", ".mpl"):
             (work / sub).mkdir(exist_ok=True)
         os.chdir(work)
-        config_r, config_w = os.pipe()
-        config["result_fd"] = result_w
-        if len(json.dumps(config)) > 60_000:
-            raise iso.SetupError("the settings do not fit in a pipe's buffer")
-        _send(config_w, config)
-        low, high = sorted((result_w, config_r))
-        for start, end in ((3, low), (low + 1, high), (high + 1, 1 << 16)):
-            os.closerange(start, end)  # nothing of the supervisor's is inherited
-        os.set_inheritable(result_w, True)
-        os.set_inheritable(config_r, True)
+        lap(config, "namespaces, root, files")
+        os.closerange(3, result_w)  # nothing of the supervisor's or the zygote's is kept
+        os.closerange(result_w + 1, 1 << 16)
         iso.drop_privileges()
-        os.execve(sys.executable, [sys.executable, "-m", "labkit._sandbox", "--stage2",
-                                   str(config_r)], _allowlist_env(config))
     except BaseException as e:
         _fail(result_w, e)
+    try:
+        _stage2(config, result_w)
     finally:
         os._exit(1)
 
@@ -333,67 +370,23 @@ def _limits(config: dict) -> None:
         resource.setrlimit(which, (value, value))
 
 
-def _execute(path: Path, config: dict) -> tuple[str, list[str], list[dict]]:
-    """Run the notebook in a fresh kernel; return a status, notes and the cells' errors."""
-    import nbformat
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
-
-    class CappedClient(NotebookClient):
-        def output(self, outs, msg, display_id, cell_index):  # type: ignore[override]
-            kept = sum(len(str(o.get("text", ""))) + len(str(o.get("data", ""))) for o in outs)
-            if kept > OUTPUT_CAP:
-                self.truncated = True
-                return None
-            return super().output(outs, msg, display_id, cell_index)
-
-    try:
-        nb = nbformat.read(path, as_version=4)
-    except Exception as e:
-        return "error", [f"the notebook could not be read: {type(e).__name__}: {e}"], []
-    from labkit.answers import is_check_cell
-
-    for cell in nb.cells:  # the checks are the grader's to run, after the notebook
-        if cell.cell_type == "code" and is_check_cell(cell.source):
-            cell.source = ""
-    client = CappedClient(nb, timeout=config["cell_timeout"], kernel_name="python3",
-                          allow_errors=True, resources={"metadata": {"path": str(path.parent)}})
-    client.truncated = False
-    notes: list[str] = []
-    status = "ok"
-    import subprocess
-
-    try:
-        client.execute(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       stdin=subprocess.DEVNULL)
-    except CellTimeoutError:
-        status = "timeout"
-        notes.append(f"a cell did not finish in {config['cell_timeout']:g} s; the notebook "
-                     "was stopped there (the checks still ran)")
-    except DeadKernelError:
-        status = "kernel died"
-        notes.append("the notebook's kernel died while running it (the checks still ran)")
-    except Exception as e:
-        status = "error"
-        notes.append(f"the notebook could not be run: {type(e).__name__}: {e}")
-    code_cells = [c for c in nb.cells if c.cell_type == "code"]
-    errors = [{"cell": i, "ename": o.get("ename"), "evalue": str(o.get("evalue"))[:1000]}
-              for i, c in enumerate(code_cells, start=1)
-              for o in c.get("outputs", []) if o.get("output_type") == "error"]
-    if errors and status == "ok":
-        status = "error"
-    notes += [f"error in code cell {e['cell']}: {e['ename']}: {e['evalue'][:200]}"
-              for e in errors[:5]]
-    if client.truncated:
-        notes.append(f"output beyond {OUTPUT_CAP // 1024} KiB per cell was dropped")
-    return status, notes, errors
+def _notebook_outcome(runner: CellRunner, config: dict) -> tuple[str, list[str], list[dict]]:
+    """Wait for the notebook's cells; return a status, notes and the cells' errors."""
+    run = runner.wait(config["cell_timeout"])
+    lap(config, "notebook cells, the rest")
+    if run.errors and run.status == "ok":
+        run.status = "error"
+    run.notes += [f"error in code cell {e['cell']}: {e['ename']}: {e['evalue'][:200]}"
+                  for e in run.errors[:5]]
+    if run.truncated:
+        run.notes.append(f"output beyond {OUTPUT_CAP // 1024} KiB per cell was dropped")
+    return run.status, run.notes, run.errors
 
 
-def _stage2(config_fd: int) -> None:
-    with open(config_fd, "rb") as f:
-        config = json.load(f)
-    result_fd = config["result_fd"]
-    os.set_inheritable(result_fd, False)
+def _stage2(config: dict, result_fd: int) -> None:
+    """Process 1 after setup, in the interpreter the zygote started: the notebook, then the
+    checks; the report goes to ``result_fd``."""
+    fresh_labkit()
     pipe = os.fstat(result_fd).st_ino
 
     def close_in_child() -> None:
@@ -406,34 +399,46 @@ def _stage2(config_fd: int) -> None:
 
     os.register_at_fork(after_in_child=close_in_child)
     _libc().prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    lap(config, "stage 2 start")
     unsafe = iso.privileges_dropped()
     if unsafe or config.get("probe"):
         status = f"{SETUP_FAILED}: {unsafe}" if unsafe else "ok"
         _send(result_fd, {"status": SETUP_FAILED if unsafe else "ok", "notes": [status]})
         os._exit(0)
-    work = Path(iso.WORK)
+    from labkit.answers import answers, is_check_cell
+    from labkit.checking import exercises, run_checks
+
+    lap(config, "labkit import")
     _limits(config)
+    report: dict[str, Any] = {"status": "ok", "notes": [], "checks": [], "errors": []}
+    submitted = (Path(iso.WORK) / config["notebook"]).read_bytes()  # before a cell rewrites it
+    runner = None
+    try:
+        cells = read_cells(submitted)
+    except (ValueError, UnicodeDecodeError) as e:
+        cells = []
+        report["status"] = "error"
+        report["notes"].append(f"the notebook could not be read: {type(e).__name__}: {e}")
+    else:  # started before the watchdog's thread: a fork copies only the calling thread
+        runner = CellRunner(["" if is_check_cell(c["source"]) else c["source"]
+                             for c in cells if c["cell_type"] == "code"])
     watchdog = _Watchdog(config["max_processes"], result_fd)
     watchdog.start()
-    report: dict[str, Any] = {"status": "ok", "notes": [], "checks": [], "errors": []}
     try:
-        notebook = work / config["notebook"]
-        submitted = notebook.read_bytes()  # before it runs: a cell may overwrite the file
-        report["status"], report["notes"], report["errors"] = _execute(notebook, config)
+        exercises()  # every lesson's checks, imported while the cells run
+        lap(config, "checks import, cells running")
+        if runner:
+            report["status"], report["notes"], report["errors"] = _notebook_outcome(runner,
+                                                                                    config)
         _sweep()
-        import nbformat
-
-        from labkit.answers import answers
-        from labkit.checking import run_checks
-
-        try:
-            cells = nbformat.reads(submitted.decode(), as_version=4).cells
-        except Exception:
-            cells = []
-        for exercise, given in answers(cells, config["answers"]).items():
+        lap(config, "sweep")
+        given_answers = answers(cells, config["answers"])
+        lap(config, "answers defined")
+        for exercise, given in given_answers.items():
             results = run_checks(exercise, given)
             report["checks"] += [r.__dict__ for r in results]
             _sweep()
+            lap(config, f"checks {exercise}")
         if watchdog.fired:
             report["status"] = "fork bomb"
             report["notes"].append(f"more than {config['max_processes']} processes at once: "
@@ -441,17 +446,22 @@ def _stage2(config_fd: int) -> None:
     except BaseException as e:
         report["status"] = "error"
         report["notes"].append(f"grading failed: {type(e).__name__}: {e}")
+    report["profile"], report["sent"] = config["profile"], time.monotonic()
     _send(result_fd, report)
     os._exit(0)
 
 
-def main(argv: list[str]) -> None:
-    """``--stage2 FD`` inside the sandbox; no argument: the supervisor (see above)."""
-    if argv[:1] == ["--stage2"]:
-        _stage2(int(argv[1]))
-    else:
-        _supervise()
+def main() -> None:
+    """The zygote (see :mod:`labkit._zygote`); each of its forks is a supervisor."""
+    from labkit._zygote import serve
+
+    # `-m` put the working folder first on sys.path: nothing may be imported from there,
+    # least of all in the sandbox, where a student's json.py would be found (the answer's
+    # own process puts its folder back, as a kernel has it).
+    if sys.path and sys.path[0] == os.getcwd():
+        del sys.path[0]
+    serve(frozenset(allowlist_env("")), _supervise)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

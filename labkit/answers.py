@@ -22,6 +22,8 @@ the checker (see :mod:`labkit.checking`).
 from __future__ import annotations
 
 import ast
+import os
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -149,6 +151,8 @@ class NotebookAnswer:
                                "the checker")
         key = id(self.statements)
         if key not in _NAMESPACES:
+            if os.getcwd() not in sys.path:  # as in a kernel: the notebook's folder imports
+                sys.path.insert(0, os.getcwd())
             _NAMESPACES[key] = define(self.statements)
         return _NAMESPACES[key]
 

@@ -49,7 +49,8 @@ def _grade(args: argparse.Namespace) -> int:
     from .grade import grade
 
     rows = grade(args.lab, args.submissions, args.out, jobs=args.jobs, resume=args.resume,
-                 cell_timeout=args.cell_timeout, timeout=args.timeout, root=args.root)
+                 cell_timeout=args.cell_timeout, timeout=args.timeout, root=args.root,
+                 profile=args.profile)
     width = max([len(r.student) for r in rows] + [7])
     for r in rows:
         print(f"{r.student:<{width}}  {r.score:>5g} / {r.max_score:<5g} {r.status}")
@@ -82,11 +83,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("submissions", type=Path,
                    help="folder with one STUDENT.ipynb or one STUDENT/ folder per student")
     p.add_argument("--out", type=Path, required=True, help="folder for the reports")
-    p.add_argument("--jobs", type=int, default=None, help="submissions at once (default: cores)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="submissions at once (default: usable cores, as many as fit in memory)")
     p.add_argument("--resume", action="store_true", help="skip students already graded")
     p.add_argument("--cell-timeout", type=float, default=30.0, help="seconds per cell")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per submission")
     p.add_argument("--root", type=Path, help="the course folder (default: found from here)")
+    p.add_argument("--profile", action="store_true",
+                   help="print where each submission's time went (per phase: median, total)")
     p.set_defaults(run=_grade)
     p = sub.add_parser("bench", help="measure every IPC mechanism: latency and throughput")
     p.add_argument("--full", action="store_true",

@@ -1,9 +1,10 @@
 """``labkit grade``: grade a folder of submitted exercise notebooks, safely, in parallel.
 
-Each submission runs in a sandbox of its own (:mod:`labkit._sandbox`): new
-user, PID, mount, IPC, network and UTS namespaces, a root filesystem built
-from an allowlist, no capabilities, and a cgroup for the whole submission
-where one can be made. Whatever the student's code does (fork bombs,
+Each submission runs in a sandbox of its own (:mod:`labkit._sandbox`, forked
+from the batch's warm zygote, :mod:`labkit._zygote`, before it enters any
+namespace): new user, PID, mount, IPC, network and UTS namespaces, a root
+filesystem built from an allowlist, no capabilities, and a cgroup for the
+whole submission where one can be made. Whatever the student's code does (fork bombs,
 ``setsid`` escapees, killing its parent, filling ``/dev/shm``, reading or
 deleting files) stays inside and ends with it. No container engine is
 needed; unprivileged user namespaces are enough. The sandbox reports which
@@ -27,6 +28,7 @@ import os
 import re
 import selectors
 import stat
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,10 +37,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import nbformat
 
 from . import _sandbox
+from ._zygote import Supervisor, Zygote, ZygoteError
 from .checking import PASSED, exercises
 from .display import progress
 from .errors import LabError
@@ -49,6 +53,7 @@ __all__ = [
     "Limits",
     "Submission",
     "answers_of",
+    "default_jobs",
     "find_submissions",
     "grade",
     "isolation_level",
@@ -231,14 +236,15 @@ def answers_of(exercise_notebook: Path) -> dict[str, str | tuple[str, ...]]:
             if not (isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "check"
                     and len(node.args) == 2 and isinstance(node.args[0], ast.Constant)):
                 continue
-            answer = node.args[1]
+            exercise, answer = str(node.args[0].value), node.args[1]
+            names = [e for e in answer.elts if isinstance(e, ast.Name)] \
+                if isinstance(answer, ast.Tuple) else []
             if isinstance(answer, ast.Name):
-                mapping[node.args[0].value] = answer.id
-            elif isinstance(answer, ast.Tuple) and all(isinstance(e, ast.Name)
-                                                      for e in answer.elts):
-                mapping[node.args[0].value] = tuple(e.id for e in answer.elts)
+                mapping[exercise] = answer.id
+            elif isinstance(answer, ast.Tuple) and len(names) == len(answer.elts):
+                mapping[exercise] = tuple(e.id for e in names)
             else:
-                raise LabError(f"{exercise_notebook.name}: the check of {node.args[0].value} "
+                raise LabError(f"{exercise_notebook.name}: the check of {exercise} "
                                "must name the answer function (or a tuple of them)")
     return mapping
 
@@ -270,32 +276,33 @@ def _binds(root: Path) -> tuple[list[str], str]:
     return sorted(paths), str(package.parent)
 
 
-def _finish(proc: subprocess.Popen) -> bytes:
+def _finish(proc: Supervisor) -> bytes:
     """Wait for a supervisor to end (it kills its sandbox and removes its cgroup first);
     returns what it said on stderr."""
     try:
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
-        proc.wait()
-    errors = proc.stderr.read(65536)
-    proc.stdout.close()
-    proc.stderr.close()
-    return errors
+        proc.wait(timeout=30)
+    return proc.close()
 
 
-def _exchange(message: dict, timeout: float, later: list[subprocess.Popen] | None = None
-              ) -> tuple[dict | None, str, str]:
+def _zygote(root: Path) -> Zygote:
+    """A zygote for the sandboxes of this course's batch (see :mod:`labkit._zygote`)."""
+    return Zygote(_sandbox.allowlist_env(_binds(root)[1]))
+
+
+def _exchange(message: dict, timeout: float, zygote: Zygote,
+              later: list[Supervisor] | None = None) -> tuple[dict | None, str, str]:
     """Give ``message`` to a new sandbox supervisor and wait up to ``timeout`` seconds for its
     outcome: (outcome, "", ""), or (None, "timeout" or "error", why). Closing its stdin on
     the way out ends the sandbox. With ``later``, a supervisor that delivered is left to
     clean up while the caller goes on, and put in ``later`` for :func:`_finish`."""
-    package_parent = str(Path(__file__).resolve().parent.parent)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [package_parent, *filter(None, [os.environ.get("PYTHONPATH")])])}
-    proc = subprocess.Popen([sys.executable, "-m", "labkit._sandbox"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True, env=env)
+    message["mark"] = time.monotonic()  # the profile's first phase starts here
+    try:
+        proc = zygote.fork()
+    except ZygoteError as e:
+        return None, "error", f"no sandbox could be started: {e}"
     data = bytearray()
     deadline = time.monotonic() + timeout
     timed_out = False
@@ -353,17 +360,17 @@ def isolation_level(root: Path | None = None) -> tuple[bool, str]:
     >>> usable, how = isolation_level()  # doctest: +SKIP
     """
     root = root or find_root()
-    binds, pythonpath = _binds(root)
+    binds = _binds(root)[0]
     limits = Limits()
-    outcome, _, why = _exchange({"probe": True, "files": {}, "binds": binds,
-                              "pythonpath": pythonpath, "memory": limits.memory,
-                              "processes": limits.processes, "work_size": "1m",
-                              "shm_size": "1m"}, 60)
+    with _zygote(root) as zygote:
+        outcome, _, why = _exchange({"probe": True, "files": {}, "binds": binds,
+                                     "memory": limits.memory, "processes": limits.processes,
+                                     "work_size": "1m", "shm_size": "1m"}, 60, zygote)
     try:
         report = json.loads(outcome["report"]) if outcome else {"notes": [why]}
     except ValueError:
         report = {"notes": ["the probe's report is not JSON"]}
-    if report.get("status") != "ok":
+    if outcome is None or report.get("status") != "ok":
         why = "; ".join(str(n) for n in report.get("notes", []))
         return False, (f"no sandbox can be made here: {why}. Unprivileged user namespaces "
                        "are needed (Debian/Ubuntu: sysctl kernel.unprivileged_userns_clone=1; "
@@ -416,15 +423,23 @@ def _validated(text: str) -> dict:
         given = report.get(key, [])
         return [d for d in given if isinstance(d, dict)] if isinstance(given, list) else []
 
+    profile = report.get("profile", [])
+    sent = report.get("sent")
+    phases = [(str(p[0]), float(p[1])) for p in profile if isinstance(p, list) and len(p) == 2
+              and isinstance(p[1], (int, float))] if isinstance(profile, list) else []
+    if phases and isinstance(sent, (int, float)):
+        phases.append(("report back", time.monotonic() - sent))
     return {"status": str(report.get("status", "error")),
             "notes": [str(n) for n in notes] if isinstance(notes, list) else [],
-            "checks": dicts("checks"), "errors": dicts("errors")}
+            "checks": dicts("checks"), "errors": dicts("errors"), "profile": phases}
 
 
 def run_sandboxed(sub: Submission, answers: dict, cell_timeout: float, timeout: float,
                   limits: Limits | None = None, root: Path | None = None,
-                  later: list[subprocess.Popen] | None = None) -> tuple[str, dict]:
-    """Run one notebook (and the checks of ``answers``) in a sandbox of its own.
+                  later: list[Supervisor] | None = None,
+                  zygote: Zygote | None = None) -> tuple[str, dict]:
+    """Run one notebook (and the checks of ``answers``) in a sandbox of its own, forked by
+    ``zygote`` (the batch's; without one, a zygote is started for this submission alone).
 
     With ``later``, the sandbox's teardown overlaps with what the caller does next; the
     caller must then pass each process put in ``later`` to :func:`_finish`.
@@ -435,14 +450,16 @@ def run_sandboxed(sub: Submission, answers: dict, cell_timeout: float, timeout: 
 
     >>> status, report = run_sandboxed(sub, answers, 30, 300)  # doctest: +SKIP
     """
-    limits = limits or Limits()
-    binds, pythonpath = _binds(root or find_root())
+    limits, root = limits or Limits(), root or find_root()
+    if zygote is None:
+        with _zygote(root) as own:
+            return run_sandboxed(sub, answers, cell_timeout, timeout, limits, root, None, own)
     outcome, failure, why = _exchange({
         "files": {k: base64.b64encode(v).decode() for k, v in sub.files.items()},
         "notebook": sub.notebook, "answers": answers, "cell_timeout": cell_timeout,
         "rlimits": limits.rlimits, "max_processes": limits.processes, "memory": limits.memory,
         "processes": limits.processes, "work_size": limits.work, "shm_size": limits.shm,
-        "binds": binds, "pythonpath": pythonpath}, timeout, later)
+        "binds": _binds(root)[0]}, timeout, zygote, later)
     if outcome is None:
         return failure, {"notes": [why]}
     report = _validated(outcome["report"])
@@ -456,6 +473,23 @@ def run_sandboxed(sub: Submission, answers: dict, cell_timeout: float, timeout: 
     if not report:
         return "error", {"notes": ["the sandbox ended without a report"]}
     return str(report.get("status", "error")), report
+
+
+def default_jobs(limits: Limits | None = None) -> int:
+    """Submissions graded at once by default: one per core this process may use, but no more
+    sandboxes than fit in the memory available now at their limit (:attr:`Limits.memory`).
+
+    >>> 1 <= default_jobs() <= len(os.sched_getaffinity(0))
+    True
+    """
+    cores = len(os.sched_getaffinity(0))
+    try:
+        meminfo = Path("/proc/meminfo").read_text().splitlines()
+        available = next(int(line.split()[1]) * 1024 for line in meminfo
+                         if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return cores  # no figure to go by: the cgroups still hold each one to its limit
+    return max(1, min(cores, available // (limits or Limits()).memory))
 
 
 def _feedback_md(row: GradeRow) -> str:
@@ -528,13 +562,32 @@ def _load_row(path: Path) -> GradeRow | None:
     return row if isinstance(row.student, str) and isinstance(row.checks, list) else None
 
 
+def profile_table(profiles: list[list[tuple[str, float]]]) -> str:
+    """Where the submissions' time went: per phase, the median and the total over the batch.
+
+    >>> print(profile_table([[("kernel start", 1.0)], [("kernel start", 3.0)]]))
+    phase                               median s   total s
+    kernel start                            2.00      4.00
+    """
+    seconds: dict[str, list[float]] = {}
+    for phases in profiles:
+        for phase, spent in phases:
+            seconds.setdefault(phase, []).append(spent)
+    lines = [f"{'phase':<34} {'median s':>10} {'total s':>9}"]
+    lines += [f"{phase:<34} {statistics.median(spent):>10.2f} {sum(spent):>9.2f}"
+              for phase, spent in seconds.items()]
+    return "\n".join(lines)
+
+
 def grade(lab: str, submissions: Path, out: Path, jobs: int | None = None,
           resume: bool = False, cell_timeout: float = 30.0, timeout: float = 300.0,
-          root: Path | None = None, limits: Limits | None = None) -> list[GradeRow]:
+          root: Path | None = None, limits: Limits | None = None,
+          profile: bool = False) -> list[GradeRow]:
     """Grade every submission of ``lab`` in ``submissions`` and write the reports to ``out``.
 
     Prints the isolation this machine gives the sandboxes first, and refuses to run
-    student code without one.
+    student code without one. With ``profile``, prints where the time went at the end
+    (:func:`profile_table`).
 
     >>> rows = grade("00_processes", Path("submitted"), Path("graded"))  # doctest: +SKIP
     """
@@ -571,8 +624,9 @@ def grade(lab: str, submissions: Path, out: Path, jobs: int | None = None,
     if resume:
         todo = [s for s in todo if _load_row(results_dir / f"{s.student}.json") is None]
 
-    ending: list[subprocess.Popen] = []  # supervisors still removing their sandbox
+    ending: list[Supervisor] = []  # supervisors still removing their sandbox
     ending_lock = threading.Lock()
+    profiles: list[list[tuple[str, float]]] = []
 
     def one(sub: Submission) -> GradeRow:
         with ending_lock:  # reap those done, so a big batch holds no pile of descriptors
@@ -580,23 +634,27 @@ def grade(lab: str, submissions: Path, out: Path, jobs: int | None = None,
                 ending.remove(proc)
                 _finish(proc)
         started = time.monotonic()
+        report: dict[str, Any]
         if sub.problem:
             status, report = sub.status, {"notes": [sub.problem]}
         else:
             status, report = run_sandboxed(sub, answers, cell_timeout, timeout, limits, root,
-                                           ending)
+                                           ending, zygote)
         score, total, checks = _score(lab_exercises, answers, report.get("checks", []),
                                       status)
         notes = list(sub.notes) + [str(n)[:500] for n in report.get("notes", [])][:20]
         row = GradeRow(sub.student, lab, score, total, status, time.monotonic() - started,
                        checks, notes)
+        if report.get("profile"):
+            profiles.append([*report["profile"], ("whole submission", row.seconds)])
         _write_atomically(results_dir / f"{sub.student}.json", json.dumps(asdict(row), indent=1))
         _write_atomically(feedback_dir / f"{sub.student}.md", _feedback_md(row))
         _write_atomically(feedback_dir / f"{sub.student}.html", _feedback_html(row))
         return row
 
+    jobs = jobs or default_jobs(limits)
     try:
-        with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
+        with _zygote(root) as zygote, ThreadPoolExecutor(max_workers=jobs) as pool:
             futures = [pool.submit(one, s) for s in todo]
             for _ in progress(as_completed(futures), desc=f"grading {lab}",
                               total=len(futures)):
@@ -616,4 +674,7 @@ def grade(lab: str, submissions: Path, out: Path, jobs: int | None = None,
         table.seek(0)
         _write_atomically(out / "grades.csv", table.read())
     _write_atomically(out / "grades.json", json.dumps([asdict(r) for r in rows], indent=1))
+    if profile:
+        print(f"where the time went ({len(profiles)} submissions run, {jobs} at once):")
+        print(profile_table(profiles))
     return rows
