@@ -3,9 +3,26 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+from .errors import LabError
+
 __all__ = ["main"]
+
+
+def _positive(kind: type[int] | type[float], what: str) -> Callable[[str], float]:
+    """An argparse type: a number of ``kind`` above zero, or a message saying what is allowed."""
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if not value > 0:
+            whole = "a whole number" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{what} must be {whole} above 0, got {text!r}")
+        return value
+    return parse
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -49,11 +66,13 @@ def _grade(args: argparse.Namespace) -> int:
     from .grade import grade
 
     rows = grade(args.lab, args.submissions, args.out, jobs=args.jobs, resume=args.resume,
-                 cell_timeout=args.cell_timeout, timeout=args.timeout, root=args.root)
+                 cell_timeout=args.cell_timeout, timeout=args.timeout, root=args.root,
+                 roster=args.roster)
     width = max([len(r.student) for r in rows] + [7])
     for r in rows:
         print(f"{r.student:<{width}}  {r.score:>5g} / {r.max_score:<5g} {r.status}")
-    print(f"{len(rows)} submission(s) of {args.lab} graded; reports in {args.out}/ "
+    lab = rows[0].lab if rows else args.lab
+    print(f"{len(rows)} submission(s) of {lab} graded; reports in {args.out}/ "
           "(grades.csv, grades.json, feedback/)")
     return 0
 
@@ -78,14 +97,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--root", type=Path, help="the course folder (default: found from here)")
     p.set_defaults(run=_release)
     p = sub.add_parser("grade", help="grade a folder of submitted notebooks in sandboxes")
-    p.add_argument("lab", help="the lesson id, e.g. 02_pipes")
+    p.add_argument("lab", help="the lesson id or number, e.g. 02_pipes or 02")
     p.add_argument("submissions", type=Path,
                    help="folder with one STUDENT.ipynb or one STUDENT/ folder per student")
     p.add_argument("--out", type=Path, required=True, help="folder for the reports")
-    p.add_argument("--jobs", type=int, default=None, help="submissions at once (default: cores)")
+    p.add_argument("--jobs", type=_positive(int, "--jobs"), default=None,
+                   help="submissions at once (default: cores)")
     p.add_argument("--resume", action="store_true", help="skip students already graded")
-    p.add_argument("--cell-timeout", type=float, default=30.0, help="seconds per cell")
-    p.add_argument("--timeout", type=float, default=300.0, help="seconds per submission")
+    p.add_argument("--roster", type=Path,
+                   help="CSV with columns id, name, email: one row per student on it")
+    p.add_argument("--cell-timeout", type=_positive(float, "--cell-timeout"), default=30.0,
+                   help="seconds per cell")
+    p.add_argument("--timeout", type=_positive(float, "--timeout"), default=300.0,
+                   help="seconds per submission")
     p.add_argument("--root", type=Path, help="the course folder (default: found from here)")
     p.set_defaults(run=_grade)
     p = sub.add_parser("bench", help="measure every IPC mechanism: latency and throughput")
@@ -95,7 +119,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="folder for the CSV and plots of --full (default: bench-results)")
     p.set_defaults(run=_bench)
     args = parser.parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except (LabError, FileNotFoundError) as e:  # a mistake in what was asked: no traceback
+        print(f"labkit {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,131 @@
+"""The page each student gets back, in Markdown and in HTML, from one view of their row.
+
+Both pages are rendered by Jinja2 (which JupyterLab already installs) from the
+same prepared view: the scores per exercise first, then per exercise its errors
+and its checks. Every text that came from a check or a submission goes through the
+format's own escaping (``|`` and ``*`` in Markdown, ``<`` and ``&`` in HTML), so a
+check named ``a | b`` or a message quoting ``<script>`` cannot break the page.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import jinja2
+
+from .reports import GradeRow, exercise_scores
+
+__all__ = ["escape_markdown", "feedback_html", "feedback_markdown"]
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~])")
+
+
+def escape_markdown(text: object) -> str:
+    """``text`` as literal Markdown on one line: safe inside a table cell or a heading.
+
+    >>> escape_markdown("a | b_c *d*")
+    'a \\\\| b\\\\_c \\\\*d\\\\*'
+    """
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
+_MARKDOWN = """\
+# {{ row.lab | e }}: feedback for {{ who | e }}
+
+**Score: {{ row.score | n }} / {{ row.max_score | n }}** (run: {{ row.status | e }}, \
+{{ "%.1f" | format(row.seconds) }} s{% if row.submitted %}; submitted {{ row.submitted }}\
+{% endif %})
+
+| exercise | points |
+|---|---|
+{% for ex in exercises %}| {{ ex.id | e }} {{ ex.title | e }} | {{ ex.score | n }}/{{ ex.max | n }} |
+{% endfor %}
+{% for note in row.notes %}- {{ note | e }}
+{% endfor %}
+{% for ex in exercises %}
+## {{ ex.id | e }} {{ ex.title | e }}: {{ ex.score | n }}/{{ ex.max | n }}
+{% for err in ex.errors %}
+- **{{ err.ename | e }}** in {{ err.cell | e }}: {{ err.evalue | e }}
+{% endfor %}
+| result | check | points | details |
+|---|---|---|---|
+{% for c in ex.checks %}| {{ c.result | e }} | {{ c.check | e }} | {{ c.points | n }}/\
+{{ c.max_points | n }} | {{ c.detail | e }}{% for h in c.hints %} *Hint: {{ h | e }}*\
+{% endfor %} |
+{% endfor %}{% endfor %}"""
+
+_HTML = """\
+<!doctype html><meta charset="utf-8"><title>{{ row.lab }}: {{ who }}</title>
+<style>body{font-family:sans-serif;max-width:60em}td,th{padding:.3em;\
+border-bottom:1px solid #ddd;text-align:left}.pass{color:#1a7f37}.fail{color:#cf222e}</style>
+<h1>{{ row.lab }}: feedback for {{ who }}</h1>
+<p><b>Score: {{ row.score | n }} / {{ row.max_score | n }}</b> (run: {{ row.status }}, \
+{{ "%.1f" | format(row.seconds) }} s{% if row.submitted %}; submitted {{ row.submitted }}\
+{% endif %})</p>
+<table><tr><th>exercise</th><th>points</th></tr>
+{% for ex in exercises %}<tr><td>{{ ex.id }} {{ ex.title }}</td>\
+<td>{{ ex.score | n }}/{{ ex.max | n }}</td></tr>
+{% endfor %}</table>
+{% if row.notes %}<ul>{% for note in row.notes %}<li>{{ note }}</li>{% endfor %}</ul>{% endif %}
+{% for ex in exercises %}
+<h2>{{ ex.id }} {{ ex.title }}: {{ ex.score | n }}/{{ ex.max | n }}</h2>
+{% for err in ex.errors %}<p><b>{{ err.ename }}</b> in {{ err.cell }}: {{ err.evalue }}</p>
+{% endfor %}<table><tr><th>result</th><th>check</th><th>points</th><th>details</th></tr>
+{% for c in ex.checks %}<tr><td class="{{ 'pass' if c.passed else 'fail' }}">{{ c.result }}\
+</td><td>{{ c.check }}</td><td>{{ c.points | n }}/{{ c.max_points | n }}</td>\
+<td>{{ c.detail }}{% for h in c.hints %}<br><i>Hint: {{ h }}</i>{% endfor %}</td></tr>
+{% endfor %}</table>
+{% endfor %}"""
+
+
+def _environment(markdown: bool) -> jinja2.Environment:
+    env = jinja2.Environment(autoescape=not markdown, keep_trailing_newline=True,
+                             undefined=jinja2.StrictUndefined)
+    env.filters["n"] = lambda x: f"{x:g}"
+    if markdown:
+        env.filters["e"] = escape_markdown
+    return env
+
+
+_TEMPLATES = {markdown: _environment(markdown).from_string(_MARKDOWN if markdown else _HTML)
+              for markdown in (True, False)}
+
+
+def _view(row: GradeRow) -> dict[str, Any]:
+    """What both pages show, grouped by exercise, in the order the checks ran."""
+    scores = exercise_scores(row)
+    exercises: dict[str, dict[str, Any]] = {}
+    for c in row.checks:
+        got, possible = scores[c["exercise"]]
+        ex = exercises.setdefault(c["exercise"], {
+            "id": c["exercise"], "title": c.get("title", ""), "score": got, "max": possible,
+            "checks": [], "errors": []})
+        passed = bool(c.get("passed"))
+        ex["checks"].append({
+            "result": "pass" if passed else c.get("status", "failed"), "passed": passed,
+            "check": c["check"], "points": c["points"], "max_points": c["max_points"],
+            "detail": "" if passed else c.get("message", ""),
+            "hints": [] if passed else [h for h in (c.get("hint"), c.get("concept")) if h]})
+    for err in row.errors:
+        placed = exercises.get(str(err.get("exercise", "")))
+        if placed is not None:
+            placed["errors"].append(err)
+    return {"row": row, "who": row.name or row.student, "exercises": list(exercises.values())}
+
+
+def feedback_markdown(row: GradeRow) -> str:
+    """The student's feedback page in Markdown.
+
+    >>> print(feedback_markdown(GradeRow("ada", "00_processes", 0, 1, "ok", 2.0, checks=[
+    ...     {"exercise": "00.x", "title": "T", "check": "a | b", "passed": False,
+    ...      "status": "failed", "points": 0, "max_points": 1, "message": "m"}])))
+    ... # doctest: +ELLIPSIS, +NORMALIZE_WHITESPACE
+    # 00\\_processes: feedback for ada
+    ...| failed | a \\| b | 0/1 | m |
+    """
+    return _TEMPLATES[True].render(_view(row))
+
+
+def feedback_html(row: GradeRow) -> str:
+    """The student's feedback page as a standalone HTML document."""
+    return _TEMPLATES[False].render(_view(row))
