@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import course
 from ._janitor import MQUEUE_DIR, PREFIX, SESSION_PID, SHM_DIR, UID, session_roots, unlink_name
 from .errors import ChildError, LabTimeout
 from .processes import Child, ChildResult, start
@@ -86,18 +87,24 @@ class CheckResult:
 
 @dataclass
 class _Check:
+    exercise: str
     name: str
-    points: float
     hint: str
     fn: Callable[[Any], None]
     concept: str = ""
+
+    @property
+    def points(self) -> float:
+        """What the course config says this check is worth."""
+        return course.current().points(self.exercise, self.name)
 
 
 @dataclass
 class Exercise:
     """A graded exercise: an id like ``"00.exit_code"``, a title and its checks.
 
-    Checks are added with the :meth:`check` decorator, in the order they run::
+    Checks are added with the :meth:`check` decorator, in the order they run; what
+    each is worth is set in the course config (``labkit/course.toml``), by its name::
 
         EXIT = Exercise("00.exit_code", "Return a value through the exit status")
 
@@ -116,16 +123,17 @@ class Exercise:
             raise ValueError(f"exercise {self.id!r} is defined twice")
         _REGISTRY[self.id] = self
 
-    def check(self, name: str, points: float = 1, hint: str = "",
+    def check(self, name: str, points: float | None = None, hint: str = "",
               concept: str = "") -> Callable:
         """Register the decorated function as the next check of this exercise.
 
         ``hint`` is a nudge shown when the check fails; ``concept``, the idea
         behind it, is added when the same check fails again. Neither gives
-        code away.
+        code away. ``points`` is not used: the course config sets them (the
+        argument goes once the checks stop passing it).
         """
         def register(fn: Callable[[Any], None]) -> Callable[[Any], None]:
-            self.checks.append(_Check(name, points, hint, fn, concept))
+            self.checks.append(_Check(self.id, name, hint, fn, concept))
             return fn
         return register
 
@@ -413,7 +421,7 @@ def expect_clean(attempt: Attempt) -> None:
 
     An answer that raised or died fails too: it has not shown that it cleans up.
     """
-    attempt.value  # raises CheckFailed with the reason if there is no value
+    _ = attempt.value  # raises CheckFailed with the reason if there is no value
     if attempt.problems:
         raise CheckFailed("your function did not clean up: " + "; ".join(attempt.problems))
 
@@ -473,11 +481,13 @@ def run_checks(exercise_id: str, answer: Any,
     ex = _lookup(exercise_id)
     progress_r, progress_w = os.pipe() if progress else (None, None)
     try:
-        with start(_run_all, exercise_id, answer, progress_w, timeout=ex.timeout,
-                   show=False) as child:
+        child = start(_run_all, exercise_id, answer, progress_w, timeout=ex.timeout,
+                      show=False)
+        with child:
             if progress_w is not None:
                 os.close(progress_w)
                 progress_w = None
+            if progress is not None and progress_r is not None:
                 _follow(child, progress_r, ex, progress)
             return child.wait().value
     except (LabTimeout, ChildError) as e:

@@ -1,4 +1,5 @@
-"""The ``labkit`` command: ``doctor``, ``clean``, ``release``, ``grade`` and ``bench``."""
+"""The ``labkit`` command: ``doctor``, ``clean``, ``release``, ``grade``, ``exercises`` and
+``bench``."""
 from __future__ import annotations
 
 import argparse
@@ -47,9 +48,15 @@ def _clean(args: argparse.Namespace) -> int:
 
 
 def _release(args: argparse.Namespace) -> int:
-    from .release import find_root, release
+    from .release import find_root, problems, release
 
     root = args.root or find_root()
+    wrong = problems(root, args.lessons)
+    for problem in wrong:
+        print(problem, file=sys.stderr)
+    if wrong:
+        print(f"{len(wrong)} problem(s): nothing released", file=sys.stderr)
+        return 1
     done = release(root, check=args.check, lessons=args.lessons)
     stale = [r for r in done if r.changed]
     for r in stale:
@@ -74,6 +81,13 @@ def _grade(args: argparse.Namespace) -> int:
     lab = rows[0].lab if rows else args.lab
     print(f"{len(rows)} submission(s) of {lab} graded; reports in {args.out}/ "
           "(grades.csv, grades.json, feedback/)")
+    return 0
+
+
+def _exercises(args: argparse.Namespace) -> int:
+    from .course import catalogue, describe
+
+    print(describe(catalogue(args.lab)))
     return 0
 
 
@@ -112,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds per submission")
     p.add_argument("--root", type=Path, help="the course folder (default: found from here)")
     p.set_defaults(run=_grade)
+    p = sub.add_parser("exercises", help="list every exercise and check: points, kind, time")
+    p.add_argument("lab", nargs="?", help="only this lesson (e.g. 02_pipes or 02)")
+    p.set_defaults(run=_exercises)
     p = sub.add_parser("bench", help="measure every IPC mechanism: latency and throughput")
     p.add_argument("--full", action="store_true",
                    help="1 B to 16 MiB on one CPU and on two, with CSV and plots (1-3 min)")

@@ -68,7 +68,7 @@ border-bottom:1px solid #ddd;text-align:left}.pass{color:#1a7f37}.fail{color:#cf
 {% endfor %}</table>
 {% if row.notes %}<ul>{% for note in row.notes %}<li>{{ note }}</li>{% endfor %}</ul>{% endif %}
 {% for ex in exercises %}
-<h2>{{ ex.id }} {{ ex.title }}: {{ ex.score | n }}/{{ ex.max | n }}</h2>
+<h2>{{ ex.id }} {{ ex.title }}</h2><p>{{ ex.score | n }}/{{ ex.max | n }} points</p>
 {% for err in ex.errors %}<p><b>{{ err.ename }}</b> in {{ err.cell }}: {{ err.evalue }}</p>
 {% endfor %}<table><tr><th>result</th><th>check</th><th>points</th><th>details</th></tr>
 {% for c in ex.checks %}<tr><td class="{{ 'pass' if c.passed else 'fail' }}">{{ c.result }}\

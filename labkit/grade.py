@@ -36,6 +36,7 @@ import nbformat
 
 from . import _sandbox
 from .checking import PASSED, exercises
+from .course import require_complete
 from .display import progress
 from .errors import LabError
 from .feedback import feedback_html, feedback_markdown
@@ -490,6 +491,7 @@ def grade(lab: str, submissions: Path, out: Path, jobs: int | None = None,
                            "put submissions and reports elsewhere")
     answers = answers_of(exercise_nb)
     lab_exercises = exercises(lab)
+    require_complete(lab_exercises)
     if set(answers) != set(lab_exercises):
         raise LabError(f"{exercise_nb.name} and labkit's checks disagree: check cells for "
                        f"{sorted(answers)}, checks for {sorted(lab_exercises)}")

@@ -17,7 +17,7 @@ import nbformat
 
 from .errors import LabError
 
-__all__ = ["Released", "find_root", "release", "resolve_lab", "strip_solutions"]
+__all__ = ["Released", "find_root", "problems", "release", "resolve_lab", "strip_solutions"]
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 _CODE_STUB = ["# YOUR CODE HERE", 'raise NotImplementedError("exercise not done yet")']
@@ -131,3 +131,37 @@ def release(root: Path, check: bool = False, lessons: list[str] | None = None) -
             exercise.write_text(text)
         done.append(Released(solution, exercise, changed))
     return done
+
+
+def problems(root: Path, lessons: list[str] | None = None) -> list[str]:
+    """What would make a release wrong: a check cell naming an exercise that has no checks
+    (a typo in its id), an exercise with checks but no check cell, a check the course config
+    does not price. Empty when all is well.
+
+    >>> problems(find_root(), ["00"])
+    []
+    """
+    from .checking import exercises
+    from .course import current
+    from .course import problems as config_problems
+    from .grade import answers_of
+
+    found = []
+    for solution in sorted((root / "solutions").glob("*.ipynb")):
+        if lessons and not any(_matches(solution.stem, x) for x in lessons):
+            continue
+        checked = exercises(solution.stem)
+        try:
+            cells = answers_of(solution)
+        except LabError as e:
+            found.append(str(e))
+            continue
+        found += [f"{solution.name}: a check cell runs {exercise!r}, which has no checks; "
+                  f"exercises of this lesson are: {', '.join(checked) or 'none yet'}"
+                  for exercise in cells if exercise not in checked]
+        found += [f"{solution.name}: {exercise} has checks but no check cell "
+                  f"(labkit.check({exercise!r}, ...))" for exercise in checked
+                  if exercise not in cells]
+        found += [f"{solution.name}: {p}" for p in config_problems(
+            current(), {e: [c.name for c in ex.checks] for e, ex in checked.items()})]
+    return found
