@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import LabError
+from .reports import EXPORTS
 
 __all__ = ["main"]
 
@@ -84,6 +85,17 @@ def _grade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from .reports import export as write
+    from .reports import load_rows
+
+    rows = load_rows(args.graded)
+    path = args.file or args.graded / f"{args.to}.csv"
+    write(rows, args.to, path)
+    print(f"{path}: {len(rows)} student(s) of {rows[0].lab}, for {args.to}")
+    return 0
+
+
 def _exercises(args: argparse.Namespace) -> int:
     from .course import catalogue, describe
 
@@ -126,6 +138,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds per submission")
     p.add_argument("--root", type=Path, help="the course folder (default: found from here)")
     p.set_defaults(run=_grade)
+    p = sub.add_parser("export", help="write graded results as CSV for Canvas, Moodle, ...")
+    p.add_argument("graded", type=Path, help="the folder `labkit grade --out` wrote")
+    p.add_argument("to", choices=EXPORTS, help="the system that imports the file")
+    p.add_argument("--file", type=Path, help="where to write (default: GRADED/TO.csv)")
+    p.set_defaults(run=_export)
     p = sub.add_parser("exercises", help="list every exercise and check: points, kind, time")
     p.add_argument("lab", nargs="?", help="only this lesson (e.g. 02_pipes or 02)")
     p.set_defaults(run=_exercises)

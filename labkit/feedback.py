@@ -15,9 +15,10 @@ import jinja2
 
 from .reports import GradeRow, exercise_scores
 
-__all__ = ["escape_markdown", "feedback_html", "feedback_markdown"]
+__all__ = ["escape_markdown", "feedback_html", "feedback_markdown", "locate_errors"]
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~])")
+_NUMBERED_ERROR = re.compile(r"error in code cell \d+: ")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")  # what is markup inline in GFM
 
 
 def escape_markdown(text: object) -> str:
@@ -40,7 +41,8 @@ _MARKDOWN = """\
 |---|---|
 {% for ex in exercises %}| {{ ex.id | e }} {{ ex.title | e }} | {{ ex.score | n }}/{{ ex.max | n }} |
 {% endfor %}
-{% for note in row.notes %}- {{ note | e }}
+{% for note in notes %}- {{ note | e }}
+{% endfor %}{% for err in errors %}- **{{ err.ename | e }}** in {{ err.cell | e }}: {{ err.evalue | e }}
 {% endfor %}
 {% for ex in exercises %}
 ## {{ ex.id | e }} {{ ex.title | e }}: {{ ex.score | n }}/{{ ex.max | n }}
@@ -66,7 +68,7 @@ border-bottom:1px solid #ddd;text-align:left}.pass{color:#1a7f37}.fail{color:#cf
 {% for ex in exercises %}<tr><td>{{ ex.id }} {{ ex.title }}</td>\
 <td>{{ ex.score | n }}/{{ ex.max | n }}</td></tr>
 {% endfor %}</table>
-{% if row.notes %}<ul>{% for note in row.notes %}<li>{{ note }}</li>{% endfor %}</ul>{% endif %}
+{% if notes or errors %}<ul>{% for note in notes %}<li>{{ note }}</li>{% endfor %}{% for err in errors %}<li><b>{{ err.ename }}</b> in {{ err.cell }}: {{ err.evalue }}</li>{% endfor %}</ul>{% endif %}
 {% for ex in exercises %}
 <h2>{{ ex.id }} {{ ex.title }}</h2><p>{{ ex.score | n }}/{{ ex.max | n }} points</p>
 {% for err in ex.errors %}<p><b>{{ err.ename }}</b> in {{ err.cell }}: {{ err.evalue }}</p>
@@ -106,11 +108,14 @@ def _view(row: GradeRow) -> dict[str, Any]:
             "check": c["check"], "points": c["points"], "max_points": c["max_points"],
             "detail": "" if passed else c.get("message", ""),
             "hints": [] if passed else [h for h in (c.get("hint"), c.get("concept")) if h]})
+    elsewhere: list[dict] = []
     for err in row.errors:
         placed = exercises.get(str(err.get("exercise", "")))
-        if placed is not None:
-            placed["errors"].append(err)
-    return {"row": row, "who": row.name or row.student, "exercises": list(exercises.values())}
+        (placed["errors"] if placed is not None else elsewhere).append(err)
+    # The run's notes number cells as JupyterLab does not; the placed errors replace them.
+    notes = [n for n in row.notes if not (row.errors and _NUMBERED_ERROR.match(n))]
+    return {"row": row, "who": row.name or row.student, "notes": notes, "errors": elsewhere,
+            "exercises": list(exercises.values())}
 
 
 def feedback_markdown(row: GradeRow) -> str:
@@ -129,3 +134,64 @@ def feedback_markdown(row: GradeRow) -> str:
 def feedback_html(row: GradeRow) -> str:
     """The student's feedback page as a standalone HTML document."""
     return _TEMPLATES[False].render(_view(row))
+
+
+def _heading(source: str) -> str:
+    for line in source.splitlines():
+        if line.startswith("#"):
+            return line.lstrip("#").strip()
+    return ""
+
+
+def locate_errors(notebook: bytes, errors: list[dict]) -> list[dict]:
+    """Place each error of the run (``{"cell": n, "ename", "evalue"}``, n counting code
+    cells from 1) under the exercise it broke, with a label a student can find in
+    JupyterLab (which numbers no cells): the cell's first line and the heading above it.
+
+    The exercise is that of the next check cell, the one that would have shown the error;
+    an error after the last check cell counts for the last exercise.
+
+    >>> import nbformat
+    >>> nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("## Exercise 1"),
+    ...     nbformat.v4.new_code_cell("def f():\\n    return 1 / 0\\nf()"),
+    ...     nbformat.v4.new_code_cell('labkit.check("00.f", f)')])
+    >>> locate_errors(nbformat.writes(nb).encode(), [{"cell": 1, "ename": "ZeroDivisionError",
+    ...                                                "evalue": "division by zero"}])[0]["cell"]
+    'the code cell starting `def f():` under "Exercise 1"'
+    """
+    import nbformat
+
+    from .answers import is_check_cell
+
+    try:
+        cells = nbformat.reads(notebook.decode(), as_version=4).cells
+    except Exception:  # an unreadable notebook has no cells to point at; its note says so
+        cells = []
+    labels: dict[int, str] = {}
+    owners: dict[int, str] = {}
+    heading, last_exercise, waiting = "", "", []
+    for cell in cells:
+        if cell.cell_type == "markdown":
+            heading = _heading(cell.source) or heading
+            continue
+        if cell.cell_type != "code":
+            continue
+        number = len(labels) + 1
+        first = next((line.strip() for line in cell.source.splitlines() if line.strip()), "")
+        labels[number] = (f"the code cell starting `{first[:60]}`" if first else
+                          "an empty code cell") + (f' under "{heading}"' if heading else "")
+        waiting.append(number)
+        found = re.search(r"""check\(\s*["']([^"']+)["']""", cell.source)
+        if is_check_cell(cell.source) and found:
+            last_exercise = found.group(1)
+            owners.update(dict.fromkeys(waiting, last_exercise))
+            waiting = []
+    owners.update(dict.fromkeys(waiting, last_exercise))
+    placed = []
+    for err in errors:
+        at = err.get("cell")
+        number = at if isinstance(at, int) else 0
+        placed.append({"exercise": owners.get(number, ""),
+                       "cell": labels.get(number, f"code cell {at}"),
+                       "ename": str(err.get("ename", "")), "evalue": str(err.get("evalue", ""))})
+    return placed

@@ -39,9 +39,9 @@ from .checking import PASSED, exercises
 from .course import require_complete
 from .display import progress
 from .errors import LabError
-from .feedback import feedback_html, feedback_markdown
+from .feedback import feedback_html, feedback_markdown, locate_errors
 from .release import find_root, resolve_lab
-from .reports import GradeRow, load_row, write_atomically, write_tables
+from .reports import GradeRow, load_row, write_atomically, write_summary, write_tables
 from .roster import Roster, check_unique, student_name, timestamp
 
 __all__ = [
@@ -524,8 +524,9 @@ def grade(lab: str, submissions: Path, out: Path, jobs: int | None = None,
         score, total, checks = _score(lab_exercises, answers, report.get("checks", []),
                                       status)
         notes = list(sub.notes) + [str(n)[:500] for n in report.get("notes", [])][:20]
+        errors = locate_errors(sub.files.get(sub.notebook, b""), report.get("errors", []))
         row = GradeRow(sub.student, lab, score, total, status, time.monotonic() - started,
-                       checks, notes, sub.student_id, sub.name, sub.email, sub.submitted)
+                       checks, notes, sub.student_id, sub.name, sub.email, sub.submitted, errors)
         write_atomically(results_dir / f"{sub.student}.json",
                          json.dumps(asdict(row), indent=1, ensure_ascii=False))
         write_atomically(feedback_dir / f"{sub.student}.md", feedback_markdown(row))
@@ -546,4 +547,5 @@ def grade(lab: str, submissions: Path, out: Path, jobs: int | None = None,
     rows = [r for r in map(load_row, sorted(results_dir.glob("*.json"))) if r is not None]
     rows.sort(key=lambda r: r.student)
     write_tables(out, rows, list(answers))
+    write_summary(out, rows)
     return rows

@@ -1,8 +1,10 @@
 """What grading leaves behind: one row per student, and the tables made from the rows.
 
 :mod:`labkit.grade` runs the submissions and hands each outcome over as a
-:class:`GradeRow`; everything an instructor reads (``grades.csv``, ``grades.json``)
-is written here, atomically, so a reader never sees half a file.
+:class:`GradeRow`; everything an instructor reads (``grades.csv`` with a column per
+exercise, ``grades.json``, the class summary and its histogram, the CSV files Canvas,
+Moodle and Gradescope import) is written here, atomically, so a reader never sees half
+a file.
 """
 from __future__ import annotations
 
@@ -14,7 +16,23 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-__all__ = ["GradeRow", "exercise_scores", "load_row", "write_atomically", "write_tables"]
+from .errors import LabError
+
+__all__ = [
+    "EXPORTS",
+    "GradeRow",
+    "Summary",
+    "class_summary",
+    "exercise_scores",
+    "export",
+    "load_row",
+    "load_rows",
+    "plot_scores",
+    "summary_markdown",
+    "write_atomically",
+    "write_summary",
+    "write_tables",
+]
 
 
 @dataclass
@@ -76,6 +94,20 @@ def load_row(path: Path) -> GradeRow | None:
     return row if isinstance(row.student, str) and isinstance(row.checks, list) else None
 
 
+def load_rows(graded: Path) -> list[GradeRow]:
+    """The rows of a graded folder (what ``labkit grade --out`` wrote), by student.
+
+    Raises:
+        LabError: the folder has no graded results.
+    """
+    rows = [r for r in map(load_row, sorted((graded / "results").glob("*.json")))
+            if r is not None]
+    if not rows:
+        raise LabError(f"{graded} holds no graded results (results/*.json); pass the folder "
+                       "given to `labkit grade --out`")
+    return sorted(rows, key=lambda r: r.student)
+
+
 def _number(x: float) -> str:
     return f"{x:g}"
 
@@ -98,3 +130,131 @@ def write_tables(out: Path, rows: list[GradeRow], exercise_ids: list[str]) -> No
     write_atomically(out / "grades.csv", table.getvalue())
     write_atomically(out / "grades.json",
                      json.dumps([asdict(r) for r in rows], indent=1, ensure_ascii=False))
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The class at a glance: how each exercise went and which checks most students lost."""
+
+    lab: str
+    students: int                                  # rows with a submission
+    scores: list[float]                            # each graded student's score
+    max_score: float
+    exercise_means: dict[str, tuple[float, float]]  # exercise -> (mean points, possible)
+    most_failed: list[tuple[str, str, int]]         # (exercise, check, students who lost it)
+
+
+def class_summary(rows: list[GradeRow]) -> Summary:
+    """Means per exercise and the most-failed checks, over the students who submitted.
+
+    >>> row = GradeRow("ada", "00", 1, 2, "ok", 1.0, checks=[
+    ...     {"exercise": "00.a", "check": "x", "points": 1, "max_points": 1, "passed": True},
+    ...     {"exercise": "00.a", "check": "y", "points": 0, "max_points": 1, "passed": False}])
+    >>> class_summary([row]).most_failed
+    [('00.a', 'y', 1)]
+    """
+    graded = [r for r in rows if r.status != "missing"]
+    totals: dict[str, list[float]] = {}
+    possible: dict[str, float] = {}
+    failed: dict[tuple[str, str], int] = {}
+    for r in graded:
+        for exercise, (got, out_of) in exercise_scores(r).items():
+            totals.setdefault(exercise, []).append(got)
+            possible[exercise] = out_of
+        for c in r.checks:
+            if not c.get("passed"):
+                key = (c["exercise"], c["check"])
+                failed[key] = failed.get(key, 0) + 1
+    ranked = sorted(failed.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+    return Summary(rows[0].lab if rows else "", len(graded), [r.score for r in graded],
+                   max((r.max_score for r in rows), default=0.0),
+                   {e: (sum(v) / len(v), possible[e]) for e, v in totals.items()},
+                   [(e, c, n) for (e, c), n in ranked])
+
+
+def plot_scores(summary: Summary, path: Path) -> None:
+    """Save the histogram of the class's scores as a PNG (no display needed)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from .display import axes
+
+    figure = Figure(figsize=(7.0, 4.0), layout="constrained")
+    FigureCanvasAgg(figure)
+    ax = axes(f"{summary.lab}: scores of {summary.students} student(s)",
+              f"score (points, out of {summary.max_score:g})", "students",
+              ax=figure.add_subplot())
+    top = max(summary.max_score, 1.0)
+    ax.hist(summary.scores, bins=min(20, max(int(top), 1)), range=(0, top),
+            color="#4c72b0", edgecolor="white")
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    figure.savefig(path, format="png", dpi=100)
+
+
+def summary_markdown(summary: Summary) -> str:
+    """The class summary as Markdown: means per exercise, then the most-failed checks."""
+    from .feedback import escape_markdown as md
+
+    mean = sum(summary.scores) / len(summary.scores) if summary.scores else 0.0
+    lines = [f"# {md(summary.lab)}: class summary", "",
+             f"{summary.students} graded submission(s); mean score {mean:.1f} / "
+             f"{summary.max_score:g}.", "", "![scores](scores.png)", "",
+             "| exercise | mean points | of |", "|---|---|---|"]
+    lines += [f"| {md(e)} | {m:.2f} | {p:g} |" for e, (m, p) in summary.exercise_means.items()]
+    lines += ["", "## Most-failed checks", "", "| exercise | check | students who lost it |",
+              "|---|---|---|"]
+    lines += [f"| {md(e)} | {md(c)} | {n} of {summary.students} |"
+              for e, c, n in summary.most_failed]
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(out: Path, rows: list[GradeRow]) -> Summary:
+    """``summary.md`` and ``scores.png`` in ``out``; returns the summary."""
+    summary = class_summary(rows)
+    write_atomically(out / "summary.md", summary_markdown(summary))
+    plot_scores(summary, out / "scores.png")
+    return summary
+
+
+# --- exports a learning-management system imports ------------------------------------
+
+EXPORTS = ("canvas", "moodle", "gradescope")
+
+
+def export(rows: list[GradeRow], kind: str, path: Path) -> None:
+    """Write the rows as the grade-import CSV of ``kind`` (one of :data:`EXPORTS`).
+
+    * canvas: the gradebook's own columns (``Student``, ``ID``, ``SIS User ID``,
+      ``SIS Login ID``, ``Section``) then one named after the lab, with the
+      ``Points Possible`` line under the header;
+    * moodle: ``Email address``, ``ID number``, ``Full name`` and the lab's column (map
+      the identifier to email or ID number on import);
+    * gradescope: ``Name``, ``SID``, ``Email``, ``Score``.
+
+    Students on the roster who submitted nothing get 0.
+
+    >>> export(rows, "canvas", Path("canvas.csv"))  # doctest: +SKIP
+
+    Raises:
+        ValueError: an unknown ``kind``.
+    """
+    if kind not in EXPORTS:
+        raise ValueError(f"no export {kind!r}; exports are: {', '.join(EXPORTS)}")
+    lab = rows[0].lab if rows else "lab"
+    out_of = max((r.max_score for r in rows), default=0.0)
+    table = io.StringIO()
+    w = csv.writer(table)
+    if kind == "canvas":
+        w.writerow(["Student", "ID", "SIS User ID", "SIS Login ID", "Section", lab])
+        w.writerow(["Points Possible", "", "", "", "", _number(out_of)])
+        w.writerows([r.name or r.student, "", r.student_id or r.student, r.email, "",
+                     _number(r.score)] for r in rows)
+    elif kind == "moodle":
+        w.writerow(["Email address", "ID number", "Full name", lab])
+        w.writerows([r.email, r.student_id or r.student, r.name or r.student,
+                     _number(r.score)] for r in rows)
+    else:
+        w.writerow(["Name", "SID", "Email", "Score"])
+        w.writerows([r.name or r.student, r.student_id or r.student, r.email,
+                     _number(r.score)] for r in rows)
+    write_atomically(path, table.getvalue())
