@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,13 @@ def _positive(kind: type[int] | type[float], what: str) -> Callable[[str], float
             raise argparse.ArgumentTypeError(f"{what} must be {whole} above 0, got {text!r}")
         return value
     return parse
+
+
+def _gradebook_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--gradebook", type=Path,
+                   default=Path(os.environ.get("LABKIT_GRADEBOOK") or "gradebook.sqlite"),
+                   help="the SQLite gradebook (default: $LABKIT_GRADEBOOK or "
+                        "./gradebook.sqlite)")
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -75,7 +83,7 @@ def _grade(args: argparse.Namespace) -> int:
 
     rows = grade(args.lab, args.submissions, args.out, jobs=args.jobs, resume=args.resume,
                  cell_timeout=args.cell_timeout, timeout=args.timeout, root=args.root,
-                 roster=args.roster)
+                 roster=args.roster, student=args.student, gradebook=args.gradebook)
     width = max([len(r.student) for r in rows] + [7])
     for r in rows:
         print(f"{r.student:<{width}}  {r.score:>5g} / {r.max_score:<5g} {r.status}")
@@ -85,11 +93,31 @@ def _grade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _publish(args: argparse.Namespace) -> int:
+    from .publish import publish
+    from .reports import load_rows
+
+    rows = publish(args.graded, load_rows(args.graded), args.gradebook)
+    print(f"{len(rows)} report(s) of {rows[0].lab} written in {args.graded}/ with "
+          f"manual.csv merged; gradebook: {args.gradebook}")
+    return 0
+
+
+def _gradebook(args: argparse.Namespace) -> int:
+    from .checking import exercises
+    from .gradebook import checks_version, class_table, entries
+
+    found = entries(args.gradebook)
+    current = {lab: checks_version(exercises(lab)) for lab in {e.lab for e in found}}
+    print(class_table(found, current))
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from .reports import export as write
     from .reports import load_rows
 
-    rows = load_rows(args.graded)
+    rows = load_rows(args.graded, published=True)
     path = args.file or args.graded / f"{args.to}.csv"
     write(rows, args.to, path)
     print(f"{path}: {len(rows)} student(s) of {rows[0].lab}, for {args.to}")
@@ -132,12 +160,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resume", action="store_true", help="skip students already graded")
     p.add_argument("--roster", type=Path,
                    help="CSV with columns id, name, email: one row per student on it")
+    p.add_argument("--student", help="grade only this student again (name or roster id)")
+    _gradebook_option(p)
     p.add_argument("--cell-timeout", type=_positive(float, "--cell-timeout"), default=30.0,
                    help="seconds per cell")
     p.add_argument("--timeout", type=_positive(float, "--timeout"), default=300.0,
                    help="seconds per submission")
     p.add_argument("--root", type=Path, help="the course folder (default: found from here)")
     p.set_defaults(run=_grade)
+    p = sub.add_parser("publish", help="write a graded lab's reports again, with manual.csv")
+    p.add_argument("graded", type=Path, help="the folder `labkit grade --out` wrote")
+    _gradebook_option(p)
+    p.set_defaults(run=_publish)
+    p = sub.add_parser("gradebook", help="print the class's results across labs")
+    _gradebook_option(p)
+    p.set_defaults(run=_gradebook)
     p = sub.add_parser("export", help="write graded results as CSV for Canvas, Moodle, ...")
     p.add_argument("graded", type=Path, help="the folder `labkit grade --out` wrote")
     p.add_argument("to", choices=EXPORTS, help="the system that imports the file")

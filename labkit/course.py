@@ -89,10 +89,15 @@ class Course:
     lesson_minutes: dict[str, float] = field(default_factory=dict)
     deadlines: dict[str, datetime] = field(default_factory=dict)
     late: LatePolicy = LatePolicy()
+    written: dict[str, dict[str, float]] = field(default_factory=dict)  # lab -> cell -> worth
 
     def points(self, exercise: str, check: str) -> float:
         """What ``check`` of ``exercise`` is worth (:data:`DEFAULT_POINTS` if not listed)."""
         return self.check_points.get((exercise, check), DEFAULT_POINTS)
+
+    def written_points(self, lab: str) -> dict[str, float]:
+        """What each written answer of ``lab`` is worth, by the id of its Markdown cell."""
+        return self.written.get(lab, {})
 
     def deadline(self, lab: str) -> datetime | None:
         """When ``lab`` (``02_pipes``) is due, or None if it has no deadline."""
@@ -121,7 +126,7 @@ class Course:
                 minutes[exercise] = _number(entry["minutes"], f"{here} minutes")
             for check, value in _table(entry, "points", here).items():
                 points[(exercise, check)] = _number(value, f"{here} points for {check!r}")
-        lessons, deadlines = {}, {}
+        lessons, deadlines, written = {}, {}, {}
         for lesson, entry in _table(config, "lessons", where).items():
             here = f"{where}: [lessons.{lesson!r}]"
             if not isinstance(entry, dict):
@@ -130,6 +135,8 @@ class Course:
                 lessons[lesson] = _number(entry["minutes"], f"{here} minutes")
             if "deadline" in entry:
                 deadlines[lesson] = _moment(entry["deadline"], f"{here} deadline")
+            written[lesson] = {cell: _number(value, f"{here} written {cell}")
+                               for cell, value in _table(entry, "written", here).items()}
         late = _table(config, "late", where)
         policy = LatePolicy(
             _number(late.get("grace_minutes", 0), f"{where}: [late] grace_minutes"),
@@ -139,7 +146,7 @@ class Course:
             raise LabError(f"{where}: [late] penalty_per_day is a fraction of the score "
                            f"(0.1 for 10 %), got {policy.penalty_per_day:g}")
         return cls(path, hashlib.sha256(data).hexdigest(), points, minutes, lessons, deadlines,
-                   policy)
+                   policy, written)
 
 
 def _table(config: dict[str, Any], key: str, where: str) -> dict[str, Any]:

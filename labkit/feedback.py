@@ -36,6 +36,13 @@ _MARKDOWN = """\
 **Score: {{ row.score | n }} / {{ row.max_score | n }}** (run: {{ row.status | e }}, \
 {{ "%.1f" | format(row.seconds) }} s{% if row.submitted %}; submitted {{ row.submitted }}\
 {% endif %})
+{% if row.penalty %}
+Submitted {{ "%.2f" | format(row.late_days) }} day(s) late: {{ row.penalty | n }} point(s) \
+taken by the late policy.
+{% endif %}{% for m in comments %}
+> **{{ m.item | e }}**{% if m.points is not none %} ({{ m.points | n }} points){% endif %}: \
+{{ m.comment | e }}
+{% endfor %}
 
 | exercise | points |
 |---|---|
@@ -54,6 +61,12 @@ _MARKDOWN = """\
 {% for c in ex.checks %}| {{ c.result | e }} | {{ c.check | e }} | {{ c.points | n }}/\
 {{ c.max_points | n }} | {{ c.detail | e }}{% for h in c.hints %} *Hint: {{ h | e }}*\
 {% endfor %} |
+{% endfor %}{% endfor %}{% for w in written %}
+## Written answer: {{ w.question | e }}
+
+{{ w.answer | e }}
+{% for m in w.manual %}
+> {% if m.points is not none %}**{{ m.points | n }} points** {% endif %}{{ m.comment | e }}
 {% endfor %}{% endfor %}"""
 
 _HTML = """\
@@ -64,7 +77,11 @@ border-bottom:1px solid #ddd;text-align:left}.pass{color:#1a7f37}.fail{color:#cf
 <p><b>Score: {{ row.score | n }} / {{ row.max_score | n }}</b> (run: {{ row.status }}, \
 {{ "%.1f" | format(row.seconds) }} s{% if row.submitted %}; submitted {{ row.submitted }}\
 {% endif %})</p>
-<table><tr><th>exercise</th><th>points</th></tr>
+{% if row.penalty %}<p>Submitted {{ "%.2f" | format(row.late_days) }} day(s) late: \
+{{ row.penalty | n }} point(s) taken by the late policy.</p>{% endif %}
+{% for m in comments %}<blockquote><b>{{ m.item }}</b>{% if m.points is not none %} \
+({{ m.points | n }} points){% endif %}: {{ m.comment }}</blockquote>
+{% endfor %}<table><tr><th>exercise</th><th>points</th></tr>
 {% for ex in exercises %}<tr><td>{{ ex.id }} {{ ex.title }}</td>\
 <td>{{ ex.score | n }}/{{ ex.max | n }}</td></tr>
 {% endfor %}</table>
@@ -77,6 +94,10 @@ border-bottom:1px solid #ddd;text-align:left}.pass{color:#1a7f37}.fail{color:#cf
 </td><td>{{ c.check }}</td><td>{{ c.points | n }}/{{ c.max_points | n }}</td>\
 <td>{{ c.detail }}{% for h in c.hints %}<br><i>Hint: {{ h }}</i>{% endfor %}</td></tr>
 {% endfor %}</table>
+{% endfor %}{% for w in written %}<h2>Written answer: {{ w.question }}</h2>
+<blockquote style="white-space:pre-wrap">{{ w.answer }}</blockquote>
+{% for m in w.manual %}<p>{% if m.points is not none %}<b>{{ m.points | n }} points</b> \
+{% endif %}{{ m.comment }}</p>{% endfor %}
 {% endfor %}"""
 
 
@@ -114,8 +135,14 @@ def _view(row: GradeRow) -> dict[str, Any]:
         (placed["errors"] if placed is not None else elsewhere).append(err)
     # The run's notes number cells as JupyterLab does not; the placed errors replace them.
     notes = [n for n in row.notes if not (row.errors and _NUMBERED_ERROR.match(n))]
+    comments = [dict(m, item=m.get("item") or "overall") for m in row.manual
+                if not str(m.get("item", "")).startswith("written:")]
+    written = [dict(w, question=_heading(w["question"]) or " ".join(w["question"].split())
+                    or w["item"],
+                    manual=[m for m in row.manual if m.get("item") == w["item"]])
+               for w in row.written]
     return {"row": row, "who": row.name or row.student, "notes": notes, "errors": elsewhere,
-            "exercises": list(exercises.values())}
+            "exercises": list(exercises.values()), "comments": comments, "written": written}
 
 
 def feedback_markdown(row: GradeRow) -> str:

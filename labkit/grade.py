@@ -39,9 +39,12 @@ from .checking import PASSED, exercises
 from .course import require_complete
 from .display import progress
 from .errors import LabError
-from .feedback import feedback_html, feedback_markdown, locate_errors
+from .feedback import locate_errors
+from .gradebook import checks_version
+from .manual import written_answers
+from .publish import publish
 from .release import find_root, resolve_lab
-from .reports import GradeRow, load_row, write_atomically, write_summary, write_tables
+from .reports import GradeRow, load_row, write_atomically
 from .roster import Roster, check_unique, student_name, timestamp
 
 __all__ = [
@@ -200,6 +203,17 @@ def find_submissions(folder: Path, lab: str) -> list[Submission]:
     finally:
         os.close(folder_fd)
     return sorted(found, key=lambda s: s.student)
+
+
+def _only(subs: list[Submission], student: str) -> list[Submission]:
+    """The submission of ``student`` (its name, roster id or roster name), for a regrade."""
+    wanted = student_name(student).casefold()
+    found = [s for s in subs if wanted in {s.student.casefold(), s.name.casefold(),
+                                           s.student_id.casefold()}]
+    if not found:
+        raise LabError(f"no submission of {student!r}; students are: "
+                       + ", ".join(s.student for s in subs))
+    return found
 
 
 def _on_roster(subs: list[Submission], roster: Roster) -> list[Submission]:
@@ -463,11 +477,15 @@ def run_sandboxed(sub: Submission, answers: dict, cell_timeout: float, timeout: 
 def grade(lab: str, submissions: Path, out: Path, jobs: int | None = None,
           resume: bool = False, cell_timeout: float = 30.0, timeout: float = 300.0,
           root: Path | None = None, limits: Limits | None = None,
-          roster: Path | None = None) -> list[GradeRow]:
+          roster: Path | None = None, student: str | None = None,
+          gradebook: Path | None = None) -> list[GradeRow]:
     """Grade every submission of ``lab`` in ``submissions`` and write the reports to ``out``.
 
     ``lab`` is a lesson id or its number (``"02"``). With a ``roster`` (CSV: id, name,
-    email), rows are keyed by student id and every student on it gets one.
+    email), rows are keyed by student id and every student on it gets one. With
+    ``student`` (a name or roster id), only that student is graded again; the others'
+    results are kept. The reports merge ``out/manual.csv`` (see :mod:`labkit.manual`);
+    with ``gradebook``, the rows also go into that SQLite gradebook.
     Prints the isolation this machine gives the sandboxes first, and refuses to run
     student code without one.
 
@@ -504,8 +522,11 @@ def grade(lab: str, submissions: Path, out: Path, jobs: int | None = None,
     for sub in todo:
         for note in sub.notes:
             print(f"warning: {note}", file=sys.stderr)
-    if resume:
+    if student is not None:
+        todo = _only(todo, student)
+    elif resume:
         todo = [s for s in todo if load_row(results_dir / f"{s.student}.json") is None]
+    version = checks_version(lab_exercises)
 
     ending: list[subprocess.Popen] = []  # supervisors still removing their sandbox
     ending_lock = threading.Lock()
@@ -524,13 +545,13 @@ def grade(lab: str, submissions: Path, out: Path, jobs: int | None = None,
         score, total, checks = _score(lab_exercises, answers, report.get("checks", []),
                                       status)
         notes = list(sub.notes) + [str(n)[:500] for n in report.get("notes", [])][:20]
-        errors = locate_errors(sub.files.get(sub.notebook, b""), report.get("errors", []))
+        notebook = sub.files.get(sub.notebook, b"")
         row = GradeRow(sub.student, lab, score, total, status, time.monotonic() - started,
-                       checks, notes, sub.student_id, sub.name, sub.email, sub.submitted, errors)
+                       checks, notes, sub.student_id, sub.name, sub.email, sub.submitted,
+                       locate_errors(notebook, report.get("errors", [])),
+                       written_answers(notebook, exercise_nb), version)
         write_atomically(results_dir / f"{sub.student}.json",
                          json.dumps(asdict(row), indent=1, ensure_ascii=False))
-        write_atomically(feedback_dir / f"{sub.student}.md", feedback_markdown(row))
-        write_atomically(feedback_dir / f"{sub.student}.html", feedback_html(row))
         return row
 
     try:
@@ -546,6 +567,4 @@ def grade(lab: str, submissions: Path, out: Path, jobs: int | None = None,
             _finish(proc)
     rows = [r for r in map(load_row, sorted(results_dir.glob("*.json"))) if r is not None]
     rows.sort(key=lambda r: r.student)
-    write_tables(out, rows, list(answers))
-    write_summary(out, rows)
-    return rows
+    return publish(out, rows, gradebook)

@@ -56,6 +56,11 @@ class GradeRow:
     email: str = ""
     submitted: str = ""           # ISO 8601 UTC time the submission was last changed
     errors: list[dict] = field(default_factory=list)  # cells that raised, placed for a student
+    written: list[dict] = field(default_factory=list)  # written answers: item, question, answer
+    version: str = ""             # the checks' version that graded it (labkit.gradebook)
+    manual: list[dict] = field(default_factory=list)   # merged from manual.csv: item, points, comment
+    late_days: float = 0.0
+    penalty: float = 0.0          # points taken by the late policy
 
 
 def exercise_scores(row: GradeRow) -> dict[str, tuple[float, float]]:
@@ -94,22 +99,36 @@ def load_row(path: Path) -> GradeRow | None:
     return row if isinstance(row.student, str) and isinstance(row.checks, list) else None
 
 
-def load_rows(graded: Path) -> list[GradeRow]:
-    """The rows of a graded folder (what ``labkit grade --out`` wrote), by student.
+def load_rows(graded: Path, published: bool = False) -> list[GradeRow]:
+    """The rows of a graded folder (what ``labkit grade --out`` wrote), by student: as the
+    grader left them (``results/``), or ``published`` with manual points and late
+    penalties applied (``grades.json``).
 
     Raises:
         LabError: the folder has no graded results.
     """
-    rows = [r for r in map(load_row, sorted((graded / "results").glob("*.json")))
-            if r is not None]
+    try:
+        if published:
+            rows = [GradeRow(**r) for r in json.loads(
+                (graded / "grades.json").read_text(encoding="utf-8"))]
+        else:
+            rows = [r for r in map(load_row, sorted((graded / "results").glob("*.json")))
+                    if r is not None]
+    except (OSError, ValueError, TypeError):
+        rows = []
     if not rows:
-        raise LabError(f"{graded} holds no graded results (results/*.json); pass the folder "
-                       "given to `labkit grade --out`")
+        raise LabError(f"{graded} holds no graded results (results/*.json, grades.json); "
+                       "pass the folder given to `labkit grade --out`")
     return sorted(rows, key=lambda r: r.student)
 
 
 def _number(x: float) -> str:
     return f"{x:g}"
+
+
+def _manual_text(m: dict) -> str:
+    points = "" if m.get("points") is None else f" {m['points']:g}"
+    return f"{m.get('item') or 'all'}{points}: {m.get('comment', '')}".strip().rstrip(":")
 
 
 def write_tables(out: Path, rows: list[GradeRow], exercise_ids: list[str]) -> None:
@@ -118,7 +137,8 @@ def write_tables(out: Path, rows: list[GradeRow], exercise_ids: list[str]) -> No
     >>> write_tables(Path("graded"), rows, ["00.exit_code"])  # doctest: +SKIP
     """
     header = ["student", "id", "name", "email", "lab", "submitted", "score", "max_score",
-              "status", "seconds", *exercise_ids]
+              "status", "seconds", "late_days", "penalty", "manual", "checks_version",
+              *exercise_ids]
     table = io.StringIO()
     writer = csv.writer(table)
     writer.writerow(header)
@@ -126,6 +146,8 @@ def write_tables(out: Path, rows: list[GradeRow], exercise_ids: list[str]) -> No
         per_exercise = exercise_scores(r)
         writer.writerow([r.student, r.student_id, r.name, r.email, r.lab, r.submitted,
                          _number(r.score), _number(r.max_score), r.status, f"{r.seconds:.1f}",
+                         _number(r.late_days), _number(r.penalty),
+                         "; ".join(_manual_text(m) for m in r.manual), r.version,
                          *(_number(per_exercise.get(e, (0, 0))[0]) for e in exercise_ids)])
     write_atomically(out / "grades.csv", table.getvalue())
     write_atomically(out / "grades.json",

@@ -15,7 +15,6 @@ from labkit.reports import (
     class_summary,
     export,
     load_rows,
-    write_atomically,
     write_summary,
     write_tables,
 )
@@ -46,10 +45,7 @@ ROWS = [_row("ada", (True, True, True), student_id="s1", name="Ada Lovelace",
 
 @pytest.fixture
 def graded(tmp_path):
-    (tmp_path / "results").mkdir()
-    for r in ROWS:
-        write_atomically(tmp_path / "results" / f"{r.student}.json",
-                         json.dumps(r.__dict__, ensure_ascii=False))
+    write_tables(tmp_path, ROWS, ["02.pipeline", "02.ask"])
     return tmp_path
 
 
