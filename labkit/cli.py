@@ -124,6 +124,17 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _build_student(args: argparse.Namespace) -> int:
+    from .release import find_root
+    from .student_build import build_student
+
+    for warning in build_student(args.root or find_root(), args.out):
+        print(f"warning: {warning}: a public check runs on students' machines; move it to the "
+              "hidden checks", file=sys.stderr)
+    print(f"{args.out}: the course as students get it (no solutions/, tests/ or .git)")
+    return 0
+
+
 def _exercises(args: argparse.Namespace) -> int:
     from .course import catalogue, describe
 
@@ -180,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("to", choices=EXPORTS, help="the system that imports the file")
     p.add_argument("--file", type=Path, help="where to write (default: GRADED/TO.csv)")
     p.set_defaults(run=_export)
+    p = sub.add_parser("build-student", help="write the course as students get it")
+    p.add_argument("out", type=Path, help="a new folder for it")
+    p.add_argument("--root", type=Path, help="the course folder (default: found from here)")
+    p.set_defaults(run=_build_student)
     p = sub.add_parser("exercises", help="list every exercise and check: points, kind, time")
     p.add_argument("lab", nargs="?", help="only this lesson (e.g. 02_pipes or 02)")
     p.set_defaults(run=_exercises)
