@@ -424,7 +424,9 @@ def _stage2(config_fd: int) -> None:
         import nbformat
 
         from labkit.answers import answers
-        from labkit.checking import run_checks
+        from labkit.checking import load_hidden, run_checks
+
+        load_hidden(config.get("hidden", {}))  # after the notebook: it never saw them
 
         try:
             cells = nbformat.reads(submitted.decode(), as_version=4).cells

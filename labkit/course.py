@@ -90,10 +90,19 @@ class Course:
     deadlines: dict[str, datetime] = field(default_factory=dict)
     late: LatePolicy = LatePolicy()
     written: dict[str, dict[str, float]] = field(default_factory=dict)  # lab -> cell -> worth
+    hidden_points: dict[tuple[str, str], float] = field(default_factory=dict)
+    hidden_totals: dict[str, tuple[int, float]] = field(default_factory=dict)  # student copy
 
     def points(self, exercise: str, check: str) -> float:
         """What ``check`` of ``exercise`` is worth (:data:`DEFAULT_POINTS` if not listed)."""
-        return self.check_points.get((exercise, check), DEFAULT_POINTS)
+        key = (exercise, check)
+        return self.check_points.get(key, self.hidden_points.get(key, DEFAULT_POINTS))
+
+    def hidden(self, exercise: str) -> tuple[int, float]:
+        """(how many, points) of the hidden checks of ``exercise``: from their entries in
+        the instructor's config, or from the totals a student build keeps instead."""
+        mine = [p for (e, _), p in self.hidden_points.items() if e == exercise]
+        return (len(mine), sum(mine)) if mine else self.hidden_totals.get(exercise, (0, 0.0))
 
     def written_points(self, lab: str) -> dict[str, float]:
         """What each written answer of ``lab`` is worth, by the id of its Markdown cell."""
@@ -117,7 +126,7 @@ class Course:
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
             raise LabError(f"cannot read the course config {path}: {e}") from e
         where = str(path)
-        points, minutes = {}, {}
+        points, minutes, hidden, totals = {}, {}, {}, {}
         for exercise, entry in _table(config, "exercises", where).items():
             here = f"{where}: [exercises.{exercise!r}]"
             if not isinstance(entry, dict):
@@ -126,6 +135,11 @@ class Course:
                 minutes[exercise] = _number(entry["minutes"], f"{here} minutes")
             for check, value in _table(entry, "points", here).items():
                 points[(exercise, check)] = _number(value, f"{here} points for {check!r}")
+            for check, value in _table(entry, "hidden", here).items():
+                hidden[(exercise, check)] = _number(value, f"{here} hidden points for {check!r}")
+            if "hidden_checks" in entry:
+                totals[exercise] = (int(_number(entry["hidden_checks"], f"{here} hidden_checks")),
+                                    _number(entry.get("hidden_points", 0), f"{here} hidden_points"))
         lessons, deadlines, written = {}, {}, {}
         for lesson, entry in _table(config, "lessons", where).items():
             here = f"{where}: [lessons.{lesson!r}]"
@@ -146,7 +160,7 @@ class Course:
             raise LabError(f"{where}: [late] penalty_per_day is a fraction of the score "
                            f"(0.1 for 10 %), got {policy.penalty_per_day:g}")
         return cls(path, hashlib.sha256(data).hexdigest(), points, minutes, lessons, deadlines,
-                   policy, written)
+                   policy, written, hidden, totals)
 
 
 def _table(config: dict[str, Any], key: str, where: str) -> dict[str, Any]:
@@ -192,22 +206,34 @@ def current() -> Course:
     return _loaded[key]
 
 
-def problems(course: Course, checks: dict[str, list[str]]) -> list[str]:
+def problems(course: Course, checks: dict[str, list[str]],
+             hidden: dict[str, list[str]] | None = None) -> list[str]:
     """What is wrong between the config and the registered checks (exercise -> check names).
+
+    ``hidden`` (the hidden checks, when they are loaded) is compared with the config's
+    ``hidden`` tables, as ``checks`` is with its ``points`` tables.
 
     >>> problems(current(), {"00.exit_code": ["a new check"]})[0]
     "00.exit_code: the check 'a new check' has no points in the course config"
     """
+    found = _compare(course.check_points, checks, "points")
+    if hidden is not None:
+        found += _compare(course.hidden_points, hidden, "hidden points")
+    return found
+
+
+def _compare(priced: dict[tuple[str, str], float], checks: dict[str, list[str]],
+             what: str) -> list[str]:
     found = []
     for exercise, names in checks.items():
-        found += [f"{exercise}: the check {name!r} has no points in the course config"
-                  for name in names if (exercise, name) not in course.check_points]
+        found += [f"{exercise}: the check {name!r} has no {what} in the course config"
+                  for name in names if (exercise, name) not in priced]
     listed = {(e, n) for e, names in checks.items() for n in names}
-    found += [f"{exercise}: the course config gives points to {name!r}, which is not a check"
+    lessons = {e.split(".")[0] for e in checks}
+    found += [f"{exercise}: the course config gives {what} to {name!r}, which is not a check"
               + ("" if exercise in checks else " (no such exercise)")
-              for exercise, name in sorted(course.check_points) if (exercise, name) not in listed
-              and (exercise in checks or exercise.split(".")[0] in
-                   {e.split(".")[0] for e in checks})]
+              for exercise, name in sorted(priced) if (exercise, name) not in listed
+              and (exercise in checks or exercise.split(".")[0] in lessons)]
     return found
 
 
@@ -219,7 +245,7 @@ class Line:
     exercise: str
     title: str
     check: str
-    kind: str          # "auto": checked in the notebook and at grading
+    kind: str          # "auto": in the notebook and at grading; "hidden": only at grading
     points: float
     exercise_minutes: float
 
@@ -239,9 +265,17 @@ def catalogue(lesson: str | None = None) -> list[Line]:
         raise LabError(f"no exercises for lesson {lesson!r}; lessons are: "
                        + ", ".join(sorted(config.lesson_minutes)))
     stems = {stem.split("_")[0]: stem for stem in config.lesson_minutes}
-    return [Line(stems.get(ex_id.split(".")[0], ex_id.split(".")[0]), ex_id, ex.title, c.name,
-                 "auto", config.points(ex_id, c.name), config.exercise_minutes.get(ex_id, 0))
-            for ex_id, ex in found.items() for c in ex.checks]
+    lines = []
+    for ex_id, ex in found.items():
+        lesson = stems.get(ex_id.split(".")[0], ex_id.split(".")[0])
+        minutes = config.exercise_minutes.get(ex_id, 0)
+        lines += [Line(lesson, ex_id, ex.title, c.name, "hidden" if c.hidden else "auto",
+                       config.points(ex_id, c.name), minutes) for c in ex.checks]
+        count, points = config.hidden(ex_id)
+        if count and not any(c.hidden for c in ex.checks):
+            lines.append(Line(lesson, ex_id, ex.title, f"{count} check(s) run only at grading",
+                              "hidden", points, minutes))
+    return lines
 
 
 def _duration(minutes: float) -> str:
@@ -286,8 +320,12 @@ def require_complete(found: dict[str, Any]) -> None:
     Raises:
         LabError: listing every problem, and where to fix it.
     """
-    found_problems = problems(current(), {e: [c.name for c in ex.checks]
-                                          for e, ex in found.items()})
+    from .checking import hidden_loaded
+
+    found_problems = problems(
+        current(), {e: [c.name for c in ex.checks if not c.hidden] for e, ex in found.items()},
+        {e: [c.name for c in ex.checks if c.hidden] for e, ex in found.items()}
+        if hidden_loaded() else None)
     if found_problems:
         raise LabError(f"the course config {config_path()} does not match the checks: "
                        + "; ".join(found_problems) + ". Give every check its points there "

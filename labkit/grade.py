@@ -35,7 +35,7 @@ from pathlib import Path
 import nbformat
 
 from . import _sandbox
-from .checking import PASSED, exercises
+from .checking import PASSED, exercises, load_course_hidden
 from .course import require_complete
 from .display import progress
 from .errors import LabError
@@ -439,8 +439,12 @@ def _validated(text: str) -> dict:
 
 def run_sandboxed(sub: Submission, answers: dict, cell_timeout: float, timeout: float,
                   limits: Limits | None = None, root: Path | None = None,
-                  later: list[subprocess.Popen] | None = None) -> tuple[str, dict]:
+                  later: list[subprocess.Popen] | None = None,
+                  hidden: dict[str, str] | None = None) -> tuple[str, dict]:
     """Run one notebook (and the checks of ``answers``) in a sandbox of its own.
+
+    ``hidden`` (path -> source) are the instructor's hidden checks, registered in the
+    sandbox only after the notebook has run.
 
     With ``later``, the sandbox's teardown overlaps with what the caller does next; the
     caller must then pass each process put in ``later`` to :func:`_finish`.
@@ -458,7 +462,7 @@ def run_sandboxed(sub: Submission, answers: dict, cell_timeout: float, timeout: 
         "notebook": sub.notebook, "answers": answers, "cell_timeout": cell_timeout,
         "rlimits": limits.rlimits, "max_processes": limits.processes, "memory": limits.memory,
         "processes": limits.processes, "work_size": limits.work, "shm_size": limits.shm,
-        "binds": binds, "pythonpath": pythonpath}, timeout, later)
+        "binds": binds, "pythonpath": pythonpath, "hidden": hidden or {}}, timeout, later)
     if outcome is None:
         return failure, {"notes": [why]}
     report = _validated(outcome["report"])
@@ -508,6 +512,7 @@ def grade(lab: str, submissions: Path, out: Path, jobs: int | None = None,
             raise LabError(f"{folder} lies inside {seen[0]}, which every sandbox can read; "
                            "put submissions and reports elsewhere")
     answers = answers_of(exercise_nb)
+    hidden = load_course_hidden(root)
     lab_exercises = exercises(lab)
     require_complete(lab_exercises)
     if set(answers) != set(lab_exercises):
@@ -541,7 +546,7 @@ def grade(lab: str, submissions: Path, out: Path, jobs: int | None = None,
             status, report = sub.status, {"notes": [sub.problem]}
         else:
             status, report = run_sandboxed(sub, answers, cell_timeout, timeout, limits, root,
-                                           ending)
+                                           ending, hidden)
         score, total, checks = _score(lab_exercises, answers, report.get("checks", []),
                                       status)
         notes = list(sub.notes) + [str(n)[:500] for n in report.get("notes", [])][:20]

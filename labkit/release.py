@@ -141,11 +141,12 @@ def problems(root: Path, lessons: list[str] | None = None) -> list[str]:
     >>> problems(find_root(), ["00"])
     []
     """
-    from .checking import exercises
+    from .checking import exercises, hidden_loaded, load_course_hidden
     from .course import current
     from .course import problems as config_problems
     from .grade import answers_of
 
+    load_course_hidden(root)
     found = []
     for solution in sorted((root / "solutions").glob("*.ipynb")):
         if lessons and not any(_matches(solution.stem, x) for x in lessons):
@@ -163,5 +164,8 @@ def problems(root: Path, lessons: list[str] | None = None) -> list[str]:
                   f"(labkit.check({exercise!r}, ...))" for exercise in checked
                   if exercise not in cells]
         found += [f"{solution.name}: {p}" for p in config_problems(
-            current(), {e: [c.name for c in ex.checks] for e, ex in checked.items()})]
+            current(), {e: [c.name for c in ex.checks if not c.hidden]
+                        for e, ex in checked.items()},
+            {e: [c.name for c in ex.checks if c.hidden] for e, ex in checked.items()}
+            if hidden_loaded() else None)]
     return found

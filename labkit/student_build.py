@@ -20,7 +20,7 @@ from pathlib import Path
 from .errors import LabError
 from .release import BEGIN, END, release
 
-__all__ = ["Leak", "build_student", "leaks"]
+__all__ = ["Leak", "build_student", "leaks", "student_config"]
 
 INCLUDED = ("README.md", "LICENSE", "pyproject.toml", "environment.yml", "notebooks",
             "exercises", "labkit")
@@ -107,6 +107,35 @@ def leaks(root: Path, build: Path) -> list[Leak]:
     return found
 
 
+_HIDDEN_TABLE = re.compile(r'^\[exercises\.("[^"\n]+"|[\w.]+)\.hidden\]\n(?:(?!\[).*(?:\n|$))*',
+                           re.MULTILINE)
+
+
+def student_config(path: Path) -> str:
+    """The course config as students get it: each exercise's hidden checks reduced to how
+    many there are and what they are worth (``hidden_checks``, ``hidden_points``), so
+    their names, which tell what they test, stay with the instructor.
+
+    Raises:
+        LabError: a hidden check's name is still in the text after the rewrite.
+    """
+    from .course import Course
+
+    config = Course.load(path)
+    text = _HIDDEN_TABLE.sub("", path.read_text(encoding="utf-8"))
+    for exercise in sorted({e for e, _ in config.hidden_points}):
+        count, points = config.hidden(exercise)
+        header = f'[exercises."{exercise}"]\n'
+        totals = f"hidden_checks = {count}\nhidden_points = {points:g}\n"
+        text = (text.replace(header, header + totals, 1) if header in text
+                else f"{text.rstrip()}\n\n{header}{totals}")
+    left = [name for _, name in config.hidden_points if f'"{name}"' in text]
+    if left:
+        raise LabError(f"{path}: the hidden checks {left} are still named after removing their "
+                       "[exercises.ID.hidden] tables; keep their points only there")
+    return text
+
+
 def build_student(root: Path, out: Path) -> list[Leak]:
     """Write the student course into the new folder ``out``; return the warnings (solution
     text in a public check, to be moved to the hidden checks).
@@ -131,6 +160,8 @@ def build_student(root: Path, out: Path) -> list[Leak]:
                 shutil.copytree(source, out / name, ignore=_IGNORED)
             elif source.is_file():
                 shutil.copy2(source, out / name)
+        config = out / "labkit" / "course.toml"
+        config.write_text(student_config(root / "labkit" / "course.toml"), encoding="utf-8")
         found = leaks(root, out)
         fatal = [leak for leak in found if not leak.path.startswith("labkit/checks/")]
         if fatal:
