@@ -135,8 +135,29 @@ def _build_student(args: argparse.Namespace) -> int:
     return 0
 
 
+def _new_exercise(args: argparse.Namespace) -> int:
+    from .release import find_root
+    from .scaffold import new_exercise
+
+    root = args.root or find_root()
+    made = new_exercise(root, args.lab, args.exercise, args.title or "")
+    for path in made.files:
+        print(f"{path.relative_to(root)}: {made.exercise} added")
+    print(f"next: write the statement and {made.function}'s solution in the solution notebook, "
+          "the checks, points and mutants; then `labkit release` and the tests "
+          "(CONTRIBUTING.md, \"Adding an exercise\")")
+    return 0
+
+
 def _exercises(args: argparse.Namespace) -> int:
+    from .checking import load_course_hidden
     from .course import catalogue, describe
+    from .release import find_root
+
+    try:
+        load_course_hidden(find_root())  # an instructor's checkout: list its hidden checks too
+    except FileNotFoundError:
+        pass  # outside a course folder (a student's installed labkit): public checks only
 
     print(describe(catalogue(args.lab)))
     return 0
@@ -191,6 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("to", choices=EXPORTS, help="the system that imports the file")
     p.add_argument("--file", type=Path, help="where to write (default: GRADED/TO.csv)")
     p.set_defaults(run=_export)
+    p = sub.add_parser("new-exercise", help="scaffold an exercise: cells, check, points, "
+                                            "mutants, test")
+    p.add_argument("lab", help="the lesson id or number, e.g. 02_pipes or 02")
+    p.add_argument("exercise", help="the new exercise's id, e.g. 02.word_count")
+    p.add_argument("--title", help="its title (default: from the id)")
+    p.add_argument("--root", type=Path, help="the course folder (default: found from here)")
+    p.set_defaults(run=_new_exercise)
     p = sub.add_parser("build-student", help="write the course as students get it")
     p.add_argument("out", type=Path, help="a new folder for it")
     p.add_argument("--root", type=Path, help="the course folder (default: found from here)")
