@@ -145,7 +145,7 @@ def _new_exercise(args: argparse.Namespace) -> int:
         print(f"{path.relative_to(root)}: {made.exercise} added")
     print(f"next: write the statement and {made.function}'s solution in the solution notebook, "
           "the checks, points and mutants; then `labkit release` and the tests "
-          "(CONTRIBUTING.md, \"Adding an exercise\")")
+          "(CONTRIBUTING.md, \"For instructors\")")
     return 0
 
 

@@ -13,6 +13,7 @@ library from Python 3.11 (``tomli``, the same parser, before).
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import sys
@@ -127,10 +128,7 @@ class Course:
             raise LabError(f"cannot read the course config {path}: {e}") from e
         where = str(path)
         points, minutes, hidden, totals = {}, {}, {}, {}
-        for exercise, entry in _table(config, "exercises", where).items():
-            here = f"{where}: [exercises.{exercise!r}]"
-            if not isinstance(entry, dict):
-                raise LabError(f"{here} must be a table with minutes and points")
+        for exercise, entry, here in _entries(config, "exercises", where):
             if "minutes" in entry:
                 minutes[exercise] = _number(entry["minutes"], f"{here} minutes")
             for check, value in _table(entry, "points", here).items():
@@ -141,10 +139,7 @@ class Course:
                 totals[exercise] = (int(_number(entry["hidden_checks"], f"{here} hidden_checks")),
                                     _number(entry.get("hidden_points", 0), f"{here} hidden_points"))
         lessons, deadlines, written = {}, {}, {}
-        for lesson, entry in _table(config, "lessons", where).items():
-            here = f"{where}: [lessons.{lesson!r}]"
-            if not isinstance(entry, dict):
-                raise LabError(f"{here} must be a table with minutes and deadline")
+        for lesson, entry, here in _entries(config, "lessons", where):
             if "minutes" in entry:
                 lessons[lesson] = _number(entry["minutes"], f"{here} minutes")
             if "deadline" in entry:
@@ -168,6 +163,18 @@ def _table(config: dict[str, Any], key: str, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise LabError(f"{where}: {key} must be a table ([{key}] ...)")
     return value
+
+
+def _entries(config: dict[str, Any], key: str, where: str
+             ) -> list[tuple[str, dict[str, Any], str]]:
+    """(name, table, where it is) of each table under ``[key]`` (an exercise, a lesson)."""
+    found = []
+    for name, entry in _table(config, key, where).items():
+        here = f"{where}: [{key}.{name!r}]"
+        if not isinstance(entry, dict):
+            raise LabError(f"{here} must be a table ([{key}.{json.dumps(name)}] ...)")
+        found.append((name, entry, here))
+    return found
 
 
 def _number(value: object, what: str) -> float:
