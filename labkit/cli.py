@@ -29,10 +29,15 @@ def _positive(kind: type[int] | type[float], what: str) -> Callable[[str], float
 
 
 def _gradebook_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--gradebook", type=Path,
-                   default=Path(os.environ.get("LABKIT_GRADEBOOK") or "gradebook.sqlite"),
-                   help="the SQLite gradebook (default: $LABKIT_GRADEBOOK or "
-                        "./gradebook.sqlite)")
+    p.add_argument("--gradebook", type=Path, help="the SQLite gradebook (default: "
+                   "$LABKIT_GRADEBOOK, else gradebook.sqlite beside the lab's report folder)")
+
+
+def _book(given: Path | None, reports: Path) -> Path:
+    """The gradebook to use: the one given, $LABKIT_GRADEBOOK, or one beside ``reports``
+    (``graded/00`` -> ``graded/gradebook.sqlite``), shared by every lab graded there."""
+    return given or Path(os.environ.get("LABKIT_GRADEBOOK") or
+                         reports.resolve().parent / "gradebook.sqlite")
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -83,7 +88,8 @@ def _grade(args: argparse.Namespace) -> int:
 
     rows = grade(args.lab, args.submissions, args.out, jobs=args.jobs, resume=args.resume,
                  cell_timeout=args.cell_timeout, timeout=args.timeout, root=args.root,
-                 roster=args.roster, student=args.student, gradebook=args.gradebook)
+                 roster=args.roster, student=args.student,
+                 gradebook=_book(args.gradebook, args.out))
     width = max([len(r.student) for r in rows] + [7])
     for r in rows:
         print(f"{r.student:<{width}}  {r.score:>5g} / {r.max_score:<5g} {r.status}")
@@ -97,9 +103,10 @@ def _publish(args: argparse.Namespace) -> int:
     from .publish import publish
     from .reports import load_rows
 
-    rows = publish(args.graded, load_rows(args.graded), args.gradebook)
+    book = _book(args.gradebook, args.graded)
+    rows = publish(args.graded, load_rows(args.graded), book)
     print(f"{len(rows)} report(s) of {rows[0].lab} written in {args.graded}/ with "
-          f"manual.csv merged; gradebook: {args.gradebook}")
+          f"manual.csv merged; gradebook: {book}")
     return 0
 
 
@@ -107,7 +114,7 @@ def _gradebook(args: argparse.Namespace) -> int:
     from .checking import exercises
     from .gradebook import checks_version, class_table, entries
 
-    found = entries(args.gradebook)
+    found = entries(args.book)
     current = {lab: checks_version(exercises(lab)) for lab in {e.lab for e in found}}
     print(class_table(found, current))
     return 0
@@ -205,7 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     _gradebook_option(p)
     p.set_defaults(run=_publish)
     p = sub.add_parser("gradebook", help="print the class's results across labs")
-    _gradebook_option(p)
+    p.add_argument("book", type=Path, nargs="?",
+                   default=Path(os.environ.get("LABKIT_GRADEBOOK") or
+                                "graded/gradebook.sqlite"),
+                   help="the gradebook (default: $LABKIT_GRADEBOOK or "
+                        "graded/gradebook.sqlite)")
     p.set_defaults(run=_gradebook)
     p = sub.add_parser("export", help="write graded results as CSV for Canvas, Moodle, ...")
     p.add_argument("graded", type=Path, help="the folder `labkit grade --out` wrote")
