@@ -252,7 +252,8 @@ class Line:
     exercise: str
     title: str
     check: str
-    kind: str          # "auto": in the notebook and at grading; "hidden": only at grading
+    kind: str          # "auto": in the notebook and at grading; "hidden": only at grading;
+                       # "manual": a written answer, marked by hand
     points: float
     exercise_minutes: float
 
@@ -282,6 +283,10 @@ def catalogue(lesson: str | None = None) -> list[Line]:
         if count and not any(c.hidden for c in ex.checks):
             lines.append(Line(lesson, ex_id, ex.title, f"{count} check(s) run only at grading",
                               "hidden", points, minutes))
+    for lesson in sorted({line.lesson for line in lines}):
+        lines += [Line(lesson, f"{lesson[:2]}.written", "Written answers, graded by hand",
+                       f"the answer in Markdown cell {cell}", "manual", points, 0)
+                  for cell, points in config.written_points(lesson).items()]
     return lines
 
 

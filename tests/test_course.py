@@ -98,6 +98,16 @@ def test_labkit_exercises_lists_checks_with_points_kind_time_and_totals(capsys):
         capsys.readouterr().out
 
 
+def test_written_answers_are_listed_as_manual_items_with_their_worth(tmp_path, monkeypatch):
+    path = tmp_path / "course.toml"
+    path.write_text(course.config_path().read_text().replace(
+        '[lessons."00_processes"]\n', '[lessons."00_processes"]\nwritten = { c015 = 2 }\n'))
+    monkeypatch.setenv("LABKIT_COURSE", str(path))
+    manual = [(x.exercise, x.check, x.kind, x.points) for x in catalogue("00")
+              if x.kind == "manual"]
+    assert manual == [("00.written", "the answer in Markdown cell c015", "manual", 2)]
+
+
 def test_labkit_exercises_refuses_an_unknown_lesson(capsys):
     assert main(["exercises", "42"]) == 2
     assert "no exercises for lesson '42'; lessons are: 00_processes" in capsys.readouterr().err
