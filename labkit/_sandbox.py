@@ -406,7 +406,7 @@ def _stage2(config: dict, result_fd: int) -> None:
         _send(result_fd, {"status": SETUP_FAILED if unsafe else "ok", "notes": [status]})
         os._exit(0)
     from labkit.answers import answers, is_check_cell
-    from labkit.checking import exercises, run_checks
+    from labkit.checking import exercises, load_hidden, run_checks
 
     lap(config, "labkit import")
     _limits(config)
@@ -432,6 +432,7 @@ def _stage2(config: dict, result_fd: int) -> None:
                                                                                     config)
         _sweep()
         lap(config, "sweep")
+        load_hidden(config.get("hidden", {}))  # after the notebook's cells: they never saw them
         given_answers = answers(cells, config["answers"])
         lap(config, "answers defined")
         for exercise, given in given_answers.items():

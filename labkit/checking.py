@@ -28,12 +28,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import course
 from ._janitor import unlink_name
-from .errors import ChildError, LabTimeout
+from .errors import ChildError, LabError, LabTimeout
 from .processes import Child, ChildResult, start
 from .session import MQUEUE_DIR, PREFIX, SESSION_PID, SHM_DIR, UID, session_roots
 
 __all__ = [
+    "HIDDEN_ENV",
+    "HIDDEN_FOLDER",
     "CheckFailed",
     "CheckReport",
     "CheckResult",
@@ -43,10 +46,15 @@ __all__ = [
     "NotDone",
     "call",
     "check",
+    "exercise",
     "exercises",
     "expect",
     "expect_clean",
+    "hidden_loaded",
+    "hidden_sources",
     "launch",
+    "load_course_hidden",
+    "load_hidden",
     "run_checks",
 ]
 
@@ -87,18 +95,25 @@ class CheckResult:
 
 @dataclass
 class _Check:
+    exercise: str
     name: str
-    points: float
     hint: str
     fn: Callable[[Any], None]
     concept: str = ""
+    hidden: bool = False  # an instructor's check, run only at grading (see load_hidden)
+
+    @property
+    def points(self) -> float:
+        """What the course config says this check is worth."""
+        return course.current().points(self.exercise, self.name)
 
 
 @dataclass
 class Exercise:
     """A graded exercise: an id like ``"00.exit_code"``, a title and its checks.
 
-    Checks are added with the :meth:`check` decorator, in the order they run::
+    Checks are added with the :meth:`check` decorator, in the order they run; what
+    each is worth is set in the course config (``labkit/course.toml``), by its name::
 
         EXIT = Exercise("00.exit_code", "Return a value through the exit status")
 
@@ -117,16 +132,17 @@ class Exercise:
             raise ValueError(f"exercise {self.id!r} is defined twice")
         _REGISTRY[self.id] = self
 
-    def check(self, name: str, points: float = 1, hint: str = "",
+    def check(self, name: str, points: float | None = None, hint: str = "",
               concept: str = "") -> Callable:
         """Register the decorated function as the next check of this exercise.
 
         ``hint`` is a nudge shown when the check fails; ``concept``, the idea
         behind it, is added when the same check fails again. Neither gives
-        code away.
+        code away. ``points`` is not used: the course config sets them (the
+        argument goes once the checks stop passing it).
         """
         def register(fn: Callable[[Any], None]) -> Callable[[Any], None]:
-            self.checks.append(_Check(name, points, hint, fn, concept))
+            self.checks.append(_Check(self.id, name, hint, fn, concept, _loading_hidden))
             return fn
         return register
 
@@ -136,14 +152,95 @@ class Exercise:
 
 
 _REGISTRY: dict[str, Exercise] = {}
+_HIDDEN_LOADED: dict[str, str] = {}  # hidden check file -> the source registered from it
+_loading_hidden = False
+HIDDEN_ENV = "LABKIT_HIDDEN_CHECKS"  # the folder of the instructor's hidden checks
+HIDDEN_FOLDER = "hidden_checks"     # that folder in the course folder (never in a student build)
 
 
 def exercises(lesson: str | None = None) -> dict[str, Exercise]:
-    """Every registered exercise, or those of one lesson (``exercises("00")``)."""
+    """Every registered exercise, or those of one lesson (``exercises("00")``).
+
+    With ``$LABKIT_HIDDEN_CHECKS`` naming a folder, its hidden checks are registered too.
+    """
     from . import checks  # noqa: F401 - importing it registers every lesson's checks
 
+    folder = os.environ.get(HIDDEN_ENV)
+    if folder:
+        load_hidden(hidden_sources(folder))
     return {k: v for k, v in sorted(_REGISTRY.items())
             if lesson is None or k.split(".")[0] == lesson.split("_")[0]}
+
+
+def hidden_sources(folder: str | os.PathLike) -> dict[str, str]:
+    """The instructor's hidden checks: the source of each ``*.py`` file of ``folder``, by
+    its path.
+
+    Raises:
+        LabError: ``folder`` is not a readable folder.
+    """
+    from pathlib import Path
+
+    try:
+        return {str(p.resolve()): p.read_text(encoding="utf-8")
+                for p in sorted(Path(folder).glob("*.py"))}
+    except OSError as e:
+        raise LabError(f"cannot read the hidden checks in {folder}: {e}") from e
+
+
+def load_hidden(sources: dict[str, str]) -> None:
+    """Register hidden checks from their source (path -> code), each file once.
+
+    A hidden check file adds checks to exercises the public checks define, and runs
+    only where the grader asks for it (never in a student's kernel)::
+
+        from labkit.checking import call, exercise, expect
+
+        EXIT = exercise("00.exit_code")
+
+        @EXIT.check("every exit code from 0 to 255", hint="...")
+        def _(answer): ...
+
+    Its points are set in the course config under ``[exercises."ID".hidden]``.
+    """
+    global _loading_hidden
+    from . import checks  # noqa: F401 - hidden checks extend the public exercises
+
+    for path, source in sorted(sources.items()):
+        if path in _HIDDEN_LOADED:
+            continue
+        _HIDDEN_LOADED[path] = source
+        _loading_hidden = True
+        try:
+            namespace: dict[str, Any] = {"__name__": f"labkit_hidden_{len(_HIDDEN_LOADED)}"}
+            exec(compile(source, path, "exec"), namespace)  # the instructor's own code
+        finally:
+            _loading_hidden = False
+
+
+def load_course_hidden(root: os.PathLike) -> dict[str, str]:
+    """Register the hidden checks of the course folder ``root`` (its ``hidden_checks/``, if
+    there is one) and return their sources, for a grader to hand to its sandboxes."""
+    from pathlib import Path
+
+    folder = Path(root) / HIDDEN_FOLDER
+    sources = hidden_sources(folder) if folder.is_dir() else {}
+    load_hidden(sources)
+    return sources
+
+
+def hidden_loaded() -> bool:
+    """Whether any hidden check file has been registered in this process."""
+    return bool(_HIDDEN_LOADED)
+
+
+def exercise(exercise_id: str) -> Exercise:
+    """The registered exercise ``exercise_id``, to read or (in hidden checks) to extend.
+
+    Raises:
+        ValueError: no such exercise (the message lists the lesson's).
+    """
+    return _lookup(exercise_id)
 
 
 def _lookup(exercise_id: str) -> Exercise:
@@ -414,7 +511,7 @@ def expect_clean(attempt: Attempt) -> None:
 
     An answer that raised or died fails too: it has not shown that it cleans up.
     """
-    attempt.value  # raises CheckFailed with the reason if there is no value
+    _ = attempt.value  # raises CheckFailed with the reason if there is no value
     if attempt.problems:
         raise CheckFailed("your function did not clean up: " + "; ".join(attempt.problems))
 
@@ -474,11 +571,13 @@ def run_checks(exercise_id: str, answer: Any,
     ex = _lookup(exercise_id)
     progress_r, progress_w = os.pipe() if progress else (None, None)
     try:
-        with start(_run_all, exercise_id, answer, progress_w, timeout=ex.timeout,
-                   show=False) as child:
+        child = start(_run_all, exercise_id, answer, progress_w, timeout=ex.timeout,
+                      show=False)
+        with child:
             if progress_w is not None:
                 os.close(progress_w)
                 progress_w = None
+            if progress is not None and progress_r is not None:
                 _follow(child, progress_r, ex, progress)
             return child.wait().value
     except (LabTimeout, ChildError) as e:
@@ -522,6 +621,7 @@ class CheckReport:
     title: str
     results: list[CheckResult]
     again: frozenset[str] = frozenset()   # checks that failed before, in this session
+    more: str = ""                         # the hidden checks grading adds, if any
 
     @property
     def score(self) -> float:
@@ -551,7 +651,8 @@ class CheckReport:
 
     def __repr__(self) -> str:
         head = f"{self.exercise} {self.title}: {self.score:g}/{self.max_score:g} points"
-        return "\n".join([head, *(self._line(r) for r in self.results)])
+        return "\n".join([head, *(self._line(r) for r in self.results),
+                          *([f"  (+) {self.more}"] if self.more else [])])
 
     def _repr_html_(self) -> str:
         colours = {PASSED: "#1a7f37", FAILED: "#cf222e", NOT_DONE: "#9a6700", ERROR: "#8250df",
@@ -567,7 +668,8 @@ class CheckReport:
         return (f"<div><b>{html.escape(self.exercise)} {html.escape(self.title)}</b>: "
                 f"{self.score:g}/{self.max_score:g} points<table>"
                 "<tr><th>result</th><th>check</th><th>points</th><th>details</th></tr>"
-                + "".join(rows) + "</table></div>")
+                + "".join(rows) + "</table>"
+                + (f"<p><i>{html.escape(self.more)}</i></p>" if self.more else "") + "</div>")
 
 
 class _Progress:
@@ -613,4 +715,7 @@ def check(exercise_id: str, answer: Any) -> CheckReport:
     failed = {r.check for r in results if r.status == FAILED}
     again = frozenset(c for c in failed if (ex.id, c) in _FAILED_BEFORE)
     _FAILED_BEFORE.update((ex.id, c) for c in failed)
-    return CheckReport(ex.id, ex.title, results, again)
+    count, points = course.current().hidden(ex.id)
+    more = "" if not count or any(c.hidden for c in ex.checks) else (
+        f"{count} more check(s), worth {points:g} points, run when your work is graded")
+    return CheckReport(ex.id, ex.title, results, again, more)

@@ -20,22 +20,18 @@ from __future__ import annotations
 
 import ast
 import base64
-import csv
 import errno
-import html
 import json
 import os
-import re
 import selectors
 import stat
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +39,17 @@ import nbformat
 
 from . import _sandbox
 from ._zygote import Supervisor, Zygote, ZygoteError
-from .checking import PASSED, exercises
+from .checking import PASSED, exercises, load_course_hidden
+from .course import require_complete
 from .display import progress
 from .errors import LabError
-from .release import find_root
+from .feedback import locate_errors
+from .gradebook import checks_version
+from .manual import written_answers
+from .publish import publish
+from .release import find_root, resolve_lab
+from .reports import GradeRow, load_row, write_atomically
+from .roster import Roster, check_unique, student_name, timestamp
 
 __all__ = [
     "GradeRow",
@@ -97,26 +100,12 @@ class Submission:
     files: dict[str, bytes]      # name in the working copy -> its bytes, read at intake
     notebook: str                # the name (in files) of the notebook to grade
     problem: str = ""            # why it cannot be graded ("" if it can)
-    notes: tuple[str, ...] = ()  # what intake noticed (a renamed row)
+    notes: tuple[str, ...] = ()  # what intake noticed
     status: str = ""             # "missing" or "refused" when there is a problem
-
-
-@dataclass
-class GradeRow:
-    """One line of grades.csv, with every check's result for grades.json."""
-
-    student: str
-    lab: str
-    score: float
-    max_score: float
-    status: str                   # ok, error, timeout, kernel died, memory limit, ..., refused
-    seconds: float
-    checks: list[dict] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:80] or "student"
+    submitted: str = ""          # when the submission was last changed (ISO 8601, UTC)
+    student_id: str = ""         # from the roster
+    name: str = ""
+    email: str = ""
 
 
 class _Refused(Exception):
@@ -192,33 +181,60 @@ def find_submissions(folder: Path, lab: str) -> list[Submission]:
     """One Submission per ``STUDENT.ipynb`` file or ``STUDENT/`` folder, sorted by student.
 
     Every file is read here, once: symbolic links and special files are refused (the
-    row says which), and so is a submission over :data:`SUBMISSION_LIMIT`. Names that
-    become the same after sanitising get distinct rows (``a_b``, ``a_b-2``) and a note.
+    row says which), and so is a submission over :data:`SUBMISSION_LIMIT`. Names keep
+    their letters (see :func:`labkit.roster.student_name`); two entries that would be
+    one student stop the batch before anything is graded.
 
     >>> subs = find_submissions(Path("submitted"), "00_processes")  # doctest: +SKIP
     """
     folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        entries = [e for e in sorted(os.listdir(folder_fd)) if not e.startswith(".")]
-        found, used = [], set()
-        for entry in entries:
+        entries = {}
+        for entry in sorted(os.listdir(folder_fd)):
             info = os.stat(entry, dir_fd=folder_fd, follow_symlinks=False)
-            if stat.S_ISREG(info.st_mode) and not entry.endswith(".ipynb"):
-                continue
-            base = _safe(entry if stat.S_ISDIR(info.st_mode) else entry.removesuffix(".ipynb"))
-            student, n = base, 1
-            while student in used:
-                n += 1
-                student = f"{base}-{n}"
-            used.add(student)
-            notes = () if student == base else (
-                f"renamed to {student}: another submission is also named {base} once "
-                "unusual characters are replaced",)
+            if not entry.startswith(".") and (stat.S_ISDIR(info.st_mode)
+                                              or entry.endswith(".ipynb")):
+                entries[entry] = student_name(entry)
+        check_unique(entries)
+        found = []
+        for entry, student in entries.items():
             files, notebook, problem, status = _intake(folder_fd, entry, lab)
-            found.append(Submission(student, files, notebook, problem, notes, status))
+            changed = os.stat(entry, dir_fd=folder_fd, follow_symlinks=False).st_mtime
+            if notebook and notebook != entry:  # a folder: its notebook counts too
+                changed = max(changed, os.stat(f"{entry}/{notebook}", dir_fd=folder_fd,
+                                               follow_symlinks=False).st_mtime)
+            found.append(Submission(student, files, notebook, problem, (), status,
+                                    timestamp(changed), name=student))
     finally:
         os.close(folder_fd)
+    return sorted(found, key=lambda s: s.student)
+
+
+def _only(subs: list[Submission], student: str) -> list[Submission]:
+    """The submission of ``student`` (its name, roster id or roster name), for a regrade."""
+    wanted = student_name(student).casefold()
+    found = [s for s in subs if wanted in {s.student.casefold(), s.name.casefold(),
+                                           s.student_id.casefold()}]
+    if not found:
+        raise LabError(f"no submission of {student!r}; students are: "
+                       + ", ".join(s.student for s in subs))
     return found
+
+
+def _on_roster(subs: list[Submission], roster: Roster) -> list[Submission]:
+    """The submissions keyed by roster id, plus a "missing" row for each student on the
+    roster who submitted nothing; a submission not on the roster keeps its name and a note."""
+    placed = []
+    for sub in subs:
+        s = roster.find(sub.student)
+        placed.append(replace(sub, notes=(*sub.notes, f"{sub.student!r} is not on the roster"))
+                      if s is None else replace(sub, student=s.id, student_id=s.id,
+                                                name=s.name, email=s.email))
+    check_unique({sub.student: now.student for sub, now in zip(subs, placed, strict=True)})
+    have = {s.student for s in placed}
+    placed += [Submission(s.id, {}, "", "no submission", (), "missing", "", s.id, s.name,
+                          s.email) for s in roster.students if s.id not in have]
+    return sorted(placed, key=lambda s: s.student)
 
 
 def answers_of(exercise_notebook: Path) -> dict[str, str | tuple[str, ...]]:
@@ -437,9 +453,13 @@ def _validated(text: str) -> dict:
 def run_sandboxed(sub: Submission, answers: dict, cell_timeout: float, timeout: float,
                   limits: Limits | None = None, root: Path | None = None,
                   later: list[Supervisor] | None = None,
-                  zygote: Zygote | None = None) -> tuple[str, dict]:
+                  zygote: Zygote | None = None,
+                  hidden: dict[str, str] | None = None) -> tuple[str, dict]:
     """Run one notebook (and the checks of ``answers``) in a sandbox of its own, forked by
     ``zygote`` (the batch's; without one, a zygote is started for this submission alone).
+
+    ``hidden`` (path -> source) are the instructor's hidden checks, registered in the
+    sandbox only after the notebook has run.
 
     With ``later``, the sandbox's teardown overlaps with what the caller does next; the
     caller must then pass each process put in ``later`` to :func:`_finish`.
@@ -453,13 +473,14 @@ def run_sandboxed(sub: Submission, answers: dict, cell_timeout: float, timeout: 
     limits, root = limits or Limits(), root or find_root()
     if zygote is None:
         with _zygote(root) as own:
-            return run_sandboxed(sub, answers, cell_timeout, timeout, limits, root, None, own)
+            return run_sandboxed(sub, answers, cell_timeout, timeout, limits, root, None, own,
+                                 hidden)
     outcome, failure, why = _exchange({
         "files": {k: base64.b64encode(v).decode() for k, v in sub.files.items()},
         "notebook": sub.notebook, "answers": answers, "cell_timeout": cell_timeout,
         "rlimits": limits.rlimits, "max_processes": limits.processes, "memory": limits.memory,
         "processes": limits.processes, "work_size": limits.work, "shm_size": limits.shm,
-        "binds": _binds(root)[0]}, timeout, zygote, later)
+        "binds": _binds(root)[0], "hidden": hidden or {}}, timeout, zygote, later)
     if outcome is None:
         return failure, {"notes": [why]}
     report = _validated(outcome["report"])
@@ -492,76 +513,6 @@ def default_jobs(limits: Limits | None = None) -> int:
     return max(1, min(cores, available // (limits or Limits()).memory))
 
 
-def _feedback_md(row: GradeRow) -> str:
-    lines = [f"# {row.lab}: feedback for {row.student}", "",
-             f"**Score: {row.score:g} / {row.max_score:g}** (run: {row.status}, "
-             f"{row.seconds:.1f} s)", ""]
-    lines += [f"- {note}" for note in row.notes] + ([""] if row.notes else [])
-    current = None
-    for c in row.checks:
-        if c["exercise"] != current:
-            current = c["exercise"]
-            lines += ["", f"## {c['exercise']} {c['title']}", "",
-                      "| result | check | points | details |", "|---|---|---|---|"]
-        detail = "" if c["passed"] else c["message"] + "".join(
-            f" *Hint: {h}*" for h in (c["hint"], c.get("concept", "")) if h)
-        detail = detail.replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| {'pass' if c['passed'] else c['status']} | {c['check']} | "
-                     f"{c['points']:g}/{c['max_points']:g} | {detail} |")
-    return "\n".join(lines) + "\n"
-
-
-def _feedback_html(row: GradeRow) -> str:
-    e = html.escape
-    parts = [f"<!doctype html><meta charset='utf-8'><title>{e(row.lab)}: {e(row.student)}"
-             "</title><style>body{font-family:sans-serif;max-width:60em}td,th{padding:.3em;"
-             "border-bottom:1px solid #ddd;text-align:left}.pass{color:#1a7f37}"
-             ".fail{color:#cf222e}</style>",
-             f"<h1>{e(row.lab)}: feedback for {e(row.student)}</h1>",
-             f"<p><b>Score: {row.score:g} / {row.max_score:g}</b> (run: {e(row.status)}, "
-             f"{row.seconds:.1f} s)</p>"]
-    if row.notes:
-        parts.append("<ul>" + "".join(f"<li>{e(n)}</li>" for n in row.notes) + "</ul>")
-    current = None
-    for c in row.checks:
-        if c["exercise"] != current:
-            if current is not None:
-                parts.append("</table>")
-            current = c["exercise"]
-            parts.append(f"<h2>{e(c['exercise'])} {e(c['title'])}</h2><table><tr><th>result"
-                         "</th><th>check</th><th>points</th><th>details</th></tr>")
-        cls = "pass" if c["passed"] else "fail"
-        detail = "" if c["passed"] else e(c["message"]) + "".join(
-            f"<br><i>Hint: {e(h)}</i>" for h in (c["hint"], c.get("concept", "")) if h)
-        parts.append(f"<tr><td class='{cls}'>{'pass' if c['passed'] else e(c['status'])}</td>"
-                     f"<td>{e(c['check'])}</td><td>{c['points']:g}/{c['max_points']:g}</td>"
-                     f"<td>{detail}</td></tr>")
-    if current is not None:
-        parts.append("</table>")
-    return "\n".join(parts) + "\n"
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that a reader sees the old file or the new, never half."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
-def _load_row(path: Path) -> GradeRow | None:
-    """The row stored in ``path``, or None if the file is torn or not a row."""
-    try:
-        row = GradeRow(**json.loads(path.read_text()))
-    except (ValueError, TypeError, OSError):
-        return None
-    return row if isinstance(row.student, str) and isinstance(row.checks, list) else None
-
-
 def profile_table(profiles: list[list[tuple[str, float]]]) -> str:
     """Where the submissions' time went: per phase, the median and the total over the batch.
 
@@ -582,9 +533,15 @@ def profile_table(profiles: list[list[tuple[str, float]]]) -> str:
 def grade(lab: str, submissions: Path, out: Path, jobs: int | None = None,
           resume: bool = False, cell_timeout: float = 30.0, timeout: float = 300.0,
           root: Path | None = None, limits: Limits | None = None,
-          profile: bool = False) -> list[GradeRow]:
+          roster: Path | None = None, student: str | None = None,
+          gradebook: Path | None = None, profile: bool = False) -> list[GradeRow]:
     """Grade every submission of ``lab`` in ``submissions`` and write the reports to ``out``.
 
+    ``lab`` is a lesson id or its number (``"02"``). With a ``roster`` (CSV: id, name,
+    email), rows are keyed by student id and every student on it gets one. With
+    ``student`` (a name or roster id), only that student is graded again; the others'
+    results are kept. The reports merge ``out/manual.csv`` (see :mod:`labkit.manual`);
+    with ``gradebook``, the rows also go into that SQLite gradebook.
     Prints the isolation this machine gives the sandboxes first, and refuses to run
     student code without one. With ``profile``, prints where the time went at the end
     (:func:`profile_table`).
@@ -592,11 +549,9 @@ def grade(lab: str, submissions: Path, out: Path, jobs: int | None = None,
     >>> rows = grade("00_processes", Path("submitted"), Path("graded"))  # doctest: +SKIP
     """
     root = root or find_root()
-    lab = lab.removesuffix(".ipynb")
+    lab = resolve_lab(root, lab)
     exercise_nb = root / "exercises" / f"{lab}.ipynb"
-    if not exercise_nb.exists():
-        labs = ", ".join(sorted(p.stem for p in (root / "exercises").glob("*.ipynb")))
-        raise LabError(f"no lab {lab!r}; labs are: {labs}")
+    class_list = Roster.load(roster) if roster is not None else None
     if not submissions.is_dir():
         raise LabError(f"{submissions} is not a folder of submissions")
     usable, how = isolation_level(root)
@@ -610,7 +565,9 @@ def grade(lab: str, submissions: Path, out: Path, jobs: int | None = None,
             raise LabError(f"{folder} lies inside {seen[0]}, which every sandbox can read; "
                            "put submissions and reports elsewhere")
     answers = answers_of(exercise_nb)
+    hidden = load_course_hidden(root)
     lab_exercises = exercises(lab)
+    require_complete(lab_exercises)
     if set(answers) != set(lab_exercises):
         raise LabError(f"{exercise_nb.name} and labkit's checks disagree: check cells for "
                        f"{sorted(answers)}, checks for {sorted(lab_exercises)}")
@@ -618,11 +575,16 @@ def grade(lab: str, submissions: Path, out: Path, jobs: int | None = None,
     for folder in (out, results_dir, feedback_dir):
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # other users' batches: no entry
     todo = find_submissions(submissions, lab)
+    if class_list is not None:
+        todo = _on_roster(todo, class_list)
     for sub in todo:
         for note in sub.notes:
             print(f"warning: {note}", file=sys.stderr)
-    if resume:
-        todo = [s for s in todo if _load_row(results_dir / f"{s.student}.json") is None]
+    if student is not None:
+        todo = _only(todo, student)
+    elif resume:
+        todo = [s for s in todo if load_row(results_dir / f"{s.student}.json") is None]
+    version = checks_version(lab_exercises)
 
     ending: list[Supervisor] = []  # supervisors still removing their sandbox
     ending_lock = threading.Lock()
@@ -639,17 +601,19 @@ def grade(lab: str, submissions: Path, out: Path, jobs: int | None = None,
             status, report = sub.status, {"notes": [sub.problem]}
         else:
             status, report = run_sandboxed(sub, answers, cell_timeout, timeout, limits, root,
-                                           ending, zygote)
+                                           ending, zygote, hidden)
         score, total, checks = _score(lab_exercises, answers, report.get("checks", []),
                                       status)
         notes = list(sub.notes) + [str(n)[:500] for n in report.get("notes", [])][:20]
+        notebook = sub.files.get(sub.notebook, b"")
         row = GradeRow(sub.student, lab, score, total, status, time.monotonic() - started,
-                       checks, notes)
+                       checks, notes, sub.student_id, sub.name, sub.email, sub.submitted,
+                       locate_errors(notebook, report.get("errors", [])),
+                       written_answers(notebook, exercise_nb), version)
         if report.get("profile"):
             profiles.append([*report["profile"], ("whole submission", row.seconds)])
-        _write_atomically(results_dir / f"{sub.student}.json", json.dumps(asdict(row), indent=1))
-        _write_atomically(feedback_dir / f"{sub.student}.md", _feedback_md(row))
-        _write_atomically(feedback_dir / f"{sub.student}.html", _feedback_html(row))
+        write_atomically(results_dir / f"{sub.student}.json",
+                         json.dumps(asdict(row), indent=1, ensure_ascii=False))
         return row
 
     jobs = jobs or default_jobs(limits)
@@ -664,17 +628,9 @@ def grade(lab: str, submissions: Path, out: Path, jobs: int | None = None,
     finally:
         for proc in ending:
             _finish(proc)
-    rows = [r for r in map(_load_row, sorted(results_dir.glob("*.json"))) if r is not None]
+    rows = [r for r in map(load_row, sorted(results_dir.glob("*.json"))) if r is not None]
     rows.sort(key=lambda r: r.student)
-    lines = [["student", "lab", "score", "max_score", "status", "seconds"]] + [
-        [r.student, r.lab, f"{r.score:g}", f"{r.max_score:g}", r.status, f"{r.seconds:.1f}"]
-        for r in rows]
-    with tempfile.SpooledTemporaryFile(mode="w+", newline="") as table:
-        csv.writer(table).writerows(lines)
-        table.seek(0)
-        _write_atomically(out / "grades.csv", table.read())
-    _write_atomically(out / "grades.json", json.dumps([asdict(r) for r in rows], indent=1))
     if profile:
         print(f"where the time went ({len(profiles)} submissions run, {jobs} at once):")
         print(profile_table(profiles))
-    return rows
+    return publish(out, rows, gradebook)

@@ -10,13 +10,14 @@ test can insist that ``exercises/`` is up to date.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 
-__all__ = ["Released", "find_root", "release", "strip_solutions"]
+from .errors import LabError
+
+__all__ = ["Released", "find_root", "problems", "release", "resolve_lab", "strip_solutions"]
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 _CODE_STUB = ["# YOUR CODE HERE", 'raise NotImplementedError("exercise not done yet")']
@@ -38,7 +39,7 @@ def strip_solutions(source: str, code: bool = True, where: str = "cell") -> str:
         if marker == BEGIN:
             if indent is not None:
                 raise ValueError(f"{where}, line {number}: {BEGIN} inside another solution")
-            indent = re.match(r"\s*", line).group(0)
+            indent = line[:len(line) - len(line.lstrip())]
             out.extend(indent + stub for stub in (_CODE_STUB if code else _TEXT_STUB))
         elif marker == END:
             if indent is None:
@@ -72,6 +73,30 @@ def find_root(start: Path | None = None) -> Path:
                             f"{here}; run this from the IPC Lab checkout or pass --root")
 
 
+def _matches(stem: str, wanted: str) -> bool:
+    """Whether lesson ``stem`` (``02_pipes``) is what ``wanted`` names (``02_pipes``, ``02``,
+    ``02_pipes.ipynb``)."""
+    wanted = wanted.removesuffix(".ipynb")
+    return stem == wanted or stem.split("_")[0] == wanted
+
+
+def resolve_lab(root: Path, lab: str) -> str:
+    """The lesson id that ``lab`` names among the released exercise notebooks.
+
+    >>> resolve_lab(find_root(), "02")
+    '02_pipes'
+
+    Raises:
+        LabError: no exercise notebook (or more than one) matches, listing the labs.
+    """
+    labs = sorted(p.stem for p in (root / "exercises").glob("*.ipynb"))
+    found = [stem for stem in labs if _matches(stem, lab)]
+    if len(found) != 1:
+        raise LabError(f"no lab {lab!r}; labs are: {', '.join(labs)}" if not found else
+                       f"{lab!r} names several labs ({', '.join(found)}); give the full id")
+    return found[0]
+
+
 @dataclass(frozen=True)
 class Released:
     """What :func:`release` did for one notebook."""
@@ -92,12 +117,10 @@ def release(root: Path, check: bool = False, lessons: list[str] | None = None) -
     done = []
     solutions = sorted((root / "solutions").glob("*.ipynb"))
     if lessons:
-        wanted = [s for s in solutions if any(s.stem == x or s.stem.split("_")[0] == x
-                                              for x in lessons)]
-        unknown = [x for x in lessons if not any(s.stem == x or s.stem.split("_")[0] == x
-                                                 for s in solutions)]
+        wanted = [s for s in solutions if any(_matches(s.stem, x) for x in lessons)]
+        unknown = [x for x in lessons if not any(_matches(s.stem, x) for s in solutions)]
         if unknown:
-            raise ValueError(f"no solution notebook for {unknown}; lessons are: "
+            raise LabError(f"no solution notebook for {unknown}; lessons are: "
                              + ", ".join(s.stem for s in solutions))
         solutions = wanted
     for solution in solutions:
@@ -108,3 +131,41 @@ def release(root: Path, check: bool = False, lessons: list[str] | None = None) -
             exercise.write_text(text)
         done.append(Released(solution, exercise, changed))
     return done
+
+
+def problems(root: Path, lessons: list[str] | None = None) -> list[str]:
+    """What would make a release wrong: a check cell naming an exercise that has no checks
+    (a typo in its id), an exercise with checks but no check cell, a check the course config
+    does not price. Empty when all is well.
+
+    >>> problems(find_root(), ["00"])
+    []
+    """
+    from .checking import exercises, hidden_loaded, load_course_hidden
+    from .course import current
+    from .course import problems as config_problems
+    from .grade import answers_of
+
+    load_course_hidden(root)
+    found = []
+    for solution in sorted((root / "solutions").glob("*.ipynb")):
+        if lessons and not any(_matches(solution.stem, x) for x in lessons):
+            continue
+        checked = exercises(solution.stem)
+        try:
+            cells = answers_of(solution)
+        except LabError as e:
+            found.append(str(e))
+            continue
+        found += [f"{solution.name}: a check cell runs {exercise!r}, which has no checks; "
+                  f"exercises of this lesson are: {', '.join(checked) or 'none yet'}"
+                  for exercise in cells if exercise not in checked]
+        found += [f"{solution.name}: {exercise} has checks but no check cell "
+                  f"(labkit.check({exercise!r}, ...))" for exercise in checked
+                  if exercise not in cells]
+        found += [f"{solution.name}: {p}" for p in config_problems(
+            current(), {e: [c.name for c in ex.checks if not c.hidden]
+                        for e, ex in checked.items()},
+            {e: [c.name for c in ex.checks if c.hidden] for e, ex in checked.items()}
+            if hidden_loaded() else None)]
+    return found

@@ -24,10 +24,13 @@ from labkit.checking import (
 
 
 @pytest.fixture()
-def toy():
+def toy(tmp_path_factory, monkeypatch):
+    config = tmp_path_factory.mktemp("config") / "course.toml"  # points: from the config
+    config.write_text('[exercises."99.toy".points]\n"doubles 2" = 2\n"is tidy" = 1\n')
+    monkeypatch.setenv("LABKIT_COURSE", str(config))
     ex = Exercise("99.toy", "A toy exercise", timeout=5.0)
 
-    @ex.check("doubles 2", points=2, hint="Multiply by two.")
+    @ex.check("doubles 2", hint="Multiply by two.")
     def _(answer):
         got = call(answer, 2).value
         expect(got == 4, f"double(2) returned {got!r}, expected 4")

@@ -6,6 +6,7 @@ import shutil
 import nbformat
 import pytest
 
+from labkit.errors import LabError
 from labkit.release import find_root, release, strip_solutions
 
 
@@ -70,5 +71,5 @@ def test_find_root_walks_up_and_explains_when_lost(tmp_path):
 def test_release_can_be_limited_to_one_lesson_and_refuses_unknown_ones():
     root = find_root()
     assert [r.solution.stem for r in release(root, check=True, lessons=["00"])] == ["00_processes"]
-    with pytest.raises(ValueError, match="no solution notebook for \\['99'\\]; lessons are: 00_processes"):
+    with pytest.raises(LabError, match="no solution notebook for \\['99'\\]; lessons are: 00_processes"):
         release(root, check=True, lessons=["99"])
