@@ -33,7 +33,7 @@ import sys
 import termios
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import psutil
@@ -81,12 +81,11 @@ def _stamp_and_default(signum: int, label: str) -> None:
             pass  # the terminal has been closed: nobody is watching any more
     if signum == 0:
         return
-    if signum in (sig.SIGTSTP, sig.SIGTTIN, sig.SIGTTOU):
-        os.kill(os.getpid(), sig.SIGSTOP)
-    elif signum != sig.SIGCONT:
-        sig.signal(signum, sig.SIG_DFL)
+    if signum != sig.SIGCONT:
+        handler = sig.signal(signum, sig.SIG_DFL)
         sig.pthread_sigmask(sig.SIG_UNBLOCK, {signum})
-        os.kill(os.getpid(), signum)
+        os.kill(os.getpid(), signum)  # a stop signal returns here once the process continues
+        sig.signal(signum, handler)
 
 
 def witness(label: str, signals: Iterable[str] = _WATCHED) -> None:
@@ -111,7 +110,8 @@ def witness(label: str, signals: Iterable[str] = _WATCHED) -> None:
 
 
 # A program that witnesses its signals: [sys.executable, "-c", WITNESS, label, mode], with
-# mode "idle" (sleep), "read" (read the terminal) or "write" (write to it every 0.1 s).
+# mode "idle" (sleep), "read" (read the terminal), "write" (write to it every 0.1 s) or
+# "stop" (send itself SIGTSTP once ready, then sleep).
 WITNESS = (
     "import inspect, os, signal, sys, time\n"
     + inspect.getsource(_stamp_and_default) + "\n"
@@ -119,6 +119,8 @@ WITNESS = (
     f"for name in {_WATCHED!r}:\n"
     "    signal.signal(signal.Signals[name], lambda n, f: _stamp_and_default(n, label))\n"
     "_stamp_and_default(0, label)\n"
+    "if mode == 'stop':\n"
+    "    os.kill(os.getpid(), signal.SIGTSTP)\n"
     "deadline = time.monotonic() + 30\n"
     "while time.monotonic() < deadline:\n"
     "    if mode == 'read':\n"
@@ -146,6 +148,7 @@ class TtyTimeline:
 
     keys: list[tuple[float, str]]       # (seconds since the terminal opened, "Ctrl-C")
     signals: list[SignalSeen]
+    witnesses: list[tuple[str, int, int]] = field(default_factory=list)  # (label, pid, pgid)
 
     def received(self, label: str) -> list[str]:
         """The signal names the processes labelled ``label`` received, in order."""
@@ -196,7 +199,9 @@ def _leader_main(fn: Callable, args: tuple, follower: int, log: int,
         fcntl.ioctl(follower, termios.TIOCSCTTY, 0)
         for fd in (0, 1, 2):
             os.dup2(follower, fd)
-        os.close(follower)
+        keep = sorted({2, log})  # nothing else of labkit's is inherited by accident
+        for low, high in zip(keep, [*keep[1:], 1 << 16], strict=True):
+            os.closerange(low + 1, high)
         sys.stdin = open(0, closefd=False)  # noqa: SIM115 - lives as long as the process
         sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
         sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
@@ -422,7 +427,7 @@ class Terminal:
                                  f" it showed: {self.output[-300:]!r}")
         return self.output
 
-    def await_witness(self, label: str, count: int = 1, timeout: float = 3.0) -> list[int]:
+    def await_witness(self, label: str, count: int = 1, timeout: float = 4.0) -> list[int]:
         """Wait until ``count`` processes labelled ``label`` witness their signals; their pids.
 
         >>> term.await_witness("job")                # doctest: +SKIP
@@ -467,9 +472,10 @@ class Terminal:
             return []
         found = []
         fg = self.foreground
-        try:
-            procs = [psutil.Process(self.leader)]
-            procs += procs[0].children(recursive=True)
+        mine = psutil.Process().cmdline()
+        top = self._program.pid if self._program is not None else self._runner.pid
+        try:  # from the leader's parent: orphans of the session are adopted there
+            procs = [psutil.Process(top), *psutil.Process(top).children(recursive=True)]
         except psutil.Error:
             procs = []
         for p in procs:
@@ -482,6 +488,8 @@ class Terminal:
                 argv = p.cmdline()
                 if argv[1:2] == ["-c"]:  # a Python program given as text: show its arguments
                     argv = ["python -c …", *argv[3:]]
+                elif argv == mine:
+                    argv = ["(a fork of this notebook)"]
                 found.append({"pid": p.pid, "ppid": p.ppid(), "pgid": pgid, "state": state,
                               "foreground": pgid == fg, "command": " ".join(argv)})
         return found
@@ -496,7 +504,8 @@ class Terminal:
     def timeline(self) -> TtyTimeline:
         """The keys pressed and the signals witnessed so far."""
         self.read(0.05)
-        return TtyTimeline(list(self.keys), sorted(self._seen, key=lambda s: s.t))
+        return TtyTimeline(list(self.keys), sorted(self._seen, key=lambda s: s.t),
+                           [(s.label, s.pid, s.pgid) for s in self._ready])
 
     def wait(self, timeout: float = 3.0) -> dict[str, Any]:
         """Wait for the session leader to end; how it ended, and what it left running.
@@ -551,8 +560,9 @@ def plot_tty_timeline(timeline: TtyTimeline, title: str = "Keys typed and signal
     >>> plot_tty_timeline(term.timeline())           # doctest: +SKIP
     """
     rows: list[str] = []
-    for s in timeline.signals:
-        row = f"{s.label} (pid {s.pid}, group {s.pgid})"
+    for label, pid, pgid in [*timeline.witnesses,
+                             *((s.label, s.pid, s.pgid) for s in timeline.signals)]:
+        row = f"{label} (pid {pid}, group {pgid})"
         if row not in rows:
             rows.append(row)
     ax = axes(title, "time since the terminal opened (s)", "", ax=ax,

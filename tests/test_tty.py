@@ -46,7 +46,7 @@ def _foreground_job() -> None:
 @pytest.mark.parametrize(("key", "signame", "ending"),
                          [("C-c", "SIGINT", "ended by SIGINT"),
                           ("C-\\", "SIGQUIT", "ended by SIGQUIT"),
-                          ("C-z", "SIGTSTP", "stopped by SIGSTOP")])
+                          ("C-z", "SIGTSTP", "stopped by SIGTSTP")])
 def test_a_control_key_signals_the_foreground_group_and_not_the_leader(key, signame, ending):
     with Terminal() as term:
         leader = term.start(_foreground_job)
