@@ -199,7 +199,7 @@ def _leader_main(fn: Callable, args: tuple, follower: int, log: int,
         fcntl.ioctl(follower, termios.TIOCSCTTY, 0)
         for fd in (0, 1, 2):
             os.dup2(follower, fd)
-        keep = sorted({2, log})  # nothing else of labkit's is inherited by accident
+        keep = sorted({2, log} - {-1})  # nothing else of labkit's is inherited by accident
         for low, high in zip(keep, [*keep[1:], 1 << 16], strict=True):
             os.closerange(low + 1, high)
         sys.stdin = open(0, closefd=False)  # noqa: SIM115 - lives as long as the process
@@ -279,6 +279,7 @@ class Terminal:
         self._runner: Any = None
         self._program: Any = None
         self.leader = 0
+        self.hung_up = False  # True once every process of the session has let go of it
         self.controller, self._follower = os.openpty()
         self._log_r, self._log_w = os.pipe()
         fcntl.ioctl(self.controller, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
@@ -402,26 +403,28 @@ class Terminal:
             except OSError as e:
                 if e.errno != errno.EIO:
                     raise
+                self.hung_up = True
                 return False  # every process holding the follower side has ended
             self.output += chunk.decode("utf-8", "replace")
             return bool(chunk)
         return True
 
-    def read_until(self, pattern: str, timeout: float = 3.0) -> str:
-        """Read until the output so far matches the regular expression ``pattern``; return it.
+    def read_until(self, pattern: str, timeout: float = 3.0, since: int = 0) -> str:
+        """Read until the output from offset ``since`` on matches the regular expression
+        ``pattern``; return all the output so far.
 
         Raises LabTimeout, quoting what the terminal showed, if it does not
         appear within ``timeout`` seconds.
 
-        >>> term.read_until(r"\\$ $")                # doctest: +SKIP
+        >>> term.read_until(r"\\$ $", since=len(term.output))   # doctest: +SKIP
         """
         timeout = _seconds(timeout)
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
-        while not regex.search(self.output):
+        while not regex.search(self.output, since):
             left = deadline - time.monotonic()
             if left <= 0 or not self._pump(left):
-                if regex.search(self.output):
+                if regex.search(self.output, since):
                     break
                 raise LabTimeout(f"the terminal did not show {pattern!r} within {timeout:g} s;"
                                  f" it showed: {self.output[-300:]!r}")
@@ -456,6 +459,13 @@ class Terminal:
         return self.output
 
     # --- looking at the session -------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """True while the session leader (or the labkit child that waits for it) runs."""
+        if self._program is not None:
+            return self._program.poll() is None
+        return self._runner is not None and self._runner.running
 
     @property
     def foreground(self) -> int:
