@@ -122,8 +122,8 @@ def transcript(raw: str) -> list[str]:
     (^C, ^Z, ^\\\\), no blank lines, trailing spaces and a last bare prompt dropped, and the
     process group printed for a background job replaced by ``PID``.
 
-    >>> transcript("$ sleep 9 &\\r\\n[1] 4242\\r\\n$ ^C$ ")
-    ['$ sleep 9 &', '[1] PID', '$']
+    >>> transcript("$ sleep 9 &\\r\\n[1] 4242\\r\\n$ sleep 8\\r\\n^C$ ")
+    ['$ sleep 9 &', '[1] PID', '$ sleep 8']
     """
     text = raw.replace("\r", "")
     for echoed in ("^C", "^Z", "^\\"):
