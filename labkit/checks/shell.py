@@ -151,6 +151,7 @@ class _Run:
         self.term = term
         self.step = "the start"
         self.fds: set[str] = set()  # what the shell holds at its first prompt
+        self.key = ""               # the last control key pressed
 
     # what the shell is doing
 
@@ -186,14 +187,14 @@ class _Run:
     def diagnosis(self) -> str:
         """What is wrong with the shell's processes now, in words; empty if nothing is seen."""
         shell = self.shell()
-        if shell is None:
+        if shell is None or self.term.hung_up:
+            where = f"after `{self.key}`" if self.key else f"at `{self.step}`"
+            why = (": a shell ignores SIGINT, SIGTSTP and SIGQUIT itself, so that only the "
+                   "foreground job gets the keys." if self.key else ".")
             with contextlib.suppress(LabError, LabTimeout, CheckFailed):
                 ended = self.term.wait(timeout=2.0)["ended"]
-                return (f" Your shell itself ended ({ended}) at `{self.step}`"
-                        + (": a shell ignores SIGINT, SIGTSTP and SIGQUIT itself, so that "
-                           "only the foreground job gets the keys." if self.step.startswith("!")
-                           else "."))
-            return f" Your shell itself ended at `{self.step}`."
+                return f" Your shell itself ended ({ended}) {where}{why}"
+            return f" Your shell itself ended {where}{why}"
         notes = []
         with contextlib.suppress(psutil.Error):
             kids = shell.children()
@@ -223,7 +224,7 @@ class _Run:
         try:
             self.term.read_until(pattern, timeout=STEP_SECONDS, since=start)
         except LabTimeout:
-            gone = self.shell() is None
+            gone = self.shell() is None or self.term.hung_up
             raise CheckFailed(f"{self._title()}: the prompt {PROMPT!r} did not come back "
                               f"within {STEP_SECONDS:g} s after `{self.step}`." * (not gone)
                               + f"{self.diagnosis()}{self._shown()}") from None
@@ -335,6 +336,7 @@ class _Run:
                 if kind == "$":
                     self._prompted(start, typed=True)
             elif kind in ("!", "!-"):
+                self.key = self.step
                 self.term.press(text)
                 if kind == "!":
                     self._prompted(start, typed=False)
