@@ -7,6 +7,7 @@ there fails loudly, so the mutants follow the solution when it changes).
 from pathlib import Path
 
 import nbformat
+
 from mutants import Mutant
 
 _NOTEBOOK = Path(__file__).resolve().parents[2] / "solutions" / "08_shell.ipynb"
