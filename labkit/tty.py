@@ -58,7 +58,7 @@ _KEY_NAMES = {"C-c": "Ctrl-C", "C-z": "Ctrl-Z", "C-\\": "Ctrl-\\", "C-d": "Ctrl-
 _WATCHED = ("SIGINT", "SIGQUIT", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGCONT", "SIGHUP", "SIGTERM")
 _LOG_ENV = "LABKIT_TTY_LOG"
 _NOT_DONE = 3           # the session leader's exit code when the function is not written yet
-_HOLD_LIMIT = 1.0       # seconds a held fork waits for its child to end
+_HOLD_LIMIT = 3.0       # seconds a held fork waits for its child to end
 _KERNEL_PID = os.getpid()
 
 
@@ -165,7 +165,7 @@ def _children_of(pid: int) -> set[int]:
 
 
 def _hold_forks() -> None:
-    """After each fork, hold this process back until the new child has ended (at most 1 s).
+    """After each fork, hold this process back until the new child has ended (at most 3 s).
 
     It replays the worst schedule a busy machine can produce: the child runs
     and exits before the parent takes its next step after ``fork``.
@@ -281,7 +281,12 @@ class Terminal:
         self.leader = 0
         self.hung_up = False  # True once every process of the session has let go of it
         self.controller, self._follower = os.openpty()
-        self._log_r, self._log_w = os.pipe()
+        try:
+            self._log_r, self._log_w = os.pipe()
+        except OSError:
+            os.close(self.controller)
+            os.close(self._follower)
+            raise
         fcntl.ioctl(self.controller, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
     def __enter__(self) -> Terminal:
@@ -305,7 +310,7 @@ class Terminal:
 
         Its standard input, output and error are the terminal. ``hold_forks``
         makes every fork it does wait until the new child has ended (at most
-        1 s), the unluckiest schedule, for race experiments. With
+        3 s), the unluckiest schedule, for race experiments. With
         ``witnessed=False`` the session gets no descriptor for :func:`witness`
         records. ``via`` starts the labkit child (default
         :func:`labkit.processes.start`).
@@ -530,9 +535,8 @@ class Terminal:
                     raise LabTimeout(f"the session leader (pid {self.leader}) did not end "
                                      f"within {timeout:g} s")
                 self._pump(0.02)
-            ended = ExitStatus.from_wait_status(self._program.returncode if
-                                                self._program.returncode >= 0 else
-                                                -self._program.returncode)
+            code = self._program.returncode  # Popen's: the exit code, or -signal
+            ended = ExitStatus(code) if code >= 0 else ExitStatus(None, -code)
             return {"pid": self.leader, "ended": str(ended), "code": ended.code,
                     "signal": ended.signal_name, "left": []}
         if self._runner is None:

@@ -22,7 +22,10 @@ def _job(mode: str = "idle", foreground: bool = True) -> int:
             os.execv(sys.executable, [sys.executable, "-c", WITNESS, "job", mode])
         finally:
             os._exit(127)
-    os.setpgid(pid, pid)
+    try:
+        os.setpgid(pid, pid)
+    except PermissionError:
+        pass  # the child has already exec'd: it made its group itself
     if foreground:
         os.tcsetpgrp(0, pid)
     return pid
@@ -173,3 +176,33 @@ def test_the_timeline_plot_has_a_row_per_witness(monkeypatch):
     ax = plot_tty_timeline(timeline)
     assert [t.get_text() for t in ax.get_yticklabels()] == ["job (pid 5, group 5)",
                                                             "other (pid 6, group 6)"]
+
+
+def _two_groups() -> None:
+    witness("leader")
+    signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    pid = _job()
+    os.waitpid(pid, os.WUNTRACED)
+    os.tcsetpgrp(0, os.getpgrp())
+
+
+def test_the_session_table_marks_the_foreground_group_and_lists_every_member():
+    with Terminal() as term:
+        leader = term.start(_two_groups)
+        [job] = term.await_witness("job")
+        rows = {p["pid"]: p for p in term.session()}
+        assert set(rows) == {leader, job}
+        assert rows[job]["foreground"] and not rows[leader]["foreground"]
+        assert rows[job]["pgid"] == job and rows[leader]["pgid"] == leader
+        assert rows[job]["command"] == "python -c … job idle"
+        assert "S+" in repr(term.session_table()) or "R+" in repr(term.session_table())
+        term.press("C-c")
+        term.wait()
+        assert {w[0] for w in term.timeline().witnesses} == {"leader", "job"}
+
+
+def test_a_program_leader_reports_how_it_ended():
+    with Terminal() as term:
+        leader = term.start_program(["sh", "-c", "exit 3"])
+        assert term.wait() == {"pid": leader, "ended": "exited with code 3", "code": 3,
+                               "signal": None, "left": []}
