@@ -248,12 +248,12 @@ def _lead(fn: Callable, args: tuple, follower: int, log: int, close: tuple[int, 
     for kid in _children_of(os.getpid()):  # orphans of the leader come to us (a subreaper)
         with contextlib.suppress(psutil.NoSuchProcess):
             p = psutil.Process(kid)
-            status = p.status()
+            state = p.status()
             try:
                 what = " ".join(p.cmdline()) or p.name()
             except psutil.Error:
                 what = "a process"  # a zombie has no command line any more
-            left.append(f"{what} (pid {kid}, {status})")
+            left.append(f"{what} (pid {kid}, {state})")
     return {"pid": pid, "ended": str(ended), "code": ended.code, "signal": ended.signal_name,
             "left": left}
 

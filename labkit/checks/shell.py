@@ -225,9 +225,10 @@ class _Run:
             self.term.read_until(pattern, timeout=STEP_SECONDS, since=start)
         except LabTimeout:
             gone = self.shell() is None or self.term.hung_up
-            raise CheckFailed(f"{self._title()}: the prompt {PROMPT!r} did not come back "
-                              f"within {STEP_SECONDS:g} s after `{self.step}`." * (not gone)
-                              + f"{self.diagnosis()}{self._shown()}") from None
+            late = ("" if gone else f" the prompt {PROMPT!r} did not come back within "
+                    f"{STEP_SECONDS:g} s after `{self.step}`.")
+            raise CheckFailed(f"{self._title()}:{late}{self.diagnosis()}{self._shown()}"
+                              ) from None
 
     def _title(self) -> str:
         return f"trace {self.trace.name} ({self.trace.title})"
