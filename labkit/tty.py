@@ -40,7 +40,7 @@ import psutil
 
 from ._platform import set_parent_death_signal
 from .display import Table, axes
-from .errors import LabError, LabTimeout
+from .errors import ChildError, LabError, LabTimeout
 from .processes import ExitStatus, _seconds, start, to_signal
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "Terminal",
     "TtyTimeline",
     "plot_tty_timeline",
+    "show_session",
     "witness",
 ]
 
@@ -565,6 +566,53 @@ class Terminal:
                 with contextlib.suppress(OSError):
                     os.close(fd)
             self.controller = self._log_r = self._log_w = -1
+
+
+def show_session(fn: Callable, typed: Iterable[str], prompt: str = "$ ",
+                 timeout: float = 3.0) -> str:
+    """Run ``fn`` (a shell) on a new terminal, type each line at its prompt, return the screen.
+
+    Each item of ``typed`` is a line to type, or a key of :data:`KEYS`
+    (``"C-z"``) to press. After each, it waits up to ``timeout`` seconds for
+    ``prompt`` to come back (before a key, half a second for the command to
+    start); it stops early if the shell ends. The text is what
+    a terminal window would show (carriage returns removed).
+
+    >>> print(show_session(shell, ["echo hi | tr a-z A-Z", "exit"]))   # doctest: +SKIP
+    $ echo hi | tr a-z A-Z
+    HELLO
+    $ exit
+    """
+    items = list(typed)
+    if any(not isinstance(item, str) for item in items):
+        raise TypeError(f"typed must be lines (str) or keys {', '.join(KEYS)}; got {items!r}")
+    with Terminal() as term:
+        term.start(fn)
+        try:
+            term.read_until(re.escape(prompt) + r"\Z", timeout)
+            for item, after in zip(items, [*items[1:], None], strict=True):
+                start = len(term.output)
+                if item in KEYS:
+                    term.press(item)
+                else:
+                    term.type(item + "\n")
+                if after in KEYS:  # a key for what this line started: give it time to start
+                    term.read(0.5)
+                    continue
+                term.read_until(r"\n[\s\S]*" * (item not in KEYS) + re.escape(prompt) + r"\Z",
+                                timeout, since=start)
+        except LabTimeout as e:
+            if not term.hung_up:
+                return term.output.replace("\r", "") + f"\n[labkit: {e}]"
+        try:
+            term.wait(timeout)
+        except ChildError as e:
+            if isinstance(e.exception, NotImplementedError):
+                return "[labkit: your function is not written yet (NotImplementedError)]"
+            raise
+        except LabTimeout:
+            pass  # still running after the last line: the with block ends it
+        return term.output.replace("\r", "")
 
 
 def plot_tty_timeline(timeline: TtyTimeline, title: str = "Keys typed and signals received",

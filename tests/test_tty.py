@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from labkit.errors import LabError, LabTimeout
-from labkit.tty import WITNESS, Terminal, TtyTimeline, plot_tty_timeline, witness
+from labkit.tty import WITNESS, Terminal, TtyTimeline, plot_tty_timeline, show_session, witness
 
 pytestmark = pytest.mark.usefixtures("no_descriptor_leaks")
 
@@ -206,3 +206,27 @@ def test_a_program_leader_reports_how_it_ended():
         leader = term.start_program(["sh", "-c", "exit 3"])
         assert term.wait() == {"pid": leader, "ended": "exited with code 3", "code": 3,
                                "signal": None, "left": []}
+
+
+def _upper_shell() -> None:
+    while True:
+        sys.stdout.write("$ ")
+        sys.stdout.flush()
+        line = sys.stdin.readline()
+        if not line or line.strip() == "exit":
+            return
+        print(line.strip().upper(), flush=True)
+
+
+def _unwritten_shell() -> None:
+    raise NotImplementedError("exercise not done yet")
+
+
+def test_show_session_types_each_line_at_its_prompt_and_returns_the_screen():
+    assert show_session(_upper_shell, ["abc", "exit"]) == "$ abc\nABC\n$ exit\n"
+
+
+def test_show_session_says_when_the_shell_is_not_written_and_refuses_bytes():
+    assert "not written yet" in show_session(_unwritten_shell, ["ls"])
+    with pytest.raises(TypeError, match="lines"):
+        show_session(_upper_shell, [b"ls"])
