@@ -357,7 +357,7 @@ class Terminal:
             self._follower = -1
 
     def _wait_for_leader(self) -> int:
-        deadline = time.monotonic() + min(self.timeout, 5.0)
+        deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             for pid in _children_of(self._runner.pid):
                 with contextlib.suppress(OSError):
@@ -366,8 +366,8 @@ class Terminal:
             if not self._runner.running:
                 break
             time.sleep(0.005)
-        raise LabError("the session leader did not start (is the function defined, and did "
-                       "its process end at once?)")
+        raise LabError("the session leader ended before it could be seen (did the function "
+                       "return or fail at once?); term.wait() says how it ended")
 
     # --- typing and reading ---------------------------------------------------------------
 

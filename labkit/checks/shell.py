@@ -372,8 +372,10 @@ def run_trace(trace: Trace, shell: Any) -> None:
                 term.start(_in_folder, folder, shell, hold_forks=trace.hold_forks,
                            witnessed=False, via=launch)
             except LabError as e:
-                term.wait(timeout=STEP_SECONDS)  # raises NotDone when the shell is not written
-                raise CheckFailed(f"your shell did not start: {e}") from None
+                # It ended at once: NotDone if it is not written, else say how it ended.
+                ended = term.wait(timeout=STEP_SECONDS).get("ended", str(e))
+                raise CheckFailed(f"trace {trace.name} ({trace.title}): your shell itself "
+                                  f"ended ({ended}) before its first prompt") from None
             run = _Run(trace, term)
             try:
                 run.run()
