@@ -230,14 +230,17 @@ def _leader_main(fn: Callable, args: tuple, follower: int, log: int,
         os._exit(code)
 
 
-def _lead(fn: Callable, args: tuple, follower: int, log: int, close: tuple[int, ...],
-          hold_forks: bool) -> dict[str, Any]:
-    """In a labkit child: start the session leader, wait for it, say how it ended."""
+def _lead(fn: Callable, args: tuple, follower: int, log: int, report: int,
+          close: tuple[int, ...], hold_forks: bool) -> dict[str, Any]:
+    """In a labkit child: start the session leader, report its pid, wait for it, say how
+    it ended."""
     for fd in close:
         os.close(fd)
     pid = os.fork()
     if pid == 0:
         _leader_main(fn, args, follower, log, hold_forks)
+    os.write(report, str(pid).encode())
+    os.close(report)
     os.close(follower)
     if log >= 0:
         os.close(log)
@@ -325,10 +328,18 @@ class Terminal:
         close = (self.controller, self._log_r) if witnessed else (self.controller, self._log_r,
                                                                    self._log_w)
         starter = via or (lambda *a, **k: start(*a, show=False, **k))
-        self._runner = starter(_lead, fn, args, self._follower, log, close, hold_forks,
-                               timeout=self.timeout)
-        self._close_follower()
-        self.leader = self._wait_for_leader()
+        report_r, report_w = os.pipe()
+        try:
+            self._runner = starter(_lead, fn, args, self._follower, log, report_w,
+                                   (*close, report_r), hold_forks, timeout=self.timeout)
+            os.close(report_w)
+            report_w = -1
+            self._close_follower()
+            self.leader = self._leader_pid(report_r)
+        finally:
+            for fd in (report_r, report_w):
+                if fd >= 0:
+                    os.close(fd)
         return self.leader
 
     def start_program(self, argv: list[str]) -> int:
@@ -356,18 +367,14 @@ class Terminal:
             os.close(self._follower)
             self._follower = -1
 
-    def _wait_for_leader(self) -> int:
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
-            for pid in _children_of(self._runner.pid):
-                with contextlib.suppress(OSError):
-                    if os.getsid(pid) == pid:
-                        return pid
-            if not self._runner.running:
-                break
-            time.sleep(0.005)
-        raise LabError("the session leader ended before it could be seen (did the function "
-                       "return or fail at once?); term.wait() says how it ended")
+    def _leader_pid(self, report: int) -> int:
+        """The pid the labkit child reports right after forking the leader."""
+        ready, _, _ = select.select([report], [], [], self.timeout)
+        data = os.read(report, 32) if ready else b""
+        if not data.isdigit():
+            raise LabError("the session leader did not start: the process that starts it "
+                           "ended first; term.wait() says how")
+        return int(data)
 
     # --- typing and reading ---------------------------------------------------------------
 
