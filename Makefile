@@ -41,9 +41,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-# `lint` joins `test` once ruff and mypy report nothing anywhere; then this line reads
-# test: lint $(STAMP) $(PROXY)
-test: $(STAMP) $(PROXY)
+# Lint first: a finding fails `make test` before any test runs.
+test: lint $(STAMP) $(PROXY)
 	$(PYTEST)
 
 test-quick: $(STAMP)

@@ -132,14 +132,13 @@ class Exercise:
             raise ValueError(f"exercise {self.id!r} is defined twice")
         _REGISTRY[self.id] = self
 
-    def check(self, name: str, points: float | None = None, hint: str = "",
-              concept: str = "") -> Callable:
+    def check(self, name: str, hint: str = "", concept: str = "") -> Callable:
         """Register the decorated function as the next check of this exercise.
 
         ``hint`` is a nudge shown when the check fails; ``concept``, the idea
         behind it, is added when the same check fails again. Neither gives
-        code away. ``points`` is not used: the course config sets them (the
-        argument goes once the checks stop passing it).
+        code away. Its points are set in the course config
+        (``labkit/course.toml``), by the check's name.
         """
         def register(fn: Callable[[Any], None]) -> Callable[[Any], None]:
             self.checks.append(_Check(self.id, name, hint, fn, concept, _loading_hidden))

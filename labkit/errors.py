@@ -17,6 +17,8 @@ __all__ = [
     "NoSpaceError",
     "NoSuchSegment",
     "NotSupportedHere",
+    "ScheduleError",
+    "TooManyStates",
     "Unguarded",
 ]
 
@@ -79,3 +81,11 @@ class Deadlock(LabError, RuntimeError):
 
 class Unguarded(LabError, RuntimeError):
     """Shared data was touched by a worker that did not hold the lock guarding it."""
+
+
+class ScheduleError(LabError, ValueError):
+    """A schedule asked for a step that cannot happen (a finished or blocked process)."""
+
+
+class TooManyStates(LabError, ValueError):
+    """A system too big to explore every interleaving of; the message says what is allowed."""

@@ -13,6 +13,7 @@ three through this module: ``from labkit import interleave``.
 """
 from __future__ import annotations
 
+from .errors import ScheduleError, TooManyStates
 from .interleave_model import (
     MAX_LISTED,
     MAX_STATES,
@@ -20,10 +21,8 @@ from .interleave_model import (
     OPS,
     Instr,
     Outcomes,
-    ScheduleError,
     State,
     System,
-    TooManyStates,
     Trace,
     counter,
     locked_counter,

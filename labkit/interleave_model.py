@@ -21,12 +21,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from ._validate import whole as _whole
-from .errors import LabError
+from .errors import ScheduleError, TooManyStates
 
 __all__ = [
     "Instr",
     "Outcomes",
-    "ScheduleError",
     "State",
     "System",
     "Trace",
@@ -46,14 +45,6 @@ OPS = ("load", "add", "store", "acquire", "release")
 MAX_WORKERS = 10
 MAX_LISTED = 200_000          # schedules() refuses to list more than this
 MAX_STATES = 10_000           # outcomes() refuses systems with more states than this
-
-
-class ScheduleError(LabError, ValueError):
-    """A schedule asked for a step that cannot happen (a finished or blocked process)."""
-
-
-class TooManyStates(LabError, ValueError):
-    """A system too big to explore every interleaving of; the message says what is allowed."""
 
 
 # --- programs -------------------------------------------------------------------------------
@@ -358,7 +349,7 @@ def parse_schedule(schedule: str | Iterable[int], workers: int | None = None
     >>> parse_schedule("012", workers=2)
     Traceback (most recent call last):
     ...
-    labkit.interleave_model.ScheduleError: step 3 names process 2, but there are only processes 0 and 1
+    labkit.errors.ScheduleError: step 3 names process 2, but there are only processes 0 and 1
     """
     if isinstance(schedule, str):
         bad = sorted(set(re.sub(r"[\d\s,_]", "", schedule)))
@@ -438,7 +429,7 @@ def run(system: System, schedule: str | Iterable[int] = "") -> Trace:
     >>> run(two_locks(), "01 0")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    labkit.interleave_model.ScheduleError: step 3: process 0 is blocked at 'acquire B': ...
+    labkit.errors.ScheduleError: step 3: process 0 is blocked at 'acquire B': ...
     """
     steps = parse_schedule(schedule, system.workers)
     states = [system.start()]

@@ -39,9 +39,11 @@ from typing import Any, NoReturn
 import psutil
 
 from ._platform import set_parent_death_signal
+from ._validate import seconds as valid_seconds
 from .display import Table, axes
 from .errors import ChildError, LabError, LabTimeout
-from .processes import ExitStatus, _seconds, start, to_signal
+from .processes import start
+from .results import ExitStatus, to_signal
 
 __all__ = [
     "KEYS",
@@ -273,7 +275,7 @@ class Terminal:
     """
 
     def __init__(self, timeout: float = 10.0, rows: int = 24, cols: int = 80) -> None:
-        self.timeout = _seconds(timeout)
+        self.timeout = valid_seconds("timeout", timeout, above=True)
         self.opened = time.monotonic()
         self.keys: list[tuple[float, str]] = []
         self.output = ""
@@ -347,7 +349,7 @@ class Terminal:
 
         >>> term.start_program(["cat"])              # doctest: +SKIP
         """
-        from .processes import start_program
+        from .runner import start_program
 
         self._check_free()
         code = ("import fcntl, os, sys, termios\n"
@@ -431,7 +433,7 @@ class Terminal:
 
         >>> term.read_until(r"\\$ $", since=len(term.output))   # doctest: +SKIP
         """
-        timeout = _seconds(timeout)
+        timeout = valid_seconds("timeout", timeout, above=True)
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
         while not regex.search(self.output, since):
@@ -449,7 +451,7 @@ class Terminal:
         >>> term.await_witness("job")                # doctest: +SKIP
         [812]
         """
-        deadline = time.monotonic() + _seconds(timeout)
+        deadline = time.monotonic() + valid_seconds("timeout", timeout, above=True)
         while True:
             pids = [s.pid for s in self._ready if s.label == label]
             if len(pids) >= count:
@@ -466,7 +468,7 @@ class Terminal:
 
         >>> term.read(0.5)                           # doctest: +SKIP
         """
-        deadline = time.monotonic() + _seconds(seconds)
+        deadline = time.monotonic() + valid_seconds("seconds", seconds, above=True)
         while time.monotonic() < deadline and self._pump(deadline - time.monotonic()):
             pass
         return self.output
@@ -536,7 +538,7 @@ class Terminal:
         >>> term.wait()                              # doctest: +SKIP
         {'pid': 812, 'ended': 'exited with code 0', 'code': 0, 'signal': None, 'left': []}
         """
-        deadline = time.monotonic() + _seconds(timeout)
+        deadline = time.monotonic() + valid_seconds("timeout", timeout, above=True)
         if self._program is not None:
             while self._program.poll() is None:
                 if time.monotonic() > deadline:
@@ -562,9 +564,9 @@ class Terminal:
         """End everything started on this terminal and close it."""
         try:
             if self._runner is not None:
-                self._runner.__exit__(None, None, None)
+                self._runner.close()
             if self._program is not None:
-                from .processes import end_program
+                from .runner import end_program
 
                 end_program(self._program)
         finally:

@@ -240,7 +240,7 @@ _ROUND = ("A round trip is a message there and the answer back: two wake-ups of 
           "sees both; warm-up runs first so that caches and page faults do not count.")
 
 
-@ROUND_TRIP.check("n round trips, in seconds", points=2,
+@ROUND_TRIP.check("n round trips, in seconds",
                   hint="Read a nanosecond clock around each timed round trip, skip the "
                        "warm-up, and convert to seconds before returning.",
                   concept=_ROUND)
@@ -251,7 +251,7 @@ def _(answer):
     board.close()
 
 
-@ROUND_TRIP.check("each time covers one whole round trip, and only that", points=2,
+@ROUND_TRIP.check("each time covers one whole round trip, and only that",
                   hint="Start the clock just before the write and stop it just after the "
                        "reply has been read, once per timed message, after the 50 untimed "
                        "ones.",
@@ -282,7 +282,7 @@ def _(answer):
     board.close()
 
 
-@ROUND_TRIP.check("every round trip goes through echo, in a child process", points=2,
+@ROUND_TRIP.check("every round trip goes through echo, in a child process",
                   hint="The child answers each message with what echo returns for it; the "
                        "parent only times.",
                   concept="The check's echo counts its calls and notes its process: a round "
@@ -317,7 +317,7 @@ def _(answer):
     board.close()
 
 
-@ROUND_TRIP.check("the median agrees with the check's own measurement", points=2,
+@ROUND_TRIP.check("the median agrees with the check's own measurement",
                   hint="Time only the round trip itself, not the fork, the warm-up or "
                        "printing; and one byte each way.",
                   concept=_ROUND)
@@ -460,7 +460,6 @@ _FIGURES = ("A one-way stream is judged by its time per message (the sender neve
 
 
 @FASTEST.check("a choice, and a figure for every mechanism that can carry the workload",
-               points=2,
                hint="Every mechanism the lesson measures gets a figure, except the message "
                     "queue when a message is larger than the queue's size limit.",
                concept=_FIGURES)
@@ -468,7 +467,7 @@ def _(answer):
     _answered(answer, _LARGE)
 
 
-@FASTEST.check("large messages one way: the check's own measurement agrees", points=2,
+@FASTEST.check("large messages one way: the check's own measurement agrees",
                hint="For a one-way stream the figure is the time per message of a "
                     "throughput run, not a round trip.",
                concept=_FIGURES)
@@ -482,7 +481,7 @@ def _(answer):
            f"{ref[best] * 1e6:.0f} µs")
 
 
-@FASTEST.check("small requests and responses: the check's own measurement agrees", points=2,
+@FASTEST.check("small requests and responses: the check's own measurement agrees",
                hint="For request and response the figure is a round trip of a message of "
                     "the workload's size, not a throughput run.",
                concept=_FIGURES)

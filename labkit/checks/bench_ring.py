@@ -182,7 +182,7 @@ _HAND_OFF = ("Two counting semaphores hand the slots back and forth: one counts 
              "waits on it). A slot is handed back only when its reader is done with it.")
 
 
-@RING.check("every message arrives whole and in order", points=2,
+@RING.check("every message arrives whole and in order",
             hint="Message i goes into slot i modulo the number of slots, each slot `size` "
                  "bytes long, and the consumer, a child process, takes them in the same "
                  "order.",
@@ -195,7 +195,7 @@ def _(answer):
     board.close()
 
 
-@RING.check("zero copy: produce and consume work inside the shared memory", points=2,
+@RING.check("zero copy: produce and consume work inside the shared memory",
             hint="Hand produce and consume a view of the slot in the segment (a memoryview "
                  "slice), never a copy of its bytes.",
             concept=_ZERO_COPY)
@@ -209,7 +209,7 @@ def _(answer):
     board.close()
 
 
-@RING.check("a slot is read only once written, and reused only once consumed", points=2,
+@RING.check("a slot is read only once written, and reused only once consumed",
             hint="The producer waits for a free slot before writing, the consumer for a "
                  "written one before reading; a slot becomes free only after consume has "
                  "returned.",
@@ -228,7 +228,7 @@ def _(answer):
     board.close()
 
 
-@RING.check("faster than a pipe with 1 MiB messages", points=3,
+@RING.check("faster than a pipe with 1 MiB messages",
             hint="No copies and no system call per byte: produce and consume work in the "
                  "slots themselves; only the two semaphore operations per message remain.",
             concept=_ZERO_COPY)

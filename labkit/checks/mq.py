@@ -275,7 +275,7 @@ def _asked(attempt: Attempt, info: dict[str, Any]) -> Any:
     return got
 
 
-@ASK.check("one question, one answer, through your own reply queue", points=2,
+@ASK.check("one question, one answer, through your own reply queue",
            hint="Three steps: make a queue of your own, send the server one message naming "
                 "it (its name, a newline, the question), then wait on your queue.",
            concept="A queue has no sender address: a server can answer only where the "
@@ -342,7 +342,7 @@ def _clients_at_once(answer: Any, server: str, asks: list[tuple[str, int]]) -> l
             for r in results]
 
 
-@ASK.check("a real server in a separate program serves a backlog by priority", points=2,
+@ASK.check("a real server in a separate program serves a backlog by priority",
            hint="Three clients ask at once: each needs a reply queue no other client uses, "
                 "and its request must carry its priority.",
            concept="The server takes the highest priority first from whatever is waiting; "
@@ -381,7 +381,7 @@ def _(answer):
            "routine (0): the priorities did not travel with the requests")
 
 
-@ASK.check("a full request queue raises TimeoutError instead of hanging", points=2,
+@ASK.check("a full request queue raises TimeoutError instead of hanging",
            hint="Sending can wait for room: give it the time limit you were given, and turn "
                 "the queue's own 'busy' error into TimeoutError; your queue must still go.",
            concept="A blocking call with no time limit hands your progress to someone else: "
@@ -474,7 +474,7 @@ _NEVER_WAIT = ("A server that waits for one client stops serving all the others:
                "(or a dead) client would decide everyone's progress.")
 
 
-@SERVE.check("one request answered into the client's reply queue", points=2,
+@SERVE.check("one request answered into the client's reply queue",
              hint="Each request names the queue to answer on: split it at its first newline "
                   "and open that queue by name.",
              concept="The reply queue belongs to the client: the server only opens it, sends "
@@ -490,7 +490,7 @@ def _(answer):
                                     "[(b'HELLO', 0)]")
 
 
-@SERVE.check("highest priority first, first come first served within one", points=2,
+@SERVE.check("highest priority first, first come first served within one",
              hint="The queue already hands you the highest priority first; answer each with "
                   "the priority its request came with.",
              concept="Priorities order a POSIX queue; a reply sent at priority 0 loses the "
@@ -510,7 +510,7 @@ def _(answer):
            "priority")
 
 
-@SERVE.check("a full reply queue is skipped, never waited for", points=2,
+@SERVE.check("a full reply queue is skipped, never waited for",
              hint="Send each answer without waiting at all: a queue with no room then says "
                   "so at once, and that answer is logged as dropped.",
              concept=_NEVER_WAIT)
@@ -558,7 +558,7 @@ def _(answer):
            "'answered')]")
 
 
-@SERVE.check("clients in unrelated programs get their answers", points=2,
+@SERVE.check("clients in unrelated programs get their answers",
              hint="Everything a client needs is in its message: the reply queue's name. "
                   "Open it by that name for every request.",
              concept="Unrelated processes share nothing but names: a queue's name is all a "

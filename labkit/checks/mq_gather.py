@@ -158,7 +158,7 @@ _QUEUE_TRAPS = ("Two traps of multiprocessing.Queue: a put returns before the da
                 "until someone reads.")
 
 
-@GATHER.check("every result arrives", points=2,
+@GATHER.check("every result arrives",
               hint="Each worker must make sure its last results have really been written "
                    "before it ends; and the parent gets exactly one result per item.",
               concept=_QUEUE_TRAPS)
@@ -184,7 +184,7 @@ def _(answer):
                            "3 workers sharing them")
 
 
-@GATHER.check("results bigger than a pipe holds arrive too", points=2,
+@GATHER.check("results bigger than a pipe holds arrive too",
               hint="Get every result before you wait for the workers: a worker cannot "
                    "finish writing 200 KB into a 64 KiB pipe until someone reads.",
               concept=_QUEUE_TRAPS)

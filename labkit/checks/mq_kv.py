@@ -131,7 +131,7 @@ _DATAGRAM = ("A datagram socket keeps each message whole and tells the receiver 
              "the address to answer is part of what you receive.")
 
 
-@KV.check("SET, then GET from one client", points=2,
+@KV.check("SET, then GET from one client",
           hint="A Unix socket of the datagram kind, bound at the path; each receive that "
                "also gives the sender's address tells you where to send the reply.",
           concept=_DATAGRAM)
@@ -145,7 +145,7 @@ def _(answer):
                                          "{'colour': b'blue'}")
 
 
-@KV.check("a value keeps its spaces, newlines and emptiness", points=2,
+@KV.check("a value keeps its spaces, newlines and emptiness",
           hint="Split a SET request at most twice: the value is everything after the key "
                "and its space, whatever it holds.",
           concept="One datagram is one whole message, so a request needs no delimiter of "
@@ -188,7 +188,7 @@ def _(answer):
     _store(attempt)
 
 
-@KV.check("three unrelated programs, each answered at its own address", points=2,
+@KV.check("three unrelated programs, each answered at its own address",
           hint="Answer each request at the address it came from, which the receive gave "
                "you with it, not at one fixed address.",
           concept=_DATAGRAM)

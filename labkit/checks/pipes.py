@@ -266,7 +266,7 @@ _TWO_PIPES = ("A pipe carries bytes one way, so a conversation needs two. A read
               "flushed.")
 
 
-@CONVERSE.check("three messages come back transformed, in order", points=2,
+@CONVERSE.check("three messages come back transformed, in order",
                 hint="One pipe for each direction. For each message: send one line, then read "
                      "one line back.", concept=_TWO_PIPES)
 def _(answer):
@@ -309,7 +309,7 @@ def _(answer):
     expect(got == want, f"returned {got!r}, expected {want!r}")
 
 
-@CONVERSE.check("a conversation longer than the pipes can hold", points=2,
+@CONVERSE.check("a conversation longer than the pipes can hold",
                 hint="If you send every message before reading any reply, both pipes fill "
                      "up and parent and child wait for each other forever. Alternate: send "
                      "one, read one.",
@@ -349,7 +349,7 @@ def _pipeline_output(answer, cmd1: list[str], cmd2: list[str], **kwargs) -> tupl
     return _result_triple(_call(answer, cmd1, cmd2, doing=text, **kwargs).value, text)
 
 
-@PIPELINE.check("ls -l | wc -l gives the shell's answer", points=2,
+@PIPELINE.check("ls -l | wc -l gives the shell's answer",
                 hint="First child: its standard output becomes the pipe's write end. Second "
                      "child: its standard input becomes the read end, its standard output the "
                      "write end of the pipe you read. Then exec.", concept=_SHELL)
@@ -373,7 +373,7 @@ def _(answer):
            f"the output was {got[0]!r}, expected 'apple\\nfig\\npear\\n'")
 
 
-@PIPELINE.check("an output larger than a pipe holds: seq 100000 | cat", points=2,
+@PIPELINE.check("an output larger than a pipe holds: seq 100000 | cat",
                 hint="Read the second command's output until end of file first, and only "
                      "then wait for the children.",
                 concept="A pipe holds 64 KiB here. A program whose output is larger blocks in "
@@ -403,7 +403,7 @@ def _(answer):
                                                         "byte); decode them" if raw else ""))
 
 
-@PIPELINE.check("cat sees end of file: every write end gets closed", points=2,
+@PIPELINE.check("cat sees end of file: every write end gets closed",
                 hint="cat ends only when every copy of the pipe's write end is closed: the "
                      "parent's, and the ones each child inherited, before its exec.",
                 concept=_EOF)
@@ -412,7 +412,7 @@ def _(answer):
     expect(got == ("done\n", 0, 0), f"returned {got!r}, expected ('done\\n', 0, 0)")
 
 
-@PIPELINE.check("yes | head -n 2: yes dies of SIGPIPE, as in a shell", points=2,
+@PIPELINE.check("yes | head -n 2: yes dies of SIGPIPE, as in a shell",
                 hint="Python ignores SIGPIPE, and exec keeps an ignored signal ignored: give "
                      "SIGPIPE back its default action in each child before exec. And no "
                      "process but head may keep the read end open.",
@@ -474,7 +474,7 @@ def _(answer):
                                     "b'hello, pipe'")
 
 
-@RECV.check("a message that trickles in, header included, arrives whole", points=2,
+@RECV.check("a message that trickles in, header included, arrives whole",
             hint="os.read(fd, n) may return fewer than n bytes. Keep reading, appending, "
                  "until you have exactly n: for the header and for the body.", concept=_STREAM)
 def _(answer):
@@ -489,7 +489,7 @@ def _(answer):
                           f"3000-byte message: {why}")
 
 
-@RECV.check("three messages in one write come out one per call", points=2,
+@RECV.check("three messages in one write come out one per call",
             hint="Never read past the end of the current message: the bytes after it belong "
                  "to the next call.", concept=_STREAM)
 def _(answer):
@@ -601,7 +601,7 @@ def _ask_once(answer, question: str):
     return attempt, server
 
 
-@ASK.check("one question, one answer", points=2,
+@ASK.check("one question, one answer",
            hint="Make your reply FIFO, send the request line to the server's FIFO, then open "
                 "your reply FIFO for reading and read the answer.", concept=_FIFOS)
 def _(answer):
@@ -640,7 +640,7 @@ def _(answer):
                               "ValueError: check the length first")
 
 
-@ASK.check("a long answer (more than a pipe holds) arrives whole", points=2,
+@ASK.check("a long answer (more than a pipe holds) arrives whole",
            hint="One read returns at most what is in the pipe; read until end of file "
                 "(when the server closes its end).", concept=_FIFOS)
 def _(answer):

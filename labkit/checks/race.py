@@ -54,7 +54,7 @@ def _judge(system: interleave.System, schedule: str, want: int, call: str) -> No
 LOST_UPDATE = Exercise("04.lost_update", "Schedules that lose updates")
 
 
-@LOST_UPDATE.check("two processes: a complete schedule that ends with x = 1", points=2,
+@LOST_UPDATE.check("two processes: a complete schedule that ends with x = 1",
                    hint="An update is lost when a process stores a value it loaded before the "
                         "other process stored its own. Order the 6 steps so that happens.",
                    concept="Each process runs load, add, store. The final x is the value of "
@@ -66,7 +66,7 @@ def _(answer):
 
 
 @LOST_UPDATE.check("three processes: a complete schedule that ends with x = 1 (two updates "
-                   "lost)", points=2,
+                   "lost)",
                    hint="Processes are numbered from 0. For x to end at 1, every store must "
                         "write 0 + 1.",
                    concept="A store writes the value its process loaded plus 1; if each "
@@ -88,7 +88,7 @@ def _smallest_case(answer: Any, increments: int) -> None:
     _judge(interleave.counter(2, increments), schedule, 2, call)
 
 
-@SMALLEST.check("3 increments each: the schedule ends with x = 2", points=2,
+@SMALLEST.check("3 increments each: the schedule ends with x = 2",
                 hint="A stale store can wipe out many increments at once. Find a moment to "
                      "load a small value and hold it for a long time; you need two such "
                      "moments, one in each process.",
@@ -100,7 +100,7 @@ def _(answer):
     _smallest_case(answer, 3)
 
 
-@SMALLEST.check("any number of increments (2, 5 and 10): x still ends at 2", points=2,
+@SMALLEST.check("any number of increments (2, 5 and 10): x still ends at 2",
                 hint="Build the schedule from n instead of writing it out: which parts of "
                      "your 3-increment schedule grow with n, and which stay the same?",
                 concept="A complete schedule for counter(2, n) has 6n steps, 3n per process. "
@@ -115,7 +115,7 @@ def _(answer):
 RACY = Exercise("04.racy_counter", "The lost-update counter on real processes", timeout=60.0)
 
 
-@RACY.check("one worker counts exactly", points=1,
+@RACY.check("one worker counts exactly",
             hint="The counter must be in memory that the workers share with the process "
                  "that reads the result; an ordinary variable is copied into each worker.",
             concept="After fork a child has a copy of the parent's memory: its writes to a "
@@ -135,7 +135,7 @@ def _(answer):
 
 
 @RACY.check("the workers count in the shared counter: made to load it together, they lose "
-            "updates", points=2,
+            "updates",
             hint="Each worker must itself add 1 to the one shared counter, iterations times, "
                  "with no lock: the check watches the counter, and makes the workers' first "
                  "increments overlap.",
@@ -160,7 +160,7 @@ def _(answer):
                     "you read")
 
 
-@RACY.check("the counting is done by `workers` worker processes", points=1,
+@RACY.check("the counting is done by `workers` worker processes",
             hint="Start one worker process per worker, all at the same time; labkit has a "
                  "function that forks n of them and releases them together.",
             concept="A race needs two processes running the increment at once: one process "
@@ -175,7 +175,7 @@ def _(answer):
     expect_stores(seen, "racy_count(4, 5000)", 4, 20_000)
 
 
-@RACY.check("nothing is left behind: no segment, descriptor or child", points=1,
+@RACY.check("nothing is left behind: no segment, descriptor or child",
             hint="Give the segment an owner that ends (a with block), copy the value out "
                  "before that end, and wait for every worker.",
             concept="A named segment lives in /dev/shm until someone unlinks it, whatever "

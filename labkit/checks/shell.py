@@ -391,7 +391,7 @@ def run_trace(trace: Trace, shell: Any) -> None:
 def _register(trace: Trace) -> None:
     exercise = _EXERCISES[trace.exercise]
 
-    @exercise.check(trace.title, points=1, hint=trace.hint, concept=trace.concept)
+    @exercise.check(trace.title, hint=trace.hint, concept=trace.concept)
     def _(answer: Any) -> None:
         run_trace(trace, answer)
 

@@ -225,7 +225,7 @@ _LAYOUT = ("Shared memory is only bytes: two programs understand each other beca
            "hold which field and how.")
 
 
-@RECORD.check("publish writes the record where a reader expects it", points=2,
+@RECORD.check("publish writes the record where a reader expects it",
               hint="Attach the segment by its name, lay a Reading over its first bytes, and "
                    "set the fields through that view.", concept=_LAYOUT)
 def _(answer):
@@ -255,7 +255,7 @@ def _(answer):
               "the segment holds" if got[1] != 2 else ""))
 
 
-@RECORD.check("read_record reads a record another process wrote", points=2,
+@RECORD.check("read_record reads a record another process wrote",
               hint="Attach read-only and copy the record out of the mapping; return plain "
                    "values, not a view.",
               concept="A view into a mapping is only valid while the mapping is; a copy "
@@ -324,7 +324,7 @@ def _parts(data: np.ndarray, n: int) -> list[int]:
     return [int(part.sum()) for part in np.array_split(data, n)]
 
 
-@PARALLEL_SUM.check("the total is right (4 workers, 100,001 numbers)", points=2,
+@PARALLEL_SUM.check("the total is right (4 workers, 100,001 numbers)",
                     hint="Add up the slot totals after every worker has ended.")
 def _(answer):
     data = np.random.default_rng(3).integers(-10**6, 10**6, 100_001)
@@ -334,7 +334,6 @@ def _(answer):
 
 
 @PARALLEL_SUM.check("each slot holds its part's sum, written by its own worker process",
-                    points=2,
                     hint="Worker i adds up part i of np.array_split and writes its own pid and "
                          "that sum into slot i of an array that lives in shared memory.",
                     concept="A fork copies the parent's memory: after it, a plain NumPy array "
@@ -424,7 +423,7 @@ def _lay_out(seg: Segment, values: list[int], seed: int) -> None:
     seg.struct(ctypes.c_int64).value = offsets[0] if offsets else 0
 
 
-@LINKED_LIST.check("build_list stores offsets that another process can follow", points=2,
+@LINKED_LIST.check("build_list stores offsets that another process can follow",
                    hint="Offset 0 holds the offset of the first node; each node's next holds "
                         "the offset of the following node, 0 for the last. Offsets count from "
                         "the start of the segment: never store an address.", concept=_OFFSETS)
@@ -438,7 +437,7 @@ def _(answer):
                           f"offsets finds {got}")
 
 
-@LINKED_LIST.check("walk_list follows the offsets, wherever the nodes are", points=2,
+@LINKED_LIST.check("walk_list follows the offsets, wherever the nodes are",
                    hint="Start at the offset stored at 0; read the Node at that offset of your "
                         "own mapping, take its value, move to its next; stop at 0. The nodes "
                         "need not be in order.", concept=_OFFSETS)
@@ -545,7 +544,7 @@ def _fails(i: int, name: str, how: str) -> None:
     _stamp(i, name)
 
 
-@LIFECYCLE.check("four workers write into one segment, and you return what they wrote", points=2,
+@LIFECYCLE.check("four workers write into one segment, and you return what they wrote",
                  hint="Create the segment, start all the workers with its name, wait for all "
                       "of them, and return a copy of its bytes, made before the segment goes.")
 def _(answer):
@@ -608,7 +607,7 @@ def _(answer):
                              "run at the same time")
 
 
-@LIFECYCLE.check("a worker that raises: the segment is still destroyed, and you raise", points=2,
+@LIFECYCLE.check("a worker that raises: the segment is still destroyed, and you raise",
                  hint="Put the cleanup where it runs on every path, and let the failure out: "
                       "asking the workers' results for their values raises if one failed.",
                  concept=_NOT_GC)

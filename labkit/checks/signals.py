@@ -137,7 +137,7 @@ def _explain_death(attempt) -> None:
                           "came, so that your function can clean up and return")
 
 
-@COUNT.check("five SIGUSR1, one at a time, then SIGTERM: returns 5", points=2,
+@COUNT.check("five SIGUSR1, one at a time, then SIGTERM: returns 5",
              hint="Count in one handler, end the wait in another, and wait for signals in a "
                   "loop until the ending one has come.",
              concept="A handler runs in your process between two bytecodes of the waiting "
@@ -274,7 +274,6 @@ def _(answer):
 
 
 @GRACEFUL.check("SIGTERM in the middle of a job: that job finishes, no later job starts",
-                points=2,
                 hint="Let the handler only note that SIGTERM came; the loop looks at that "
                      "note between jobs, so the current job runs to its end.",
                 concept="A handler interrupts the main code at an arbitrary point; stopping "
@@ -415,7 +414,7 @@ def _describe(outcome) -> str:
     return f"{outcome[1]}({outcome[2]!r})"
 
 
-@TIMEOUT.check("a function that sleeps too long raises TimeoutError", points=2,
+@TIMEOUT.check("a function that sleeps too long raises TimeoutError",
                hint="A handler that only notes the alarm lets fn carry on; one that raises "
                     "makes the exception come out of fn wherever it is, even inside a sleep.",
                concept="Python runs a handler in the main thread at the point the program had "
@@ -682,7 +681,6 @@ def _(answer):
 
 
 @REAPER.check("twenty children that end while your process is stopped are all reaped",
-              points=2,
               hint="One SIGCHLD may stand for many ended children: in the handler, keep "
                    "collecting until no ended child is left.",
               concept="Standard signals do not queue: while one SIGCHLD is pending, more "
@@ -773,7 +771,7 @@ def _(answer):
 
 PUZZLE = Exercise("01.signal_puzzle", "Choose the signals: make the gatekeeper print this")
 
-@PUZZLE.check("the gatekeeper prints exactly the target and exits with code 0", points=3,
+@PUZZLE.check("the gatekeeper prints exactly the target and exits with code 0",
               hint="Signals sent while the gate is closed wait, merge, and come out in "
                    "signal-number order (SIGHUP 1, SIGUSR1 10, SIGUSR2 12) the moment it opens, "
                    "before 'open' is printed.")

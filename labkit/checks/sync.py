@@ -104,7 +104,7 @@ def _exact_every_trial(answer: Any, who: str, workers: int, iterations: int, tri
 LOCKED = Exercise("05.locked_counter", "Fix the counter with a semaphore", timeout=60.0)
 
 
-@LOCKED.check("exact in every trial: 2 workers x 20,000 increments, three times", points=3,
+@LOCKED.check("exact in every trial: 2 workers x 20,000 increments, three times",
               hint="Which steps of an increment must no other worker run in between? All of "
                    "them must be inside the critical section, not only some.",
               concept="Adding 1 to a shared value is a load, an add and a store. A lock around the "
@@ -115,7 +115,7 @@ def _(answer):
     _exact_every_trial(answer, "locked_count", 2, 20_000, 3, stores_per_worker=20_000)
 
 
-@LOCKED.check("exact with 4 workers, and with 1", points=1,
+@LOCKED.check("exact with 4 workers, and with 1",
               hint="Every worker must take the same lock, one that lets only one holder in "
                    "at a time and that exists before the workers start.",
               concept="A semaphore is a lock only if its value starts at 1, and only for the "
@@ -126,7 +126,7 @@ def _(answer):
     _exact_every_trial(answer, "locked_count", 1, 1_000, 1, stores_per_worker=1_000)
 
 
-@LOCKED.check("nothing is left behind: no semaphore, segment, descriptor or child", points=1,
+@LOCKED.check("nothing is left behind: no semaphore, segment, descriptor or child",
               hint="Give the semaphore and the segment owners that end: labkit.objects.scope()"
                    " and shm.Segment.create both work as with blocks.",
               concept="Named semaphores and segments outlive the processes that use them "
@@ -172,7 +172,6 @@ def _timed(fn: Any, *args: Any) -> tuple[tuple[int | None, str], float]:
 
 
 @BATCHED.check("exact in every trial: 2 workers x 100,000, twice; 3 workers x 10,000",
-               points=2,
                hint="Batching moves the counting out of the critical section, not the "
                     "critical section out of the program: the one shared update per worker "
                     "still needs the lock around all of it.",
@@ -185,7 +184,6 @@ def _(answer):
 
 
 @BATCHED.check("at least 3 times faster than locking every increment (2 workers x 300,000)",
-               points=2,
                hint="How often does each worker take the lock? The loop itself does not need "
                     "to touch anything shared.",
                concept="Taking and releasing a semaphore costs far more than adding 1 to a "
@@ -214,7 +212,7 @@ def _(answer: Any) -> None:
                          f"{speedup:.1f} times faster, and at least 3 times is expected")
 
 
-@BATCHED.check("nothing is left behind, and the result is right", points=1,
+@BATCHED.check("nothing is left behind, and the result is right",
                hint="As for the locked counter: owners that end for the semaphore and the "
                     "segment.",
                concept="Named semaphores and segments outlive the processes that use them "
@@ -343,7 +341,6 @@ def _producer_waits(producer: Any, capacity: int) -> dict:
 
 
 @BUFFER.check("one producer, one consumer: 500 items through 4 slots, each once, in order",
-              points=1,
               hint="Start from the lesson's producer and consumer: one semaphore counts the "
                    "free slots, the other the items, and each side waits on one and posts "
                    "the other.",
@@ -355,7 +352,6 @@ def _(answer):
 
 
 @BUFFER.check("a consumer waits while the buffer is empty, and takes the item once it comes",
-              points=1,
               hint="Before it reads a slot, the consumer must wait for the semaphore that "
                    "counts the items; it is 0 while the buffer is empty.",
               concept="A semaphore at 0 puts the process that acquires it to sleep until "
@@ -371,7 +367,6 @@ def _(answer):
 
 
 @BUFFER.check("a producer waits while the buffer is full, and goes on once a slot is free",
-              points=1,
               hint="Before it writes a slot, the producer must wait for the semaphore that "
                    "counts the free slots; it starts at the capacity.",
               concept="Without that wait, a producer faster than its consumers writes over "
@@ -394,7 +389,7 @@ def _(answer):
 
 
 @BUFFER.check("three producers, two consumers, two slots: every item exactly once, each "
-              "producer's items in order", points=2,
+              "producer's items in order",
               hint="Several producers share one index, several consumers the other: an "
                    "index update is lesson 04's race. The ring has a mutex for the slot and "
                    "its index together.",
@@ -407,7 +402,6 @@ def _(answer):
 
 
 @BUFFER.check("a full buffer does not deadlock several producers (the consumers start late)",
-              points=1,
               hint="In which order do you wait for a slot and take the mutex? A producer "
                    "asleep on a full buffer must not hold anything a consumer needs.",
               concept="Hold a lock only while you can make progress: sleeping on a counting "
@@ -583,7 +577,7 @@ def _moves_of(log: list[tuple[str, int]]) -> list[tuple[int, ...]]:
 
 
 @LOCK_ORDER.check("opposite moves between two accounts: all done, money conserved, no "
-                  "deadlock", points=2,
+                  "deadlock",
                   hint="Both accounts of a move need their locks for the whole move. If one "
                        "worker takes 0 then 1 and the other 1 then 0, each can end up holding "
                        "one lock and waiting for the other.",
@@ -599,7 +593,7 @@ def _(answer):
                                  "double money means a move ran without both locks)")
 
 
-@LOCK_ORDER.check("every move takes both accounts' locks, the lower index first", points=2,
+@LOCK_ORDER.check("every move takes both accounts' locks, the lower index first",
                   hint="The order of the two locks must not depend on the direction of the "
                        "move: decide it from the two account numbers alone.",
                   concept="Lock ordering: number the locks and always take them in "
@@ -622,7 +616,6 @@ def _(answer):
 
 
 @LOCK_ORDER.check("three accounts in a cycle, three workers: no deadlock, money conserved",
-                  points=1,
                   hint="The cycle 0 -> 1 -> 2 -> 0 deadlocks if each worker takes the lock of "
                        "its source first; one global order breaks it.",
                   concept="With a global order, the worker holding the highest lock of the "
@@ -635,7 +628,7 @@ def _(answer):
                                  f"expected {want}")
 
 
-@LOCK_ORDER.check("every lock is released in the end", points=1,
+@LOCK_ORDER.check("every lock is released in the end",
                   hint="Is every lock you take released on every path, including when the "
                        "move raises? A with block does it for you.",
                   concept="A lock that is never released makes every later acquirer wait "
@@ -668,7 +661,7 @@ def _stuck(answer: Any, system: interleave.System, who: str) -> None:
                              "; a deadlock is a state where none can")
 
 
-@DEADLOCK.check("two locks in opposite orders: a schedule that ends in a deadlock", points=1,
+@DEADLOCK.check("two locks in opposite orders: a schedule that ends in a deadlock",
                 hint="A process blocks when the lock it asks for is held. What if each holds "
                      "one lock when it asks for its second?",
                 concept="A deadlock is a cycle of waiting: every unfinished process waits for "
@@ -678,7 +671,7 @@ def _(answer):
     _stuck(two, interleave.two_locks(), "deadlock_two")
 
 
-@DEADLOCK.check("three philosophers: a schedule that ends in a deadlock", points=1,
+@DEADLOCK.check("three philosophers: a schedule that ends in a deadlock",
                 hint="A cycle: each process holds the lock on its left and waits for the one on "
                      "its right, which its neighbour holds. Processes are numbered from 0.",
                 concept="A deadlock is a cycle of waiting: every unfinished process waits for "
