@@ -440,7 +440,11 @@ class Launched:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._child.__exit__(*exc)
+        self.close()
+
+    def close(self) -> None:
+        """End the answer's process (and all it started) if it still runs."""
+        self._child.close()
 
     @property
     def pid(self) -> int:

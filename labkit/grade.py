@@ -517,8 +517,8 @@ def profile_table(profiles: list[list[tuple[str, float]]]) -> str:
     """Where the submissions' time went: per phase, the median and the total over the batch.
 
     >>> print(profile_table([[("kernel start", 1.0)], [("kernel start", 3.0)]]))
-    phase                               median s   total s
-    kernel start                            2.00      4.00
+    phase                                median s   total s
+    kernel start                             2.00      4.00
     """
     seconds: dict[str, list[float]] = {}
     for phases in profiles:

@@ -44,6 +44,7 @@ from .display import Table, axes
 from .errors import ChildError, LabError, LabTimeout
 from .processes import start
 from .results import ExitStatus, to_signal
+from .waiting import wait_until
 
 __all__ = [
     "KEYS",
@@ -462,6 +463,19 @@ class Terminal:
                                  f"{timeout:g} s, {len(pids)} came; the terminal showed: "
                                  f"{self.output[-300:]!r}")
             self._pump(left)
+
+    def await_foreground(self, pgid: int, timeout: float = 3.0) -> None:
+        """Wait until ``pgid`` is the terminal's foreground group, so a key reaches it.
+
+        A job can be ready before its shell has called ``tcsetpgrp``; a key pressed in
+        that moment signals the shell's group instead.
+
+        >>> term.await_foreground(term.await_witness("job")[0])   # doctest: +SKIP
+        """
+        wait_until(lambda: self.foreground == pgid, valid_seconds("timeout", timeout, above=True),
+                   lambda: f"process group {pgid} was not the terminal's foreground group "
+                           f"within {timeout:g} s (it is {self.foreground}); the terminal "
+                           f"showed: {self.output[-300:]!r}")
 
     def read(self, seconds: float = 0.3) -> str:
         """Read for ``seconds`` and return all the output so far.

@@ -93,9 +93,11 @@ def test_labkit_exercises_lists_checks_with_points_kind_time_and_totals(capsys):
     assert "       1  auto   0 and 255, the ends of the range, come back too" in out
     assert out.rstrip().splitlines()[-1].startswith("total: 1 lesson(s), 4 exercises, 15 checks")
     assert main(["exercises"]) == 0
-    total = sum(x.points for x in catalogue())
-    assert f"total: 8 lesson(s), 32 exercises, 151 checks, {total:g} points" in \
-        capsys.readouterr().out
+    every = catalogue()
+    lessons, exercises = len({x.lesson for x in every}), len({x.exercise for x in every})
+    assert lessons >= 9 and exercises >= 34  # lessons 00 to 08
+    assert (f"total: {lessons} lesson(s), {exercises} exercises, {len(every)} checks, "
+            f"{sum(x.points for x in every):g} points") in capsys.readouterr().out
 
 
 def test_written_answers_are_listed_as_manual_items_with_their_worth(tmp_path, monkeypatch):

@@ -190,6 +190,7 @@ def test_the_session_table_marks_the_foreground_group_and_lists_every_member():
     with Terminal() as term:
         leader = term.start(_two_groups)
         [job] = term.await_witness("job")
+        term.await_foreground(job)  # the job can be ready before the leader's tcsetpgrp
         rows = {p["pid"]: p for p in term.session()}
         assert set(rows) == {leader, job}
         assert rows[job]["foreground"] and not rows[leader]["foreground"]
@@ -230,3 +231,21 @@ def test_show_session_says_when_the_shell_is_not_written_and_refuses_bytes():
     assert "not written yet" in show_session(_unwritten_shell, ["ls"])
     with pytest.raises(TypeError, match="lines"):
         show_session(_upper_shell, [b"ls"])
+
+
+def _background_job() -> None:
+    witness("leader")
+    pid = _job(foreground=False)
+    os.waitpid(pid, 0)
+
+
+def test_await_foreground_says_which_group_holds_the_terminal_instead():
+    with Terminal() as term:
+        leader = term.start(_background_job)
+        [job] = term.await_witness("job")
+        with pytest.raises(LabTimeout, match=f"process group {job} was not the terminal's "
+                                             f"foreground group within 0.2 s \\(it is {leader}\\)"):
+            term.await_foreground(job, timeout=0.2)
+        term.await_foreground(leader)
+        os.kill(job, signal.SIGKILL)
+        term.wait()
