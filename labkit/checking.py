@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import html
 import os
-import re
 import stat
 import sys
 import tempfile
@@ -32,7 +31,15 @@ from . import course
 from ._janitor import unlink_name
 from .errors import ChildError, LabError, LabTimeout
 from .processes import Child, ChildResult, start
-from .session import MQUEUE_DIR, PREFIX, SESSION_PID, SHM_DIR, UID, session_roots
+from .session import (
+    MQUEUE_DIR,
+    PREFIX,
+    SESSION_PID,
+    SHM_DIR,
+    UID,
+    parse_lab_name,
+    session_roots,
+)
 
 __all__ = [
     "HIDDEN_ENV",
@@ -60,9 +67,6 @@ __all__ = [
 
 PASSED, FAILED, NOT_DONE, ERROR, NOT_RUN = "passed", "failed", "not done", "error", "not run"
 PROGRESS_AFTER = 2.0  # seconds a check() may take before it shows which check is running
-_LAB_NAME = re.compile(r"(?:sem\.)?labkit_\d+_(\d+)_")
-
-
 class CheckFailed(AssertionError):
     """Raised by a check when the answer is wrong; the message tells the student why."""
 
@@ -325,8 +329,7 @@ def _named_objects() -> set[tuple[str, str]]:
         if not directory.is_dir():
             continue
         for entry in os.listdir(directory):
-            owner = _LAB_NAME.match(entry)
-            if owner and int(owner.group(1)) != SESSION_PID:
+            if _others(entry):
                 continue  # another kernel's object (or a test's stale one): not the answer's
             try:
                 if os.lstat(directory / entry).st_uid != UID:
@@ -343,11 +346,18 @@ def _named_objects() -> set[tuple[str, str]]:
     return found
 
 
+def _others(entry: str) -> bool:
+    """Whether ``entry`` is named for another labkit session than this one."""
+    owner = parse_lab_name(entry)
+    return owner is not None and owner[1] != SESSION_PID
+
+
 def _fifos_and_sockets(folder: str, depth: int) -> set[tuple[str, str]]:
-    """FIFOs and sockets of ours in ``folder`` (and ``depth`` levels of folders below)."""
+    """FIFOs and sockets of ours in ``folder`` (and ``depth`` levels of folders below), except
+    those named for another session: a kernel checking beside this one may make them now."""
     found: set[tuple[str, str]] = set()
     try:
-        entries = list(os.scandir(folder))
+        entries = [e for e in os.scandir(folder) if not _others(e.name)]
     except OSError:
         return found  # gone, or not ours to read
     for entry in entries:

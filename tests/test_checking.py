@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 
 import pytest
@@ -164,6 +165,24 @@ def test_hygiene_sees_and_removes_a_leftover_object(toy):
     result = run_checks("99.toy", leaves_shm)[1]
     assert result.status == FAILED and "was left behind" in result.message
     # no_leaks confirms the object is gone
+
+
+def test_hygiene_leaves_alone_what_another_session_makes_meanwhile(toy, tmp_path):
+    """A kernel checking beside this one (same user) may make its FIFOs in the same folder
+    while this answer runs: they are neither this answer's leak nor this checker's to remove."""
+    other = os.path.join(tempfile.gettempdir(),
+                         f"labkit_{os.getuid()}_{os.getppid()}_reply_{tmp_path.name[-6:]}")
+
+    def meanwhile_another_kernel_asks(x):
+        os.mkfifo(other, 0o600)
+        return 2 * x
+
+    try:
+        assert [r.status for r in run_checks("99.toy", meanwhile_another_kernel_asks)] == \
+            [PASSED, FAILED]  # the second call finds the name taken: FileExistsError
+        assert os.path.exists(other)
+    finally:
+        os.unlink(other)
 
 
 def test_patching_the_checker_inside_the_answer_changes_nothing(toy):
