@@ -21,22 +21,25 @@ __all__ = ["KINDS"]
 LETTERS = "ABCD"
 
 # --- fork trees -------------------------------------------------------------------------
-# A statement is ("print", line) or ("fork", body, exits, waits): body None is a bare
-# os.fork(); with a body, the child runs it, then os._exit(0) if exits, else goes on.
+# A statement is ("print", line) (line None prints x), ("add", k) for x += k, or
+# ("fork", body, exits, waits): body None is a bare os.fork(); with a body, the child runs
+# it, then os._exit(0) if exits, else goes on. Each process has its own x.
 
-Stmt = tuple  # type: ignore[type-arg]   # nested tuples, see above
+Stmt = tuple   # nested tuples, see above
 Block = tuple[Stmt, ...]
 
 
 def _draw_block(rng: random.Random, letters: list[str], depth: int, size: int) -> Block:
     out: list[Stmt] = []
     for _ in range(size):
-        if depth >= 2 or rng.random() < 0.45:
-            out.append(("print", letters.pop(0)))
-            continue
-        shape = rng.choice(["bare", "bare_wait", "body", "body"])
-        if shape.startswith("bare"):
-            out.append(("fork", None, False, shape == "bare_wait"))
+        r = rng.random()
+        if depth >= 2 or r < 0.45:
+            out.append(("print", None if rng.random() < 0.3 else letters.pop(0)))
+        elif r < 0.55:
+            out.append(("add", rng.randint(1, 3)))
+        elif rng.random() < 0.5:
+            bare_wait = rng.random() < 0.5
+            out.append(("fork", None, False, bare_wait))
         else:
             body = _draw_block(rng, letters, depth + 1, rng.randint(1, 2))
             out.append(("fork", body, rng.random() < 0.5, rng.random() < 0.4))
@@ -48,7 +51,10 @@ def _render_block(block: Block, depth: int = 0) -> list[str]:
     lines: list[str] = []
     for s in block:
         if s[0] == "print":
-            lines.append(f'{pad}print("{s[1]}")')
+            lines.append(f'{pad}print("{s[1]}")' if s[1] else f"{pad}print(x)")
+            continue
+        if s[0] == "add":
+            lines.append(f"{pad}x += {s[1]}")
             continue
         _, body, exits, waits = s
         if body is None:
@@ -68,7 +74,9 @@ def _render_block(block: Block, depth: int = 0) -> list[str]:
 
 
 def _fork_source(block: Block) -> str:
-    return "\n".join(["import os", "", *_render_block(block)])
+    body = _render_block(block)
+    uses_x = any(line.strip() == "print(x)" or "x +=" in line for line in body)
+    return "\n".join(["import os", "", *(["x = 0"] if uses_x else []), *body])
 
 
 @dataclass
@@ -83,23 +91,27 @@ def _fork_model(block: Block) -> tuple[Graph, list[_Proc]]:
     g = Graph()
     procs: list[_Proc] = []
 
-    def run(stmts: Block, after: list[int], parent: str | None) -> int:
+    def run(stmts: Block, after: list[int], parent: str | None, x: int) -> int:
         me = _Proc(f"p{len(procs)}", parent, [])
         procs.append(me)
         last = after
         for i, s in enumerate(stmts):
             if s[0] == "print":
-                last = [g.event(s[1], last)]
-                me.lines.append(s[1])
+                line = s[1] or str(x)
+                last = [g.event(line, last)]
+                me.lines.append(line)
+                continue
+            if s[0] == "add":
+                x += s[1]
                 continue
             _, body, exits, waits = s
             fork = g.event(None, last)
             child = (body or ()) if exits else (body or ()) + stmts[i + 1:]
-            child_exit = run(child, [fork], me.name)
+            child_exit = run(child, [fork], me.name, x)
             last = [g.event(None, [fork, child_exit])] if waits else [fork]
         return g.event(None, last)
 
-    run(block, [], None)
+    run(block, [], None, 0)
     return g, procs
 
 
@@ -122,7 +134,7 @@ def _tree(procs: list[_Proc]) -> str:
 
 def _draw_fork(rng: random.Random) -> tuple[Block, frozenset[tuple[str, ...]], list[_Proc]]:
     while True:
-        block = _draw_block(rng, list("abcdefghijklmnopqrstuvwxyz"), 0, rng.randint(3, 5))
+        block = _draw_block(rng, list("abcdefghijklmnopqrstuvwxyz"), 0, rng.randint(3, 6))
         if not any(s[0] == "fork" for s in block):
             continue
         g, procs = _fork_model(block)
@@ -403,7 +415,8 @@ def _signals(seed: int) -> Puzzle:
 
 # --- descriptors and pipes: which read reaches end of file, which process hangs ------------
 
-_WORDS = ("hi", "ping", "hello", "bytes", "data", "ok", "pipe", "stream", "abc", "xyzzy")
+_WORDS = ("hi", "ping", "hello", "bytes", "data", "ok", "pipe", "stream", "abc", "xyzzy",
+          "kernel", "fork", "exec", "reader", "writer", "buffer")
 
 
 @dataclass(frozen=True)
@@ -423,7 +436,8 @@ def _draw_pipes(rng: random.Random) -> _PipeSpec:
     for i in range(pipes):
         others = [p for p in procs if p != reader[i]]
         writers = [p for p in others if rng.random() < 0.6] or [rng.choice(others)]
-        words.append(tuple((w, rng.choice(_WORDS)) for w in writers))
+        words.append(tuple((w, rng.choice(_WORDS)) for w in writers
+                           for _ in range(rng.choice((1, 1, 2)))))
         for p in procs:
             if p == reader[i]:
                 if rng.random() < 0.55:
@@ -443,11 +457,9 @@ def _pipe_steps(spec: _PipeSpec, p: str) -> list[str]:
     """The code process ``p`` runs (unindented), from its first close to its last line."""
     out = [f"os.close({end})" for q, end in spec.early if q == p]
     for i, words in enumerate(spec.words):
-        for q, word in words:
-            if q == p:
-                out.append(f'os.write(w{i + 1}, b"{word}")')
-                if (p, i) in spec.after:
-                    out.append(f"os.close(w{i + 1})")
+        out += [f'os.write(w{i + 1}, b"{word}")' for q, word in words if q == p]
+        if (p, i) in spec.after:
+            out.append(f"os.close(w{i + 1})")
     for i, r in enumerate(spec.reader):
         if r == p:
             out += ['data = b""', f"while chunk := os.read(r{i + 1}, 100):",

@@ -17,7 +17,10 @@ how the first process ended): plain text that the caller parses, never code.
 Up to ``PARALLEL`` keepers run at once. Everything stays in the process group
 of this program, which the runner ends if anything here goes wrong.
 """
+from __future__ import annotations
+
 import ctypes
+import io
 import json
 import os
 import signal
@@ -28,7 +31,7 @@ _PR_SET_CHILD_SUBREAPER = 36
 _LOOK = 0.01          # seconds between two looks at a program's processes
 
 
-def _children(pid):
+def _children(pid: int) -> list[int]:
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
             return [int(p) for p in f.read().split()]
@@ -36,7 +39,7 @@ def _children(pid):
         return []
 
 
-def _descendants(pid):
+def _descendants(pid: int) -> list[int]:
     found, todo = [], [pid]
     while todo:
         kids = _children(todo.pop())
@@ -45,9 +48,9 @@ def _descendants(pid):
     return found
 
 
-def _look(pids):
+def _look(pids: list[int]) -> dict[int, str] | None:
     """State and run time of each live process (zombies left out), or None if one runs."""
-    seen = {}
+    seen: dict[int, str] = {}
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat") as f:
@@ -64,18 +67,20 @@ def _look(pids):
     return seen
 
 
-def _status(status):
+def _status(status: int) -> str:
     if os.WIFSIGNALED(status):
         return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
     return f"exit code {os.WEXITSTATUS(status)}"
 
 
-def _program(source, out_fd, err_fd):
+def _program(source: str, out_fd: int, err_fd: int) -> None:
     """The program's first process: its output to the keeper's pipes, then the source."""
     os.dup2(out_fd, 1)
     os.dup2(err_fd, 2)
-    sys.stdout = open(1, "w", buffering=1, closefd=False)   # one write per line, as a terminal
-    sys.stderr = open(2, "w", buffering=1, closefd=False)
+    # New streams, one write per line as on a terminal; the old ones may hold this
+    # program's own unwritten output, which a fork copied.
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True)
+    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True)
     code = 0
     try:
         exec(compile(source, "<puzzle>", "exec"), {"__name__": "__main__"})
@@ -89,7 +94,7 @@ def _program(source, out_fd, err_fd):
         os._exit(code)        # every process of the program ends here, never in the keeper
 
 
-def _keep(index, source, deadline, report_fd):
+def _keep(index: int, source: str, deadline: float, report_fd: int) -> None:
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -137,10 +142,10 @@ def _keep(index, source, deadline, report_fd):
     os.write(report_fd, (line + "\n").encode())
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
     parallel, deadline, sources = int(argv[0]), float(argv[1]), argv[2:]
     for start in range(0, len(sources), parallel):
-        reports = []
+        reports: list[tuple[int, int]] = []
         for index in range(start, min(start + parallel, len(sources))):
             r, w = os.pipe()
             pid = os.fork()
