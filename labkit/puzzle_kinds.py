@@ -172,7 +172,9 @@ def _fork(seed: int) -> Puzzle:
     return Puzzle(
         "fork", seed, _fork_source(block),
         "How many lines does this program print (every process's lines count), and which "
-        "of these outputs can it print?\n"
+        "of these outputs can it print? Its output goes to a terminal, so each print is "
+        "written at once (into a pipe, Python would buffer it, and a fork would copy the "
+        "unwritten lines).\n"
         + "\n".join(f"  {LETTERS[i]}: {_show(o)}" for i, o in enumerate(picks))
         + "\nAnswer with the number and the letters, e.g. `5 B D`.",
         f"{n} {' '.join(possible)}",

@@ -22,7 +22,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ._platform import LINUX
 from ._validate import whole
+from .errors import NotSupportedHere
 from .puzzle_kinds import KINDS
 from .puzzle_model import Puzzle
 from .runner import run_module
@@ -64,18 +66,22 @@ def puzzle(kind: str, seed: int) -> Puzzle:
     return KINDS[kind][1](seed)
 
 
-def run_real(programs: list[str], parallel: int = 8, timeout: float = 120.0
+def run_real(programs: list[str], parallel: int = 8, timeout: float = 60.0
              ) -> list[RealRun]:
     """Run each program once on real processes, ``parallel`` at a time, in one program.
 
     Processes that never end are found (all of them asleep, none running
     between two looks), killed and reported as ``hung``; nothing outlives the
-    call. The output comes back as text and is parsed as text.
+    call. A program still running after ``timeout`` seconds is an error (a
+    puzzle ends or hangs). The output comes back as text and is parsed as text.
 
     >>> run_real(['import os\\nif os.fork() == 0:\\n    print("hi")'])[0].lines
     ('hi',)
     """
     parallel = whole("parallel", parallel, 1, 64)
+    if not LINUX:
+        raise NotSupportedHere("running puzzles reads /proc to tell a hanging process from a "
+                               "slow one; that needs Linux")
     if not programs:
         return []
     done = run_module("labkit.programs.puzzle_runs", str(parallel), str(timeout), *programs,
