@@ -171,7 +171,7 @@ def _exercises(args: argparse.Namespace) -> int:
 
 
 def _puzzle(args: argparse.Namespace) -> int:
-    from .puzzles import kinds, puzzle
+    from .puzzles import kinds, puzzle, solve
 
     if args.list:
         for name, about in kinds().items():
@@ -185,7 +185,7 @@ def _puzzle(args: argparse.Namespace) -> int:
         raise LabError(str(e)) from None
     print(p)
     if args.answer:
-        print(f"\nAnswer: {p.answer}\n\n{p.solution}")
+        print(f"\n{solve([p])[0]}")
     return 0
 
 

@@ -2,7 +2,9 @@
 
 The card shows the puzzle's program and question, takes an answer, says
 whether it is right, and shows the answer only when the student asks for it.
-"Run it" runs the program once on real processes, as the tests do. Its
+The answer comes from running the program (:func:`labkit.puzzles.solve`,
+once per puzzle, on the first click that needs it); "Run it" runs it again,
+and another run may print another order. Its
 handlers run without a browser (``Button.click()``), which is how the tests
 drive it; the outer box carries the CSS class ``labkit-puzzle`` and each
 button a class of its own (``labkit-check``, ``labkit-show-answer``, ...).
@@ -12,7 +14,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from .puzzles import MAX_SEED, Puzzle, kinds, puzzle, run_real
+from .puzzles import MAX_SEED, Puzzle, Solution, kinds, puzzle, solve
 
 __all__ = ["PuzzleCard"]
 
@@ -21,7 +23,7 @@ class PuzzleCard:
     """A card for puzzles of one kind, starting at ``seed``; "New puzzle" takes the next.
 
     >>> card = PuzzleCard("fork", seed=3)
-    >>> card.answer_box.value = card.puzzle.answer
+    >>> card.answer_box.value = card.puzzle.answer   # the model's answer; the card runs it
     >>> card.buttons["Check"].click()
     >>> "Right" in card.message.value, card.solution.value
     (True, '')
@@ -37,6 +39,7 @@ class PuzzleCard:
 
         self.kind = kind
         self.puzzle: Puzzle = puzzle(kind, seed)
+        self._solution: Solution | None = None
         self.title = w.HTML()
         self.code = w.HTML()
         self.code.add_class("labkit-puzzle-code")
@@ -72,12 +75,18 @@ class PuzzleCard:
         self.answer_box.value = ""
         self.message.value = ""
         self.solution.value = ""
+        self._solution = None
+
+    def _solved(self) -> Solution:
+        if self._solution is None:
+            self._solution = solve([self.puzzle])[0]
+        return self._solution
 
     def check(self) -> None:
         """Say whether the typed answer is right (without giving the answer away)."""
         if not self.answer_box.value.strip():
             self.message.value = "Type an answer first."
-        elif self.puzzle.check(self.answer_box.value):
+        elif self._solved().check(self.answer_box.value):
             self.message.value = "<span style='color:#080'><b>Right.</b></span>"
         else:
             self.message.value = ("<span style='color:#b00'>Not quite: look again, or run "
@@ -85,22 +94,16 @@ class PuzzleCard:
 
     def reveal(self) -> None:
         """Show the answer, explained."""
-        self.solution.value = (f"<b>Answer: {html.escape(self.puzzle.answer)}</b>"
-                               f"<pre style='white-space:pre-wrap'>"
-                               f"{html.escape(self.puzzle.solution)}</pre>")
+        self.solution.value = (f"<pre style='white-space:pre-wrap'>"
+                               f"{html.escape(str(self._solved()))}</pre>")
 
     def run(self) -> None:
         """Run the program (each candidate, for an inverse puzzle) once; show what it printed.
 
         A run shows one possible output; another run may show another.
         """
-        shown = []
-        for i, real in enumerate(run_real(list(self.puzzle.programs))):
-            name = f"Program {'ABCD'[i]}: " if len(self.puzzle.programs) > 1 else ""
-            end = "\n(some processes never ended; they were killed)" if real.hung else ""
-            shown.append(f"{name}\n" * bool(name) + "\n".join(real.lines) + end)
-        self.message.value = ("One real run printed:<pre>" + html.escape("\n\n".join(shown))
-                              + "</pre>")
+        printed = solve([self.puzzle])[0].printed()
+        self.message.value = f"One real run printed:<pre>{html.escape(printed)}</pre>"
 
     def next(self) -> None:
         """The next puzzle of this kind."""

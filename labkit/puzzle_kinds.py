@@ -181,7 +181,7 @@ def _fork(seed: int) -> Puzzle:
         f"{n} lines from {len(procs)} processes; possible: {', '.join(possible)}.\n\n"
         f"The process tree, each process with the lines it prints:\n{_tree(procs)}\n\n"
         f"{len(ordered)} output order(s) are possible:\n{listing}{more}",
-        (_fork_source(block),), (legal,), (False,))
+        (_fork_source(block),), (legal,), (False,), tuple(_show(o) for o in picks))
 
 
 # --- inverse: given an output, which programs can print it -------------------------------
@@ -233,7 +233,7 @@ def _inverse(seed: int) -> Puzzle:
         f"this (one line each, in this order)?\n  {_show(target)}\n"
         "Answer with the letters of every program that can.",
         " ".join(letters), why, tuple(sources), tuple(lg for _, lg in candidates),
-        tuple(False for _ in candidates))
+        tuple(False for _ in candidates), tuple(LETTERS[:len(sources)]), target)
 
 
 # --- signals: handlers, masks, kill, pause ------------------------------------------------
@@ -370,12 +370,17 @@ def _draw_signals(rng: random.Random) -> _SignalSpec:
     return _SignalSpec(action, sends, first, change, second, rng.random() < 0.2)
 
 
+def _printed(lines: list[str] | tuple[str, ...], hangs: bool) -> str:
+    """An output as a choice shows it."""
+    return ("\n".join(lines) or "(nothing)") + ("\n(and then both processes wait for ever)"
+                                               if hangs else "")
+
+
 def _signals(seed: int) -> Puzzle:
     rng = random.Random(f"signals:{seed}")
     spec = _draw_signals(rng)
     lines, hangs, story = _deliver(spec, _Belief())
-    shown = ("\n".join(lines) or "(nothing)") + ("\n(and then both processes wait for ever)"
-                                                   if hangs else "")
+    shown = _printed(lines, hangs)
     choices = [shown]
     mistakes = [_Belief(coalesce=False), _Belief(numeric=False), _Belief(fatal_first=False),
                 _Belief(flush=False), _Belief(coalesce=False, numeric=False),
@@ -391,8 +396,7 @@ def _signals(seed: int) -> Puzzle:
     wrong.append(([f"child: caught {s}" for s in quiet[:1]] + lines, hangs))
     wrong.append((lines[1:], hangs))
     for other, other_hangs in wrong:
-        text = ("\n".join(other) or "(nothing)") + ("\n(and then both processes wait for "
-                                                    "ever)" if other_hangs else "")
+        text = _printed(other, other_hangs)
         if text not in choices and len(choices) < 4:
             choices.append(text)
     rng.shuffle(choices)
@@ -412,7 +416,7 @@ def _signals(seed: int) -> Puzzle:
                     for i, c in enumerate(choices))
         + "\nAnswer with one letter.",
         right, f"{right}:\n{shown}\n\n" + "\n".join(story),
-        (source,), (g.orders(),), (hangs,))
+        (source,), (g.orders(),), (hangs,), tuple(choices))
 
 
 # --- descriptors and pipes: which read reaches end of file, which process hangs ------------
@@ -549,15 +553,46 @@ def _pipes(seed: int) -> Puzzle:
         f"names of the processes that hang ({', '.join(spec.procs)}), or none.",
         " ".join(stuck) or "none",
         f"Never finish: {', '.join(stuck) or 'none'}.\n" + "\n".join(story),
-        (source,), (g.orders(),), (bool(stuck),))
+        (source,), (g.orders(),), (bool(stuck),), spec.procs)
 
 
-KINDS: dict[str, tuple[str, Callable[[int], Puzzle]]] = {
-    "fork": ("fork trees: count the lines, pick the possible orders, draw the tree", _fork),
+# --- answers from real runs ----------------------------------------------------------------
+# Each takes a puzzle and, per program, what one real run printed and whether it hung (runs
+# the model allows: labkit.puzzles.solve checks that first). Where orders vary, which orders
+# are possible is the model's to say; everything else is read from the runs.
+
+Runs = list[tuple[tuple[str, ...], bool]]
+
+
+def _fork_answer(p: Puzzle, runs: Runs) -> str:
+    ((lines, _),) = runs
+    possible = [LETTERS[i] for i, c in enumerate(p.choices) if tuple(c.split()) in p.outputs[0]]
+    return f"{len(lines)} {' '.join(possible)}"
+
+
+def _signals_answer(p: Puzzle, runs: Runs) -> str:
+    ((lines, hung),) = runs
+    return LETTERS[p.choices.index(_printed(lines, hung))]
+
+
+def _pipes_answer(p: Puzzle, runs: Runs) -> str:
+    ((lines, _),) = runs
+    finished = {line.split(":")[0] for line in lines if line.endswith(": done")}
+    return " ".join(name for name in p.choices if name not in finished) or "none"
+
+
+def _inverse_answer(p: Puzzle, runs: Runs) -> str:
+    return " ".join(LETTERS[j] for j, (lines, _) in enumerate(runs)
+                    if lines == p.given or p.given in p.outputs[j])
+
+
+KINDS: dict[str, tuple[str, Callable[[int], Puzzle], Callable[[Puzzle, Runs], str]]] = {
+    "fork": ("fork trees: count the lines, pick the possible orders, draw the tree", _fork,
+             _fork_answer),
     "signals": ("signal programs: handlers, masks, kill and pause; predict the output",
-                _signals),
+                _signals, _signals_answer),
     "pipes": ("descriptors and pipes: which read gets end of file, which process hangs",
-              _pipes),
+              _pipes, _pipes_answer),
     "inverse": ("inverse puzzles: given an output, pick the programs that can print it",
-                _inverse),
+                _inverse, _inverse_answer),
 }

@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["Graph", "Puzzle", "TooManyOrders"]
+__all__ = ["Graph", "Puzzle", "TooManyOrders", "same_answer"]
 
 MAX_ORDERS = 3000     # a puzzle with more possible outputs than this is not a puzzle
 
@@ -34,6 +34,7 @@ class Puzzle:
     ``programs`` are the real programs (one, or the candidates of an inverse
     puzzle); ``outputs[i]`` is every output (a tuple of lines) the model allows
     for ``programs[i]``, and ``hangs[i]`` whether some process of it never ends.
+    ``answer`` is the model's; :func:`labkit.puzzles.solve` gets it from real runs.
     """
 
     kind: str
@@ -45,24 +46,24 @@ class Puzzle:
     programs: tuple[str, ...]
     outputs: tuple[frozenset[tuple[str, ...]], ...]
     hangs: tuple[bool, ...]
-
-    def check(self, reply: str) -> bool:
-        """Whether ``reply`` is the answer: the same numbers, letters and names, in any
-        order, case and punctuation ("none" for nothing).
-
-        >>> from labkit.puzzles import puzzle
-        >>> p = puzzle("pipes", 3)
-        >>> p.check(p.answer), p.check(p.answer + " 99")
-        (True, False)
-        """
-        return _tokens(reply) == _tokens(self.answer)
+    choices: tuple[str, ...]                   # the options offered (outputs, names)
+    given: tuple[str, ...] = ()                # the output an inverse puzzle starts from
 
     def __str__(self) -> str:
         return f"{self.kind} puzzle, seed {self.seed}\n\n{self.code}\n\n{self.question}"
 
 
-def _tokens(text: str) -> list[str]:
-    return sorted(t for t in re.findall(r"[A-Za-z]+|\d+", text.upper()) if t != "NONE")
+def same_answer(reply: str, answer: str) -> bool:
+    """Whether two answers have the same numbers, letters and names, in any order, case and
+    punctuation ("none" for nothing).
+
+    >>> same_answer("b, 5 d", "5 B D"), same_answer("none", ""), same_answer("5 B", "5 B D")
+    (True, True, False)
+    """
+    def tokens(text: str) -> list[str]:
+        return sorted(t for t in re.findall(r"[A-Za-z]+|\d+", text.upper()) if t != "NONE")
+
+    return tokens(reply) == tokens(answer)
 
 
 class Graph:

@@ -2,12 +2,14 @@
 
 OSTEP's homework tools are the model: a seed makes the puzzle, a solver knows
 the answer, and the answer is shown only when asked for. Each puzzle here is a
-short real Python program. Its answer has two sources that must agree: a small
-happens-before model of that program (:mod:`labkit.puzzle_model`: which lines
-must come before which, which processes can never finish) lists every output
-the kernel may produce, and :func:`run_real` runs the very program on real
-processes (``labkit/programs/puzzle_runs.py``, through the runner). The tests
-run 200 seeds of every kind and check each real output against the model.
+short real Python program, and :func:`solve` answers it by running it on real
+processes (:func:`run_real`: ``labkit/programs/puzzle_runs.py``, through the
+runner): the count of lines, who reached end of file, who hung, what was
+printed. Where the order of lines varies from run to run, one run cannot say
+which orders are possible: a small happens-before model of the same program
+(:mod:`labkit.puzzle_model`) lists them. The two must agree (a real output
+the model does not allow is an error, never an answer), and the tests run
+200 seeds of every kind to show that they do.
 
 Kinds (``kinds()``): ``fork`` (count the lines, pick the possible orders,
 draw the tree), ``signals`` (handlers, masks, ``kill``, ``pause``: predict
@@ -24,12 +26,12 @@ from typing import Any
 
 from ._platform import LINUX
 from ._validate import whole
-from .errors import NotSupportedHere
+from .errors import ModelMismatch, NotSupportedHere
 from .puzzle_kinds import KINDS
-from .puzzle_model import Puzzle
+from .puzzle_model import Puzzle, same_answer
 from .runner import run_module
 
-__all__ = ["KINDS", "Puzzle", "RealRun", "kinds", "puzzle", "run_real"]
+__all__ = ["KINDS", "Puzzle", "RealRun", "Solution", "kinds", "puzzle", "run_real", "solve"]
 
 MAX_SEED = 10**9
 
@@ -50,20 +52,82 @@ def kinds() -> dict[str, str]:
     >>> list(kinds())
     ['fork', 'signals', 'pipes', 'inverse']
     """
-    return {name: about for name, (about, _) in KINDS.items()}
+    return {name: about for name, (about, _, _) in KINDS.items()}
 
 
 def puzzle(kind: str, seed: int) -> Puzzle:
     """The puzzle of ``kind`` made from ``seed`` (the same seed, the same puzzle).
 
     >>> p = puzzle("fork", 7)
-    >>> p == puzzle("fork", 7), p.check(p.answer)
-    (True, True)
+    >>> p == puzzle("fork", 7), p.kind, p.programs[0].startswith("import os")
+    (True, 'fork', True)
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     seed = whole("seed", seed, 0, MAX_SEED)
     return KINDS[kind][1](seed)
+
+
+@dataclass(frozen=True)
+class Solution:
+    """A puzzle answered by real runs: one per program, and the answer read from them."""
+
+    puzzle: Puzzle
+    runs: tuple[RealRun, ...]
+    answer: str
+
+    def check(self, reply: str) -> bool:
+        """Whether ``reply`` is the answer: the same numbers, letters and names, in any
+        order, case and punctuation ("none" for nothing).
+
+        >>> s = solve([puzzle("pipes", 3)])[0]
+        >>> s.check(s.answer), s.check(s.answer + " 99")
+        (True, False)
+        """
+        return same_answer(reply, self.answer)
+
+    def printed(self) -> str:
+        """What the runs printed, program by program."""
+        shown = []
+        for i, real in enumerate(self.runs):
+            name = f"Program {'ABCD'[i]}:\n" if len(self.runs) > 1 else ""
+            end = "\n(some processes never ended; they were killed)" if real.hung else ""
+            shown.append(name + ("\n".join(real.lines) or "(nothing)") + end)
+        return "\n\n".join(shown)
+
+    def __str__(self) -> str:
+        return (f"Answer: {self.answer}\n\n{self.puzzle.solution}\n\n"
+                f"One real run printed:\n{self.printed()}")
+
+
+def solve(puzzles: list[Puzzle], parallel: int = 8) -> list[Solution]:
+    """Answer puzzles by running each program once on real processes (all in one batch).
+
+    A run the model does not allow (another output, a hang it does not
+    predict, anything on stderr) raises :class:`~labkit.errors.ModelMismatch`
+    naming the puzzles: such a puzzle has no trustworthy answer.
+
+    >>> s = solve([puzzle("fork", 7)])[0]
+    >>> s.answer == s.puzzle.answer, len(s.runs[0].lines) == int(s.answer.split()[0])
+    (True, True)
+    """
+    jobs = [(p, j) for p in puzzles for j in range(len(p.programs))]
+    runs = iter(run_real([p.programs[j] for p, j in jobs], parallel=parallel))
+    solved, wrong = [], []
+    for p in puzzles:
+        mine = tuple(next(runs) for _ in p.programs)
+        for j, real in enumerate(mine):
+            if real.errors or real.lines not in p.outputs[j] or real.hung != p.hangs[j]:
+                wrong.append(f"{p.kind} seed {p.seed} program {j}: printed {real.lines}"
+                             f"{' and hung' if real.hung else ''}"
+                             f"{'; stderr: ' + real.errors[-200:] if real.errors else ''}")
+        if not wrong:
+            answer = KINDS[p.kind][2](p, [(r.lines, r.hung) for r in mine])
+            solved.append(Solution(p, mine, answer))
+    if wrong:
+        raise ModelMismatch(f"{len(wrong)} real run(s) did what the puzzle's model does not "
+                            "allow: " + "; ".join(wrong[:5]))
+    return solved
 
 
 def run_real(programs: list[str], parallel: int = 8, timeout: float = 60.0
