@@ -26,7 +26,7 @@ from typing import Any
 
 from ._platform import LINUX
 from ._validate import whole
-from .errors import ModelMismatch, NotSupportedHere
+from .errors import LabTimeout, ModelMismatch, NotSupportedHere
 from .puzzle_kinds import KINDS
 from .puzzle_model import Puzzle, same_answer
 from .runner import run_module
@@ -149,13 +149,14 @@ def run_real(programs: list[str], parallel: int = 8, timeout: float = 60.0
     if not programs:
         return []
     done = run_module("labkit.programs.puzzle_runs", str(parallel), str(timeout), *programs,
-                      timeout=timeout * (1 + len(programs) // parallel), what="the puzzles")
+                      timeout=timeout * (1 + (len(programs) - 1) // parallel) + 10,
+                      what="the puzzles")
     runs: dict[int, RealRun] = {}
     for line in done.stdout.splitlines():
         report: dict[str, Any] = json.loads(line)
         if report["late"]:
-            raise RuntimeError(f"puzzle program {report['index']} kept running for "
-                               f"{timeout:g} s; a puzzle must end or hang")
+            raise LabTimeout(f"puzzle program {report['index']} was still running after "
+                             f"{timeout:g} s; it was killed (a puzzle must end or hang)")
         runs[int(report["index"])] = RealRun(tuple(str(report["output"]).splitlines()),
                                              bool(report["hung"]), str(report["first"]),
                                              str(report["errors"]))

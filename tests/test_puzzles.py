@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from labkit import cli
-from labkit.errors import ModelMismatch
+from labkit.errors import LabTimeout, ModelMismatch
 from labkit.puzzle_card import PuzzleCard
 from labkit.puzzle_model import Graph, same_answer
 from labkit.puzzles import kinds, puzzle, run_real, solve
@@ -114,6 +114,11 @@ def test_a_hanging_program_is_killed_and_reported():
     hang = 'import os\nr, w = os.pipe()\nprint("before")\nos.read(r, 1)\nprint("never")'
     (real,) = run_real([hang])
     assert real.hung and real.lines == ("before",) and real.first == "killed by SIGKILL"
+
+
+def test_a_program_that_keeps_running_is_killed_at_its_timeout():
+    with pytest.raises(LabTimeout, match="still running after 1 s; it was killed"):
+        run_real(["while True:\n    pass"], timeout=1.0)
 
 
 def test_an_orphan_is_still_waited_for():
