@@ -1,5 +1,5 @@
-"""The ``labkit`` command: ``doctor``, ``clean``, ``release``, ``grade``, ``exercises`` and
-``bench``."""
+"""The ``labkit`` command: ``doctor``, ``clean``, ``release``, ``grade``, ``exercises``,
+``puzzle`` and ``bench``."""
 from __future__ import annotations
 
 import argparse
@@ -170,6 +170,25 @@ def _exercises(args: argparse.Namespace) -> int:
     return 0
 
 
+def _puzzle(args: argparse.Namespace) -> int:
+    from .puzzles import kinds, puzzle, solve
+
+    if args.list:
+        for name, about in kinds().items():
+            print(f"{name}  {about}")
+        return 0
+    if args.kind is None:
+        raise LabError(f"name a kind ({', '.join(kinds())}) or ask for --list")
+    try:
+        p = puzzle(args.kind, args.seed)
+    except ValueError as e:
+        raise LabError(str(e)) from None
+    print(p)
+    if args.answer:
+        print(f"\n{solve([p])[0]}")
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from .bench import main as bench
 
@@ -239,6 +258,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("exercises", help="list every exercise and check: points, kind, time")
     p.add_argument("lab", nargs="?", help="only this lesson (e.g. 02_pipes or 02)")
     p.set_defaults(run=_exercises)
+    p = sub.add_parser("puzzle", help="print a seeded puzzle (fork, signals, pipes, inverse)")
+    p.add_argument("kind", nargs="?", help="the kind of puzzle (see --list)")
+    p.add_argument("--seed", type=int, default=0, help="which puzzle of that kind (default: 0)")
+    p.add_argument("--answer", action="store_true", help="print its answer too, explained")
+    p.add_argument("--list", action="store_true", help="list the kinds, one per line")
+    p.set_defaults(run=_puzzle)
     p = sub.add_parser("bench", help="measure every IPC mechanism: latency and throughput")
     p.add_argument("--full", action="store_true",
                    help="1 B to 16 MiB on one CPU and on two, with CSV and plots (1-3 min)")

@@ -14,6 +14,7 @@ __all__ = [
     "Deadlock",
     "LabError",
     "LabTimeout",
+    "ModelMismatch",
     "NoSpaceError",
     "NoSuchSegment",
     "NotSupportedHere",
@@ -89,3 +90,7 @@ class ScheduleError(LabError, ValueError):
 
 class TooManyStates(LabError, ValueError):
     """A system too big to explore every interleaving of; the message says what is allowed."""
+
+
+class ModelMismatch(LabError, RuntimeError):
+    """A puzzle's real run did what its model says cannot happen (a bug in the puzzle)."""
