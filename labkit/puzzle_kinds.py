@@ -157,6 +157,12 @@ def _fork(seed: int) -> Puzzle:
     block, legal, procs = _draw_fork(rng)
     ordered = sorted(legal)
     picks = rng.sample(ordered, rng.randint(1, min(2, len(ordered))))
+    # Wrong outputs one swap of two neighbouring lines away from a possible one: each breaks
+    # exactly one ordering the program enforces (a wait, a print before a fork), so telling
+    # them apart takes the reasoning, not a glance at the first line.
+    near = sorted({o[:i] + (o[i + 1], o[i]) + o[i + 2:]
+                   for o in ordered[:50] for i in range(len(o) - 1)} - legal)
+    picks += rng.sample(near, min(len(near), 4 - len(picks)))
     for _ in range(60):
         if len(picks) >= 4:
             break
