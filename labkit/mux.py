@@ -192,8 +192,8 @@ def plot_poll_cost(result: PollCost, ax: Any = None) -> Any:
 
     ax = axes("Finding one ready descriptor among many idle ones",
               "idle descriptors (log scale)", "time per call (µs, log scale)", ax=ax)
-    for m, style in zip(MECHANISMS, ("o-", "s-", "^-")):
-        xs = [n for n, t in zip(result.idle, result.micros[m]) if t is not None]
+    for m, style in zip(MECHANISMS, ("o-", "s-", "^-"), strict=True):
+        xs = [n for n, t in zip(result.idle, result.micros[m], strict=True) if t is not None]
         ax.plot(xs, [t for t in result.micros[m] if t is not None], style, label=m)
     ax.set_xscale("log")
     ax.set_yscale("log")

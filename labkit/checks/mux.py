@@ -102,7 +102,7 @@ def _exchange(socks: list[socket.socket], data: list[bytes], timeout: float) -> 
     """Send each socket its data, close its writing side, read until end of file: all at
     once, so neither side waits on the other. Returns what came back on each."""
     back = [b""] * len(socks)
-    todo = {s: memoryview(d) for s, d in zip(socks, data)}
+    todo = {s: memoryview(d) for s, d in zip(socks, data, strict=True)}
     with selectors.DefaultSelector() as sel:
         for i, s in enumerate(socks):
             s.setblocking(False)
@@ -286,10 +286,11 @@ def _(answer):
             return _exchange(socks, data, 10.0)
 
     got, attempt, _ = _echo_run(answer, len(data), play)
-    wrong = [k for k, (g, d) in enumerate(zip(got, data)) if g != d]
-    expect(not wrong, f"client {wrong[0] if wrong else 0} sent {len(data[wrong[0]]) if wrong else 0} "
-                      f"bytes and got {len(got[wrong[0]]) if wrong else 0} bytes back"
-                      " (another client's bytes, or bytes lost?)")
+    wrong = [k for k, (g, d) in enumerate(zip(got, data, strict=True)) if g != d]
+    if wrong:
+        k = wrong[0]
+        expect(False, f"client {k} sent {len(data[k])} bytes and got {len(got[k])} bytes "
+                      "back, not its own bytes (another client's bytes, or bytes lost?)")
     _echoed(attempt, sum(map(len, data)))
 
 
