@@ -131,6 +131,9 @@ def poll_cost(idle: tuple[int, ...] = (1, 16, 64, 256, 800), trials: int = 5,
     (['epoll', 'poll', 'select'], [1, 64])
     """
     needs("epoll")
+    if isinstance(idle, (str, bytes)) or not isinstance(idle, (tuple, list)) or not idle:
+        raise ValueError(f"idle must be a non-empty list of counts of idle descriptors, "
+                         f"got {idle!r}")
     idle = tuple(whole("every count of idle descriptors", n, 1, 10_000) for n in idle)
     trials = whole("trials", trials, 1, 1000)
     calls = whole("calls", calls, 1, 100_000)
