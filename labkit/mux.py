@@ -160,30 +160,35 @@ def _median_call(mechanism: str, fds: list[int], trials: int, calls: int) -> flo
     """Median µs of one non-waiting call of ``mechanism`` over ``fds`` (one of them ready)."""
     if mechanism == "select" and max(fds) >= FD_SETSIZE:
         return None
-    if mechanism == "epoll":
-        ep = select.epoll()
-        for fd in fds:
+    ep = select.epoll() if mechanism == "epoll" else None
+    p = select.poll() if mechanism == "poll" else None
+    for fd in fds:
+        if ep is not None:
             ep.register(fd, select.EPOLLIN)
-        ask, end = (lambda: ep.poll(0)), ep.close
-    elif mechanism == "poll":
-        p = select.poll()
-        for fd in fds:
+        if p is not None:
             p.register(fd, select.POLLIN)
-        ask, end = (lambda: p.poll(0)), (lambda: None)
-    else:
-        ask, end = (lambda: select.select(fds, [], [], 0)), (lambda: None)
+
+    def ask() -> int:
+        """How many descriptors are ready (one call, no waiting)."""
+        if ep is not None:
+            return len(ep.poll(0))
+        if p is not None:
+            return len(p.poll(0))
+        return len(select.select(fds, [], [], 0)[0])
+
     try:
         times = []
         for _ in range(trials):
             t0 = time.perf_counter()
             for _ in range(calls):
-                got = ask()
+                ready = ask()
             times.append((time.perf_counter() - t0) / calls * 1e6)
-            if len(got[0] if mechanism == "select" else got) != 1:
-                raise AssertionError(f"{mechanism} saw {got!r}, expected one ready descriptor")
+            if ready != 1:
+                raise AssertionError(f"{mechanism} saw {ready} ready descriptors, expected 1")
         return sorted(times)[len(times) // 2]
     finally:
-        end()
+        if ep is not None:
+            ep.close()
 
 
 def plot_poll_cost(result: PollCost, ax: Any = None) -> Any:

@@ -30,7 +30,7 @@ def test_select_is_left_out_where_descriptors_pass_fd_setsize():
 
 @pytest.mark.parametrize("bad", [(0,), (), ("8",), (True,)])
 def test_bad_counts_of_idle_descriptors_are_refused(bad):
-    with pytest.raises(ValueError, match="idle descriptors|count"):
+    with pytest.raises(ValueError, match=r"idle descriptors|count"):
         mux.poll_cost(idle=bad)
 
 

@@ -111,8 +111,8 @@ def _exchange(socks: list[socket.socket], data: list[bytes], timeout: float) -> 
         end = time.monotonic() + timeout
         while open_ and (left := end - time.monotonic()) > 0:
             for key, events in sel.select(left):
-                s, i = key.fileobj, key.data
-                assert isinstance(s, socket.socket)
+                i = key.data
+                s = socks[i]
                 if events & selectors.EVENT_WRITE:
                     rest = todo[s]
                     try:
