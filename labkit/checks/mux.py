@@ -151,9 +151,12 @@ def _alive(running: Launched, doing: str) -> None:
     if not running.running:
         attempt = running.finish()
         r = attempt.result
+        blocked = (": a call on a non-blocking socket that could not go on at once; try it "
+                   "again when the selector says so" if r.error_type == "BlockingIOError"
+                   else "")
         expect(False, f"the server ended while {doing}"
-                      + (f": it raised {r.error_type}: {r.error_message}" if r.error_type
-                         else f" ({r.status})"))
+                      + (f": it raised {r.error_type}: {r.error_message}{blocked}"
+                         if r.error_type else f" ({r.status})"))
 
 
 # --- 09.echo_server ------------------------------------------------------------------------
@@ -170,7 +173,14 @@ def _echo_run(answer: Any, clients: int, play: Any) -> tuple[Any, Any, bool]:
         path = folder / "echo.sock"
         with launch(answer, str(path), clients, timeout=20) as running:
             _listening(path, running)
-            got = play(path, running)
+            try:
+                got = play(path, running)
+            except (BrokenPipeError, ConnectionResetError):
+                # the server closed a connection it was still being sent on: has it died?
+                wait_until(lambda: not running.running, 1.0, None, every=0.01)
+                _alive(running, "its clients were talking to it")
+                expect(False, "the server closed a client's connection while the client was "
+                              "still sending")
             _stopped(running, f"echo_server was still running {GRACE:g} s after its "
                               f"{clients} clients had all closed their connections (does it "
                               "count a client as done when its recv gives b''?)")
@@ -256,6 +266,7 @@ def _(answer):
     def play(path: Path, running: Launched) -> tuple[bytes, list[bytes]]:
         with _client(path) as hog, _client(path) as other:
             sent = _push(hog, big)
+            _alive(running, "one client sent a lot and did not read its echo")
             other.sendall(b"still there?")
             answer_ = _read(other, 12)
             _alive(running, "one client was not reading its echo")
