@@ -511,13 +511,14 @@ def _one_fd(got: _Received) -> int:
                     "needs at least one byte of ordinary data to ride on; its number alone "
                     "means nothing in another process")
     expect(len(got.fds) == 1, f"the receiver got {len(got.fds)} descriptors, expected one")
+    expect(stat.S_ISREG(os.fstat(got.fds[0]).st_mode),
+           f"the descriptor received is not a file ({os.readlink(f'/proc/self/fd/{got.fds[0]}')})")
     return got.fds[0]
 
 
 def _contents(fd: int, limit: int) -> bytes:
-    """Up to ``limit`` bytes of a regular file or memfd from offset 0 (pread: the shared
-    offset is left alone)."""
-    expect(stat.S_ISREG(os.fstat(fd).st_mode), "the descriptor received is not a file")
+    """Up to ``limit`` bytes of a file or memfd from offset 0 (pread: the offset it shares
+    with the answer is left alone)."""
     return os.pread(fd, limit, 0)
 
 
