@@ -1,4 +1,4 @@
-"""The eight mechanisms of lesson 07 as channels with two ends, for the bench harness.
+"""The eight mechanisms of lesson 07, and lesson 09's zero-copy pipes, as channels with two ends.
 
 A channel is made in the lab before the fork (the pipes, sockets, queues and
 segment it needs); ``end(side)`` runs in each worker after it and keeps only

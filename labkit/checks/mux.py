@@ -274,8 +274,11 @@ def _(answer):
             return answer_, rest
 
     (reply, rest), attempt, _ = _echo_run(answer, 2, play)
+    expect(not reply or reply == b"still there?",
+           f"a client sent b'still there?' and got {reply!r:.60} back, not its own bytes "
+           "(another client's?)")
     expect(reply == b"still there?", f"while one client sent a lot and did not read its echo, "
-                                     f"another got {reply!r} back in {ECHO:g} s: the server "
+                                     f"another got nothing back in {ECHO:g} s: the server "
                                      "was stuck sending to the one that does not read (a "
                                      "send or sendall that waits)")
     expect(rest[0] == big, f"the client that sent {len(big)} bytes got {len(rest[0])} back"

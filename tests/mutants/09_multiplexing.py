@@ -15,7 +15,7 @@ def _maker(exercise: str, template: str, signature: str, call: str):
 
 # echo_server with one mistake
 _ECHO = '''
-def _echo(path, clients, *, blocking=False, send_once=False, remove=True):
+def _echo(path, clients, *, blocking=False, send_once=False, remove=True, shared=False):
     sel = selectors.DefaultSelector()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     pending = {}
@@ -54,7 +54,11 @@ def _echo(path, clients, *, blocking=False, send_once=False, remove=True):
                     elif send_once:
                         echoed += conn.send(data)
                     else:
-                        pending[conn] += data
+                        if shared:   # one buffer for everyone: what is left goes to whoever is next
+                            for other in pending:
+                                pending[other] += data
+                        else:
+                            pending[conn] += data
                         sel.modify(conn, selectors.EVENT_WRITE)
         return echoed
     finally:
@@ -194,6 +198,7 @@ MUTANTS = [
     _echo("blocking_sendall", "blocking=True", r"stuck sending to the one that does not read"),
     _echo("ignores_partial_send", "send_once=True",
           r"partial send was lost|raised BlockingIOError"),
+    _echo("one_buffer_for_all_clients", "shared=True", r"not its own bytes"),
     _echo("leaves_the_socket_file", "remove=False", r"socket file was still there"),
     _term("flag_without_wakeup", "wake=False", r"slept on in its selector"),
     _term("polls_the_flag", "wake=False, timeout=0.05", r"polls"),
