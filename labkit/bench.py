@@ -36,7 +36,7 @@ from typing import Any
 
 from . import objects
 from ._validate import whole as _whole
-from .bench_channels import LABELS, MECHANISMS
+from .bench_channels import LABELS, MECHANISMS, ZERO_COPY
 from .bench_harness import (
     FULL_SIZES,
     MAX_SIZE,
@@ -58,6 +58,7 @@ __all__ = [
     "LABELS",
     "MECHANISMS",
     "QUICK_SIZES",
+    "ZERO_COPY",
     "FullReport",
     "Sweep",
     "Syscalls",

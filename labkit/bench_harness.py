@@ -27,7 +27,7 @@ from typing import Any
 from . import objects
 from ._validate import seconds as _seconds
 from ._validate import whole as _whole
-from .bench_channels import CHANNELS, LABELS, MECHANISMS, Channel, message_bytes
+from .bench_channels import CHANNELS, LABELS, MECHANISMS, ZERO_COPY, Channel, message_bytes
 from .cpus import pin_to, place
 from .errors import LabError, LabTimeout, NotSupportedHere
 from .framing import read_frame, write_frame
@@ -61,12 +61,13 @@ def checked_mechanisms(mechanisms: Any) -> list[str]:
     >>> checked_mechanisms(("pipe", "shm"))
     ['pipe', 'shm']
     """
+    known = ", ".join((*MECHANISMS, *ZERO_COPY))
     if isinstance(mechanisms, str) or not isinstance(mechanisms, Sequence) or not mechanisms:
-        raise ValueError(f"mechanisms must be a non-empty list of names from "
-                         f"{', '.join(MECHANISMS)}; got {mechanisms!r}")
+        raise ValueError(f"mechanisms must be a non-empty list of names from {known}; "
+                         f"got {mechanisms!r}")
     for m in mechanisms:
-        if m not in MECHANISMS:
-            raise ValueError(f"unknown mechanism {m!r}; choose from {', '.join(MECHANISMS)}")
+        if m not in MECHANISMS and m not in ZERO_COPY:
+            raise ValueError(f"unknown mechanism {m!r}; choose from {known}")
     if len(set(mechanisms)) != len(mechanisms):
         raise ValueError(f"mechanisms must not repeat a name, got {list(mechanisms)}")
     return list(mechanisms)

@@ -14,7 +14,8 @@ from .bench_harness import Sweep, size_name
 __all__ = ["plot_round_trips", "plot_throughput", "plot_time_per_message"]
 
 STYLES = {"pipe": "o-", "fifo": "v--", "unix": "s-", "tcp": "D-", "mqueue": "^-",
-          "mp_queue": "x-", "mp_pipe": "+-", "shm": "*-"}
+          "mp_queue": "x-", "mp_pipe": "+-", "shm": "*-", "splice": "o:",
+          "vmsplice": "s:"}
 
 
 def _bandwidth_line(ax: Any, result: Sweep, per_message: bool) -> None:

@@ -20,12 +20,26 @@ pytestmark = pytest.mark.usefixtures("no_descriptor_leaks")
 # --- the channels ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mechanism", bench.MECHANISMS)
+@pytest.mark.parametrize("mechanism", bench.MECHANISMS + bench.ZERO_COPY)
 def test_every_mechanism_delivers_every_byte_of_every_message_in_order(mechanism):
     messages = [b"x", os.urandom(3000), bytes(range(256)) * 20, b"last"]
     if mechanism != "mqueue":  # bigger than a pipe, a socket buffer, a slot's neighbour
         messages.insert(2, os.urandom(200_000))
     assert bench.transfer(mechanism, messages) == messages
+
+
+@pytest.mark.parametrize("mechanism", bench.ZERO_COPY)
+def test_zero_copy_delivers_distinct_messages_that_share_no_pages(mechanism):
+    # a sender that reused one staging page would change bytes still in the pipe
+    messages = [bytes([k]) * 100_000 for k in range(6)]
+    assert bench.transfer(mechanism, messages) == messages
+
+
+def test_splice_is_measured_beside_the_pipe_in_one_sweep():
+    s = bench.sweep(["pipe", *bench.ZERO_COPY], sizes=[65536], trials=1, round_trips=10,
+                    baseline=False)
+    for m in ("pipe", *bench.ZERO_COPY):
+        assert s.rate(m, 65536) > 0 and s.round_trip(m) > 0
 
 
 @pytest.mark.parametrize("pin", ["same", "split", None])
