@@ -532,16 +532,17 @@ def expect_clean(attempt: Attempt) -> None:
 # --- running the checks --------------------------------------------------------------
 
 
-def _run_all(exercise_id: str, answer: Any, progress_w: int | None = None) -> list[CheckResult]:
+def _run_all(exercise_id: str, answer: Any, progress_w: int | None = None,
+             until: Callable[[CheckResult], bool] | None = None) -> list[CheckResult]:
     ex = _lookup(exercise_id)
     results: list[CheckResult] = []
-    timed_out = ""
+    timed_out = stopped = ""
     for i, c in enumerate(ex.checks):
         if progress_w is not None:
             os.write(progress_w, f"{i}\n".encode())
-        if timed_out:
-            results.append(CheckResult(ex.id, c.name, NOT_RUN, 0, c.points,
-                                       f"not run: an earlier check timed out ({timed_out})",
+        if timed_out or stopped:
+            why = f"an earlier check timed out ({timed_out})" if timed_out else stopped
+            results.append(CheckResult(ex.id, c.name, NOT_RUN, 0, c.points, f"not run: {why}",
                                        c.hint, c.concept))
             continue
         before = _named_objects()
@@ -567,15 +568,21 @@ def _run_all(exercise_id: str, answer: Any, progress_w: int | None = None) -> li
                                        "please tell your instructor", c.hint))
         else:
             results.append(CheckResult(ex.id, c.name, PASSED, c.points, c.points))
+        if until is not None and until(results[-1]):
+            stopped = f"the run was asked to stop after {c.name!r}"
     return results
 
 
 def run_checks(exercise_id: str, answer: Any,
-               progress: Callable[[int, str], None] | None = None) -> list[CheckResult]:
+               progress: Callable[[int, str], None] | None = None,
+               until: Callable[[CheckResult], bool] | None = None) -> list[CheckResult]:
     """Run every check of an exercise in a child process and return the results.
 
     ``progress(index, name)`` is called in this process, with the check now running, as
-    each check starts and ten times a second while it runs.
+    each check starts and ten times a second while it runs. With ``until`` (called in the
+    checking process), the checks after the first result for which ``until(result)`` is
+    true are reported "not run" (the mutants' test stops at the check that names a
+    mutant's fault: the later checks would prove nothing more, and some wait out a hang).
 
     >>> results = run_checks("00.exit_code", None)
     >>> results[0].status, results[0].message
@@ -584,7 +591,7 @@ def run_checks(exercise_id: str, answer: Any,
     ex = _lookup(exercise_id)
     progress_r, progress_w = os.pipe() if progress else (None, None)
     try:
-        child = start(_run_all, exercise_id, answer, progress_w, timeout=ex.timeout,
+        child = start(_run_all, exercise_id, answer, progress_w, until, timeout=ex.timeout,
                       show=False)
         with child:
             if progress_w is not None:

@@ -85,6 +85,15 @@ def test_a_hanging_answer_is_stopped_once_and_the_rest_is_not_run(toy, check_tim
     assert "[SKIP] is tidy" in repr(CheckReport("99.toy", "A toy exercise", results))
 
 
+def test_checks_after_the_result_asked_for_are_not_run(toy):
+    """``until`` (the mutants' test stops at the check naming a mutant's fault)."""
+    results = run_checks("99.toy", lambda x: x + 1, until=lambda r: r.status == FAILED)
+    assert [r.status for r in results] == [FAILED, NOT_RUN]
+    assert results[1].message == "not run: the run was asked to stop after 'doubles 2'"
+    kept_going = run_checks("99.toy", lambda x: x + 1, until=lambda r: r.status == PASSED)
+    assert [r.status for r in kept_going] == [FAILED, PASSED]
+
+
 def test_a_slow_check_reports_each_check_as_it_starts(toy, monkeypatch):
     seen = []
     results = run_checks("99.toy", lambda x: 2 * x, lambda i, name: seen.append((i, name)))

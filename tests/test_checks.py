@@ -1,39 +1,57 @@
 """Every lesson's checks: each solution passes, each untouched exercise is 'not done'.
 
 Lessons, exercises and answer names come from the notebooks' own check cells, so a
-new lesson is covered without touching this file. Each lesson's wrong answers are
-tested in tests/test_checks_<topic>.py.
+new lesson is covered without touching this file. The checks run the grader's way:
+one ``grade()`` batch per lesson, in the sandbox, with the solution and the untouched
+exercise as its two submissions (so this is also every lesson graded end to end). On a
+machine that cannot sandbox, they run here instead, exercise by exercise. Each lesson's
+wrong answers are tested in tests/test_checks_<topic>.py and tests/mutants/.
 """
 from __future__ import annotations
+
+import shutil
 
 import pytest
 from helpers import ROOT, load_answers
 
 from labkit.checking import NOT_DONE, PASSED, exercises, run_checks
-from labkit.grade import answers_of
+from labkit.grade import answers_of, grade, isolation_level
 
-CASES = [(nb.stem, exercise, names)
-         for nb in sorted(ROOT.glob("exercises/*.ipynb"))
-         for exercise, names in answers_of(nb).items()]
-
-
-def _answer(namespace: dict, names):
-    return namespace[names] if isinstance(names, str) else tuple(namespace[n] for n in names)
+LABS = sorted(nb.stem for nb in ROOT.glob("exercises/*.ipynb"))
+ANSWERS = {lab: answers_of(ROOT / "exercises" / f"{lab}.ipynb") for lab in LABS}
+SANDBOX, _ = isolation_level()
 
 
-@pytest.mark.parametrize("lesson, exercise, names", CASES, ids=[c[1] for c in CASES])
-def test_the_solution_passes_every_check(lesson, exercise, names):
-    answer = _answer(load_answers(f"solutions/{lesson}.ipynb"), names)
-    results = run_checks(exercise, answer)
-    assert [r.status for r in results] == [PASSED] * len(results), results
+def _statuses_here(lab: str, folder: str) -> list[dict]:
+    """The checks of every exercise of ``lab`` run in this process on ``folder``'s notebook."""
+    namespace = load_answers(f"{folder}/{lab}.ipynb")
+    found = []
+    for exercise, names in ANSWERS[lab].items():
+        answer = namespace[names] if isinstance(names, str) else tuple(namespace[n] for n in names)
+        found += [{"exercise": exercise, "check": r.check, "status": r.status,
+                   "message": r.message} for r in run_checks(exercise, answer)]
+    return found
 
 
-@pytest.mark.parametrize("lesson, exercise, names", CASES, ids=[c[1] for c in CASES])
-def test_the_untouched_exercise_is_not_done(lesson, exercise, names):
-    answer = _answer(load_answers(f"exercises/{lesson}.ipynb"), names)
-    assert {r.status for r in run_checks(exercise, answer)} == {NOT_DONE}
+@pytest.mark.parametrize("lab", LABS)
+def test_the_solution_passes_every_check_and_the_untouched_exercise_is_not_done(lab, tmp_path):
+    if SANDBOX:
+        subs = tmp_path / "subs"
+        subs.mkdir()
+        shutil.copy(ROOT / "solutions" / f"{lab}.ipynb", subs / "solution.ipynb")
+        shutil.copy(ROOT / "exercises" / f"{lab}.ipynb", subs / "exercise.ipynb")
+        rows = {r.student: r for r in grade(lab, subs, tmp_path / "out", jobs=2)}
+        solution, untouched = rows["solution"].checks, rows["exercise"].checks
+        assert rows["solution"].score == rows["solution"].max_score > 0, rows["solution"].notes
+        assert rows["exercise"].score == 0, rows["exercise"].notes
+    else:
+        solution, untouched = _statuses_here(lab, "solutions"), _statuses_here(lab, "exercises")
+    assert [c for c in solution if c["status"] != PASSED] == []
+    assert [c for c in untouched if c["status"] != NOT_DONE] == []
+    assert len(untouched) == len(solution)
+    assert {c["exercise"] for c in solution} == set(ANSWERS[lab])
 
 
 def test_every_registered_exercise_has_a_check_cell_and_every_check_a_hint():
-    assert {c[1] for c in CASES} == set(exercises())
+    assert {ex for answers in ANSWERS.values() for ex in answers} == set(exercises())
     assert [(ex.id, c.name) for ex in exercises().values() for c in ex.checks if not c.hint] == []

@@ -278,22 +278,6 @@ def test_resume_skips_what_is_graded(graded, tmp_path):
     assert {r.student: r.score for r in again} == {k: r.score for k, r in rows.items()}
 
 
-LABS = sorted(p.stem for p in (ROOT / "exercises").glob("*.ipynb"))
-
-
-@pytest.mark.parametrize("lab", LABS)
-def test_every_lab_grades_its_solution_full_and_its_exercise_zero(lab, tmp_path):
-    subs = tmp_path / "subs"
-    subs.mkdir()
-    shutil.copy(ROOT / "solutions" / f"{lab}.ipynb", subs / "solution.ipynb")
-    shutil.copy(ROOT / "exercises" / f"{lab}.ipynb", subs / "exercise.ipynb")
-    rows = {r.student: r for r in grade(lab, subs, tmp_path / "out", jobs=2)}
-    assert rows["solution"].score == rows["solution"].max_score > 0, rows["solution"].checks
-    assert rows["exercise"].score == 0
-    assert set(answers_of(ROOT / "exercises" / f"{lab}.ipynb")) == {
-        c["exercise"] for c in rows["solution"].checks}
-
-
 def test_the_command_line_grades_and_says_where_the_reports_are(tmp_path, capsys):
     subs = tmp_path / "subs"
     subs.mkdir()

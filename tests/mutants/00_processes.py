@@ -77,7 +77,7 @@ def exit_code_of(fn):
     os.close(r)
     os.close(w)
     return code[0] if code else 1
-''', fault=r"nobody waited for it|a pipe end still open"),
+''', hangs=True, fault=r"nobody waited for it|a pipe end still open"),
     Mutant("00.exit_code", "raw_status_returned",
            _exit_code_of(result="return os.waitpid(pid, 0)[1]"), fault=r"raw wait status"),
     Mutant("00.exit_code", "waitpid_that_does_not_wait", _exit_code_of(

@@ -128,11 +128,11 @@ def _ask(check=_LIMIT, send="os.write(fd, request)", read="reply.read().decode()
 MUTANTS = [
     # --- 02.converse
     Mutant("02.converse", "child_keeps_its_write_end", _converse(child_close="pass"),
-           fault=r"write end it still holds itself"),
+           hangs=True, fault=r"write end it still holds itself"),
     Mutant("02.converse", "send_all_then_read", _converse(talk=_ALL_AT_ONCE),
-           fault=r"writing into a full pipe.*none is reading"),
+           hangs=True, fault=r"writing into a full pipe.*none is reading"),
     Mutant("02.converse", "no_flush", _converse(flush="pass"),
-           fault=r"never flushed"),
+           hangs=True, fault=r"never flushed"),
     Mutant("02.converse", "transform_in_parent",
            _converse(reply='line.rstrip("\\n")',
                      reply_in_parent='transform(back.readline().rstrip("\\n"))'),
@@ -153,7 +153,7 @@ def converse(transform, messages):
     status2 = os.waitstatus_to_exitcode(os.waitpid(second, 0)[1])
     with open(out_r, encoding="utf-8", errors="replace") as out:
         output = out.read()
-'''), fault=r"full pipe.*read the output before you wait"),
+'''), hangs=True, fault=r"full pipe.*read the output before you wait"),
     Mutant("02.pipeline", "one_read_of_the_output", _pipeline(collect='''\
     output = os.read(out_r, 65536).decode(errors="replace")
     os.close(out_r)
@@ -162,10 +162,10 @@ def converse(transform, messages):
 '''), fault=r"more than a pipe holds.*read until end of file"),
     Mutant("02.pipeline", "parent_keeps_the_write_end",
            _pipeline(parent_close="os.close(out_w)"),
-           fault=r"write end is still open in your function's process"),
+           hangs=True, fault=r"write end is still open in your function's process"),
     Mutant("02.pipeline", "parent_keeps_its_output_write_end", _pipeline(
         parent_close="os.close(link_r)\n    os.close(link_w)"),
-        fault=r"write end it still holds itself"),
+        hangs=True, fault=r"write end it still holds itself"),
     Mutant("02.pipeline", "sigpipe_left_ignored", _pipeline(sigpipe="pass"),
            fault=r"SIGPIPE was still ignored"),
     Mutant("02.pipeline", "failed_exec_returns", _pipeline(
@@ -233,7 +233,7 @@ def ask(server_path, question):
             with open(server_path, "w") as server:
                 server.write(f"{reply_path}\\t{question}\\n")
             return reply.read().decode()
-''', fault=r"blocked opening a FIFO"),
+''', hangs=True, fault=r"blocked opening a FIFO"),
     Mutant("02.ask", "request_in_two_writes", _ask(
         send='os.write(fd, str(reply_path).encode())\n'
              '            os.write(fd, f"\\t{question}\\n".encode())'),

@@ -22,6 +22,8 @@ class Mutant:
     name: str       # "bit_arithmetic": what the student did, in a few words
     source: str     # code run after the solution's cells; redefines the broken function(s)
     fault: str      # regex (case-insensitive) a failed check's message must match
+    hangs: bool = False  # the fault shows as calls that hang until stopped: the test stops
+                         # them sooner (tests/test_mutants.py, HANG_TIMEOUT), not after 5 s
 
 
 def all_mutants() -> list[Mutant]:
