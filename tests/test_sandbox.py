@@ -16,6 +16,7 @@ import os
 import pwd
 import re
 import secrets
+import shlex
 import shutil
 import socket
 import subprocess
@@ -130,11 +131,18 @@ for _ in range(2):
         try:
             block = b"x" * (300 * 2**20)
             os.write(ready_w, b"r")
+            os.close(ready_w)
             os.read(hold_r, 1)
         finally:
             os._exit(0)
     kids.append(pid)
-os.read(ready_r, 2)
+os.close(ready_w)
+ready = b""
+while len(ready) < 2:  # one read may return one child's byte: wait for both (or their end)
+    got = os.read(ready_r, 2 - len(ready))
+    if not got:
+        break
+    ready += got
 '''
 
 
@@ -351,23 +359,48 @@ def student_user():
             pass  # userdel removed the group
 
 
+def _blocked_folder(path: str) -> str | None:
+    """The outermost folder above ``path`` that other users cannot pass through, if any."""
+    parts = Path(path).parts
+    for i in range(2, len(parts)):
+        folder = os.path.join(*parts[:i])
+        if not os.stat(folder).st_mode & 0o001:
+            return folder
+    return None
+
+
+def _reach(paths: list[str], work: Path) -> str:
+    """Shell steps that make ``paths`` reachable for any user in a private mount namespace:
+    each folder above them that others cannot pass through (a pyenv under /root, a clone
+    under a 0700 temporary folder) is covered with an empty 0755 tmpfs, and the paths are
+    bound back into it. The host's folders stay as they are."""
+    paths = [p for p in paths if not any(p != q and p.startswith(q + os.sep) for q in paths)]
+    keeps, covers = [], []
+    for i, path in enumerate(dict.fromkeys(paths)):
+        blocked = _blocked_folder(path)
+        if blocked is None:
+            continue
+        keep = work / f"reach{i}"
+        keep.mkdir()
+        keeps.append((shlex.quote(path), shlex.quote(str(keep))))
+        covers += [] if blocked in covers else [blocked]
+    steps = [f"mount --bind {path} {keep}" for path, keep in keeps]
+    steps += [f"mount -t tmpfs -o mode=0755 tmpfs {shlex.quote(c)}" for c in covers]
+    steps += [f"mkdir -p {path} && mount --bind {keep} {path}" for path, keep in keeps]
+    return "".join(f"{step} && " for step in steps)
+
+
 def _as_user(user: pwd.struct_passwd, argv: list[str], work: Path) -> subprocess.CompletedProcess:
     """Run ``argv`` as ``user``. When we are root, in a private mount namespace where the
-    interpreter's folder is reachable (a pyenv under /root, 0700, is not; the host's /root
-    stays as it is), then with the user's ids, no groups and no capabilities."""
+    interpreter and the course are reachable (see :func:`_reach`), then with the user's ids,
+    no groups and no capabilities."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work),
            "LANG": "C.UTF-8", "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1",
            "LABKIT_PLANTED_TOKEN": TOKEN}
     if os.geteuid() != 0:
         return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600,
                               check=False)
-    base = os.path.realpath(sys.base_prefix)
-    reach = ""
-    if base.startswith("/root/"):
-        keep = work / "interpreter"
-        keep.mkdir()
-        reach = (f"mount --bind {base} {keep} && mount -t tmpfs -o mode=0755 tmpfs /root && "
-                 f"mkdir -p {base} && mount --bind {keep} {base} && ")
+    reach = _reach([os.path.realpath(sys.base_prefix), str(ROOT), sys.prefix], work)
     script = (f"{reach}exec setpriv --reuid {user.pw_uid} --regid {user.pw_gid} "
               "--clear-groups --inh-caps=-all --bounding-set=-all -- \"$@\"")
     return subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script,

@@ -7,7 +7,7 @@ Each program runs under its own *keeper*, a forked process that is a child
 subreaper: every process the program forks, orphans included, stays below the
 keeper, so the keeper can reap them all and, at the end, kill what is left.
 A program "hangs" when every process it still has sleeps and none of them ran
-between two looks (nothing runnable is left, no timer is set, nothing outside
+over several looks in a row (nothing runnable is left, no timer is set, nothing outside
 can write to its pipes): the keeper then kills them and says so. Deciding a
 hang this way needs no timeout that a busy machine could outlast; ``DEADLINE``
 seconds is only the backstop for a program that keeps running.
@@ -29,6 +29,9 @@ import time
 
 _PR_SET_CHILD_SUBREAPER = 36
 _LOOK = 0.01          # seconds between two looks at a program's processes
+# Looks in a row that must find the same sleeping processes, none having run: one pair
+# can be fooled by a process passing between parents (reparented to the keeper) just then.
+_QUIET_LOOKS = 5
 
 
 def _children(pid: int) -> list[int]:
@@ -105,7 +108,7 @@ def _keep(index: int, source: str, deadline: float, report_fd: int) -> None:
         _program(source, out_w, err_w)
     os.close(out_w)
     os.close(err_w)
-    main, hung, late, before = "", False, False, None
+    main, hung, late, before, quiet = "", False, False, None, 0
     end = time.monotonic() + deadline
     while True:
         try:
@@ -118,7 +121,8 @@ def _keep(index: int, source: str, deadline: float, report_fd: int) -> None:
             before = None
             continue
         now = _look(_descendants(os.getpid()))
-        if now and now == before:
+        quiet = quiet + 1 if now and now == before else 0
+        if quiet >= _QUIET_LOOKS:
             hung = True
         elif time.monotonic() > end:
             late = True
