@@ -31,7 +31,10 @@ from ._shared import expect_function
 
 GRACE = 3.0      # seconds the answer has to react (an echo, an accept, the end after SIGTERM)
 ECHO = 2.0       # seconds a client waits for its echo
-STALL = 0.5      # seconds a sending client makes no progress before it counts as stalled
+# Seconds a sending client makes no progress before it counts as stalled: a right server never
+# stalls it (it reads everything), so only a wrong one makes the check wait this long, and a
+# busy machine's pause cannot pass for a stall.
+STALL = 2.0
 
 
 # --- the checker's side of a Unix stream socket ------------------------------------------
