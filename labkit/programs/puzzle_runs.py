@@ -29,8 +29,9 @@ import time
 
 _PR_SET_CHILD_SUBREAPER = 36
 _LOOK = 0.01          # seconds between two looks at a program's processes
-# Looks in a row that must find the same sleeping processes, none having run: one pair
-# can be fooled by a process passing between parents (reparented to the keeper) just then.
+# Looks in a row that must find the same sleeping processes, none having run. With a single
+# pair, a program that cannot hang was once reported hung on a heavily loaded machine (a
+# moment between one process ending and its waiting parent being woken, most likely).
 _QUIET_LOOKS = 5
 
 
