@@ -528,22 +528,29 @@ def _contents(fd: int, limit: int) -> bytes:
     return os.pread(fd, limit, 0)
 
 
+@contextlib.contextmanager
+def _given_file(answer: Any, name: str, text: bytes) -> Iterator[tuple[Path, int, _Received]]:
+    """Write ``text`` to a fresh file ``name``, run ``answer(receiver, path)``, and yield the
+    file's path, the one descriptor received (a file: see :func:`_one_fd`) and what came."""
+    with objects.temp_folder("give") as folder:
+        path = folder / name
+        path.write_bytes(text)
+        with _receive(answer, str(path)) as got:
+            yield path, _one_fd(got), got
+
+
 @GIVE.check("the receiver gets a descriptor of that very file",
             hint="Open the file, then send the open descriptor itself over the socket "
                  "(socket.send_fds), with a byte of data for it to ride on.",
             concept="SCM_RIGHTS makes the kernel install, in the receiver, a new descriptor "
                     "for the same open file: the receiver never opens the path.")
 def _(answer):
-    with objects.temp_folder("give") as folder:
-        path = folder / "secret.txt"
-        path.write_bytes(b"only the sender could open this\n")
-        with _receive(answer, str(path)) as got:
-            fd = _one_fd(got)
-            st, want = os.fstat(fd), os.stat(path)
-            expect((st.st_dev, st.st_ino) == (want.st_dev, want.st_ino),
-                   "the descriptor received is not the file at the path you were given")
-            expect(_contents(fd, 64) == path.read_bytes(), "the file read through the "
-                                                           "descriptor differs")
+    with _given_file(answer, "secret.txt", b"only the sender could open this\n") as (path, fd, _):
+        st, want = os.fstat(fd), os.stat(path)
+        expect((st.st_dev, st.st_ino) == (want.st_dev, want.st_ino),
+               "the descriptor received is not the file at the path you were given")
+        expect(_contents(fd, 64) == path.read_bytes(), "the file read through the "
+                                                       "descriptor differs")
 
 
 @GIVE.check("the receiver reads the file from its start",
@@ -552,40 +559,28 @@ def _(answer):
             concept="A passed descriptor is the same open file description: one offset, "
                     "shared by every process holding it.")
 def _(answer):
-    with objects.temp_folder("give") as folder:
-        path = folder / "data.txt"
-        path.write_bytes(b"line 1\nline 2\n")
-        with _receive(answer, str(path)) as got:
-            fd = _one_fd(got)
-            pos = os.lseek(fd, 0, os.SEEK_CUR)
-            expect(pos == 0, f"the descriptor received was at offset {pos}, not 0: reading "
-                             "the file before sending it moved the offset the receiver "
-                             "shares")
+    with _given_file(answer, "data.txt", b"line 1\nline 2\n") as (_, fd, _):
+        pos = os.lseek(fd, 0, os.SEEK_CUR)
+        expect(pos == 0, f"the descriptor received was at offset {pos}, not 0: reading the "
+                         "file before sending it moved the offset the receiver shares")
 
 
 @GIVE.check("the descriptor is read-only",
             hint="Give the receiver no more than it needs: open for reading only.")
 def _(answer):
-    with objects.temp_folder("give") as folder:
-        path = folder / "data.txt"
-        path.write_bytes(b"read me\n")
-        with _receive(answer, str(path)) as got:
-            mode = fcntl.fcntl(_one_fd(got), fcntl.F_GETFL) & os.O_ACCMODE
-            expect(mode == os.O_RDONLY, "the descriptor received is open for writing: the "
-                                        "receiver could change the file")
+    with _given_file(answer, "data.txt", b"read me\n") as (_, fd, _):
+        mode = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
+        expect(mode == os.O_RDONLY, "the descriptor received is open for writing: the "
+                                    "receiver could change the file")
 
 
 @GIVE.check("nothing is left open, and the file is still there",
             hint="Once sent, the receiver holds its own descriptor: close yours, and the "
                  "socket.")
 def _(answer):
-    with objects.temp_folder("give") as folder:
-        path = folder / "data.txt"
-        path.write_bytes(b"keep me\n")
-        with _receive(answer, str(path)) as got:
-            _one_fd(got)
-            expect(path.read_bytes() == b"keep me\n", "the file was changed or removed")
-            expect_clean(got.attempt)
+    with _given_file(answer, "data.txt", b"keep me\n") as (path, _, got):
+        expect(path.read_bytes() == b"keep me\n", "the file was changed or removed")
+        expect_clean(got.attempt)
 
 
 _MEMFD = ("memfd_create makes memory with a descriptor and no name: nobody can open it, "
