@@ -67,6 +67,8 @@ __all__ = [
 
 PASSED, FAILED, NOT_DONE, ERROR, NOT_RUN = "passed", "failed", "not done", "error", "not run"
 PROGRESS_AFTER = 2.0  # seconds a check() may take before it shows which check is running
+
+
 class CheckFailed(AssertionError):
     """Raised by a check when the answer is wrong; the message tells the student why."""
 
@@ -117,7 +119,10 @@ class Exercise:
     """A graded exercise: an id like ``"00.exit_code"``, a title and its checks.
 
     Checks are added with the :meth:`check` decorator, in the order they run; what
-    each is worth is set in the course config (``labkit/course.toml``), by its name::
+    each is worth is set in the course config (``labkit/course.toml``), by its name.
+    ``kind`` is one of :data:`labkit.course.EXERCISE_KINDS`; ``raw_calls`` names the system calls an
+    exercise asks the student to make themselves (``("mmap", "os.fork")``) rather than
+    through labkit's helpers::
 
         EXIT = Exercise("00.exit_code", "Return a value through the exit status")
 
@@ -130,8 +135,13 @@ class Exercise:
     title: str
     timeout: float = 30.0
     checks: list[_Check] = field(default_factory=list)
+    kind: str = "write"
+    raw_calls: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.kind not in course.EXERCISE_KINDS:
+            raise ValueError(f"exercise {self.id!r}: kind {self.kind!r} is not one of "
+                             + ", ".join(course.EXERCISE_KINDS))
         if self.id in _REGISTRY:
             raise ValueError(f"exercise {self.id!r} is defined twice")
         _REGISTRY[self.id] = self

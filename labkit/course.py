@@ -24,6 +24,11 @@ from typing import Any
 
 from .errors import LabError
 
+#: What an exercise asks of the student, as ``labkit exercises`` shows it: write code
+#: from a specification, debug a given broken program, solve a seeded puzzle, or answer
+#: a question.
+EXERCISE_KINDS = ("write", "debug", "puzzle", "question")
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # Python 3.10: the same parser, a dependency there (absent where 3.11 checks types)
@@ -256,6 +261,8 @@ class Line:
                        # "manual": a written answer, marked by hand
     points: float
     exercise_minutes: float
+    exercise_kind: str = "write"      # what the exercise asks: one of EXERCISE_KINDS
+    raw_calls: tuple[str, ...] = ()   # the calls the student makes without labkit's help
 
 
 def catalogue(lesson: str | None = None) -> list[Line]:
@@ -278,14 +285,15 @@ def catalogue(lesson: str | None = None) -> list[Line]:
         lesson = stems.get(ex_id.split(".")[0], ex_id.split(".")[0])
         minutes = config.exercise_minutes.get(ex_id, 0)
         lines += [Line(lesson, ex_id, ex.title, c.name, "hidden" if c.hidden else "auto",
-                       config.points(ex_id, c.name), minutes) for c in ex.checks]
+                       config.points(ex_id, c.name), minutes, ex.kind, ex.raw_calls)
+                  for c in ex.checks]
         count, points = config.hidden(ex_id)
         if count and not any(c.hidden for c in ex.checks):
             lines.append(Line(lesson, ex_id, ex.title, f"{count} check(s) run only at grading",
-                              "hidden", points, minutes))
+                              "hidden", points, minutes, ex.kind, ex.raw_calls))
     for lesson in sorted({line.lesson for line in lines}):
         lines += [Line(lesson, f"{lesson[:2]}.written", "Written answers, graded by hand",
-                       f"the answer in Markdown cell {cell}", "manual", points, 0)
+                       f"the answer in Markdown cell {cell}", "manual", points, 0, "question")
                   for cell, points in config.written_points(lesson).items()]
     return lines
 
@@ -311,13 +319,22 @@ def describe(lines: list[Line]) -> str:
                    + (f"; due {due:%Y-%m-%d %H:%M} UTC" if due else ""))
         for e in ids:
             checks = [x for x in mine if x.exercise == e]
-            out.append(f"  {e}  {checks[0].title}: {sum(x.points for x in checks):g} points, "
-                       f"{_duration(checks[0].exercise_minutes)}")
+            first = checks[0]
+            raw = f", raw calls: {', '.join(first.raw_calls)}" if first.raw_calls else ""
+            out.append(f"  {e}  [{first.exercise_kind}{raw}] {first.title}: "
+                       f"{sum(x.points for x in checks):g} points, "
+                       f"{_duration(first.exercise_minutes)}")
             out += [f"    {x.points:>4g}  {x.kind:<6} {x.check}" for x in checks]
     exercises_ = {line.exercise for line in lines}
     minutes = sum(config.lesson_minutes.get(lesson, 0) for lesson in lessons) + sum(
         next(x.exercise_minutes for x in lines if x.exercise == e) for e in exercises_)
-    out.append(f"total: {len(lessons)} lesson(s), {len(exercises_)} exercises, {len(lines)} "
+    kinds = {e: next(x.exercise_kind for x in lines if x.exercise == e) for e in exercises_}
+    counts = ", ".join(f"{n} {k}" for k in EXERCISE_KINDS
+                       if (n := sum(v == k for v in kinds.values())))
+    with_raw = sum(bool(next(x.raw_calls for x in lines if x.exercise == e))
+                   for e in exercises_)
+    out.append(f"total: {len(lessons)} lesson(s), {len(exercises_)} exercises ({counts}; "
+               f"{with_raw} with raw calls), {len(lines)} "
                f"checks, {sum(x.points for x in lines):g} points, about {_duration(minutes)}")
     return "\n".join(out)
 

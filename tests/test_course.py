@@ -9,9 +9,9 @@ import pytest
 from helpers import ROOT
 
 from labkit import course
-from labkit.checking import exercises, run_checks
+from labkit.checking import Exercise, exercises, run_checks
 from labkit.cli import main
-from labkit.course import Course, LatePolicy, catalogue, current, problems
+from labkit.course import Course, LatePolicy, Line, catalogue, current, describe, problems
 from labkit.errors import LabError
 from labkit.release import problems as release_problems
 
@@ -89,15 +89,33 @@ def test_labkit_exercises_lists_checks_with_points_kind_time_and_totals(capsys):
     out = capsys.readouterr().out
     lines = catalogue("00")
     assert out.startswith(f"00_processes: 4 exercises, {sum(x.points for x in lines):g} points")
-    assert "  00.exit_code  Return a value through the exit status: 5 points, " in out
+    assert "  00.exit_code  [write] Return a value through the exit status: 5 points, " in out
     assert "       1  auto   0 and 255, the ends of the range, come back too" in out
-    assert out.rstrip().splitlines()[-1].startswith("total: 1 lesson(s), 4 exercises, 15 checks")
+    assert out.rstrip().splitlines()[-1].startswith("total: 1 lesson(s), 4 exercises (")
     assert main(["exercises"]) == 0
     every = catalogue()
     lessons, exercises = len({x.lesson for x in every}), len({x.exercise for x in every})
     assert lessons >= 9 and exercises >= 34  # lessons 00 to 08
-    assert (f"total: {lessons} lesson(s), {exercises} exercises, {len(every)} checks, "
-            f"{sum(x.points for x in every):g} points") in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"total: {lessons} lesson(s), {exercises} exercises (" in out
+    assert (f"with raw calls), {len(every)} checks, "
+            f"{sum(x.points for x in every):g} points") in out
+    kinds = {x.exercise: x.exercise_kind for x in every}
+    for kind in set(kinds.values()):
+        assert f"{sum(k == kind for k in kinds.values())} {kind}" in out
+
+
+def test_an_exercise_kind_outside_the_four_is_refused():
+    with pytest.raises(ValueError, match="kind 'essay' is not one of write, debug, puzzle"):
+        Exercise("99.nothing", "Not an exercise", kind="essay")
+
+
+def test_the_listing_names_each_exercise_kind_and_its_raw_calls():
+    line = Line("03_shared_memory", "03.x", "Map it yourself", "one check", "auto", 1, 10,
+                "debug", ("mmap", "os.fork"))
+    text = describe([line])
+    assert "  03.x  [debug, raw calls: mmap, os.fork] Map it yourself: 1 points" in text
+    assert "(1 debug; 1 with raw calls)" in text
 
 
 def test_written_answers_are_listed_as_manual_items_with_their_worth(tmp_path, monkeypatch):
