@@ -7,11 +7,14 @@ imported only when a figure is made, so importing labkit stays quick.
 from __future__ import annotations
 
 import html
+import inspect
 from collections.abc import Iterable, Sequence
 from enum import Enum
+from pathlib import Path
+from types import ModuleType
 from typing import Any, TypeVar
 
-__all__ = ["Status", "Table", "axes", "progress"]
+__all__ = ["Code", "Status", "Table", "axes", "progress", "show_code"]
 
 T = TypeVar("T")
 
@@ -95,3 +98,64 @@ class Table:
         body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>"
                        for r in self.rows)
         return f"<table><tr>{head}</tr>{body}</table>"
+
+
+class Code:
+    """The source of one or more experiments, folded until the student opens it.
+
+    Made by :func:`show_code`. In JupyterLab it is a "Show the code" fold with the
+    source coloured; as text (a terminal, nbval) it is the plain source.
+    """
+
+    def __init__(self, parts: list[tuple[str, str]]) -> None:
+        self.parts = parts                                      # (where it is, source)
+
+    def __repr__(self) -> str:
+        return "\n\n".join(f"# {where}\n{source}" for where, source in self.parts)
+
+    def _repr_html_(self) -> str:
+        from pygments import highlight
+        from pygments.formatters import HtmlFormatter
+        from pygments.lexers import PythonLexer
+
+        formatter = HtmlFormatter(noclasses=True, nobackground=True)
+        body = "".join(f"<p><code>{html.escape(where)}</code></p>"
+                       + highlight(source, PythonLexer(), formatter)
+                       for where, source in self.parts)
+        names = ", ".join(where.split(": ")[-1] for where, _ in self.parts)
+        return (f"<details><summary>Show the code: {html.escape(names)}</summary>"
+                f"{body}</details>")
+
+
+def show_code(*objects: Any) -> Code:
+    """The source of functions, classes, modules or program files, to read in the notebook.
+
+    Each part says which file of the course it comes from, so the student can open it
+    too. A Path is shown whole (the programs in ``labkit/programs/`` run on their own)::
+
+        show_code(labkit.signals.record_signals)
+
+    Raises:
+        LabError: something given has no Python source to show (a built-in, a C function).
+    """
+    from .errors import LabError
+
+    root = Path(__file__).resolve().parent.parent
+    parts = []
+    for obj in objects:
+        try:
+            if isinstance(obj, Path):
+                path, source, first = obj.resolve(), obj.read_text(), 1
+            else:
+                path = Path(inspect.getsourcefile(obj) or "").resolve()
+                lines, first = inspect.getsourcelines(obj)
+                source, first = "".join(lines), max(first, 1)
+        except (OSError, TypeError) as e:
+            raise LabError(f"{obj!r} has no Python source to show (built-in or compiled "
+                           f"code); give a function, a class, a module or a .py file") from e
+        shown = path.relative_to(root) if path.is_relative_to(root) else path
+        name = (path.name if isinstance(obj, (Path, ModuleType))
+                else getattr(obj, "__qualname__", repr(obj)))
+        last = first + source.count("\n") - 1
+        parts.append((f"{shown}, lines {first}-{last}: {name}", source.rstrip("\n")))
+    return Code(parts)

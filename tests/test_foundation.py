@@ -9,7 +9,7 @@ import pytest
 
 from labkit import cpus, framing, objects, runner, session, waiting
 from labkit._validate import seconds
-from labkit.errors import LabTimeout, NotSupportedHere
+from labkit.errors import LabError, LabTimeout, NotSupportedHere
 from labkit.processes import start, start_workers
 
 
@@ -126,3 +126,20 @@ def test_acquire_gives_up_after_its_timeout_even_without_sem_timedwait(monkeypat
             objects.acquire(sem, 0.05)
         sem.release()
         objects.acquire(sem, 0.05)
+
+
+def test_show_code_folds_the_source_and_says_which_file_it_is_in(tmp_path):
+    from labkit import signals
+    from labkit.display import show_code
+
+    program = tmp_path / "tiny.py"
+    program.write_text("import os\nprint(os.getpid())\n")
+    code = show_code(signals.record_signals, program)
+    text = repr(code)
+    assert text.startswith("# labkit/signals.py, lines ")
+    assert "def record_signals(" in text and "print(os.getpid())" in text
+    page = code._repr_html_()
+    assert page.startswith("<details><summary>Show the code: record_signals, tiny.py</summary>")
+    assert page.endswith("</details>") and "<pre" in page
+    with pytest.raises(LabError, match="has no Python source to show"):
+        show_code(len)
