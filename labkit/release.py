@@ -5,6 +5,10 @@ sits between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` (the nbgrader
 convention); in code cells that span becomes a placeholder raising
 NotImplementedError, indented like the code it replaces, and in Markdown
 cells (answers to written questions) it becomes "*Your answer here.*".
+A debugging exercise ships a broken program instead of a placeholder: right
+after its solution block, a ``### BEGIN GIVEN`` ... ``### END GIVEN`` block
+holds the broken code as comments (so the solution notebook runs the fixed
+code); the released cell has that code, uncommented, where the solution was.
 Outputs and execution counts are cleared. ``--check`` only compares, so a
 test can insist that ``exercises/`` is up to date.
 """
@@ -20,36 +24,72 @@ from .errors import LabError
 __all__ = ["Released", "find_root", "problems", "release", "resolve_lab", "strip_solutions"]
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+GIVEN, GIVEN_END = "### BEGIN GIVEN", "### END GIVEN"
 _CODE_STUB = ["# YOUR CODE HERE", 'raise NotImplementedError("exercise not done yet")']
 _TEXT_STUB = ["*Your answer here.*"]
 
 
 def strip_solutions(source: str, code: bool = True, where: str = "cell") -> str:
-    """Replace each solution block of one cell's source with the student placeholder.
+    """Replace each solution block of one cell's source with the student placeholder,
+    or with the broken code of the ``GIVEN`` block that follows it.
 
     >>> print(strip_solutions("def f():\\n    ### BEGIN SOLUTION\\n    return 1\\n    ### END SOLUTION"))
     def f():
         # YOUR CODE HERE
         raise NotImplementedError("exercise not done yet")
+    >>> print(strip_solutions("def f():\\n    ### BEGIN SOLUTION\\n    return 1\\n"
+    ...                       "    ### END SOLUTION\\n    ### BEGIN GIVEN\\n    # return 2\\n"
+    ...                       "    ### END GIVEN"))
+    def f():
+        return 2
     """
+    lines = source.split("\n")
     out: list[str] = []
-    indent: str | None = None
-    for number, line in enumerate(source.split("\n"), 1):
-        marker = line.strip()
-        if marker == BEGIN:
-            if indent is not None:
-                raise ValueError(f"{where}, line {number}: {BEGIN} inside another solution")
-            indent = line[:len(line) - len(line.lstrip())]
-            out.extend(indent + stub for stub in (_CODE_STUB if code else _TEXT_STUB))
-        elif marker == END:
-            if indent is None:
-                raise ValueError(f"{where}, line {number}: {END} without {BEGIN}")
-            indent = None
-        elif indent is None:
+    number = 0
+    while number < len(lines):
+        line, marker = lines[number], lines[number].strip()
+        number += 1
+        if marker in (END, GIVEN_END):
+            raise ValueError(f"{where}, line {number}: {marker} without its BEGIN")
+        if marker == GIVEN:
+            raise ValueError(f"{where}, line {number}: {GIVEN} must follow a solution's "
+                             f"{END} directly")
+        if marker != BEGIN:
             out.append(line)
-    if indent is not None:
-        raise ValueError(f"{where}: {BEGIN} is never closed by {END}")
+            continue
+        indent = line[:len(line) - len(line.lstrip())]
+        number = _block_end(lines, number, END, where)
+        if number < len(lines) and lines[number].strip() == GIVEN:
+            start = number + 1
+            number = _block_end(lines, start, GIVEN_END, where)
+            out += [_uncomment(text, f"{where}, line {at + 1}")
+                    for at, text in enumerate(lines[start:number - 1], start)]
+        else:
+            out.extend(indent + stub for stub in (_CODE_STUB if code else _TEXT_STUB))
     return "\n".join(out)
+
+
+def _block_end(lines: list[str], start: int, end: str, where: str) -> int:
+    """The index just past the line ``end`` that closes the block opened before ``start``."""
+    for number in range(start, len(lines)):
+        marker = lines[number].strip()
+        if marker == end:
+            return number + 1
+        if marker in (BEGIN, GIVEN):
+            raise ValueError(f"{where}, line {number + 1}: {marker} inside another block")
+    raise ValueError(f"{where}: a block is never closed by {end}")
+
+
+def _uncomment(line: str, where: str) -> str:
+    """One line of a GIVEN block, its ``# `` taken off (blank lines stay blank)."""
+    body = line.lstrip()
+    if not body:
+        return line
+    if not body.startswith("#"):
+        raise ValueError(f"{where}: a GIVEN block holds the broken code as comments "
+                         f"(\"# code\"), so the solution notebook does not run it")
+    indent = line[:len(line) - len(body)]
+    return indent + body[2:] if body.startswith("# ") else indent + body[1:]
 
 
 def _exercise_of(solution: Path) -> str:

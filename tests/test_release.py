@@ -30,10 +30,25 @@ def test_markdown_answers_become_a_prompt():
         "Q?\n*Your answer here.*"
 
 
+def test_a_debugging_exercise_ships_its_broken_code_where_the_solution_was():
+    source = ("def reap(pids):\n"
+              "    ### BEGIN SOLUTION\n    for pid in pids:\n        os.waitpid(pid, 0)\n"
+              "    ### END SOLUTION\n"
+              "    ### BEGIN GIVEN\n    # os.waitpid(pids[0], 0)\n    #\n"
+              "    #   # one is enough?\n    ### END GIVEN\n"
+              "    return len(pids)")
+    assert strip_solutions(source) == ("def reap(pids):\n    os.waitpid(pids[0], 0)\n    \n"
+                                       "      # one is enough?\n    return len(pids)")
+
+
 @pytest.mark.parametrize("source, problem", [
     ("### BEGIN SOLUTION\nx", "never closed"),
     ("x\n### END SOLUTION", "without"),
     ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION", "inside another"),
+    ("x\n### BEGIN GIVEN\n# y\n### END GIVEN", "must follow a solution"),
+    ("### BEGIN SOLUTION\nx\n### END SOLUTION\n### BEGIN GIVEN\n# y", "never closed"),
+    ("### BEGIN SOLUTION\nx\n### END SOLUTION\n### BEGIN GIVEN\ny = 2\n### END GIVEN",
+     "line 5: a GIVEN block holds the broken code as comments"),
 ])
 def test_unbalanced_markers_are_refused_with_the_place(source, problem):
     with pytest.raises(ValueError, match=problem):
