@@ -1,5 +1,9 @@
-"""Locks going wrong, for lesson 05: a deadlock, and a lock whose holder is killed.
+"""Locks for lesson 05: what a semaphore is on Linux, a deadlock, a killed holder.
 
+* :func:`semaphore_word` maps the file of a named semaphore (glibc keeps it in
+  ``/dev/shm/sem.NAME``) so the lesson can watch its value and waiter count,
+  and :func:`blocked_in` says in which system call (``futex``) and on which
+  word a blocked process sleeps;
 * :func:`deadlock` takes two locks in opposite orders and lets a timeout
   notice; :func:`plot_lock_timeline` draws who held and who waited;
 * :func:`killed_holder` kills the process holding a semaphore and shows it is
@@ -14,8 +18,12 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
+import mmap
 import os
+import platform
 import signal
+import struct
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -25,14 +33,167 @@ import posix_ipc
 from . import objects
 from ._validate import seconds
 from .display import Status, axes
-from .errors import LabError
+from .errors import LabError, NotSupportedHere
 from .objects import acquire
 from .processes import run, start, start_workers
 from .segment import Segment
 from .waiting import wait_until
 
-__all__ = ["DeadlockRun", "HolderRun", "LockEvent", "LockStep", "NextGot", "deadlock",
-           "killed_holder", "plot_lock_timeline"]
+__all__ = ["Blocked", "DeadlockRun", "HolderRun", "LockEvent", "LockStep", "NextGot",
+           "SemaphoreWord", "blocked_in", "deadlock", "killed_holder", "plot_lock_timeline",
+           "semaphore_word"]
+
+
+# --- what a semaphore is on Linux -------------------------------------------------------------
+
+# The futex system call's number, where we know it (it differs between architectures).
+_FUTEX = {"x86_64": 202, "aarch64": 98}
+
+
+def _glibc_layout() -> str | None:
+    """Why this machine's sem_t is not the 64-bit glibc layout we read, or None if it is."""
+    if not sys.platform.startswith("linux"):
+        return (f"this is {platform.system()}, not Linux: named semaphores are not files in "
+                "/dev/shm here (macOS keeps them inside the kernel)")
+    libc, _ = platform.libc_ver()
+    if libc != "glibc":
+        return (f"this Linux uses {libc or 'a C library other than glibc (musl?)'}, whose "
+                "sem_t has a different layout")
+    if struct.calcsize("P") != 8:
+        return "this is a 32-bit process: glibc lays out sem_t differently there"
+    return None
+
+
+class SemaphoreWord:
+    """A read-only view of the word a named semaphore keeps in shared memory.
+
+    glibc on 64-bit Linux (x86-64, ARM64) stores a named semaphore in the file
+    ``/dev/shm/sem.NAME``; ``sem_open`` maps it, and ``sem_wait``/``sem_post``
+    change its first 8 bytes with atomic instructions: the value in the low 32
+    bits, the number of waiters asleep in the kernel in the high 32. That layout
+    is glibc's (musl, 32-bit builds and other systems differ); POSIX only
+    promises ``sem_t`` is opaque. Made by :func:`semaphore_word`.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        with open(path, "rb") as f:
+            self._map = mmap.mmap(f.fileno(), 8, prot=mmap.PROT_READ)
+
+    @property
+    def value(self) -> int:
+        """The semaphore's value, as ``sem_getvalue`` would say."""
+        return int(struct.unpack_from("=II", self._map)[0])
+
+    @property
+    def waiters(self) -> int:
+        """How many processes have said they are about to sleep (or sleep) in ``futex``."""
+        return int(struct.unpack_from("=II", self._map)[1])
+
+    def close(self) -> None:
+        """Unmap the view (the semaphore itself is untouched)."""
+        self._map.close()
+
+    def __enter__(self) -> SemaphoreWord:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SemaphoreWord({self.path}: value {self.value}, waiters {self.waiters})"
+
+
+def semaphore_word(sem: posix_ipc.Semaphore) -> SemaphoreWord:
+    """Map the file behind a named semaphore, read-only, to watch its value and waiters.
+
+    Raises:
+        NotSupportedHere: not Linux with 64-bit glibc (macOS keeps named
+            semaphores in the kernel; musl and 32-bit glibc lay them out
+            differently), or the file is not where glibc puts it.
+
+    >>> with objects.scope() as objs:
+    ...     sem = objs.semaphore(2, label="word")
+    ...     with semaphore_word(sem) as word:
+    ...         sem.acquire()
+    ...         (word.value, word.waiters)
+    (1, 0)
+    """
+    why = _glibc_layout()
+    if why is not None:
+        raise NotSupportedHere(f"cannot show the semaphore's word: {why}")
+    path = "/dev/shm/sem." + sem.name.lstrip("/")
+    if not os.path.exists(path):
+        raise NotSupportedHere(f"{sem.name} has no file {path}: this C library keeps named "
+                               "semaphores somewhere else")
+    return SemaphoreWord(path)
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """The system call a process is blocked in, from ``/proc/PID/syscall`` (Linux)."""
+
+    pid: int
+    syscall: str                 # "futex", or "system call N" where we do not know the name
+    address: int                 # its first argument (for futex: the word it sleeps on)
+    mapped_from: str | None      # the file mapped at that address in the process, if any
+
+    def __str__(self) -> str:
+        where = f" of {self.mapped_from}" if self.mapped_from else ""
+        return f"pid {self.pid} sleeps in {self.syscall} on address {self.address:#x}{where}"
+
+
+def blocked_in(pid: int) -> Blocked:
+    """Which system call a (blocked) process is in, and which file its first argument
+    points into. Reads ``/proc/PID/syscall`` and ``/proc/PID/maps`` (Linux; our own
+    children may be read, others need privileges).
+
+    Raises:
+        NotSupportedHere: no ``/proc/PID/syscall`` here (not Linux).
+        LabError: the process is not in a system call now (it is running), or is gone.
+
+    >>> import time
+    >>> with start(time.sleep, 5, timeout=10, show=False) as child:
+    ...     wait_until(lambda: blocked_in(child.pid).syscall != "running", 5, "it never slept")
+    True
+    """
+    try:
+        with open(f"/proc/{pid}/syscall") as f:
+            fields = f.read().split()
+        with open(f"/proc/{pid}/maps") as f:
+            maps = f.read().splitlines()
+    except FileNotFoundError as e:
+        if not os.path.exists("/proc/self/syscall"):
+            raise NotSupportedHere("this system has no /proc/PID/syscall (Linux only)") from e
+        raise LabError(f"process {pid} does not exist (any more)") from e
+    if not fields or not fields[0].isdigit():
+        return Blocked(pid, "running", 0, None)
+    number, address = int(fields[0]), int(fields[1], 16)
+    name = ("futex" if _FUTEX.get(platform.machine()) == number else f"system call {number}")
+    mapped = None
+    for line in maps:
+        parts = line.split(maxsplit=5)
+        low, high = (int(x, 16) for x in parts[0].split("-"))
+        if low <= address < high and parts[4] != "0":          # a file, by inode
+            mapped = _file_of_inode(int(parts[4])) or (parts[5] if len(parts) > 5 else None)
+            break
+    return Blocked(pid, name, address, mapped)
+
+
+def _file_of_inode(inode: int) -> str | None:
+    """The name in /dev/shm of the file with this inode, if there is one.
+
+    glibc's ``sem_open`` creates a semaphore under a temporary name and then
+    links it to the real one, so ``/proc/PID/maps`` shows the temporary name.
+    """
+    try:
+        with os.scandir("/dev/shm") as entries:
+            for entry in entries:
+                if entry.inode() == inode:
+                    return entry.path
+    except OSError:
+        pass
+    return None
 
 
 # --- a deadlock -------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ __all__ = [
     "RaceResult",
     "RaceSweep",
     "Record",
+    "SeqlockReads",
     "TornReads",
     "Trial",
     "counter_race",
@@ -52,6 +53,9 @@ __all__ = [
     "plot_lost_fraction",
     "plot_times",
     "plot_torn_reads",
+    "seqlock_read",
+    "seqlock_reads",
+    "seqlock_write",
     "sweep",
     "times_table",
     "torn_reads",
@@ -377,9 +381,17 @@ def sweep(varied: str = "iterations", values: Sequence[int] = (1_000, 10_000, 30
 
 
 class Record(ctypes.Structure):
-    """The two-field record of :func:`torn_reads`: the writer keeps ``x == y``."""
+    """The two-field record of :func:`torn_reads`: the writer keeps ``x == y``.
 
-    _fields_ = [("x", ctypes.c_int64), ("y", ctypes.c_int64)]
+    ``seq`` is the sequence count of a seqlock (:func:`seqlock_write`); the plain
+    experiment leaves it at 0.
+    """
+
+    _fields_ = [("x", ctypes.c_int64), ("y", ctypes.c_int64), ("seq", ctypes.c_int64)]
+
+
+_GUARDED = {"none": "with no lock", "semaphore": "under a semaphore",
+            "seqlock": "through the seqlock (retrying)"}
 
 
 @dataclass(frozen=True)
@@ -388,10 +400,11 @@ class TornReads:
 
     reads: int
     writes: int                       # complete records the writer wrote meanwhile
-    locked: bool
+    guard: str                        # "none", "semaphore" or "seqlock": how the reader read
     placement: str
     differences: dict[int, int]       # y - x as the reader saw it -> how many reads
     examples: tuple[tuple[int, int], ...]  # torn reads (x, y), one for each y - x seen first
+    retries: int = 0                  # seqlock reads started again (the count was odd or moved)
 
     @property
     def torn(self) -> int:
@@ -403,33 +416,83 @@ class TornReads:
         return self.torn / self.reads
 
     def __str__(self) -> str:
-        how = "under a semaphore" if self.locked else "with no lock"
+        retried = f", {self.retries:,} retries" if self.guard == "seqlock" else ""
         return (f"{self.torn:,} of {self.reads:,} reads torn ({self.torn_fraction:.2%}), "
-                f"{how}, while the writer wrote {self.writes:,} records ({self.placement})")
+                f"{_GUARDED[self.guard]}{retried}, while the writer wrote {self.writes:,} "
+                f"records ({self.placement})")
 
 
-def _torn_worker(i: int, seg: Segment, reads: int, lock: Any, cpus: tuple[int | None, ...]
-                 ) -> Any:
-    """Worker 0 rewrites the record (x, then y) until told to stop; worker 1 reads it."""
-    pin_to(cpus[i])
-    record = seg.struct(Record)
-    stop = seg.struct(ctypes.c_int64, ctypes.sizeof(Record))
-    if i == 0:
-        k = 0
-        while not stop.value:
-            k += 1
-            if lock is not None:
-                lock.acquire()
-            record.x = k             # the record is inconsistent from here...
-            record.y = k             # ...to here
-            if lock is not None:
-                lock.release()
-        return k
-    seen: dict[int, int] = {}
-    examples: list[tuple[int, int]] = []
-    while not record.x:              # start reading once the writer is writing
-        if cpus[0] is None or cpus[0] == cpus[1]:
-            os.sched_yield()
+class _Tally:
+    """The reader's count of each ``y - x``, and the first torn read of each kind."""
+
+    def __init__(self) -> None:
+        self.seen: dict[int, int] = {}
+        self.examples: list[tuple[int, int]] = []
+        self.retries = 0
+
+    def add(self, x: int, y: int) -> None:
+        if x != y and y - x not in self.seen and len(self.examples) < 6:
+            self.examples.append((x, y))
+        self.seen[y - x] = self.seen.get(y - x, 0) + 1
+
+
+def seqlock_write(record: Record, k: int) -> None:
+    """The writer's side of a seqlock: make the count odd, write, make it even again.
+
+    Only one process may write (the count itself is updated without a lock).
+
+    >>> r = Record()
+    >>> seqlock_write(r, 7); (r.x, r.y, r.seq)
+    (7, 7, 2)
+    """
+    record.seq += 1                  # odd: a write is under way
+    record.x = k
+    record.y = k
+    record.seq += 1                  # even again: the record is whole
+
+
+def seqlock_read(record: Record) -> tuple[int, int, int]:
+    """The reader's side of a seqlock: ``(x, y, retries)`` from one whole write.
+
+    Read the count; if it is odd a write is under way: try again. Read the
+    fields, then the count again; if it moved, a write overlapped: try again.
+    The reader never blocks the writer and never writes anything.
+
+    >>> r = Record(); seqlock_write(r, 3)
+    >>> seqlock_read(r)
+    (3, 3, 0)
+    """
+    retries = 0
+    while True:
+        before = record.seq
+        if before % 2 == 0:          # no write under way when we start
+            x = record.x
+            y = record.y
+            if record.seq == before:  # and none finished meanwhile: x and y belong together
+                return x, y, retries
+        retries += 1
+
+
+def _torn_writer(record: Record, stop: Any, lock: Any, seqlock: bool) -> int:
+    """Rewrite the record (x, then y) with k = 1, 2, 3... until ``stop`` is raised."""
+    k = 0
+    while not stop.value:
+        k += 1
+        if seqlock:
+            seqlock_write(record, k)
+            continue
+        if lock is not None:
+            lock.acquire()
+        record.x = k                 # the record is inconsistent from here...
+        record.y = k                 # ...to here
+        if lock is not None:
+            lock.release()
+    return k
+
+
+def _torn_reader(record: Record, reads: int, lock: Any) -> _Tally:
+    """Read x, then y, ``reads`` times (under ``lock`` if one is given)."""
+    tally = _Tally()
     for _ in range(reads):
         if lock is not None:
             lock.acquire()
@@ -437,11 +500,57 @@ def _torn_worker(i: int, seg: Segment, reads: int, lock: Any, cpus: tuple[int | 
         y = record.y
         if lock is not None:
             lock.release()
-        if x != y and y - x not in seen and len(examples) < 6:
-            examples.append((x, y))              # one example of each kind of tear
-        seen[y - x] = seen.get(y - x, 0) + 1
-    stop.value = 1
-    return seen, examples
+        tally.add(x, y)
+    return tally
+
+
+def _both_readers(record: Record, reads: int) -> tuple[_Tally, _Tally]:
+    """Read the record ``reads`` times each way, alternating: plainly, then by the seqlock."""
+    plain, seqlocked = _Tally(), _Tally()
+    for _ in range(reads):
+        plain.add(record.x, record.y)             # ignores the count
+        x, y, retries = seqlock_read(record)      # follows it
+        seqlocked.add(x, y)
+        seqlocked.retries += retries
+    return plain, seqlocked
+
+
+def _torn_worker(i: int, seg: Segment, reads: int, guard: str, lock: Any,
+                 cpus: tuple[int | None, ...]) -> Any:
+    """Worker 0 writes the record until told to stop; worker 1 reads it, then stops it."""
+    pin_to(cpus[i])
+    record = seg.struct(Record)
+    stop = seg.struct(ctypes.c_int64, ctypes.sizeof(Record))
+    if i == 0:
+        return _torn_writer(record, stop, lock, guard == "seqlock")
+    while not record.x:              # start reading once the writer is writing
+        if cpus[0] is None or cpus[0] == cpus[1]:
+            os.sched_yield()
+    try:
+        if guard == "seqlock":
+            plain, seqlocked = _both_readers(record, reads)
+            return ((plain.seen, plain.examples, 0),
+                    (seqlocked.seen, seqlocked.examples, seqlocked.retries))
+        tally = _torn_reader(record, reads, lock)
+        return ((tally.seen, tally.examples, 0),)
+    finally:
+        stop.value = 1
+
+
+def _run_torn(reads: int, guard: str, pin: str | None, timeout: float) -> list[TornReads]:
+    """One writer and one reader over a lab segment; one TornReads per way of reading."""
+    _whole("reads", reads, 1, MAX_ITERATIONS, "reads")
+    timeout = seconds("timeout", timeout, above=True)
+    cpus, placement = astuple(place(pin, ("writer", "reader")))
+    with objects.scope() as objs, Segment.create(64, label="torn") as seg:
+        lock = objs.semaphore(1, label="tornlock") if guard == "semaphore" else None
+        with start_workers(_torn_worker, 2, seg, reads, guard, lock, cpus, timeout=timeout,
+                           show=False) as pair:
+            writes, tallies = pair.wait().values
+    guards = ("none", "seqlock") if guard == "seqlock" else (guard,)
+    return [TornReads(reads, writes, g, placement, dict(sorted(seen.items())),
+                      tuple(examples), retries)
+            for g, (seen, examples, retries) in zip(guards, tallies, strict=True)]
 
 
 def torn_reads(reads: int = 200_000, locked: bool = False, pin: str | None = "auto",
@@ -457,16 +566,40 @@ def torn_reads(reads: int = 200_000, locked: bool = False, pin: str | None = "au
     >>> r.torn, r.reads
     (0, 20000)
     """
-    _whole("reads", reads, 1, MAX_ITERATIONS, "reads")
-    timeout = seconds("timeout", timeout, above=True)
-    cpus, placement = astuple(place(pin, ("writer", "reader")))
-    with objects.scope() as objs, Segment.create(64, label="torn") as seg:
-        lock = objs.semaphore(1, label="tornlock") if locked else None
-        with start_workers(_torn_worker, 2, seg, reads, lock, cpus, timeout=timeout,
-                           show=False) as pair:
-            writes, (seen, examples) = pair.wait().values
-    return TornReads(reads, writes, locked, placement, dict(sorted(seen.items())),
-                     tuple(examples))
+    return _run_torn(reads, "semaphore" if locked else "none", pin, timeout)[0]
+
+
+@dataclass(frozen=True)
+class SeqlockReads:
+    """One run of :func:`seqlock_reads`: the same reader, the same record, two ways of reading."""
+
+    plain: TornReads
+    seqlock: TornReads
+
+    def __str__(self) -> str:
+        return f"plain:   {self.plain}\nseqlock: {self.seqlock}"
+
+
+def seqlock_reads(reads: int = 100_000, pin: str | None = "auto",
+                  timeout: float = 10.0) -> SeqlockReads:
+    """:func:`torn_reads` with a seqlock, next to the plain reads, in one run.
+
+    The writer wraps each update in :func:`seqlock_write`. The reader reads the
+    record ``reads`` times each way, alternating: plainly (x, then y, ignoring
+    the count) and with :func:`seqlock_read`. Both ways see the same writer at
+    the same moments; only the plain one can be torn. Nobody waits for a lock:
+    the writer never stops, and a seqlock reader only retries.
+
+    The seqlock relies on the processor keeping each process's stores in order
+    and its loads in order, as x86-64 does; on ARM a seqlock written in C needs
+    memory barriers (``atomic_thread_fence``), which Python cannot issue.
+
+    >>> r = seqlock_reads(reads=20_000)
+    >>> r.seqlock.torn, r.seqlock.reads
+    (0, 20000)
+    """
+    plain, seqlocked = _run_torn(reads, "seqlock", pin, timeout)
+    return SeqlockReads(plain, seqlocked)
 
 
 # --- plots -----------------------------------------------------------------------------------

@@ -367,32 +367,35 @@ def _pause(rng: random.Random, mean: float) -> None:
         time.sleep(rng.uniform(0.5, 1.5) * mean)
 
 
-def _buffer_worker(i: int, ring: Ring, producers: int, consumers: int, items: int,
-                   produce: float, consume: float, seed: int, samples: Any,
-                   sample_every: float) -> Any:
-    """Producers 0..P-1, consumers P..P+C-1, and the last worker samples the occupancy."""
-    rng = random.Random(seed * 1000 + i)
-    if i < producers:                              # a producer
-        stalls = 0
-        for k in range(items):
-            _pause(rng, produce)                   # making the item takes a while
-            stalls += _take(ring.empty)            # wait for a free slot
-            with ring.mutex:                       # only one process moves tail at a time
-                ring.slots[ring.tail.value % ring.capacity] = item_code(i, k)
-                ring.tail.value += 1
-            ring.full.release()                    # one more item for the consumers
-        return stalls
-    if i < producers + consumers:                  # a consumer
-        share = _shares(producers * items, consumers)[i - producers]
-        waits, got = 0, []
-        for _ in range(share):
-            waits += _take(ring.full)              # wait for an item
-            with ring.mutex:
-                got.append(int(ring.slots[ring.head.value % ring.capacity]))
-                ring.head.value += 1
-            ring.empty.release()                   # one more free slot for the producers
-            _pause(rng, consume)                   # using the item takes a while
-        return waits, got
+def _producer(i: int, ring: Ring, items: int, produce: float, rng: random.Random) -> int:
+    """A producer of :func:`bounded_buffer`: ``items`` items; returns how often it stalled."""
+    stalls = 0
+    for k in range(items):
+        _pause(rng, produce)                       # making the item takes a while
+        stalls += _take(ring.empty)                # wait for a free slot
+        with ring.mutex:                           # only one process moves tail at a time
+            ring.slots[ring.tail.value % ring.capacity] = item_code(i, k)
+            ring.tail.value += 1
+        ring.full.release()                        # one more item for the consumers
+    return stalls
+
+
+def _consumer(ring: Ring, share: int, consume: float, rng: random.Random
+              ) -> tuple[int, list[int]]:
+    """A consumer of :func:`bounded_buffer`: ``share`` items; returns its waits and items."""
+    waits, got = 0, []
+    for _ in range(share):
+        waits += _take(ring.full)                  # wait for an item
+        with ring.mutex:
+            got.append(int(ring.slots[ring.head.value % ring.capacity]))
+            ring.head.value += 1
+        ring.empty.release()                       # one more free slot for the producers
+        _pause(rng, consume)                       # using the item takes a while
+    return waits, got
+
+
+def _sampler(ring: Ring, last: int, samples: Any, sample_every: float) -> int:
+    """Note the occupancy (tail - head) every ``sample_every`` s until ``last`` items went."""
     times, counts, total = samples
     n = 0
     began = time.perf_counter()
@@ -402,10 +405,23 @@ def _buffer_worker(i: int, ring: Ring, producers: int, consumers: int, items: in
         times[n], counts[n] = time.perf_counter() - began, tail - head
         n += 1
         total.value = n
-        if head >= producers * items:
+        if head >= last:
             break
         time.sleep(sample_every)
     return n
+
+
+def _buffer_worker(i: int, ring: Ring, producers: int, consumers: int, items: int,
+                   produce: float, consume: float, seed: int, samples: Any,
+                   sample_every: float) -> Any:
+    """Producers 0..P-1, consumers P..P+C-1, and the last worker samples the occupancy."""
+    rng = random.Random(seed * 1000 + i)
+    if i < producers:
+        return _producer(i, ring, items, produce, rng)
+    if i < producers + consumers:
+        share = _shares(producers * items, consumers)[i - producers]
+        return _consumer(ring, share, consume, rng)
+    return _sampler(ring, producers * items, samples, sample_every)
 
 
 def bounded_buffer(producers: int = 1, consumers: int = 1, capacity: int = 8,

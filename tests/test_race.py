@@ -106,12 +106,43 @@ def test_torn_reads_are_counted_consistently():
     assert r.torn == r.reads - r.differences.get(0, 0)
     assert all(x != y for x, y in r.examples) and len(r.examples) <= 6
     assert len({y - x for x, y in r.examples}) == len(r.examples)
-    assert r.writes >= 1 and not r.locked
+    assert r.writes >= 1 and r.guard == "none" and r.retries == 0
 
 
 def test_a_locked_record_is_never_torn():
     r = race.torn_reads(reads=20_000, locked=True)
     assert r.torn == 0 and r.differences == {0: 20_000} and r.examples == ()
+
+
+def test_seqlock_reads_are_never_torn_and_the_plain_reads_of_the_same_run_are_counted():
+    r = race.seqlock_reads(reads=20_000)
+    assert r.seqlock.torn == 0 and r.seqlock.differences == {0: 20_000}
+    assert r.seqlock.examples == () and r.seqlock.guard == "seqlock"
+    assert r.plain.guard == "none" and sum(r.plain.differences.values()) == 20_000
+    assert r.plain.writes == r.seqlock.writes >= 1 and r.plain.retries == 0
+    assert "seqlock" in str(r) and "retries" in str(r.seqlock)
+
+
+def test_the_seqlock_writer_leaves_an_even_count_and_a_whole_record():
+    record = race.Record()
+    for k in (1, 2, 3):
+        race.seqlock_write(record, k)
+    assert (record.x, record.y, record.seq) == (3, 3, 6)
+    assert race.seqlock_read(record) == (3, 3, 0)
+
+
+def test_a_seqlock_reader_retries_while_a_write_is_under_way():
+    calls = []
+
+    class Finishing(race.Record):                # odd (a write under way), then even, done
+        @property
+        def seq(self):
+            calls.append(1)
+            return 1 if len(calls) < 3 else 2
+
+    finishing = Finishing()
+    finishing.x = finishing.y = 5
+    assert race.seqlock_read(finishing) == (5, 5, 2)   # two looks at an odd count
 
 
 def test_torn_reads_refuses_zero_reads():

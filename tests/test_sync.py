@@ -225,6 +225,60 @@ def test_killed_holder_refuses_other_locks():
 # --- plots ---------------------------------------------------------------------------------------
 
 
+def test_a_semaphore_is_a_word_in_shared_memory_that_acquire_and_release_change():
+    from labkit import locks, objects
+    with objects.scope() as objs:
+        sem = objs.semaphore(2, label="word")
+        with locks.semaphore_word(sem) as word:
+            assert (word.value, word.waiters) == (2, 0)
+            sem.acquire()
+            sem.acquire()
+            assert word.value == 0 == sem.value
+            sem.release()
+            assert (word.value, word.waiters) == (1, 0)
+
+
+def _take_one(sem):
+    sem.acquire()
+    sem.release()
+    return "got it"
+
+
+def test_a_waiter_sleeps_in_futex_on_the_semaphores_word_and_says_so_in_it():
+    from labkit import locks, objects, start
+    from labkit.waiting import wait_until
+    with objects.scope() as objs:
+        sem = objs.semaphore(0, label="word")
+        with locks.semaphore_word(sem) as word, \
+                start(_take_one, sem, timeout=20, show=False) as child:
+            blocked = wait_until(
+                lambda: (b := locks.blocked_in(child.pid)).syscall == "futex" and b, 10,
+                "the waiter never slept in futex")
+            assert word.waiters == 1 and word.value == 0
+            assert blocked.mapped_from == word.path
+            sem.release()
+            assert child.wait(10).value == "got it"
+            assert (word.value, word.waiters) == (1, 0)
+
+
+def test_the_semaphore_word_fails_clearly_where_the_layout_is_not_glibcs(monkeypatch):
+    from labkit import locks, objects
+    from labkit.errors import NotSupportedHere
+    monkeypatch.setattr(locks.sys, "platform", "darwin")
+    with objects.scope() as objs:
+        sem = objs.semaphore(1, label="word")
+        with pytest.raises(NotSupportedHere, match="macOS keeps them inside the kernel"):
+            locks.semaphore_word(sem)
+
+
+def test_blocked_in_says_a_vanished_process_is_gone():
+    from labkit import locks, run
+    from labkit.errors import LabError
+    pid = run(os.getpid, show=False).value
+    with pytest.raises(LabError, match=f"process {pid} does not exist"):
+        locks.blocked_in(pid)
+
+
 def test_the_plots_draw():
     r = sync.bounded_buffer(items=30, consume=0.001)
     assert sync.plot_occupancy(r).get_ylabel() == "items in the buffer"
