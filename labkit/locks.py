@@ -1,8 +1,8 @@
 """Locks for lesson 05: what a semaphore is on Linux, a deadlock, a killed holder.
 
-* :func:`semaphore_word` maps the file of a named semaphore (glibc keeps it in
-  ``/dev/shm/sem.NAME``) so the lesson can watch its value and waiter count,
-  and :func:`blocked_in` says in which system call (``futex``) and on which
+* :func:`semaphore_file` finds the file of a named semaphore (glibc keeps it in
+  ``/dev/shm/sem.NAME``) so the lesson can map it and watch its value and
+  waiter count, and :func:`blocked_in` says in which system call (``futex``) and on which
   word a blocked process sleeps;
 * :func:`deadlock` takes two locks in opposite orders and lets a timeout
   notice; :func:`plot_lock_timeline` draws who held and who waited;
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
-import mmap
 import os
 import platform
 import signal
@@ -40,8 +39,7 @@ from .segment import Segment
 from .waiting import wait_until
 
 __all__ = ["Blocked", "DeadlockRun", "HolderRun", "LockEvent", "LockStep", "NextGot",
-           "SemaphoreWord", "blocked_in", "deadlock", "killed_holder", "plot_lock_timeline",
-           "semaphore_word"]
+           "blocked_in", "deadlock", "killed_holder", "plot_lock_timeline", "semaphore_file"]
 
 
 # --- what a semaphore is on Linux -------------------------------------------------------------
@@ -64,48 +62,15 @@ def _glibc_layout() -> str | None:
     return None
 
 
-class SemaphoreWord:
-    """A read-only view of the word a named semaphore keeps in shared memory.
+def semaphore_file(sem: posix_ipc.Semaphore) -> str:
+    """The file in which glibc keeps a named semaphore: ``/dev/shm/sem.NAME``.
 
-    glibc on 64-bit Linux (x86-64, ARM64) stores a named semaphore in the file
-    ``/dev/shm/sem.NAME``; ``sem_open`` maps it, and ``sem_wait``/``sem_post``
-    change its first 8 bytes with atomic instructions: the value in the low 32
-    bits, the number of waiters asleep in the kernel in the high 32. That layout
-    is glibc's (musl, 32-bit builds and other systems differ); POSIX only
-    promises ``sem_t`` is opaque. Made by :func:`semaphore_word`.
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        with open(path, "rb") as f:
-            self._map = mmap.mmap(f.fileno(), 8, prot=mmap.PROT_READ)
-
-    @property
-    def value(self) -> int:
-        """The semaphore's value, as ``sem_getvalue`` would say."""
-        return int(struct.unpack_from("=II", self._map)[0])
-
-    @property
-    def waiters(self) -> int:
-        """How many processes have said they are about to sleep (or sleep) in ``futex``."""
-        return int(struct.unpack_from("=II", self._map)[1])
-
-    def close(self) -> None:
-        """Unmap the view (the semaphore itself is untouched)."""
-        self._map.close()
-
-    def __enter__(self) -> SemaphoreWord:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"SemaphoreWord({self.path}: value {self.value}, waiters {self.waiters})"
-
-
-def semaphore_word(sem: posix_ipc.Semaphore) -> SemaphoreWord:
-    """Map the file behind a named semaphore, read-only, to watch its value and waiters.
+    ``sem_open`` maps this file into every process that opens the semaphore,
+    and ``sem_wait``/``sem_post`` change its first 8 bytes with atomic
+    instructions. On 64-bit Linux with glibc (x86-64, ARM64) they hold the
+    value in the low 32 bits and the number of sleeping waiters in the high 32:
+    ``struct.unpack("=II", first_8_bytes)`` gives ``(value, waiters)``. That
+    layout is glibc's (POSIX only says ``sem_t`` is opaque).
 
     Raises:
         NotSupportedHere: not Linux with 64-bit glibc (macOS keeps named
@@ -114,9 +79,9 @@ def semaphore_word(sem: posix_ipc.Semaphore) -> SemaphoreWord:
 
     >>> with objects.scope() as objs:
     ...     sem = objs.semaphore(2, label="word")
-    ...     with semaphore_word(sem) as word:
-    ...         sem.acquire()
-    ...         (word.value, word.waiters)
+    ...     sem.acquire()
+    ...     with open(semaphore_file(sem), "rb") as f:
+    ...         struct.unpack("=II", f.read(8))
     (1, 0)
     """
     why = _glibc_layout()
@@ -126,7 +91,7 @@ def semaphore_word(sem: posix_ipc.Semaphore) -> SemaphoreWord:
     if not os.path.exists(path):
         raise NotSupportedHere(f"{sem.name} has no file {path}: this C library keeps named "
                                "semaphores somewhere else")
-    return SemaphoreWord(path)
+    return path
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ semaphore whose holder was killed stays taken. Never a timing.
 """
 from __future__ import annotations
 
+import mmap
 import os
+import struct
 import time
 
 import matplotlib
@@ -225,17 +227,31 @@ def test_killed_holder_refuses_other_locks():
 # --- plots ---------------------------------------------------------------------------------------
 
 
+class _Word:
+    """The first 8 bytes of a semaphore's file, mapped read-only: (value, waiters)."""
+
+    def __init__(self, sem):
+        from labkit import locks
+        self.path = locks.semaphore_file(sem)
+        with open(self.path, "rb") as f:
+            self.map = mmap.mmap(f.fileno(), 8, prot=mmap.PROT_READ)
+
+    def read(self):
+        return struct.unpack("=II", self.map[:8])
+
+
 def test_a_semaphore_is_a_word_in_shared_memory_that_acquire_and_release_change():
-    from labkit import locks, objects
+    from labkit import objects
     with objects.scope() as objs:
         sem = objs.semaphore(2, label="word")
-        with locks.semaphore_word(sem) as word:
-            assert (word.value, word.waiters) == (2, 0)
-            sem.acquire()
-            sem.acquire()
-            assert word.value == 0 == sem.value
-            sem.release()
-            assert (word.value, word.waiters) == (1, 0)
+        word = _Word(sem)
+        assert word.read() == (2, 0)
+        sem.acquire()
+        sem.acquire()
+        assert word.read() == (0, 0) and sem.value == 0
+        sem.release()
+        assert word.read() == (1, 0)
+        word.map.close()
 
 
 def _take_one(sem):
@@ -249,16 +265,17 @@ def test_a_waiter_sleeps_in_futex_on_the_semaphores_word_and_says_so_in_it():
     from labkit.waiting import wait_until
     with objects.scope() as objs:
         sem = objs.semaphore(0, label="word")
-        with locks.semaphore_word(sem) as word, \
-                start(_take_one, sem, timeout=20, show=False) as child:
+        word = _Word(sem)
+        with start(_take_one, sem, timeout=20, show=False) as child:
             blocked = wait_until(
                 lambda: (b := locks.blocked_in(child.pid)).syscall == "futex" and b, 10,
                 "the waiter never slept in futex")
-            assert word.waiters == 1 and word.value == 0
+            assert word.read() == (0, 1)
             assert blocked.mapped_from == word.path
             sem.release()
             assert child.wait(10).value == "got it"
-            assert (word.value, word.waiters) == (1, 0)
+        assert word.read() == (1, 0)
+        word.map.close()
 
 
 def test_the_semaphore_word_fails_clearly_where_the_layout_is_not_glibcs(monkeypatch):
@@ -268,7 +285,7 @@ def test_the_semaphore_word_fails_clearly_where_the_layout_is_not_glibcs(monkeyp
     with objects.scope() as objs:
         sem = objs.semaphore(1, label="word")
         with pytest.raises(NotSupportedHere, match="macOS keeps them inside the kernel"):
-            locks.semaphore_word(sem)
+            locks.semaphore_file(sem)
 
 
 def test_blocked_in_says_a_vanished_process_is_gone():
