@@ -25,7 +25,6 @@ import hashlib
 import hmac
 import os
 import unicodedata
-import sys
 from dataclasses import dataclass
 
 from . import course
@@ -69,14 +68,9 @@ def student() -> str:
     return os.environ.get("JUPYTERHUB_USER") or getpass.getuser()
 
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:
-    import tomli as tomllib
-
-
 def _salt() -> bytes:
     """The course's puzzle salt, from ``[puzzles] salt`` in the course config."""
+    tomllib = course.tomllib     # the standard library's parser, or tomli before 3.11
     path = course.config_path()
     try:
         salt = tomllib.loads(path.read_text(encoding="utf-8")).get("puzzles", {}).get("salt")

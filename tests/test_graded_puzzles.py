@@ -8,6 +8,7 @@ inside it for a whole batch graded by ``labkit grade`` with a roster.
 from __future__ import annotations
 
 import csv
+import itertools
 import re
 
 import nbformat
@@ -46,7 +47,7 @@ def _answer(exercise: str, name: str) -> tuple[int, list[str]] | str:
 def test_neighbours_get_different_puzzles(exercise):
     codes = [puzzle_of(exercise, name).puzzle.code for name in IDS]
     assert len({seed_of(exercise, name) for name in IDS}) == len(IDS)
-    assert all(a != b for a, b in zip(codes, codes[1:], strict=False)), "two neighbours alike"
+    assert all(a != b for a, b in itertools.pairwise(codes)), "two neighbours alike"
     assert len(set(codes)) >= 0.95 * len(IDS)
 
 
@@ -188,4 +189,4 @@ def _pair_with_different_answers(exercise: str) -> tuple[str, str]:
         x, y = _answer(exercise, a), _answer(exercise, b)
         return all(p != q for p, q in zip(x, y, strict=True)) if isinstance(x, tuple) else x != y
 
-    return next((a, b) for a, b in zip(IDS, IDS[1:], strict=False) if differ(a, b))
+    return next((a, b) for a, b in itertools.pairwise(IDS) if differ(a, b))

@@ -28,6 +28,7 @@ import os
 import signal
 import sys
 import time
+from typing import Any
 
 _PR_SET_CHILD_SUBREAPER = 36
 _LOOK = 0.01          # seconds between two looks at a program's processes
@@ -97,8 +98,8 @@ def _trace() -> None:
             show(f"@fork {os.getpid()} {pid}")
         return pid
 
-    def traced_print(*args: object, **kwargs: object) -> None:
-        show(f"@{os.getpid()}", *args, **kwargs)  # type: ignore[call-overload]
+    def traced_print(*args: object, **kwargs: Any) -> None:
+        show(f"@{os.getpid()}", *args, **kwargs)
 
     os.fork = traced_fork
     builtins.print = traced_print
