@@ -35,7 +35,8 @@ from .puzzles import MAX_SEED, puzzle
 __all__ = ["GRADED", "StudentPuzzle", "grade_as", "my_puzzle", "puzzle_of", "seed_of",
            "student"]
 
-GRADED = {"00.fork_puzzle": "fork", "01.signal_output": "signals"}  # exercise -> kind
+GRADED = {"00.fork_puzzle": "fork", "01.signal_output": "signals",   # exercise -> kind
+          "02.pipes_puzzle": "pipes"}
 
 _graded_as: str | None = None   # set only by the grader's sandbox (grade_as)
 

@@ -1,4 +1,4 @@
-"""Checks for the graded puzzles of lessons 00 and 01: each student's own puzzle, answered.
+"""Checks for the graded puzzles of lessons 00 to 02: each student's own puzzle, answered.
 
 The puzzle is the one of the student being checked (:mod:`labkit.puzzle_student`:
 the grader says who that is; in a notebook, its user), and the answer is
@@ -24,6 +24,8 @@ FORK = Exercise("00.fork_puzzle", "Your own fork puzzle: count the lines, pick t
                 kind="puzzle")
 SIGNALS = Exercise("01.signal_output", "Your own signal program: which output does it print?",
                    kind="puzzle")
+PIPES = Exercise("02.pipes_puzzle", "Your own pipes: which processes never finish?",
+                 kind="puzzle")
 
 
 @cache
@@ -151,3 +153,44 @@ def _(answer: Any) -> None:
     if letter != solution.answer:
         raise CheckFailed(f"output {letter} is not what a real run of your own puzzle's "
                           f"program printed {_whose(who)}")
+
+
+# --- 02.pipes_puzzle ----------------------------------------------------------------------
+
+
+def _pipes_reply(answer: Any) -> tuple[set[str], str, Solution]:
+    expect_function(answer)
+    reply = call(answer).value
+    expect(isinstance(reply, (list, tuple, set, frozenset))
+           and all(isinstance(x, str) for x in reply),
+           f"expected a list of process names, like ['parent', 'A'] (or [] if every "
+           f"process finishes), got {reply!r}")
+    who, solution = _mine(PIPES.id)
+    names = {n.casefold(): n for n in solution.puzzle.choices}
+    unknown = sorted(x for x in reply if x.strip().casefold() not in names)
+    expect(not unknown, f"the names must be among {', '.join(solution.puzzle.choices)}; "
+                        f"{', '.join(map(repr, unknown))} is not one of the processes")
+    return {names[x.strip().casefold()] for x in reply}, who, solution
+
+
+@PIPES.check("the answer is a list of the program's process names",
+             hint="Return the names of the processes that never finish, as a list; an empty "
+                  "list if all of them do.")
+def _(answer: Any) -> None:
+    _pipes_reply(answer)
+
+
+@PIPES.check("exactly the processes that never finish in a real run are named",
+             hint="For each read, list every process that still holds that pipe's write end "
+                  "when the read starts: end of file comes only once each of them has closed "
+                  "it or ended.",
+             concept="A fork copies every descriptor, both ends of each pipe included; a read "
+                     "blocks while any write end is open anywhere, and a parent waiting for "
+                     "a child that never ends waits for ever too.")
+def _(answer: Any) -> None:
+    named, who, solution = _pipes_reply(answer)
+    hang = set(solution.answer.split()) - {"none"}
+    expect(not named - hang, f"you named a process that finishes in a real run of your own "
+                             f"puzzle's program {_whose(who)}")
+    expect(not hang - named, f"you left out a process that never finishes in a real run of "
+                             f"your own puzzle's program {_whose(who)}")
