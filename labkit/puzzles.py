@@ -14,10 +14,12 @@ the model does not allow is an error, never an answer), and the tests run
 Kinds (``kinds()``): ``fork`` (count the lines, pick the possible orders,
 draw the tree), ``signals`` (handlers, masks, ``kill``, ``pause``: predict
 the output), ``pipes`` (which reads reach end of file, which processes
-never finish) and ``inverse`` (given an output, pick the programs that can
+never finish), ``inverse`` (given an output, pick the programs that can
 print it) and ``tree`` (given a process tree, pick the programs that make
-it; their runs are traced, so the tree a run really made is compared). The generators live in :mod:`labkit.puzzle_kinds`; the notebook
-card in :mod:`labkit.puzzle_card`.
+it; their runs are traced, so the tree each run really made is compared).
+The generators live in :mod:`labkit.puzzle_kinds`; the notebook card in
+:mod:`labkit.puzzle_card`; the graded puzzles, one per student, in
+:mod:`labkit.puzzle_student`.
 """
 from __future__ import annotations
 
