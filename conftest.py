@@ -299,7 +299,8 @@ LONGEST_FIRST = (
 # workers share (only /dev/shm and /dev/mqueue are their own): a name the answer chose
 # (a mutant's fixed /tmp path) cannot be told from another worker's, so these never overlap.
 _CHECKS_IN_SHARED_TMP = re.compile(r"tests/(test_mutants|test_checking|test_exercises|"
-                                   r"test_checks_\w+|test_hidden|test_scaffold)\.py::")
+                                   r"test_checks_\w+|test_hidden|test_scaffold|"
+                                   r"test_graded_puzzles)\.py::")
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,

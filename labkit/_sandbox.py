@@ -407,7 +407,11 @@ def _stage2(config: dict, result_fd: int) -> None:
         os._exit(0)
     from labkit.answers import answers, is_check_cell
     from labkit.checking import exercises, load_hidden, run_checks
+    from labkit.puzzle_student import grade_as
 
+    # Whose puzzles the checks grade: the grader's word, never the notebook's (its cells
+    # and answers run in other processes, which cannot change this one's).
+    grade_as(str(config.get("student", "")))
     lap(config, "labkit import")
     _limits(config)
     report: dict[str, Any] = {"status": "ok", "notes": [], "checks": [], "errors": []}

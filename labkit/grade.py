@@ -459,7 +459,8 @@ def run_sandboxed(sub: Submission, answers: dict, cell_timeout: float, timeout: 
     ``zygote`` (the batch's; without one, a zygote is started for this submission alone).
 
     ``hidden`` (path -> source) are the instructor's hidden checks, registered in the
-    sandbox only after the notebook has run.
+    sandbox only after the notebook has run. The graded puzzles are those of
+    ``sub.student`` (the roster id, or the name the submission is filed under).
 
     With ``later``, the sandbox's teardown overlaps with what the caller does next; the
     caller must then pass each process put in ``later`` to :func:`_finish`.
@@ -480,7 +481,8 @@ def run_sandboxed(sub: Submission, answers: dict, cell_timeout: float, timeout: 
         "notebook": sub.notebook, "answers": answers, "cell_timeout": cell_timeout,
         "rlimits": limits.rlimits, "max_processes": limits.processes, "memory": limits.memory,
         "processes": limits.processes, "work_size": limits.work, "shm_size": limits.shm,
-        "binds": _binds(root)[0], "hidden": hidden or {}}, timeout, zygote, later)
+        "binds": _binds(root)[0], "hidden": hidden or {},
+        "student": sub.student}, timeout, zygote, later)  # whose puzzles are graded
     if outcome is None:
         return failure, {"notes": [why]}
     report = _validated(outcome["report"])

@@ -242,6 +242,78 @@ def _inverse(seed: int) -> Puzzle:
         tuple(False for _ in candidates), tuple(LETTERS[:len(sources)]), target)
 
 
+# --- inverse from a tree: given a process tree, which programs make it --------------------
+
+
+def _tree_kind(seed: int) -> Puzzle:
+    rng = random.Random(f"tree:{seed}")
+    while True:
+        block, legal, procs = _draw_fork(rng)
+        target = _tree(procs)
+        seen = {_fork_source(block)}
+        candidates = [(block, legal, target)]
+        for m in rng.sample(_mutations(block), len(_mutations(block))):
+            if len(candidates) == 4:
+                break
+            g, m_procs = _fork_model(m)
+            twins = sum(t == target for _, _, t in candidates)
+            if (_fork_source(m) in seen or len(m_procs) > 8
+                    or (twins >= 2 and _tree(m_procs) == target)):
+                continue
+            try:
+                candidates.append((m, g.orders(), _tree(m_procs)))
+            except TooManyOrders:
+                continue
+            seen.add(_fork_source(m))
+        # A wait toggled leaves the tree as it is: one such twin is a fair trap, but the
+        # others must make other trees, or most answers are "all of them".
+        if len(candidates) >= 3 and any(t != target for _, _, t in candidates):
+            break
+    rng.shuffle(candidates)
+    sources = [_fork_source(b) for b, _, _ in candidates]
+    letters = [LETTERS[i] for i, (_, _, t) in enumerate(candidates) if t == target]
+    code = "\n\n".join(f"# Program {LETTERS[i]}\n{s}" for i, s in enumerate(sources))
+    why = "\n\n".join(f"{LETTERS[i]} {'makes' if t == target else 'does not make'} it:\n{t}"
+                       for i, (_, _, t) in enumerate(candidates))
+    return Puzzle(
+        "tree", seed, code,
+        "Which of the programs "
+        f"{LETTERS[0]}-{LETTERS[len(sources) - 1]} make exactly this process tree (each "
+        "process with the lines it prints, its children in the order they are forked, "
+        "p0 the first process)?\n\n" + target + "\n\n"
+        "Answer with the letters of every program that makes it.",
+        " ".join(letters), why, tuple(sources), tuple(lg for _, lg, _ in candidates),
+        tuple(False for _ in candidates), tuple(LETTERS[:len(sources)]),
+        tuple(target.splitlines()), traced=True)
+
+
+def _real_tree(lines: tuple[str, ...]) -> str:
+    """The process tree a traced run made (see ``labkit/programs/puzzle_runs.py``), drawn
+    as :func:`_tree` draws the model's: processes named in the order the model forks them
+    (each child, and all it forks, before its parent's next child)."""
+    kids: dict[int, list[int]] = {}
+    printed: dict[int, list[str]] = {}
+    for line in lines:
+        head, _, rest = line.partition(" ")
+        if head == "@fork":
+            parent, child = map(int, rest.split())
+            kids.setdefault(parent, []).append(child)
+        else:
+            printed.setdefault(int(head[1:]), []).append(rest)
+    forked = {k for ks in kids.values() for k in ks}
+    (first,) = (set(kids) | set(printed)) - forked
+    procs: list[_Proc] = []
+
+    def walk(pid: int, parent: str | None) -> None:
+        procs.append(_Proc(f"p{len(procs)}", parent, printed.get(pid, [])))
+        me = procs[-1].name
+        for k in kids.get(pid, []):
+            walk(k, me)
+
+    walk(first, None)
+    return _tree(procs)
+
+
 # --- signals: handlers, masks, kill, pause ------------------------------------------------
 
 _SIGNALS = ("SIGHUP", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGTERM", "SIGCHLD")
@@ -592,6 +664,11 @@ def _inverse_answer(p: Puzzle, runs: Runs) -> str:
                     if lines == p.given or p.given in p.outputs[j])
 
 
+def _tree_answer(p: Puzzle, runs: Runs) -> str:
+    return " ".join(LETTERS[j] for j, (lines, _) in enumerate(runs)
+                    if tuple(_real_tree(lines).splitlines()) == p.given)
+
+
 KINDS: dict[str, tuple[str, Callable[[int], Puzzle], Callable[[Puzzle, Runs], str]]] = {
     "fork": ("fork trees: count the lines, pick the possible orders, draw the tree", _fork,
              _fork_answer),
@@ -601,4 +678,6 @@ KINDS: dict[str, tuple[str, Callable[[int], Puzzle], Callable[[Puzzle, Runs], st
               _pipes, _pipes_answer),
     "inverse": ("inverse puzzles: given an output, pick the programs that can print it",
                 _inverse, _inverse_answer),
+    "tree": ("inverse puzzles from a tree: given a process tree, pick the programs that make "
+             "it", _tree_kind, _tree_answer),
 }

@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["Graph", "Puzzle", "TooManyOrders", "same_answer"]
+__all__ = ["Graph", "Puzzle", "TooManyOrders", "same_answer", "untraced"]
 
 MAX_ORDERS = 3000     # a puzzle with more possible outputs than this is not a puzzle
 
@@ -34,7 +34,8 @@ class Puzzle:
     ``programs`` are the real programs (one, or the candidates of an inverse
     puzzle); ``outputs[i]`` is every output (a tuple of lines) the model allows
     for ``programs[i]``, and ``hangs[i]`` whether some process of it never ends.
-    ``answer`` is the model's; :func:`labkit.puzzles.solve` gets it from real runs.
+    ``answer`` is the model's; :func:`labkit.puzzles.solve` gets it from real runs
+    (``traced`` ones, for a puzzle about the process tree: see :func:`untraced`).
     """
 
     kind: str
@@ -47,7 +48,8 @@ class Puzzle:
     outputs: tuple[frozenset[tuple[str, ...]], ...]
     hangs: tuple[bool, ...]
     choices: tuple[str, ...]                   # the options offered (outputs, names)
-    given: tuple[str, ...] = ()                # the output an inverse puzzle starts from
+    given: tuple[str, ...] = ()                # the output (or tree) an inverse puzzle starts from
+    traced: bool = False                       # its runs must say which process printed what
 
     def __str__(self) -> str:
         return f"{self.kind} puzzle, seed {self.seed}\n\n{self.code}\n\n{self.question}"
@@ -64,6 +66,16 @@ def same_answer(reply: str, answer: str) -> bool:
         return sorted(t for t in re.findall(r"[A-Za-z]+|\d+", text.upper()) if t != "NONE")
 
     return tokens(reply) == tokens(answer)
+
+
+def untraced(lines: tuple[str, ...]) -> tuple[str, ...]:
+    """What a traced run printed, as the untraced program prints it: the ``@fork`` lines
+    dropped, the ``@PID`` in front of each line removed.
+
+    >>> untraced(("@fork 7 8", "@8 a", "@7 b"))
+    ('a', 'b')
+    """
+    return tuple(line.partition(" ")[2] for line in lines if not line.startswith("@fork "))
 
 
 class Graph:

@@ -14,21 +14,24 @@ the model does not allow is an error, never an answer), and the tests run
 Kinds (``kinds()``): ``fork`` (count the lines, pick the possible orders,
 draw the tree), ``signals`` (handlers, masks, ``kill``, ``pause``: predict
 the output), ``pipes`` (which reads reach end of file, which processes
-never finish) and ``inverse`` (given an output, pick the programs that can
-print it). The generators live in :mod:`labkit.puzzle_kinds`; the notebook
-card in :mod:`labkit.puzzle_card`.
+never finish), ``inverse`` (given an output, pick the programs that can
+print it) and ``tree`` (given a process tree, pick the programs that make
+it; their runs are traced, so the tree each run really made is compared).
+The generators live in :mod:`labkit.puzzle_kinds`; the notebook card in
+:mod:`labkit.puzzle_card`; the graded puzzles, one per student, in
+:mod:`labkit.puzzle_student`.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ._platform import LINUX
 from ._validate import whole
 from .errors import LabTimeout, ModelMismatch, NotSupportedHere
 from .puzzle_kinds import KINDS
-from .puzzle_model import Puzzle, same_answer
+from .puzzle_model import Puzzle, same_answer, untraced
 from .runner import run_module
 
 __all__ = ["KINDS", "Puzzle", "RealRun", "Solution", "kinds", "puzzle", "run_real", "solve"]
@@ -50,7 +53,7 @@ def kinds() -> dict[str, str]:
     """Every kind of puzzle, with a line saying what it asks.
 
     >>> list(kinds())
-    ['fork', 'signals', 'pipes', 'inverse']
+    ['fork', 'signals', 'pipes', 'inverse', 'tree']
     """
     return {name: about for name, (about, _, _) in KINDS.items()}
 
@@ -101,7 +104,8 @@ class Solution:
 
 
 def solve(puzzles: list[Puzzle], parallel: int = 8) -> list[Solution]:
-    """Answer puzzles by running each program once on real processes (all in one batch).
+    """Answer puzzles by running each program once on real processes (in one batch; two
+    when some puzzles need traced runs).
 
     A run the model does not allow (another output, a hang it does not
     predict, anything on stderr) raises :class:`~labkit.errors.ModelMismatch`
@@ -111,28 +115,37 @@ def solve(puzzles: list[Puzzle], parallel: int = 8) -> list[Solution]:
     >>> s.answer == s.puzzle.answer, len(s.runs[0].lines) == int(s.answer.split()[0])
     (True, True)
     """
-    jobs = [(p, j) for p in puzzles for j in range(len(p.programs))]
-    runs = iter(run_real([p.programs[j] for p, j in jobs], parallel=parallel))
+    jobs = [(i, j) for i, p in enumerate(puzzles) for j in range(len(p.programs))]
+    raw: dict[tuple[int, int], RealRun] = {}
+    for trace in (False, True):     # a traced run prints more: one batch of each
+        mine = [(i, j) for i, j in jobs if puzzles[i].traced == trace]
+        got = run_real([puzzles[i].programs[j] for i, j in mine], parallel=parallel,
+                       trace=trace)
+        raw.update(zip(mine, got, strict=True))
     solved, wrong = [], []
-    for p in puzzles:
-        mine = tuple(next(runs) for _ in p.programs)
-        for j, real in enumerate(mine):
+    for i, p in enumerate(puzzles):
+        runs = [raw[(i, j)] for j in range(len(p.programs))]
+        shown = tuple(replace(r, lines=untraced(r.lines)) if p.traced else r for r in runs)
+        for j, real in enumerate(shown):
             if real.errors or real.lines not in p.outputs[j] or real.hung != p.hangs[j]:
                 wrong.append(f"{p.kind} seed {p.seed} program {j}: printed {real.lines}"
                              f"{' and hung' if real.hung else ''}"
                              f"{'; stderr: ' + real.errors[-200:] if real.errors else ''}")
         if not wrong:
-            answer = KINDS[p.kind][2](p, [(r.lines, r.hung) for r in mine])
-            solved.append(Solution(p, mine, answer))
+            answer = KINDS[p.kind][2](p, [(r.lines, r.hung) for r in runs])
+            solved.append(Solution(p, shown, answer))
     if wrong:
         raise ModelMismatch(f"{len(wrong)} real run(s) did what the puzzle's model does not "
                             "allow: " + "; ".join(wrong[:5]))
     return solved
 
 
-def run_real(programs: list[str], parallel: int = 8, timeout: float = 60.0
-             ) -> list[RealRun]:
+def run_real(programs: list[str], parallel: int = 8, timeout: float = 60.0,
+             trace: bool = False) -> list[RealRun]:
     """Run each program once on real processes, ``parallel`` at a time, in one program.
+
+    With ``trace``, each line says which process printed it (``@PID line``) and each
+    fork which child it made (``@fork PID CHILD``): the process tree the run made.
 
     Processes that never end are found (all of them asleep, none running
     between two looks), killed and reported as ``hung``; nothing outlives the
@@ -148,7 +161,8 @@ def run_real(programs: list[str], parallel: int = 8, timeout: float = 60.0
                                "slow one; that needs Linux")
     if not programs:
         return []
-    done = run_module("labkit.programs.puzzle_runs", str(parallel), str(timeout), *programs,
+    done = run_module("labkit.programs.puzzle_runs", str(parallel), str(timeout),
+                      "1" if trace else "0", *programs,
                       timeout=timeout * (1 + (len(programs) - 1) // parallel) + 10,
                       what="the puzzles")
     runs: dict[int, RealRun] = {}

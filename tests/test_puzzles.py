@@ -1,7 +1,8 @@
 """labkit.puzzles: seeds, answers, the model against real runs, the card and the command.
 
 The agreement test runs 200 seeds of every kind on real processes, batched:
-one runner program per kind, eight puzzles at a time under their keepers.
+one runner program per kind, eight puzzles at a time under their keepers (the
+tree kind's runs traced, so the tree each run made is compared with the model's).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from labkit import cli
 from labkit.errors import LabTimeout, ModelMismatch
 from labkit.puzzle_card import PuzzleCard
-from labkit.puzzle_model import Graph, same_answer
+from labkit.puzzle_model import Graph, same_answer, untraced
 from labkit.puzzles import kinds, puzzle, run_real, solve
 
 KINDS = list(kinds())
@@ -45,7 +46,7 @@ def test_a_bad_seed_says_what_is_allowed(bad):
 
 
 def test_an_unknown_kind_lists_the_kinds():
-    with pytest.raises(ValueError, match="fork, signals, pipes, inverse"):
+    with pytest.raises(ValueError, match="fork, signals, pipes, inverse, tree"):
         puzzle("threads", 0)
 
 
@@ -108,6 +109,22 @@ def test_a_real_run_the_model_does_not_allow_is_an_error_not_an_answer():
     lying = replace(p, outputs=(frozenset({("z",)}),))
     with pytest.raises(ModelMismatch, match="fork seed 4 program 0: printed"):
         solve([lying])
+
+
+def test_a_traced_run_names_each_line_s_process_and_each_fork_s_child():
+    program = 'import os\nprint("a")\nif os.fork() == 0:\n    print("b")\n    os._exit(0)'
+    (real,) = run_real([program], trace=True)
+    first = real.lines[0].split()[0]
+    assert real.lines[0] == f"{first} a" and untraced(real.lines) in {("a", "b")}
+    fork = next(line.split() for line in real.lines if line.startswith("@fork "))
+    assert f"@{fork[1]}" == first and f"@{fork[2]} b" in real.lines
+
+
+def test_tree_answers_compare_the_tree_each_run_really_made():
+    p = puzzle("tree", 5)
+    drawn, other = solve([p, replace(p, given=("p0: prints nothing",))])
+    assert drawn.answer == p.answer != "" and other.answer == ""
+    assert all(not line.startswith("@") for run in drawn.runs for line in run.lines)
 
 
 def test_a_hanging_program_is_killed_and_reported():

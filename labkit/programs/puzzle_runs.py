@@ -1,7 +1,9 @@
 """Run generated puzzle programs on real processes and report what each one printed.
 
-Run: ``python -m labkit.programs.puzzle_runs PARALLEL DEADLINE SOURCE...``.
+Run: ``python -m labkit.programs.puzzle_runs PARALLEL DEADLINE TRACE SOURCE...``.
 :func:`labkit.puzzles.run_real` starts it through :func:`labkit.runner.run_module`.
+With ``TRACE`` ``1``, every process says who it is (see :func:`_trace`), so the
+caller can draw the process tree the run really made.
 
 Each program runs under its own *keeper*, a forked process that is a child
 subreaper: every process the program forks, orphans included, stays below the
@@ -26,6 +28,7 @@ import os
 import signal
 import sys
 import time
+from typing import Any
 
 _PR_SET_CHILD_SUBREAPER = 36
 _LOOK = 0.01          # seconds between two looks at a program's processes
@@ -77,7 +80,32 @@ def _status(status: int) -> str:
     return f"exit code {os.WEXITSTATUS(status)}"
 
 
-def _program(source: str, out_fd: int, err_fd: int) -> None:
+def _trace() -> None:
+    """Make every process of the program say who it is, in the lines it prints: each line
+    starts with ``@PID``, and a parent prints ``@fork PID CHILD`` as its fork returns.
+
+    Only the parent can name the pair for certain (a child asking for its parent's pid
+    gets the keeper's once the parent has ended), and one process's lines reach the pipe
+    in its own order, so each parent's children come in the order it forked them.
+    """
+    import builtins
+
+    fork, show = os.fork, builtins.print
+
+    def traced_fork() -> int:
+        pid = fork()
+        if pid > 0:
+            show(f"@fork {os.getpid()} {pid}")
+        return pid
+
+    def traced_print(*args: object, **kwargs: Any) -> None:
+        show(f"@{os.getpid()}", *args, **kwargs)
+
+    os.fork = traced_fork
+    builtins.print = traced_print
+
+
+def _program(source: str, out_fd: int, err_fd: int, trace: bool) -> None:
     """The program's first process: its output to the keeper's pipes, then the source."""
     os.dup2(out_fd, 1)
     os.dup2(err_fd, 2)
@@ -87,6 +115,8 @@ def _program(source: str, out_fd: int, err_fd: int) -> None:
     sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True)
     code = 0
     try:
+        if trace:
+            _trace()
         exec(compile(source, "<puzzle>", "exec"), {"__name__": "__main__"})
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
@@ -98,7 +128,7 @@ def _program(source: str, out_fd: int, err_fd: int) -> None:
         os._exit(code)        # every process of the program ends here, never in the keeper
 
 
-def _keep(index: int, source: str, deadline: float, report_fd: int) -> None:
+def _keep(index: int, source: str, deadline: float, trace: bool, report_fd: int) -> None:
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -106,7 +136,7 @@ def _keep(index: int, source: str, deadline: float, report_fd: int) -> None:
     if first == 0:
         os.close(out_r)
         os.close(err_r)
-        _program(source, out_w, err_w)
+        _program(source, out_w, err_w, trace)
     os.close(out_w)
     os.close(err_w)
     main, hung, late, before, quiet = "", False, False, None, 0
@@ -148,7 +178,7 @@ def _keep(index: int, source: str, deadline: float, report_fd: int) -> None:
 
 
 def main(argv: list[str]) -> None:
-    parallel, deadline, sources = int(argv[0]), float(argv[1]), argv[2:]
+    parallel, deadline, trace, sources = int(argv[0]), float(argv[1]), argv[2] == "1", argv[3:]
     for start in range(0, len(sources), parallel):
         reports: list[tuple[int, int]] = []
         for index in range(start, min(start + parallel, len(sources))):
@@ -158,7 +188,7 @@ def main(argv: list[str]) -> None:
                 code = 0
                 try:
                     os.close(r)
-                    _keep(index, sources[index], deadline, w)
+                    _keep(index, sources[index], deadline, trace, w)
                 except BaseException:
                     import traceback
                     traceback.print_exc()

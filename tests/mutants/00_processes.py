@@ -202,3 +202,38 @@ def run_program(argv):
     Mutant("00.run_program", "raw_status_returned", _run_program(result="os.waitpid(pid, 0)[1]"),
            fault=r"raw wait status"),
 ]
+
+
+# --- 00.fork_puzzle: wrong answers to each student's own puzzle --------------------------
+# Each reads the right answer from the bank and spoils it as a student would: the puzzle
+# differs from one user to the next, so no fixed answer can be wrong for every one of them.
+
+
+def _fork_puzzle(count: str = "int(count)", letters: str = "letters",
+                 answer: str = 'my_puzzle("00.fork_puzzle").puzzle.answer') -> str:
+    return f'''
+from labkit.puzzle_student import my_puzzle, puzzle_of
+
+def fork_puzzle_answer():
+    count, *letters = {answer}.split()
+    return {count}, {letters}
+'''
+
+
+_NEIGHBOURS = ('next(theirs for theirs in (puzzle_of("00.fork_puzzle", f"neighbour{i}")'
+               '.puzzle.answer for i in range(50)) '
+               'if theirs != my_puzzle("00.fork_puzzle").puzzle.answer)')
+
+MUTANTS += [
+    Mutant("00.fork_puzzle", "one_line_too_many", _fork_puzzle(count="int(count) + 1"),
+           fault=r"your line count \(\d+\) is not what a real run of your own puzzle"),
+    Mutant("00.fork_puzzle", "an_impossible_output_chosen",
+           _fork_puzzle(letters='letters + [x for x in "ABCD" if x not in letters][:1]'),
+           fault=r"you chose an output that your own puzzle's program can never print"),
+    Mutant("00.fork_puzzle", "a_possible_output_left_out", _fork_puzzle(letters="letters[1:]"),
+           fault=r"you left out an output that your own puzzle's program can print"),
+    Mutant("00.fork_puzzle", "another_students_answer", _fork_puzzle(answer=_NEIGHBOURS),
+           fault=r"of your own puzzle|your own puzzle's program"),
+    Mutant("00.fork_puzzle", "count_as_text", _fork_puzzle(count="count"),
+           fault=r"the line count must be a whole number"),
+]

@@ -278,3 +278,36 @@ def choose_signals():
     return "SIGUSR2 SIGHUP SIGTERM SIGUSR1 SIGTERM SIGUSR2 SIGUSR1 SIGTERM SIGINT"
 ''', fault=r"expected a list of signals"),
 ]
+
+
+# --- 01.signal_output: wrong answers to each student's own puzzle -------------------------
+# Each reads the right letter from the bank and spoils it as a student would (the puzzle
+# differs from one user to the next, so no fixed letter is wrong for every one of them).
+
+
+def _signal_output(letter: str) -> str:
+    return f'''
+from labkit.puzzle_student import my_puzzle, puzzle_of
+
+def signal_output_answer():
+    mine = my_puzzle("01.signal_output").puzzle
+    return {letter}
+'''
+
+
+MUTANTS += [
+    Mutant("01.signal_output", "another_output",
+           _signal_output('next(x for x in "ABCD" if x != mine.answer)'),
+           fault=r"is not what a real run of your own puzzle's program printed"),
+    Mutant("01.signal_output", "another_students_answer", _signal_output(
+        'next(theirs for theirs in (puzzle_of("01.signal_output", f"neighbour{i}").puzzle'
+        '.answer for i in range(50)) if theirs != mine.answer)'),
+           fault=r"your own puzzle's program"),
+    Mutant("01.signal_output", "the_output_instead_of_its_letter",
+           _signal_output('mine.choices["ABCD".index(mine.answer)]'),
+           fault=r"expected one letter"),
+    Mutant("01.signal_output", "every_letter_that_looks_possible",
+           _signal_output('"A, " + mine.answer'), fault=r"expected one letter"),
+    Mutant("01.signal_output", "a_letter_not_offered", _signal_output('"Z"'),
+           fault=r"must be among A, B"),
+]

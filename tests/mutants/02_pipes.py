@@ -270,3 +270,39 @@ def ask(server_path, question):
         return reply.read()
 ''', fault=r"was still there after ask returned"),
 ]
+
+
+# --- 02.pipes_puzzle: wrong answers to each student's own puzzle --------------------------
+# Each reads the right names from the bank and spoils them as a student would (the puzzle
+# differs from one user to the next, so no fixed list is wrong for every one of them).
+
+
+def _pipes_puzzle(names: str) -> str:
+    return f'''
+from labkit.puzzle_student import my_puzzle, puzzle_of
+
+def pipes_puzzle_answer():
+    mine = my_puzzle("02.pipes_puzzle").puzzle
+    hang = [] if mine.answer == "none" else mine.answer.split()
+    return {names}
+'''
+
+
+MUTANTS += [
+    Mutant("02.pipes_puzzle", "the_opposite", _pipes_puzzle(
+        "[name for name in mine.choices if name not in hang]"),
+           fault=r"you (named a process that finishes|left out a process that never "
+                 r"finishes) in a real run of your own puzzle"),
+    Mutant("02.pipes_puzzle", "one_left_out_or_one_too_many", _pipes_puzzle(
+        "hang[1:] if hang else list(mine.choices[:1])"),
+           fault=r"you (named a process that finishes|left out a process that never "
+                 r"finishes)"),
+    Mutant("02.pipes_puzzle", "another_students_answer", _pipes_puzzle(
+        'next(theirs for theirs in (puzzle_of("02.pipes_puzzle", f"neighbour{i}").puzzle'
+        '.answer for i in range(50)) if theirs != mine.answer).replace("none", "").split()'),
+           fault=r"your own puzzle's program"),
+    Mutant("02.pipes_puzzle", "none_as_a_word", _pipes_puzzle('"none"'),
+           fault=r"expected a list of process names"),
+    Mutant("02.pipes_puzzle", "a_name_the_program_does_not_have", _pipes_puzzle('["C"]'),
+           fault=r"'C' is not one of the processes"),
+]
