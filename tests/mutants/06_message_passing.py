@@ -275,6 +275,8 @@ def gather(fn, items, workers):
             r"only 18 of 20 items were computed.*given to no worker"),
     _gather("reads_while_the_queue_is_not_empty", "read='until empty'",
             r"results are missing"),
+
+    # --- 06.squares: the given program is the first
     Mutant("06.squares", "given_joins_before_getting", _SQUARES + '''
 def all_squares(workers, n):
     return _all_squares(workers, n, order="join, get")

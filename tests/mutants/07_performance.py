@@ -233,6 +233,8 @@ MUTANTS = [
     _ring("no_free_slot_at_the_start", "free=0", r"none is free at the start"),
     _ring("slots_never_handed_back", "hand_back=False", r"never handed back"),
     _ring("segment_and_semaphores_left", "unlink=False", r"was left behind"),
+
+    # --- 07.pipe_blocks: the given program is the first
     _blocks("given_one_read_per_block", "read='one read'", r"block 0 arrived with [\d_]+ bytes"),
     _blocks("stops_at_the_first_short_read", "read='until a short read'",
             r"arrived with [\d_]+ bytes instead"),
