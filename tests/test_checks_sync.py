@@ -103,10 +103,12 @@ def test_turns_taken_without_waiting_are_seen_overlapping_in_every_run():
         assert any(row[5] for row in turns.turns), turns.turns
 
 
-def test_a_semaphores_own_mapping_is_not_counted_as_a_shared_mapping():
-    before = _shared_mappings()
+def test_an_open_semaphore_is_seen_until_it_is_unlinked_and_a_mapping_apart_from_it():
+    sems, maps = _shared_mappings()
     with objects.scope() as objs:
-        objs.semaphore(1).acquire(0)   # mapped into this process by the kernel's sem_open
-        assert _shared_mappings() == before
-    with mmap.mmap(-1, 4096):
-        assert len(_shared_mappings() - before) == 1
+        objs.semaphore(1)                  # sem_open maps /dev/shm/sem.NAME into this process
+        now_sems, now_maps = _shared_mappings()
+        assert len(now_sems - sems) == 1 and now_maps == maps
+        with mmap.mmap(-1, 4096):
+            assert len(_shared_mappings()[1] - maps) == 1
+    assert _shared_mappings()[0] == sems   # unlinked (and closed): no longer there

@@ -3,8 +3,9 @@ take turns, each waiting on a named semaphore, and leave each turn's result in a
 mapping.
 
 What is judged comes from the kernel, seen from inside the turns: the check's ``turn(k)``
-notes which process called it (its pid and parent pid), the semaphores in ``/dev/shm``
-and the shared mappings in ``/proc/self/maps`` at that moment. Before a turn goes on it
+notes which process called it (its pid and parent pid), and from ``/proc/self/maps`` the
+named semaphores that process has open (still in ``/dev/shm``) and its other shared
+mappings at that moment. Before a turn goes on it
 waits until the other process sleeps (blocked, as it must be while it is not its turn) or
 has ended; if the other enters a turn meanwhile, the two overlapped. So a missing or
 misplaced wait shows in every run, not now and then. The turns' records live in an
@@ -25,7 +26,7 @@ import psutil
 
 from ..checking import CheckFailed, CheckTimedOut, Exercise, expect, expect_clean
 from ..framing import plain_data
-from ..session import SHM_DIR, UID
+from ..session import SHM_DIR
 from ..waiting import wait_until
 from ._shared import expect_function, guarded_call, plain
 
@@ -33,27 +34,28 @@ TURNS = Exercise("05.take_turns", "Take turns with two named semaphores", timeou
                  raw_calls=("os.fork", "posix_ipc.Semaphore", "mmap"))
 
 _MAX = 64        # turns a record is kept of
-_FIELDS = 5      # per turn: pid, parent pid, semaphores seen, shared mappings seen, overlapped
+_FIELDS = 5      # per turn: pid, parent pid, semaphores open, other shared mappings, overlapped
 _HEAD = 4        # turns recorded, parent inside a turn, child inside a turn, turns out of range
 _QUIET = 0.02    # seconds the other process must stay asleep to count as waiting
 _PATIENCE = 2.0  # seconds a turn waits for the other process to block, at most
 
 
-def _semaphores() -> set[str]:
-    """Named semaphores of this user in /dev/shm."""
-    try:
-        return {e.name for e in os.scandir(SHM_DIR) if e.name.startswith("sem.")
-                and e.stat(follow_symlinks=False).st_uid == UID}
-    except OSError:
-        return set()
-
-
-def _shared_mappings() -> set[str]:
-    """This process's shared mappings (``s`` in the permissions), but a semaphore's own."""
+def _shared_mappings() -> tuple[set[int], set[str]]:
+    """This process's shared mappings (``s`` in the permissions), from the kernel: the named
+    semaphores it has open that are in /dev/shm now (by inode: sem_open maps the semaphore's
+    file, which glibc creates under a temporary name), and every other shared mapping."""
     with open("/proc/self/maps") as f:
-        lines = [line.split(None, 5) for line in f]
-    return {f"{p[0]} {p[5].strip() if len(p) > 5 else ''}" for p in lines
-            if p[1][3] == "s" and not (len(p) > 5 and "/sem." in p[5])}
+        rows = [line.split(None, 5) for line in f]
+    shared = [(p[0], int(p[4]), p[5].strip() if len(p) > 5 else "") for p in rows
+              if p[1][3] == "s"]
+    try:
+        named = {e.inode() for e in os.scandir(SHM_DIR) if e.name.startswith("sem.")}
+    except OSError:
+        named = set()
+    semaphores = {inode for _, inode, path in shared
+                  if os.path.basename(path).startswith("sem.")}
+    return semaphores & named, {f"{where} {path}" for where, _, path in shared
+                                if not os.path.basename(path).startswith("sem.")}
 
 
 def _blocked(pid: int, seen: dict[int, tuple[int, float]], now: float) -> bool:
@@ -91,7 +93,7 @@ def _watched(answer: Any, rounds: int) -> Turns:
     """Run ``answer(rounds, turn)`` in this (the answer's) process, with a recording turn."""
     key = 1000 + secrets.randbelow(9000)
     memory = mmap.mmap(-1, 8 * (_HEAD + _MAX * (1 + _FIELDS)))  # shared with the answer's child
-    parent, sems_before, maps_before = os.getpid(), _semaphores(), _shared_mappings()
+    parent, (sems_before, maps_before) = os.getpid(), _shared_mappings()
 
     def get(at: int, n: int = 1) -> tuple[int, ...]:
         return struct.unpack_from(f"{n}q", memory, 8 * at)
@@ -118,9 +120,9 @@ def _watched(answer: Any, rounds: int) -> Turns:
         at = get(0)[0]
         put(0, at + 1)
         if at < _MAX:
-            put(_HEAD + at * (1 + _FIELDS), k, me, os.getppid(),
-                len(_semaphores() - sems_before), len(_shared_mappings() - maps_before),
-                get(other)[0])
+            sems, maps = _shared_mappings()
+            put(_HEAD + at * (1 + _FIELDS), k, me, os.getppid(), len(sems - sems_before),
+                len(maps - maps_before), get(other)[0])
         put(inside, 0)
         return (k + 1) * key
 
@@ -224,9 +226,10 @@ def _(answer):
     t, _ = _turns(answer, 4)
     _expect_order(t, 4)
     few = [(row[0], row[3]) for row in t.turns if row[3] < 2]
-    expect(not few, f"take_turns(4, turn): during turn {few[0][0] if few else ''} there were "
-                    f"{few[0][1] if few else ''} new semaphore(s) in /dev/shm; expected the "
-                    "two named semaphores the turns wait on")
+    expect(not few, f"take_turns(4, turn): during turn {few[0][0] if few else ''}, the "
+                    f"process taking it had {few[0][1] if few else ''} named semaphore(s) open "
+                    "(in /proc/self/maps, still in /dev/shm); expected the two named "
+                    "semaphores the turns wait on, made before the fork")
 
 
 @TURNS.check("nothing is left: both semaphores unlinked, the mapping closed, the child reaped",

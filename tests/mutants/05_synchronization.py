@@ -52,11 +52,18 @@ def deposit_all(workers, amounts):
 
 
 _TURNS = '''
+def _named(value, label):
+    return posix_ipc.Semaphore(objects.lab_name(label), posix_ipc.O_CREX, mode=0o600,
+                               initial_value=value)
+
+
+def _unnamed(value, label):
+    return multiprocessing.get_context("fork").Semaphore(value)
+
+
 def take_turns(rounds, turn):
-    mine = posix_ipc.Semaphore(objects.lab_name("mine"), posix_ipc.O_CREX, mode=0o600,
-                               initial_value=1)
-    theirs = posix_ipc.Semaphore(objects.lab_name("theirs"), posix_ipc.O_CREX, mode=0o600,
-                                 initial_value=THEIRS)
+    mine = MAKE(1, "mine")
+    theirs = MAKE(THEIRS, "theirs")
     slots = MAPPING
     try:
         pid = os.fork()
@@ -82,15 +89,17 @@ def take_turns(rounds, turn):
         slots.close()
         for sem in (mine, theirs):
             UNLINK
-            sem.close()
+            CLOSE
 '''
 
 
 def _turns(theirs: str = "0", mapping: str = "mmap.mmap(-1, 8 * rounds)", post: str = "theirs",
-           reap: str = "os.waitpid(pid, 0)", unlink: str = "sem.unlink()") -> str:
+           reap: str = "os.waitpid(pid, 0)", unlink: str = "sem.unlink()",
+           make: str = "_named", close: str = "sem.close()") -> str:
     """The solution of 05.take_turns with one of its parts changed."""
     return (_TURNS.replace("THEIRS", theirs).replace("MAPPING", mapping)
-            .replace("POST", post).replace("REAP", reap).replace("UNLINK", unlink))
+            .replace("POST", post).replace("REAP", reap).replace("UNLINK", unlink)
+            .replace("MAKE", make).replace("CLOSE", close))
 
 MUTANTS = [
     # --- 05.locked_counter
@@ -336,8 +345,9 @@ def deadlock_two():
     # --- 05.take_turns
     Mutant("05.take_turns", "both_semaphores_start_at_one", _turns(theirs="1"),
            fault=r"ran while the other process was in a turn"),
-    Mutant("05.take_turns", "both_semaphores_start_at_zero", _turns(theirs="0").replace(
-        "initial_value=1", "initial_value=0"), fault=r"deadlock", hangs=True),
+    Mutant("05.take_turns", "both_semaphores_start_at_zero", _turns().replace(
+        '_named(1, "mine")', '_named(0, "mine")'),
+           fault=r"deadlock", hangs=True),
     Mutant("05.take_turns", "posts_its_own_semaphore", _turns(post="mine"),
            fault=r"deadlock", hangs=True),
     Mutant("05.take_turns", "private_mapping", _turns(
@@ -347,6 +357,9 @@ def deadlock_two():
            fault=r"stopped after turn .*wait for the child"),
     Mutant("05.take_turns", "semaphores_never_unlinked", _turns(unlink="pass"),
            fault=r"sem /\S+ was left behind"),
+    Mutant("05.take_turns", "multiprocessing_semaphores", _turns(make="_unnamed", unlink="pass",
+                                                                close="pass"),
+           fault=r"had 0 named semaphore\(s\) open"),
     Mutant("05.take_turns", "a_thread_instead_of_a_child", '''
 def take_turns(rounds, turn):
     import threading
