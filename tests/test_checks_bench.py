@@ -5,6 +5,7 @@ promise, without timing anything."""
 from __future__ import annotations
 
 import mmap
+import os
 import time
 
 import pytest
@@ -80,3 +81,36 @@ def test_an_answer_that_hangs_is_stopped_once_and_not_run_again(exercise, answer
     assert results[0].status == FAILED and cause in results[0].message
     assert all(r.status == NOT_RUN for r in results[1:])
     assert all(r.message.startswith("not run: ") and cause in r.message for r in results[1:])
+
+
+# --- 07.pipe_blocks ---------------------------------------------------------------------------
+
+def _one_read(size: int) -> int:
+    """A child writes ``size`` bytes into a pipe at once; the parent's one read of ``size``."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            os.write(w, b"x" * size)
+        finally:
+            os._exit(0)
+    os.close(w)
+    try:
+        return len(os.read(r, size))
+    finally:
+        os.close(r)           # the child, still writing, ends on SIGPIPE
+        os.waitpid(pid, 0)
+
+
+def test_one_read_of_a_pipe_never_returns_more_than_the_pipe_holds():
+    # the premise of 07.pipe_blocks: a block bigger than the pipe never comes in one read
+    import fcntl
+
+    r, w = os.pipe()
+    room = fcntl.fcntl(w, fcntl.F_GETPIPE_SZ)
+    os.close(r)
+    os.close(w)
+    for size in (100_000, 300_000, 1 << 20):
+        got = run(_one_read, size, timeout=10, show=False).value
+        assert 0 < got <= room < size

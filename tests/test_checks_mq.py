@@ -13,6 +13,7 @@ from helpers import load_answers
 from labkit import mq
 from labkit.checking import FAILED, NOT_RUN, run_checks
 from labkit.checks import mq as checks
+from labkit.checks import mq_squares as squares_checks
 
 SOLVED = load_answers("solutions/06_message_passing.ipynb")
 
@@ -109,3 +110,29 @@ def test_an_answer_that_hangs_is_stopped_once_with_its_cause(exercise, cause):
     assert all(r.status == NOT_RUN for r in results[1:])
     # the later checks do not wait for it again, and none of them just timed out
     assert all(r.message.startswith("not run: ") and cause in r.message for r in results[1:])
+
+
+# --- 06.squares -------------------------------------------------------------------------------
+
+def test_squares_out_of_place_are_found_at_their_first_wrong_index():
+    assert squares_checks._compared(lambda w, n: [k * k for k in range(n)], 2, 50) == ("ok", 50, "")
+    assert squares_checks._compared(lambda w, n: [0, 4, 1], 2, 3) == ("value", 1, "4")
+    assert squares_checks._compared(lambda w, n: [0], 2, 3) == ("length", 1, "")
+    assert squares_checks._compared(lambda w, n: "0 1 4", 2, 3)[0] == "type"
+
+
+def test_the_results_the_check_asks_for_do_not_fit_in_a_pipe():
+    # the premise of every 06.squares check: one worker's part, pickled as a queue sends it,
+    # is bigger than a pipe, so its sender cannot end before someone reads
+    import fcntl
+    import pickle
+
+    r, w = os.pipe()
+    try:
+        room = fcntl.fcntl(w, fcntl.F_GETPIPE_SZ)
+    finally:
+        os.close(r)
+        os.close(w)
+    smallest = min(len(pickle.dumps((0, [k * k for k in range(i, n, workers)])))
+                   for workers, n in ((3, 200_000), (1, 100_000)) for i in range(workers))
+    assert smallest > 2 * room

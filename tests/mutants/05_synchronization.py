@@ -33,6 +33,74 @@ _BATCHED_LOCAL = '''        local = 0
             local += 1
 '''
 
+
+def _deposits(worker: str) -> str:
+    """The deposits program of 05.deposits around ``worker`` (the loop of ``deposit``)."""
+    return f'''
+def deposit_all(workers, amounts):
+    def deposit(i, total, lock):
+        for amount in amounts[i::workers]:
+{worker}
+    with objects.scope() as objs, shm.Segment.create(8, label="total") as seg:
+        lock = objs.semaphore(1, label="total")
+        total = seg.struct(ctypes.c_int64)
+        labkit.run_workers(deposit, workers, total, lock, timeout=2)
+        final = int(total.value)
+        del total
+    return final
+'''
+
+
+_TURNS = '''
+def _named(value, label):
+    return posix_ipc.Semaphore(objects.lab_name(label), posix_ipc.O_CREX, mode=0o600,
+                               initial_value=value)
+
+
+def _unnamed(value, label):
+    return multiprocessing.get_context("fork").Semaphore(value)
+
+
+def take_turns(rounds, turn):
+    mine = MAKE(1, "mine")
+    theirs = MAKE(THEIRS, "theirs")
+    slots = MAPPING
+    try:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                for k in range(1, rounds, 2):
+                    theirs.acquire(5)
+                    struct.pack_into("q", slots, 8 * k, turn(k))
+                    mine.release()
+                code = 0
+            finally:
+                os._exit(code)
+        try:
+            for k in range(0, rounds, 2):
+                mine.acquire(5)
+                struct.pack_into("q", slots, 8 * k, turn(k))
+                POST.release()
+        finally:
+            REAP
+        return list(struct.unpack_from(f"{rounds}q", slots))
+    finally:
+        slots.close()
+        for sem in (mine, theirs):
+            UNLINK
+            CLOSE
+'''
+
+
+def _turns(theirs: str = "0", mapping: str = "mmap.mmap(-1, 8 * rounds)", post: str = "theirs",
+           reap: str = "os.waitpid(pid, 0)", unlink: str = "sem.unlink()",
+           make: str = "_named", close: str = "sem.close()") -> str:
+    """The solution of 05.take_turns with one of its parts changed."""
+    return (_TURNS.replace("THEIRS", theirs).replace("MAPPING", mapping)
+            .replace("POST", post).replace("REAP", reap).replace("UNLINK", unlink)
+            .replace("MAKE", make).replace("CLOSE", close))
+
 MUTANTS = [
     # --- 05.locked_counter
     Mutant("05.locked_counter", "locks_only_the_read", _counter('''        for _ in range(n):
@@ -243,4 +311,71 @@ def deadlock_two():
 def deadlock_two():
     return 1
 ''', fault=r"deadlock_two\(\) returned 1; expected a schedule"),
+
+    # --- 05.deposits: the given program is the first
+    Mutant("05.deposits", "given_lock_kept_on_a_skipped_amount", _deposits('''            lock.acquire()
+            if amount == 0:
+                continue
+            total.value += amount
+            lock.release()'''), fault=r"deadlock.*give it back on every path", hangs=True),
+    Mutant("05.deposits", "released_twice_on_a_skipped_amount", _deposits('''            lock.acquire()
+            try:
+                if amount == 0:
+                    lock.release()
+                    continue
+                total.value += amount
+            finally:
+                lock.release()'''), fault=r"was lost.*two workers can be inside the lock"),
+    Mutant("05.deposits", "lock_removed", _deposits('''            total.value += amount'''),
+           fault=r"was lost"),
+    Mutant("05.deposits", "break_instead_of_continue", _deposits('''            lock.acquire()
+            if amount == 0:
+                break
+            total.value += amount
+            lock.release()'''), fault=r"deadlock", hangs=True),
+    Mutant("05.deposits", "waits_with_a_timeout_and_goes_on", _deposits('''            try:
+                lock.acquire(0.05)
+            except posix_ipc.BusyError:
+                pass
+            if amount == 0:
+                continue
+            total.value += amount
+            lock.release()'''), fault=r"was lost|added twice"),
+
+    # --- 05.take_turns
+    Mutant("05.take_turns", "both_semaphores_start_at_one", _turns(theirs="1"),
+           fault=r"ran while the other process was in a turn"),
+    Mutant("05.take_turns", "both_semaphores_start_at_zero", _turns().replace(
+        '_named(1, "mine")', '_named(0, "mine")'),
+           fault=r"deadlock", hangs=True),
+    Mutant("05.take_turns", "posts_its_own_semaphore", _turns(post="mine"),
+           fault=r"deadlock", hangs=True),
+    Mutant("05.take_turns", "private_mapping", _turns(
+        mapping="mmap.mmap(-1, 8 * rounds, flags=mmap.MAP_PRIVATE)"),
+           fault=r"child's writes never reached the parent"),
+    Mutant("05.take_turns", "returns_before_the_child_is_done", _turns(reap="pass"),
+           fault=r"stopped after turn .*wait for the child"),
+    Mutant("05.take_turns", "semaphores_never_unlinked", _turns(unlink="pass"),
+           fault=r"sem /\S+ was left behind"),
+    Mutant("05.take_turns", "multiprocessing_semaphores", _turns(make="_unnamed", unlink="pass",
+                                                                close="pass"),
+           fault=r"had 0 named semaphore\(s\) open"),
+    Mutant("05.take_turns", "a_thread_instead_of_a_child", '''
+def take_turns(rounds, turn):
+    import threading
+    slots = [0] * rounds
+    mine, theirs = threading.Semaphore(1), threading.Semaphore(0)
+
+    def play(first, wait, post):
+        for k in range(first, rounds, 2):
+            wait.acquire()
+            slots[k] = turn(k)
+            post.release()
+
+    other = threading.Thread(target=play, args=(1, theirs, mine))
+    other.start()
+    play(0, mine, theirs)
+    other.join()
+    return slots
+''', fault=r"not by a child forked by the parent"),
 ]

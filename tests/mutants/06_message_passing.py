@@ -180,6 +180,43 @@ _gather = _maker('06.gather', _GATHER, 'gather(fn, items, workers)',
                  '_gather(fn, items, workers')
 
 
+
+# all_squares (06.squares, a debugging exercise) with one mistake; order="join, get" is the
+# program the exercise gives
+_SQUARES = '''
+def _all_squares(workers, n, *, order="get, join", by_worker=True):
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+
+    def work(i):
+        results.put((i, [k * k for k in range(i, n, workers)]))
+
+    procs = [ctx.Process(target=work, args=(i,)) for i in range(workers)]
+    for p in procs:
+        p.start()
+    parts = []
+    if order in ("join, get", "join a while, get"):
+        for p in procs:
+            p.join(0.2 if order == "join a while, get" else None)
+    if order == "join and get each":
+        for p in procs:
+            p.join()
+            parts.append(results.get())
+    else:
+        parts = [results.get() for _ in procs]
+    if order == "get, join":
+        for p in procs:
+            p.join()
+    if not by_worker:
+        return [square for _, part in parts for square in part]
+    squares = [0] * n
+    for i, part in parts:
+        squares[i::workers] = part
+    return squares
+'''
+_squares = _maker("06.squares", _SQUARES, "all_squares(workers, n)",
+                  "_all_squares(workers, n")
+
 MUTANTS = [
     # --- 06.ask: a client with a reply queue of its own
     _ask("priority_dropped", "keep_priority=False",
@@ -238,4 +275,18 @@ def gather(fn, items, workers):
             r"only 18 of 20 items were computed.*given to no worker"),
     _gather("reads_while_the_queue_is_not_empty", "read='until empty'",
             r"results are missing"),
+
+    # --- 06.squares: the given program is the first
+    Mutant("06.squares", "given_joins_before_getting", _SQUARES + '''
+def all_squares(workers, n):
+    return _all_squares(workers, n, order="join, get")
+''', fault=r"never finished.*deadlock", hangs=True),
+    Mutant("06.squares", "joins_and_gets_one_worker_at_a_time", _SQUARES + '''
+def all_squares(workers, n):
+    return _all_squares(workers, n, order="join and get each")
+''', fault=r"never finished.*deadlock", hangs=True),
+    _squares("never_joins", "order='get only'", r"zombie.*nobody waited for it"),
+    _squares("joins_with_a_timeout_first", "order='join a while, get'",
+             r"zombie.*nobody waited for it"),
+    _squares("parts_in_arrival_order", "by_worker=False", r"must be in order"),
 ]

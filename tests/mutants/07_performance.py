@@ -145,6 +145,50 @@ _ring = _maker('07.ring', _RING, 'ring_transfer(count, size, slots, produce, con
                '_ring(count, size, slots, produce, consume')
 
 
+
+# pipe_blocks (07.pipe_blocks, a debugging exercise) with one mistake; read="one read" is the
+# program the exercise gives
+_PIPE_BLOCKS = '''
+def _pipe_blocks(count, size, *, read="whole", close_write=True, reap=True):
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(r)
+            for k in range(count):
+                os.write(w, bytes([k % 256]) * size)
+            code = 0
+        finally:
+            os._exit(code)
+    if close_write:
+        os.close(w)
+    received = []
+    for _ in range(count):
+        if read == "one read":
+            block = os.read(r, size)
+        elif read == "until a short read":
+            block = b""
+            while True:
+                piece = os.read(r, size)
+                block += piece
+                if len(piece) < size:
+                    break
+        elif read == "pipe-sized reads":
+            block = b"".join(os.read(r, 65536) for _ in range(max(1, size // 65536)))
+        else:
+            block = b""
+            while len(block) < size:
+                block += os.read(r, size - len(block))
+        received.append((len(block), block[0], block[-1]))
+    os.close(r)
+    if reap:
+        os.waitpid(pid, 0)
+    return received
+'''
+_blocks = _maker("07.pipe_blocks", _PIPE_BLOCKS, "pipe_blocks(count, size)",
+                 "_pipe_blocks(count, size")
+
 MUTANTS = [
     # --- 07.round_trip
     _round_trip("nanoseconds_not_seconds", "unit=1", r"not seconds"),
@@ -189,4 +233,13 @@ MUTANTS = [
     _ring("no_free_slot_at_the_start", "free=0", r"none is free at the start"),
     _ring("slots_never_handed_back", "hand_back=False", r"never handed back"),
     _ring("segment_and_semaphores_left", "unlink=False", r"was left behind"),
+
+    # --- 07.pipe_blocks: the given program is the first
+    _blocks("given_one_read_per_block", "read='one read'", r"block 0 arrived with [\d_]+ bytes"),
+    _blocks("stops_at_the_first_short_read", "read='until a short read'",
+            r"arrived with [\d_]+ bytes instead"),
+    _blocks("reads_pipe_sized_pieces", "read='pipe-sized reads'", r"arrived with [\d_]+ bytes"),
+    _blocks("write_end_kept_in_the_parent", "close_write=False",
+            r"file descriptor \d+ \(pipe:\S+\) was left open"),
+    _blocks("child_never_reaped", "reap=False", r"zombie.*nobody waited for it"),
 ]
