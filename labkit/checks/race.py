@@ -15,6 +15,15 @@ made up without the counter is caught because no worker stored anything.
 Waiting for a race to happen by chance was rejected: it happens in one run of
 forty for some wrong answers.
 
+The ticket sale to debug (04.ticket_sale) runs under the same watch: every seller's
+first sale waits until the others have looked at the seats left, so a look and a sale
+that are not one step under the lock sell more tickets than seats in every run.
+
+The race built by hand (04.raw_race) cannot be watched that way (its counter is the
+student's own ctypes view); it is judged from the kernel instead: each child, as it
+starts, notes the shared mappings it inherited and who forked it, and waits until all
+its siblings are forked, which children started one after another never are.
+
 The watched counter, schedules and pairs are judged with :mod:`labkit.checks._shared`,
 which the checks of lesson 05 use too.
 """
