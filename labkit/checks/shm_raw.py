@@ -16,6 +16,7 @@ import os
 import signal
 import stat
 import sys
+from types import FrameType
 from typing import Any
 
 from ..checking import CheckFailed, Exercise, answer_pid, expect
@@ -31,7 +32,7 @@ def forked_by_labkit() -> bool:
     labkit's process modules on the stack between here and the call of the answer
     (``if forked_by_labkit(): ...``). The answer's own process was started by labkit: the
     frames below that call do not count."""
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         module = frame.f_globals.get("__name__")
         if module == "labkit.checking" and frame.f_code.co_name == "_measured":
