@@ -49,7 +49,7 @@ _LOCKED_LOOK = '''
 _RACE = '''
 def lost_updates(workers, iterations):
     mm = {mapping}
-    counter = ctypes.c_int64.from_buffer(mm)
+    counter = ctypes.c_int64.from_buffer(mm{view})
     pids = []
     for _ in range(workers):
         pid = os.fork()
@@ -64,14 +64,16 @@ def lost_updates(workers, iterations):
         {wait}
     final = counter.value
     del counter
-    mm.close()
+    mm.close(){unlink}
     return {result}
 '''
 
 
-def _race(mapping: str = "mmap.mmap(-1, 8)", after_fork: str = "",
-          wait: str = "os.waitpid(pid, 0)", result: str = "workers * iterations - final") -> str:
-    return _RACE.format(mapping=mapping, after_fork=after_fork, wait=wait, result=result)
+def _race(mapping: str = "mmap.mmap(-1, 8)", view: str = "", unlink: str = "",
+          after_fork: str = "", wait: str = "os.waitpid(pid, 0)",
+          result: str = "workers * iterations - final") -> str:
+    return _RACE.format(mapping=mapping, view=view, unlink=unlink, after_fork=after_fork,
+                        wait=wait, result=result)
 
 
 MUTANTS = [
@@ -215,10 +217,11 @@ def racy_count(workers, iterations):
     Mutant("04.ticket_sale", "lock_around_the_look_only", _sale('''
         while True:
             with lock:
-                if left.value <= 0:
-                    return
+                seen = left.value
+            if seen <= 0:
+                return
             time.sleep(0.001)
-            left.value -= 1
+            left.value = seen - 1
             sold[i] += 1'''), fault=r"sold 3 tickets for 1 seat"),
     Mutant("04.ticket_sale", "a_thread_lock_between_processes", _sale(
         _LOCKED_LOOK, lock="threading.Lock()"), fault=r"sold 3 tickets for 1 seat"),
@@ -256,26 +259,9 @@ def lost_updates(workers, iterations):
     mm.close()
     return workers * iterations - final
 ''', fault=r"forked by labkit's helpers"),
-    Mutant("04.raw_race", "counter_in_a_named_segment", '''
-def lost_updates(workers, iterations):
-    with shm.Segment.create(8) as seg:
-        counter = ctypes.c_int64.from_buffer(seg.buf)
-        pids = []
-        for _ in range(workers):
-            pid = os.fork()
-            if pid == 0:
-                try:
-                    for _ in range(iterations):
-                        counter.value += 1
-                finally:
-                    os._exit(0)
-            pids.append(pid)
-        for pid in pids:
-            os.waitpid(pid, 0)
-        final = counter.value
-        del counter
-    return workers * iterations - final
-''', fault=r"named shared memory object but no anonymous shared mapping"),
+    Mutant("04.raw_race", "counter_in_a_named_segment", _race(
+        mapping="shm.Segment.create(8)", view=".buf", unlink="\n    mm.unlink()"),
+        fault=r"named shared memory object but no anonymous shared mapping"),
     Mutant("04.raw_race", "one_child_never_reaped", _race(wait="pass\n    os.wait()"),
            fault=r"did not clean up: .*(zombie|child)"),
 ]
