@@ -357,8 +357,8 @@ def _(answer):
 
 @RAW_RACE.check("the kernel shows the raw calls: `workers` children of yours, forked "
                 "together, sharing an anonymous mapping",
-                hint="mmap.mmap(-1, 8) before forking; fork every worker with os.fork() "
-                     "before waiting for any.", concept=_SHARED_ANON)
+                hint="Make the anonymous mapping before the first fork, and fork every "
+                     "worker yourself before waiting for any.", concept=_SHARED_ANON)
 def _(answer):
     call = "lost_updates(3, 20000)"
     lost, forks, bits, _ = _race_run(answer, 3, 20_000)

@@ -56,8 +56,9 @@ def _facts(i: int) -> int:
     for line in shared_maps():
         parts = line.split(maxsplit=5)
         path = parts[5] if len(parts) == 6 else ""
-        if "s" not in parts[1] or not path.startswith("/dev/shm/") or not os.path.exists(path):
-            continue
+        if ("s" not in parts[1] or not path.startswith("/dev/shm/")
+                or os.path.basename(path).startswith("sem.") or not os.path.exists(path)):
+            continue                  # not a segment (a semaphore is mapped from there too)
         bits |= _SHARED
         if stat.S_IMODE(os.stat(path).st_mode) == 0o600:
             bits |= _PRIVATE_MODE
