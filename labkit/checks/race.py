@@ -209,7 +209,7 @@ def _(answer):
 
 # --- 04.ticket_sale (debugging) ---------------------------------------------------------------
 
-TICKETS = Exercise("04.ticket_sale", "Debug: more tickets sold than seats", kind="debug",
+TICKETS = Exercise("04.ticket_sale", "More tickets sold than seats", kind="debug",
                    timeout=60.0)
 
 _CHECK_THEN_ACT = ("Looking at a shared value and acting on what you saw are two steps: "

@@ -641,7 +641,7 @@ def _(answer):
 
 # --- 03.results_table (debugging) --------------------------------------------------------
 
-RESULTS_TABLE = Exercise("03.results_table", "Debug: the workers' table reads as garbage",
+RESULTS_TABLE = Exercise("03.results_table", "The workers' table reads as garbage",
                          kind="debug")
 
 
