@@ -689,8 +689,7 @@ def _collected(collect: Any, seg: Segment, n: int, after: str) -> _Outcome:
 
 
 @RESULTS_TABLE.check("collect reads rows written in the table's layout",
-                     hint="Print the offsets and sizes collect uses (struct.calcsize of its "
-                          "format) next to those of the layout in the statement.",
+                     hint="Set collect's offsets and sizes beside the statement's layout.",
                      concept=_ROWS)
 def _(answer):
     _, collect = pair(answer, "report", "collect")
