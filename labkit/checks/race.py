@@ -269,7 +269,7 @@ RAW_RACE = Exercise("04.raw_race", "The race with mmap and fork, by hand",
                     raw_calls=("mmap", "os.fork"), timeout=60.0)
 
 _SLOTS = 16            # children the record keeps
-_SIBLINGS = 2.0        # seconds a child waits at its start for its siblings to be forked
+_SIBLINGS = 3.0        # seconds a child waits at its start for its siblings to be forked
 _ANON, _NAMED, _BY_LABKIT, _MET = 1, 2, 4, 8   # what a child found, as bits
 
 
