@@ -8,6 +8,7 @@ from helpers import failures as _failures
 from helpers import load_answers
 from mutants import all_mutants
 
+from labkit.checking import call
 from labkit.checks._shared import observed
 from labkit.processes import run
 
@@ -59,3 +60,31 @@ def test_something_else_than_a_pair_is_refused_clearly():
 
 def test_a_schedule_given_as_a_list_of_numbers_is_accepted():
     assert _failures("04.lost_update", (lambda: [0, 1, 0, 1, 0, 1], SOLVED["lose_two"])) == {}
+
+
+def test_the_ticket_sale_given_oversells_in_every_watched_run_and_the_fix_never_does():
+    given = next(m for m in all_mutants() if m.name == "given_lock_around_the_sale_only")
+    namespace = dict(SOLVED)
+    exec(given.source, namespace)
+    for _ in range(2):
+        assert _observe(namespace["sell_tickets"], 3, 1).value == 3
+        assert _observe(SOLVED["sell_tickets"], 3, 1).value == 1
+
+
+def test_raw_race_children_report_an_inherited_anonymous_mapping_and_meet_their_siblings():
+    from labkit.checks.race import _ANON, _MET, _raced
+
+    (lost, _), forks, bits, left = call(_raced, SOLVED["lost_updates"], 3, 2_000,
+                                        timeout=30).value
+    assert forks == 3 and bits == [_ANON | _MET] * 3 and left == []
+    assert lost is not None and 0 <= lost < 6_000
+
+
+def test_raw_race_children_forked_in_turn_never_meet_their_siblings():
+    from labkit.checks.race import _MET, _raced
+
+    turns = next(m for m in all_mutants() if m.name == "children_one_after_the_other")
+    namespace = dict(SOLVED)
+    exec(turns.source, namespace)
+    _, forks, bits, _ = call(_raced, namespace["lost_updates"], 2, 10, timeout=30).value
+    assert forks == 2 and not bits[0] & _MET

@@ -72,3 +72,38 @@ def test_a_walker_maps_the_segment_where_a_sibling_process_did_not():
 
 def test_objects_made_by_the_checks_carry_lab_names():
     assert objects.lab_name("check").startswith(f"/labkit_{os.getuid()}_")
+
+
+def test_the_results_table_row_is_the_c_layout_that_native_struct_writes():
+    import ctypes
+    import struct
+
+    from labkit.checks.shm import Row
+
+    assert ctypes.sizeof(Row) == struct.calcsize("iqd") == 24
+    assert (Row.count.offset, Row.mean.offset) == (8, 16)
+    assert struct.calcsize("<iqd") == 20            # the given reader's layout: no padding
+
+
+def _forked_here() -> list[bool]:
+    """In the answer's process: whether a raw fork, then labkit's workers, are seen as
+    forked by labkit (each child reports through its exit code)."""
+    from labkit.checks.shm_raw import forked_by_labkit
+
+    pid = os.fork()
+    if pid == 0:
+        os._exit(int(forked_by_labkit()))
+    raw = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    by_labkit = labkit.run_workers(lambda i: forked_by_labkit(), 1, show=False).values[0]
+    return [bool(raw), by_labkit]
+
+
+def test_a_raw_fork_in_an_answer_is_told_from_a_fork_by_labkits_helpers():
+    assert call(_forked_here).value == [False, True]
+
+
+def test_the_raw_gather_children_see_their_named_shared_mapping_from_the_kernel():
+    from labkit.checks.shm_raw import _CHILD, _FACTS, _PRIVATE_MODE, _SHARED, _facts
+
+    got = call(SOLVED["gather"], 2, _facts).value
+    assert got == [_FACTS + (_CHILD | _SHARED | _PRIVATE_MODE)] * 2

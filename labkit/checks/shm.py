@@ -54,8 +54,9 @@ SLOT = np.dtype([("pid", np.int64), ("total", np.int64)])
 # --- running an answer and judging its hygiene -----------------------------------------
 
 
-def _shared_maps() -> set[str]:
-    """This process's mappings of shared memory objects (and anonymous shared memory)."""
+def shared_maps() -> set[str]:
+    """This process's mappings of shared memory objects (and anonymous shared memory), as
+    lines of ``/proc/self/maps``: ``any("/dev/shm/" in line for line in shared_maps())``."""
     try:
         with open("/proc/self/maps") as f:
             return {line.strip() for line in f
@@ -68,7 +69,7 @@ def _watched(answer: Any, *args: Any) -> tuple:
     """Run in the answer's process. ``("returned", value, mappings still in place)``, or
     ``("raised", error text, names in /dev/shm that the answer made and had not removed
     when its exception left it)``: plain data either way."""
-    before, names = _shared_maps(), _entries()
+    before, names = shared_maps(), _entries()
     try:
         value = answer(*args)
     except NotImplementedError:
@@ -76,7 +77,7 @@ def _watched(answer: Any, *args: Any) -> tuple:
     except BaseException as e:
         return "raised", f"{type(e).__name__}: {e}", sorted(_entries() - names)
     gc.collect()                      # views that are merely unreferenced do not count
-    return "returned", value, sorted(_shared_maps() - before)
+    return "returned", value, sorted(shared_maps() - before)
 
 
 def _elsewhere(answer: Any, name: str, *args: Any) -> tuple:
@@ -164,9 +165,10 @@ def _describe_map(line: str) -> str:
     return parts[5] if len(parts) == 6 else line
 
 
-def _run(fn: Any, *args: Any, timeout: float | None = None, where: Any = _watched
+def run_answer(fn: Any, *args: Any, timeout: float | None = None, where: Any = _watched
          ) -> _Outcome:
-    """Call an answer function in its own process, watching its mappings and names.
+    """Call an answer function in its own process, watching its mappings and names
+    (``run_answer(publish, seg.name, 7, 21.5, b"degC").expect_returned()``).
 
     ``where`` is :func:`_watched`, :func:`_elsewhere` for a call that must map the
     segment (named by the first argument) at another address than a sibling would, or
@@ -187,7 +189,8 @@ def _run(fn: Any, *args: Any, timeout: float | None = None, where: Any = _watche
     return _Outcome(attempt, tuple(e for e in leftovers if not e.startswith("sem.")))
 
 
-def _expect_tidy(outcome: _Outcome, who: str) -> None:
+def expect_tidy(outcome: _Outcome, who: str) -> None:
+    """Fail unless the call left nothing behind (names, mappings, descriptors, children)."""
     problems = outcome.problems
     expect(not problems, f"{who} did not clean up: " + "; ".join(problems))
 
@@ -231,7 +234,7 @@ _LAYOUT = ("Shared memory is only bytes: two programs understand each other beca
 def _(answer):
     publish, _ = pair(answer, "publish", "read_record")
     with _check_segment(ctypes.sizeof(Reading)) as seg:
-        _run(publish, seg.name, 7, 21.5, b"degC").expect_returned()
+        run_answer(publish, seg.name, 7, 21.5, b"degC").expect_returned()
         got = _record_of(seg)
     want = (7, 1, 21.5, b"degC")
     expect(got == want, f"after publish(name, 7, 21.5, b'degC') on a fresh segment, another "
@@ -245,8 +248,8 @@ def _(answer):
 def _(answer):
     publish, _ = pair(answer, "publish", "read_record")
     with _check_segment(ctypes.sizeof(Reading)) as seg:
-        _run(publish, seg.name, 1, 1.0, b"V").expect_returned()
-        _run(publish, seg.name, 2, -0.5, b"mV").expect_returned()
+        run_answer(publish, seg.name, 1, 1.0, b"V").expect_returned()
+        run_answer(publish, seg.name, 2, -0.5, b"mV").expect_returned()
         got = _record_of(seg)
     want = (2, 2, -0.5, b"mV")
     expect(got == want, f"after two publishes (sensor 1, then sensor 2 with -0.5 mV) the "
@@ -266,7 +269,7 @@ def _(answer):
         record = seg.struct(Reading)
         record.sensor, record.count, record.value, record.unit = 3, 5, -1.25, b"kPa"
         del record
-        got = _run(read_record, seg.name).value
+        got = run_answer(read_record, seg.name).value
     want = (3, 5, -1.25, b"kPa")
     expect(isinstance(got, (tuple, list)) and tuple(got) == want,
            f"read_record returned {got!r}; expected the tuple {want!r} "
@@ -279,8 +282,8 @@ def _(answer):
 def _(answer):
     publish, read_record = pair(answer, "publish", "read_record")
     with _check_segment(ctypes.sizeof(Reading)) as seg:
-        _run(publish, seg.name, 11, 3.5, b"Hz").expect_returned()
-        got = _run(read_record, seg.name).value
+        run_answer(publish, seg.name, 11, 3.5, b"Hz").expect_returned()
+        got = run_answer(read_record, seg.name).value
     want = (11, 1, 3.5, b"Hz")
     expect(isinstance(got, (tuple, list)) and tuple(got) == want,
            f"publish(name, 11, 3.5, b'Hz') then read_record(name) gave {got!r}; "
@@ -297,11 +300,11 @@ def _(answer):
     with _check_segment(ctypes.sizeof(Reading)) as seg:
         for fn, args, who in ((publish, (seg.name, 4, 2.0, b"s"), "publish"),
                               (read_record, (seg.name,), "read_record")):
-            outcome = _run(fn, *args)
+            outcome = run_answer(fn, *args)
             outcome.expect_returned()
             expect(os.path.exists(seg.path), f"the segment no longer exists after {who}: it "
                    "belongs to the caller; detach from it, do not unlink it")
-            _expect_tidy(outcome, who)
+            expect_tidy(outcome, who)
 
 
 # --- 03.parallel_sum ---------------------------------------------------------------------
@@ -310,7 +313,7 @@ PARALLEL_SUM = Exercise("03.parallel_sum", "A parallel sum into disjoint slots")
 
 
 def _sum_case(answer: Any, data: np.ndarray, n: int) -> tuple[_Outcome, Any, Any]:
-    outcome = _run(answer, data, n)
+    outcome = run_answer(answer, data, n)
     got = outcome.value
     expect(isinstance(got, tuple) and len(got) == 2 and isinstance(got[1], (list, tuple)),
            f"expected (total, slots) with slots a list of (pid, total) pairs, got {got!r}")
@@ -373,7 +376,7 @@ def _(answer):
                             "the mapping alive as long as the view lives.")
 def _(answer):
     outcome, _, _ = _sum_case(answer, np.arange(100), 3)
-    _expect_tidy(outcome, "parallel_sum")
+    expect_tidy(outcome, "parallel_sum")
 
 
 # --- 03.linked_list ----------------------------------------------------------------------
@@ -431,7 +434,7 @@ def _(answer):
     build, _ = pair(answer, "build_list", "walk_list")
     values = [5, -3, 8, 2**40]
     with _list_segment(len(values)) as seg:
-        _run(build, seg.name, values).expect_returned()
+        run_answer(build, seg.name, values).expect_returned()
         got = _walk_offsets(seg)
     expect(got == values, f"after build_list(name, {values}) another process walking the "
                           f"offsets finds {got}")
@@ -446,7 +449,7 @@ def _(answer):
     values = [10, 20, 30, 40, 50, 60]
     with _list_segment(len(values)) as seg:
         _lay_out(seg, values, seed=7)
-        outcome = _run(walk, seg.name)
+        outcome = run_answer(walk, seg.name)
         if not outcome.returned and outcome.attempt.result.status.signal_name == "SIGSEGV":
             raise CheckFailed("the process running walk_list was killed by SIGSEGV: it used a "
                               "stored number as an address. They are offsets from the start "
@@ -463,10 +466,10 @@ def _(answer):
     build, walk = pair(answer, "build_list", "walk_list")
     with _list_segment(0) as seg:
         _lay_out(seg, [], seed=0)
-        got = _run(walk, seg.name).value
+        got = run_answer(walk, seg.name).value
         expect(got == [], f"walk_list returned {got!r} for an empty list (0 at offset 0)")
         seg.buf[:8] = b"\xff" * 8     # garbage, which build_list must overwrite
-        _run(build, seg.name, []).expect_returned()
+        run_answer(build, seg.name, []).expect_returned()
         head = ctypes.c_int64.from_buffer_copy(seg.buf, 0).value
     expect(head == 0, f"build_list(name, []) left {head:#x} at offset 0; expected 0")
 
@@ -480,12 +483,12 @@ def _(answer):
     build, walk = pair(answer, "build_list", "walk_list")
     values = list(range(100, 120))
     with _list_segment(len(values)) as seg:
-        built = _run(build, seg.name, values)
+        built = run_answer(build, seg.name, values)
         built.expect_returned()
         expect(os.path.exists(seg.path), "the segment no longer exists after build_list: it "
                                          "belongs to the caller; detach from it, do not "
                                          "unlink it")
-        walked = _run(walk, seg.name, where=_elsewhere)
+        walked = run_answer(walk, seg.name, where=_elsewhere)
         if not walked.returned and walked.attempt.result.status.signal_name == "SIGSEGV":
             raise CheckFailed("walk_list was killed by SIGSEGV in a process that maps the "
                               "segment at another address than build_list's did: the list "
@@ -497,8 +500,8 @@ def _(answer):
                   "took it; the list must hold offsets from the start of the segment"))
         expect(os.path.exists(seg.path), "the segment no longer exists: it belongs to the "
                                          "caller; detach from it, do not unlink it")
-        _expect_tidy(built, "build_list")
-        _expect_tidy(walked, "walk_list")
+        expect_tidy(built, "build_list")
+        expect_tidy(walked, "walk_list")
 
 
 # --- 03.lifecycle ------------------------------------------------------------------------
@@ -548,7 +551,7 @@ def _fails(i: int, name: str, how: str) -> None:
                  hint="Create the segment, start all the workers with its name, wait for all "
                       "of them, and return a copy of its bytes, made before the segment goes.")
 def _(answer):
-    got = _run(answer, 4096, _stamp, 4).value
+    got = run_answer(answer, 4096, _stamp, 4).value
     want = bytes([1, 2, 3, 4]) + bytes(4092)
     expect(isinstance(got, bytes) and len(got) == 4096,
            f"expected the segment's 4096 bytes as bytes, got {type(got).__name__} of "
@@ -585,7 +588,7 @@ def _creating(answer: Any, *args: Any) -> tuple:
 def _(answer):
     names = []
     for _ in range(2):
-        got, exclusive = _run(answer, 4096, _report, 1, where=_creating).value
+        got, exclusive = run_answer(answer, 4096, _report, 1, where=_creating).value
         expect(all(exclusive), "the segment was created with O_CREAT but without O_EXCL: had "
                                "someone made that name first, you would have opened their "
                                "object instead of failing; create it exclusively")
@@ -600,7 +603,7 @@ def _(answer):
 @LIFECYCLE.check("the workers run at the same time",
                  hint="Start all the workers before waiting for any, not one after the other.")
 def _(answer):
-    got = _run(answer, 64, functools.partial(_meet, count=3), 3, timeout=10).value
+    got = run_answer(answer, 64, functools.partial(_meet, count=3), 3, timeout=10).value
     met = list(got[3:6])
     expect(met == [1, 1, 1], f"only the workers {[i for i, m in enumerate(met) if m]} saw all "
                              "three at once (each waited 1.5 s for the others): they did not "
@@ -612,7 +615,7 @@ def _(answer):
                       "asking the workers' results for their values raises if one failed.",
                  concept=_NOT_GC)
 def _(answer):
-    outcome = _run(answer, 4096, functools.partial(_fails, how="raise"), 3)
+    outcome = run_answer(answer, 4096, functools.partial(_fails, how="raise"), 3)
     expect(not outcome.returned, "worker 1 raised ValueError, but your function returned "
                                  "normally: after cleaning up, raise, so the caller knows")
     expect(not outcome.problems, "when a worker raised, your function did not clean up: "
@@ -623,7 +626,7 @@ def _(answer):
                  hint="A worker killed by a signal returns nothing; its status says how it "
                       "ended. Treat it as a failure, after cleaning up.", concept=_NOT_GC)
 def _(answer):
-    outcome = _run(answer, 4096, functools.partial(_fails, how="kill"), 3)
+    outcome = run_answer(answer, 4096, functools.partial(_fails, how="kill"), 3)
     expect(not outcome.returned, "worker 1 was killed by SIGKILL, but your function returned "
                                  "normally: after cleaning up, raise, so the caller knows")
     expect(not outcome.problems, "when a worker was killed, your function did not clean up: "
@@ -633,4 +636,98 @@ def _(answer):
 @LIFECYCLE.check("nothing is left behind after a normal run",
                  hint="Every segment unlinked, every mapping closed, every worker waited for.")
 def _(answer):
-    _expect_tidy(_run(answer, 4096, _stamp, 2), "share_and_destroy")
+    expect_tidy(run_answer(answer, 4096, _stamp, 2), "share_and_destroy")
+
+
+# --- 03.results_table (debugging) --------------------------------------------------------
+
+RESULTS_TABLE = Exercise("03.results_table", "The workers' table reads as garbage",
+                         kind="debug")
+
+
+class Row(ctypes.Structure):
+    """A row of 03.results_table, C's native layout: 4 bytes of padding after ``worker``."""
+
+    _fields_ = [("worker", ctypes.c_int32), ("count", ctypes.c_int64),
+                ("mean", ctypes.c_double)]
+
+
+_ROWS = ("Two programs that share bytes must agree on every byte: where each field starts, "
+         "how wide it is, and the padding between fields. A format string is a layout: a "
+         "different prefix or a different stride is a different layout.")
+
+
+def _rows_of(seg: Segment, n: int) -> list[tuple]:
+    rows = (Row * n).from_buffer_copy(seg.buf)
+    return [(r.worker, r.count, r.mean) for r in rows]
+
+
+def _table_segment(n: int) -> Segment:
+    return _check_segment(ctypes.sizeof(Row) * n)
+
+
+_LAYOUT_SAID = ("row i at byte 24 * i: worker, 4 bytes of padding, count at byte 8, mean at "
+                "byte 16")
+
+
+def _as_rows(got: Any) -> Any:
+    """What collect returned, as a list of tuples where it is a list of rows."""
+    if isinstance(got, list) and all(isinstance(r, (tuple, list)) for r in got):
+        return [tuple(r) for r in got]
+    return got
+
+
+def _collected(collect: Any, seg: Segment, n: int, after: str) -> _Outcome:
+    """Call collect on the table; fail unless it returns the rows the table holds."""
+    want = _rows_of(seg, n)
+    outcome = run_answer(collect, seg.name, n)
+    got = outcome.value
+    expect(_as_rows(got) == want,
+           f"collect(name, {n}) returned {got!r} {after}; expected {want}: collect does not "
+           f"read the table's layout ({_LAYOUT_SAID})")
+    return outcome
+
+
+@RESULTS_TABLE.check("collect reads rows written in the table's layout",
+                     hint="Set collect's offsets and sizes beside the statement's layout.",
+                     concept=_ROWS)
+def _(answer):
+    _, collect = pair(answer, "report", "collect")
+    with _table_segment(3) as seg:
+        rows = (Row * 3).from_buffer(seg.buf)
+        for row, (worker, count, mean) in zip(rows, [(0, 10, 1.5), (1, 20, 2.5),
+                                                     (2, 30, -3.25)], strict=True):
+            row.worker, row.count, row.mean = worker, count, mean
+        del rows, row
+        _collected(collect, seg, 3, "for rows another process wrote in the table's layout")
+
+
+@RESULTS_TABLE.check("report writes the table's layout, and collect reads it back",
+                     hint="Another program reads the table too: the bytes report writes must "
+                          "follow the statement's layout, not merely agree with collect.",
+                     concept=_ROWS)
+def _(answer):
+    report, collect = pair(answer, "report", "collect")
+    want = [(0, 0, 0.0), (1, 5, 2.5), (2, 7, -1.0)]
+    with _table_segment(3) as seg:
+        for row in want[1:]:
+            run_answer(report, seg.name, *row).expect_returned()
+        got = _rows_of(seg, 3)
+        expect(got == want, f"after report(name, 1, 5, 2.5) and report(name, 2, 7, -1.0), "
+                            f"another process reading the table's layout ({_LAYOUT_SAID}) "
+                            f"finds rows {got}; expected {want}: report must write that layout")
+        _collected(collect, seg, 3, "after those two reports")
+
+
+@RESULTS_TABLE.check("report and collect leave the segment to its owner, clean",
+                     hint="Detach when you are done, keep no views, and never unlink a segment "
+                          "you did not create.")
+def _(answer):
+    report, collect = pair(answer, "report", "collect")
+    with _table_segment(4) as seg:
+        outcomes = [run_answer(report, seg.name, i, 100 + i, i / 4) for i in range(4)]
+        outcomes.append(_collected(collect, seg, 4, "after four reports"))
+        expect(os.path.exists(seg.path), "the segment no longer exists after collect: it "
+                                         "belongs to the caller; detach, do not unlink it")
+        for outcome, who in zip(outcomes, ["report"] * 4 + ["collect"], strict=True):
+            expect_tidy(outcome, who)

@@ -1,5 +1,6 @@
 """Wrong answers to lesson 03 (shared memory): another layout, a private copy instead of a
-shared one, an address where an offset belongs, a name left behind on the error path."""
+shared one, an address where an offset belongs, a name left behind on the error path, and
+the raw calls half made (labkit's workers, a private mapping, a child that returns)."""
 from mutants import Mutant
 
 _WITH_PUBLISH = '''
@@ -17,6 +18,43 @@ solved = build_list
 def build_list(name, values):
     {body}
 '''
+
+# 03.raw_gather's solution, with one of its calls made wrong by each mutant.
+_GATHER = '''
+import sys
+def gather(n, work):
+    mem = posix_ipc.SharedMemory(objects.lab_name("gather"), posix_ipc.O_CREX, mode={mode},
+                                 size=8 * n)
+    bad = 0
+    try:
+        with mmap.mmap(mem.fd, 8 * n{flags}) as mm:
+            pids = []
+            for i in range(n):
+                pid = os.fork()
+                if pid == 0:
+                    code = 1
+                    try:
+                        struct.pack_into("q", mm, 8 * i, work(i))
+                        code = 0
+                    finally:
+                        {end}
+                pids.append(pid)
+            for pid in pids:
+                bad += os.waitpid(pid, 0)[1] != 0
+            values = list(struct.unpack_from(f"{{n}}q", mm))
+    finally:
+        mem.close_fd()
+        {unlink}
+    if bad:
+        raise RuntimeError("a child failed")
+    return values
+'''
+
+
+def _gather(mode: str = "0o600", flags: str = "", end: str = "os._exit(code)",
+            unlink: str = "mem.unlink()") -> str:
+    return _GATHER.format(mode=mode, flags=flags, end=end, unlink=unlink)
+
 
 MUTANTS = [
     # --- 03.record
@@ -248,4 +286,67 @@ def share_and_destroy(size, work, n):
         labkit.run_workers(work, n, seg.name).values
         return bytes(seg.buf)
 ''', fault=r"no shared memory object is named"),
+
+    # --- 03.results_table (debugging): the given program, and wrong fixes
+    Mutant("03.results_table", "given_reader_without_padding", '''
+def collect(name, n):
+    with shm.Segment.attach(name, readonly=True) as seg:
+        size = struct.calcsize("<iqd")
+        return [struct.unpack_from("<iqd", seg.buf, size * i) for i in range(n)]
+''', fault=r"collect does not read the table's layout"),
+    Mutant("03.results_table", "writer_changed_to_match_the_reader", '''
+def report(name, i, count, mean):
+    with shm.Segment.attach(name) as seg:
+        struct.pack_into("<iqd", seg.buf, struct.calcsize("<iqd") * i, i, count, mean)
+
+def collect(name, n):
+    with shm.Segment.attach(name, readonly=True) as seg:
+        size = struct.calcsize("<iqd")
+        return [struct.unpack_from("<iqd", seg.buf, size * i) for i in range(n)]
+''', fault=r"collect does not read the table's layout|report must write that layout"),
+    Mutant("03.results_table", "format_fixed_stride_not", '''
+def collect(name, n):
+    with shm.Segment.attach(name, readonly=True) as seg:
+        return [struct.unpack_from("iqd", seg.buf, 20 * i) for i in range(n)]
+''', fault=r"collect does not read the table's layout"),
+    Mutant("03.results_table", "collector_unlinks_the_segment", '''
+solved = collect
+def collect(name, n):
+    rows = solved(name, n)
+    posix_ipc.unlink_shared_memory(name)
+    return rows
+''', fault=r"no longer exists after collect"),
+    Mutant("03.results_table", "collector_keeps_the_segment_mapped", '''
+_kept = []
+def collect(name, n):
+    seg = shm.Segment.attach(name, readonly=True)
+    _kept.append(seg)
+    return [struct.unpack_from("iqd", seg.buf, 24 * i) for i in range(n)]
+''', fault=r"collect did not clean up: .*a shared mapping was still in place"),
+
+    # --- 03.raw_gather: the calls made by hand
+    Mutant("03.raw_gather", "labkit_workers_instead_of_fork", '''
+def gather(n, work):
+    mem = posix_ipc.SharedMemory(objects.lab_name("gather"), posix_ipc.O_CREX, mode=0o600,
+                                 size=8 * n)
+    try:
+        with mmap.mmap(mem.fd, 8 * n) as mm:
+            def child(i):
+                struct.pack_into("q", mm, 8 * i, work(i))
+            labkit.run_workers(child, n).values
+            return list(struct.unpack_from(f"{n}q", mm))
+    finally:
+        mem.close_fd()
+        mem.unlink()
+''', fault=r"forked by labkit's helpers"),
+    Mutant("03.raw_gather", "private_mapping", _gather(flags=", flags=mmap.MAP_PRIVATE"),
+           fault=r"none of the children's numbers reached the parent"),
+    Mutant("03.raw_gather", "child_leaves_with_sys_exit", _gather(end="sys.exit(code)"),
+           fault=r"instead of ending: a child must always finish with os._exit"),
+    Mutant("03.raw_gather", "exit_code_always_0", _gather(end="os._exit(0)"),
+           fault=r"but gather returned normally"),
+    Mutant("03.raw_gather", "name_never_unlinked", _gather(unlink="pass"),
+           fault=r"was left behind"),
+    Mutant("03.raw_gather", "world_readable_segment", _gather(mode="0o644"),
+           fault=r"mode is not 0600"),
 ]

@@ -1,6 +1,7 @@
-"""Wrong answers to lesson 04 (data races): lost-update schedules and the racy counter.
+"""Wrong answers to lesson 04 (data races): lost-update schedules, the racy counter, the
+ticket sale to debug, and the race built with mmap and fork by hand.
 
-The counter mutants run on real processes; the check makes every worker load
+The counter and ticket mutants run on real processes; the check makes every worker load
 the counter before any stores it, so their faults show in every run.
 """
 from mutants import Mutant
@@ -11,6 +12,69 @@ def add_ones(i, counter, n):
     for _ in range(n):
         counter.value += 1
 '''
+
+# 04.ticket_sale's program with the seller's loop as each mutant writes it.
+_SALE = '''
+import threading
+def sell_tickets(sellers, seats):
+    def sell(i, left, sold, lock):
+{loop}
+    with labkit.objects.scope() as objs, shm.Segment.create(8 * (1 + sellers)) as seg:
+        lock = {lock}
+        left = seg.struct(ctypes.c_int64)
+        left.value = seats
+        sold = {sold}
+        labkit.run_workers(sell, sellers, left, sold, lock).values
+        total = int(sold.sum())
+        del left, sold
+    return total
+'''
+
+
+def _sale(loop: str, lock: str = "objs.semaphore(1)",
+          sold: str = "seg.array(np.int64, sellers, offset=8)") -> str:
+    return _SALE.format(loop=loop, lock=lock, sold=sold)
+
+
+_LOCKED_LOOK = '''
+        while True:
+            with lock:
+                if left.value <= 0:
+                    return
+                time.sleep(0.001)
+                left.value -= 1
+            sold[i] += 1'''
+
+# 04.raw_race's solution, with one of its calls made wrong by each mutant.
+_RACE = '''
+def lost_updates(workers, iterations):
+    mm = {mapping}
+    counter = ctypes.c_int64.from_buffer(mm{view})
+    pids = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                for _ in range(iterations):
+                    counter.value += 1
+            finally:
+                os._exit(0)
+        pids.append(pid){after_fork}
+    for pid in pids:
+        {wait}
+    final = counter.value
+    del counter
+    mm.close(){unlink}
+    return {result}
+'''
+
+
+def _race(mapping: str = "mmap.mmap(-1, 8)", view: str = "", unlink: str = "",
+          after_fork: str = "", wait: str = "os.waitpid(pid, 0)",
+          result: str = "workers * iterations - final") -> str:
+    return _RACE.format(mapping=mapping, view=view, unlink=unlink, after_fork=after_fork,
+                        wait=wait, result=result)
+
 
 MUTANTS = [
     # --- 04.lost_update: schedules in the interleaving model
@@ -142,4 +206,62 @@ def racy_count(workers, iterations):
     labkit.run_workers(add_ones, workers, counter, iterations).values
     return counter                         # a view on memory that is about to go away
 ''', fault=r"expected the counter's final value as an int"),
+
+    # --- 04.ticket_sale (debugging): the given program, and wrong fixes
+    Mutant("04.ticket_sale", "given_lock_around_the_sale_only", _sale('''
+        while left.value > 0:
+            time.sleep(0.001)
+            with lock:
+                left.value -= 1
+            sold[i] += 1'''), fault=r"sold 3 tickets for 1 seat"),
+    Mutant("04.ticket_sale", "lock_around_the_look_only", _sale('''
+        while True:
+            with lock:
+                seen = left.value
+            if seen <= 0:
+                return
+            time.sleep(0.001)
+            left.value = seen - 1
+            sold[i] += 1'''), fault=r"sold 3 tickets for 1 seat"),
+    Mutant("04.ticket_sale", "a_thread_lock_between_processes", _sale(
+        _LOCKED_LOOK, lock="threading.Lock()"), fault=r"sold 3 tickets for 1 seat"),
+    Mutant("04.ticket_sale", "take_then_give_back_without_lock", _sale('''
+        while True:
+            time.sleep(0.001)
+            left.value -= 1
+            if left.value < 0:
+                left.value += 1
+                return
+            sold[i] += 1'''), fault=r"sold \d+ tickets for 1 seat"),
+    Mutant("04.ticket_sale", "sales_counted_in_private_memory", _sale(
+        _LOCKED_LOOK, sold="np.zeros(sellers, np.int64)"),
+        fault=r"sold 0 tickets .*not counted where the caller reads them"),
+
+    # --- 04.raw_race: the calls made by hand
+    Mutant("04.raw_race", "private_mapping", _race(
+        mapping="mmap.mmap(-1, 8, flags=mmap.MAP_PRIVATE)"), fault=r"never reached your process"),
+    Mutant("04.raw_race", "children_one_after_the_other", _race(
+        after_fork="\n        os.waitpid(pids.pop(), 0)"), fault=r"started one after the other"),
+    Mutant("04.raw_race", "returns_the_final_count", _race(result="final"),
+           fault=r"returned 20,000: the child's increments never reached|returned 20,000; one"),
+    Mutant("04.raw_race", "labkit_workers_instead_of_fork", '''
+def lost_updates(workers, iterations):
+    mm = mmap.mmap(-1, 8)
+    counter = ctypes.c_int64.from_buffer(mm)
+
+    def add(i):
+        for _ in range(iterations):
+            counter.value += 1
+
+    labkit.run_workers(add, workers).values
+    final = counter.value
+    del counter
+    mm.close()
+    return workers * iterations - final
+''', fault=r"forked by labkit's helpers"),
+    Mutant("04.raw_race", "counter_in_a_named_segment", _race(
+        mapping="shm.Segment.create(8)", view=".buf", unlink="\n    mm.unlink()"),
+        fault=r"named shared memory object but no anonymous shared mapping"),
+    Mutant("04.raw_race", "one_child_never_reaped", _race(wait="pass\n    os.wait()"),
+           fault=r"did not clean up: .*(zombie|child)"),
 ]
