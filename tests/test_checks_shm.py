@@ -88,7 +88,7 @@ def test_the_results_table_row_is_the_c_layout_that_native_struct_writes():
 def _forked_here() -> list[bool]:
     """In the answer's process: whether a raw fork, then labkit's workers, are seen as
     forked by labkit (each child reports through its exit code)."""
-    from labkit.checks.shm_raw import forked_by_labkit
+    from labkit.checks._shared import forked_by_labkit
 
     pid = os.fork()
     if pid == 0:

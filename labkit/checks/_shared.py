@@ -16,8 +16,10 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
+import sys
 import time
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any
 
 from .. import checking, interleave
@@ -411,3 +413,34 @@ def expect_nothing_left(seen: Seen, attempt: Attempt, who: str) -> None:
                           "garbage collector removed it, after your function had returned. "
                           "In a notebook, where an error's traceback keeps the segment "
                           "alive, its name stays in /dev/shm; end it yourself (a with block)")
+
+
+# --- what the kernel shows a process: its shared mappings, who forked it ---------------
+
+
+def shared_maps() -> set[str]:
+    """This process's mappings of shared memory objects (and anonymous shared memory), as
+    lines of ``/proc/self/maps``: ``any("/dev/shm/" in line for line in shared_maps())``."""
+    try:
+        with open("/proc/self/maps") as f:
+            return {line.strip() for line in f
+                    if "/dev/shm/" in line or "/dev/zero (deleted)" in line}
+    except FileNotFoundError:
+        return set()  # no /proc (macOS): mappings cannot be judged
+
+
+def forked_by_labkit() -> bool:
+    """Whether this process was forked by labkit's process helpers (``run_workers``,
+    ``start``, ...) rather than by a plain ``os.fork()``: called in a child, it looks for
+    labkit's process modules on the stack between here and the call of the answer
+    (``if forked_by_labkit(): ...``). The answer's own process was started by labkit: the
+    frames below that call do not count."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        module = frame.f_globals.get("__name__")
+        if module == "labkit.checking" and frame.f_code.co_name == "_measured":
+            return False
+        if module in ("labkit.processes", "labkit._child"):
+            return True
+        frame = frame.f_back
+    return False

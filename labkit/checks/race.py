@@ -43,14 +43,14 @@ from ._shared import (
     counted,
     expect_nothing_left,
     expect_stores,
+    forked_by_labkit,
     guarded_call,
     pair,
     plain,
     run_schedule,
     schedule_of,
+    shared_maps,
 )
-from .shm import shared_maps
-from .shm_raw import forked_by_labkit
 
 # --- judging schedules ---------------------------------------------------------------------
 

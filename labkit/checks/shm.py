@@ -32,7 +32,7 @@ from ..checking import Attempt, CheckFailed, Exercise, call, expect
 from ..segment import Segment
 from ..session import SESSION_PID, SHM_DIR, parse_lab_name
 from ..waiting import wait_until
-from ._shared import pair
+from ._shared import pair, shared_maps
 
 
 class Reading(ctypes.Structure):
@@ -52,17 +52,6 @@ SLOT = np.dtype([("pid", np.int64), ("total", np.int64)])
 
 
 # --- running an answer and judging its hygiene -----------------------------------------
-
-
-def shared_maps() -> set[str]:
-    """This process's mappings of shared memory objects (and anonymous shared memory), as
-    lines of ``/proc/self/maps``: ``any("/dev/shm/" in line for line in shared_maps())``."""
-    try:
-        with open("/proc/self/maps") as f:
-            return {line.strip() for line in f
-                    if "/dev/shm/" in line or "/dev/zero (deleted)" in line}
-    except FileNotFoundError:
-        return set()  # no /proc (macOS): mappings cannot be judged
 
 
 def _watched(answer: Any, *args: Any) -> tuple:

@@ -6,7 +6,7 @@ to the answer, which runs inside each child: whether the process is a child of t
 process, whether it holds a *shared* mapping (``/proc/self/maps``) of an object that exists
 in ``/dev/shm`` at that moment, and that object's mode. Reading the answer's source was
 rejected: it says what was written, not what ran. Whether labkit's own process helpers
-forked the child is seen on the child's stack (:func:`forked_by_labkit`), which lesson 04's
+forked the child is seen on the child's stack (:func:`._shared.forked_by_labkit`), which lesson 04's
 raw-call check uses too.
 """
 from __future__ import annotations
@@ -15,32 +15,14 @@ import functools
 import os
 import signal
 import stat
-import sys
-from types import FrameType
 from typing import Any
 
 from ..checking import CheckFailed, Exercise, answer_pid, expect
-from .shm import expect_tidy, run_answer, shared_maps
+from ._shared import forked_by_labkit, shared_maps
+from .shm import expect_tidy, run_answer
 
 _CHILD, _SHARED, _PRIVATE_MODE, _BY_LABKIT = 1, 2, 4, 8   # what a child found, as bits
 _FACTS = 1000                                             # the facts travel as 1000 + bits
-
-
-def forked_by_labkit() -> bool:
-    """Whether this process was forked by labkit's process helpers (``run_workers``,
-    ``start``, ...) rather than by a plain ``os.fork()``: called in a child, it looks for
-    labkit's process modules on the stack between here and the call of the answer
-    (``if forked_by_labkit(): ...``). The answer's own process was started by labkit: the
-    frames below that call do not count."""
-    frame: FrameType | None = sys._getframe(1)
-    while frame is not None:
-        module = frame.f_globals.get("__name__")
-        if module == "labkit.checking" and frame.f_code.co_name == "_measured":
-            return False
-        if module in ("labkit.processes", "labkit._child"):
-            return True
-        frame = frame.f_back
-    return False
 
 
 def _squares(i: int) -> int:
