@@ -277,4 +277,36 @@ def call_with_timeout(fn, seconds):
 def choose_signals():
     return "SIGUSR2 SIGHUP SIGTERM SIGUSR1 SIGTERM SIGUSR2 SIGUSR1 SIGTERM SIGINT"
 ''', fault=r"expected a list of signals"),
+    # --- 01.fix_exit_codes (debug) ---------------------------------------------------------
+    Mutant("01.fix_exit_codes", "given_sigchld_ignored", '''
+def exit_codes(commands):
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    running = [subprocess.Popen(argv) for argv in commands]
+    return [p.wait() for p in running]
+''', fault=r"SIGCHLD was set to SIG_IGN"),
+    Mutant("01.fix_exit_codes", "ignored_then_restored", '''
+def exit_codes(commands):
+    old = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        running = [subprocess.Popen(argv) for argv in commands]
+        return [p.wait() for p in running]
+    finally:
+        signal.signal(signal.SIGCHLD, old)
+''', fault=r"SIGCHLD was set to SIG_IGN"),
+    Mutant("01.fix_exit_codes", "default_set_for_good", '''
+def exit_codes(commands):
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    running = [subprocess.Popen(argv) for argv in commands]
+    return [p.wait() for p in running]
+''', fault=r"SIGCHLD was set to SIG_DFL instead"),
+    Mutant("01.fix_exit_codes", "raw_statuses", '''
+def exit_codes(commands):
+    running = [subprocess.Popen(argv) for argv in commands]
+    return [os.waitpid(p.pid, 0)[1] for p in running]
+''', fault=r"raw wait status"),
+    Mutant("01.fix_exit_codes", "returncode_without_wait", '''
+def exit_codes(commands):
+    running = [subprocess.Popen(argv) for argv in commands]
+    return [p.returncode for p in running]
+''', fault=r"returned \[None"),
 ]
