@@ -124,7 +124,7 @@ def _ends(text: str) -> dict[int, tuple[str, str]]:
 def _parse(text: str, value: object, answer: int) -> _Run:
     run = _Run(value, answer)
     for line in text.splitlines():
-        kind, pid_text, *rest = line.split(" ")
+        kind, pid_text, *rest = line.split(" ") + ["", ""]  # a list may be empty
         pid = int(pid_text)
         if kind == "before":
             run.before = {(fd, inode) for fd, (inode, _) in _ends(rest[0]).items()}
