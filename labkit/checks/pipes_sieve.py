@@ -13,10 +13,9 @@ stage then holds exactly what it used, and nothing it should have closed.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 
+from .. import objects
 from ..checking import Attempt, Exercise, expect, expect_clean
 from ._shared import expect_function
 from .pipes import _call  # call(), and a hang says what each process was blocked in
@@ -142,17 +141,11 @@ def _parse(text: str, value: object, answer: int) -> _Run:
 def _sieve_run(answer, n: int) -> _Run:
     """Call ``primes(n)`` under the watch and read back what its processes logged."""
     expect_function(answer)
-    folder = tempfile.mkdtemp(prefix="labkit-sieve-")
-    try:
-        log = os.path.join(folder, "log")
-        with open(log, "w"):
-            pass
-        attempt = _call(_watched, answer, n, log, doing=f"primes({n})")
-        value = attempt.value
-        with open(log) as f:
-            run = _parse(f.read(), value, attempt.result.pid)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    with objects.temp_folder("sieve") as folder:
+        log = folder / "log"
+        log.touch()
+        attempt = _call(_watched, answer, n, str(log), doing=f"primes({n})")
+        run = _parse(log.read_text(), attempt.value, attempt.result.pid)
     run.attempt = attempt
     return run
 
