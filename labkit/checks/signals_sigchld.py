@@ -72,8 +72,9 @@ _LOST = ("Ignoring SIGCHLD is not the same as its default action: on Linux it as
 
 
 @FIX_EXIT_CODES.check("true, false and exit 3 give 0, 1 and 3, in order",
-                      hint="Which line of the program changes what the kernel does when a "
-                           "child ends? Read what the lesson says about SIGCHLD.",
+                      hint="The lesson says SIGCHLD is ignored by default. Is asking for "
+                           "SIG_IGN the same as leaving the default? See the NOTES of "
+                           "`man 2 wait`.",
                       concept=_LOST)
 def _(answer):
     _expect_codes(answer, [["true"], ["false"], ["sh", "-c", "exit 3"]], [0, 1, 3])
