@@ -9,6 +9,9 @@ read that returns end of file, the pipe ends the process holds then (from
 ``/proc/self/fd`` and ``fdinfo``); at exit, the children it has not reaped
 (``/proc/self/task/PID/children``). End of file is the moment that matters: a
 stage then holds exactly what it used, and nothing it should have closed.
+The pipes the answer's process had before the call (the harness's) are left out.
+A record that cannot be read fails the check: what the answer's processes wrote is
+only ever split and turned into numbers, never run.
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import os
 from dataclasses import dataclass, field
 
 from .. import objects
-from ..checking import Attempt, Exercise, expect, expect_clean
+from ..checking import Attempt, CheckFailed, Exercise, expect, expect_clean
 from ._shared import expect_function
 from .pipes import _call  # call(), and a hang says what each process was blocked in
 
@@ -145,7 +148,11 @@ def _sieve_run(answer, n: int) -> _Run:
         log = folder / "log"
         log.touch()
         attempt = _call(_watched, answer, n, str(log), doing=f"primes({n})")
-        run = _parse(log.read_text(), attempt.value, attempt.result.pid)
+        try:
+            run = _parse(log.read_text(), attempt.value, attempt.result.pid)
+        except (ValueError, IndexError, UnicodeDecodeError):
+            raise CheckFailed("the record of your processes' forks, reads and exits could not "
+                              "be read: did something else write into it?") from None
     run.attempt = attempt
     return run
 
