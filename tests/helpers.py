@@ -61,6 +61,18 @@ def _definitions(relative: str) -> tuple:
     return tuple(definitions(nbformat.read(ROOT / relative, as_version=4).cells))
 
 
+
+def public_points(lesson: str) -> int:
+    """What a lesson's checks are worth in the course config in use, hidden checks left out,
+    so tests that grade a full solution need not be edited when an exercise is added.
+
+    >>> public_points("00") > 0
+    True
+    """
+    from labkit.course import catalogue
+
+    return int(sum(line.points for line in catalogue(lesson) if line.kind == "auto"))
+
 def read_bytes(fd: int, count: int) -> bytes:
     """Read from ``fd`` until ``count`` bytes came or every writer closed it (then fewer):
     how a test waits for ``count`` processes that each write one byte when they are ready.

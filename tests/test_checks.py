@@ -14,7 +14,7 @@ import shutil
 import pytest
 from helpers import ROOT, load_answers
 
-from labkit.checking import NOT_DONE, PASSED, exercises, run_checks
+from labkit.checking import FAILED, NOT_DONE, NOT_RUN, PASSED, exercises, run_checks
 from labkit.grade import answers_of, grade, isolation_level
 
 LABS = sorted(nb.stem for nb in ROOT.glob("exercises/*.ipynb"))
@@ -35,6 +35,8 @@ def _statuses_here(lab: str, folder: str) -> list[dict]:
 
 @pytest.mark.parametrize("lab", LABS)
 def test_the_solution_passes_every_check_and_the_untouched_exercise_is_not_done(lab, tmp_path):
+    """Untouched, a debugging exercise's broken program fails its checks (scoring nothing);
+    every other exercise is "not done"."""
     if SANDBOX:
         subs = tmp_path / "subs"
         subs.mkdir()
@@ -47,7 +49,12 @@ def test_the_solution_passes_every_check_and_the_untouched_exercise_is_not_done(
     else:
         solution, untouched = _statuses_here(lab, "solutions"), _statuses_here(lab, "exercises")
     assert [c for c in solution if c["status"] != PASSED] == []
-    assert [c for c in untouched if c["status"] != NOT_DONE] == []
+    # A debugging exercise ships its broken program: untouched, it fails, it is never "not done".
+    debug = {ex for ex, e in exercises(lab).items() if e.kind == "debug"}
+    assert [c for c in untouched if c["exercise"] not in debug and c["status"] != NOT_DONE] == []
+    assert [c for c in untouched if c["exercise"] in debug
+            and c["status"] not in (FAILED, NOT_RUN)] == []
+    assert {c["exercise"] for c in untouched if c["status"] == FAILED} >= debug
     assert len(untouched) == len(solution)
     assert {c["exercise"] for c in solution} == set(ANSWERS[lab])
 

@@ -47,3 +47,15 @@ def test_a_raw_status_is_named_only_when_it_is_one():
 
 def test_mixed_values_are_ordered_without_raising():
     assert checks._in_order([10, 2, "a", None]) == [2, 10, "a", None]
+
+
+def test_a_counted_text_has_words_only_in_a_child_of_the_answer():
+    from labkit.checking import call
+
+    def count_here_and_in_a_child(text):
+        pid = os.fork()
+        if pid == 0:
+            os._exit(len(text.split()))
+        return len(text.split()), os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+    assert call(count_here_and_in_a_child, checks._CountedWhere("x")).value == (0, 7)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import resource
 import signal
+import subprocess
 
 from labkit.checks import signals as checks
 from labkit.checks._shared import first_difference
+from labkit.checks.signals_sigchld import _watched
 from labkit.processes import run
 
 
@@ -58,3 +60,22 @@ def _waits_in_both_places(tasks):
 def test_wait_calls_are_counted_by_where_they_come_from():
     value, where = run(checks._reaped_where, _waits_in_both_places, [], show=False).value
     assert value == {} and where == {"handler": 1, "elsewhere": 1}
+
+
+def _ignores_sigchld(commands):
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    return [subprocess.run(c, check=False).returncode for c in commands]
+
+
+def test_sigchld_ignored_during_a_wait_is_seen_and_the_status_is_lost():
+    value, ignored, after = run(_watched, _ignores_sigchld, [["false"]], True,
+                                show=False).value
+    assert (value, ignored, after) == ([0], True, "SIG_IGN")
+
+
+def test_a_caller_handler_left_alone_is_reported_as_the_previous_one():
+    def runs(commands):
+        return [subprocess.run(c, check=False).returncode for c in commands]
+
+    value, ignored, after = run(_watched, runs, [["false"]], True, show=False).value
+    assert (value, ignored, after) == ([1], False, "previous")

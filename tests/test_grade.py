@@ -14,7 +14,7 @@ import shutil
 
 import nbformat
 import pytest
-from helpers import ROOT, load_answers
+from helpers import ROOT, load_answers, public_points
 
 from labkit.cli import main
 from labkit.grade import SUBMISSION_LIMIT, answers_of, find_submissions, grade, isolation_level
@@ -25,7 +25,7 @@ CGROUP = "no cgroup" not in HOW
 
 LAB = "00_processes"
 SOLVED = nbformat.read(ROOT / "solutions" / f"{LAB}.ipynb", as_version=4)
-FULL = 15  # 5 + 3 + 3 + 4 points
+FULL = public_points(LAB)
 
 WRONG_DESCRIBE = '''
 def describe_status(status):
@@ -262,7 +262,7 @@ def test_a_fork_bomb_in_an_answer_fails_its_checks_and_nothing_else(graded):
 def test_feedback_lists_each_check_with_points_and_hints(graded):
     _, out, _ = graded
     md = (out / "feedback" / "wrong_describe.md").read_text()
-    assert "**Score: 13 / 15**" in md and "| pass | normal exits | 1/1 |" in md
+    assert f"**Score: {FULL - 2} / {FULL}**" in md and "| pass | normal exits | 1/1 |" in md
     assert "expected 'killed by SIGKILL', got 'killed by 9'" in md and "*Hint:" in md
     page = (out / "feedback" / "wrong_describe.html").read_text()
     assert "<h2>00.describe_status Decode a wait status</h2>" in page
@@ -285,7 +285,7 @@ def test_the_command_line_grades_and_says_where_the_reports_are(tmp_path, capsys
     assert main(["grade", LAB, str(subs), "--out", str(tmp_path / "out"), "--jobs", "1"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("isolation: namespaces") and "allowlisted" in out
-    assert "ada" in out and "15 / 15" in out and "grades.csv" in out
+    assert "ada" in out and f"{FULL} / {FULL}" in out and "grades.csv" in out
 
 
 @pytest.mark.parametrize("student, why", [

@@ -4,7 +4,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, public_points
 
 from labkit import checking
 from labkit.checking import check, exercises, load_hidden, run_checks
@@ -105,8 +105,9 @@ def test_grading_runs_the_hidden_checks_the_notebook_never_saw(restored, config,
     subs.mkdir()
     shutil.copy(ROOT / "solutions" / "00_processes.ipynb", subs / "solved.ipynb")
     shutil.copy(ROOT / "exercises" / "00_processes.ipynb", subs / "unsolved.ipynb")
+    public = public_points("00")
     rows = {r.student: r for r in grade("00", subs, tmp_path / "out", jobs=2, root=root)}
-    assert (rows["solved"].score, rows["solved"].max_score) == (17, 17)
+    assert (rows["solved"].score, rows["solved"].max_score) == (public + 2, public + 2)
     hidden = [c for c in rows["unsolved"].checks if c["check"] == "exit code 3 comes back"]
     assert hidden and hidden[0]["status"] == "not done" and rows["unsolved"].score == 0
 

@@ -690,3 +690,52 @@ def _(answer):
     expect(not left, f"your reply FIFO {left[0] if left else ''} was still there after "
                      "ask returned (the check removed it)")
     expect_clean(attempt)
+
+
+# --- 02.fix_gather (debug) --------------------------------------------------------------
+
+GATHER = Exercise("02.fix_gather", "Debug: the collector that never finishes", kind="debug",
+                  timeout=45)
+_GATHER_LIMIT = 3.0  # seconds: a correct gather of twenty lines takes a fraction of that
+
+
+def _gathered(answer, lines: list[str]) -> tuple[Attempt, list]:
+    expect(callable(answer), f"expected a function, got {answer!r}")
+    attempt = _call(answer, lines, timeout=_GATHER_LIMIT, doing=f"gather(<{len(lines)} lines>)")
+    got = attempt.value
+    expect(isinstance(got, list), f"gather returned {got!r}, expected a list of lines")
+    return attempt, got
+
+
+@GATHER.check("three children's lines come back, sorted",
+              hint="When does the parent's read return b''? List every process that holds "
+                   "the pipe's write end at that moment.", concept=_EOF)
+def _(answer):
+    lines = ["pear", "apple", "fig"]
+    _, got = _gathered(answer, lines)
+    expect(got != [], "no line arrived at all: did each child still have a write end to "
+                      "write into when it wrote?")
+    expect(got == sorted(lines), f"gather({lines}) returned {got!r}, expected {sorted(lines)}")
+
+
+@GATHER.check("twenty lines of 4000 bytes, more than a pipe holds, arrive whole",
+              hint="Twenty children write more than the pipe can hold at once: the parent "
+                   "must keep reading until end of file, and only then wait.",
+              concept="A writer blocks while the pipe is full; one read returns at most what "
+                      "is in the pipe at that moment, never what is still to come.")
+def _(answer):
+    lines = [f"{i:02d}" + chr(ord("a") + i) * 3997 for i in range(20)]
+    _, got = _gathered(answer, lines)
+    complete = [line for line in got if line in lines]
+    expect(got == lines, f"gather returned {len(got)} lines, {len(complete)} of them whole, "
+                         f"expected all {len(lines)} ({len(lines) * 4000} bytes in all, more "
+                         "than one read returns): read until end of file")
+
+
+@GATHER.check("no zombie and nothing left open",
+              hint="Each fork has its wait, and each pipe end its close.", concept=_EOF)
+def _(answer):
+    attempt, got = _gathered(answer, ["b", "a"])
+    expect(got == ["a", "b"], "the function must work before its cleanup counts: it "
+                              f"returned {got!r}, expected ['a', 'b']")
+    expect_clean(attempt)

@@ -355,3 +355,78 @@ def _(answer):
     expect(attempt.value == 1, "the function must work before its cleanup counts: "
                                f"run_program(['false']) returned {attempt.value!r}")
     expect_clean(attempt)
+
+
+# --- 00.fix_word_counts (debug) --------------------------------------------------------
+
+WORD_COUNTS = Exercise("00.fix_word_counts", "Debug: the children that came back",
+                       kind="debug")
+
+
+class _CountedWhere(str):
+    """A text whose words number 7 when counted in a child of the answer's process, and 0
+    when counted in that process itself: tells where the counting happened."""
+
+    def split(self, *args: object, **kwargs: object) -> list[str]:
+        return ["word"] * (7 if os.getpid() != answer_pid() else 0)
+
+
+def _counts(answer, texts: list) -> tuple[Attempt, list, list[int]]:
+    """Call word_counts(texts) with its forks recorded: the attempt, the counts, the pids."""
+    attempt = call(_with_forks_recorded, answer, texts)
+    got, forked = attempt.value
+    expect(isinstance(got, list), f"word_counts({texts!r}) returned {got!r}, expected a list "
+                                  "of counts")
+    return attempt, got, forked
+
+
+@WORD_COUNTS.check("three texts give their word counts, in order",
+                   hint="Follow one child from its fork to its end: which lines does it run, "
+                        "and where does its count go?",
+                   concept="fork returns in both processes: whatever the child does not stop "
+                           "doing, it does as a second copy of the parent, loops and all.")
+def _(answer):
+    texts = ["one two three", "four", "", "five six"]
+    _, got, _ = _counts(answer, texts)
+    want = [3, 1, 0, 2]
+    expect(got == want, f"word_counts({texts!r}) returned {got!r}, expected {want}"
+                        f"{_raw(got[0] if got else None, 3)}")
+
+
+@WORD_COUNTS.check("a text that cannot be counted: its child exits with 255, and still ends",
+                   hint="What happens to a child whose counting raises? Make its last act "
+                        "an exit, whatever happened before.",
+                   concept="A child that lets an exception escape returns into the parent's "
+                           "code; only an exit in a finally stops every way out.")
+def _(answer):
+    texts = ["a b", None, "c"]
+    _, got, _ = _counts(answer, texts)
+    expect(got == [2, 255, 1], f"word_counts(['a b', None, 'c']) returned {got!r}, expected "
+                               "[2, 255, 1]: None has no words to count, so its child exits "
+                               "with 255")
+
+
+@WORD_COUNTS.check("one child per text does the counting, not your process",
+                   hint="Count the processes the program starts, and ask where each count is "
+                        "computed.",
+                   concept="Each child does its own share of the work and hands back only its "
+                           "result, through its exit status.")
+def _(answer):
+    texts = [_CountedWhere("x"), _CountedWhere("y"), _CountedWhere("z")]
+    _, got, forked = _counts(answer, texts)
+    expect(len(forked) == 3, f"for three texts your process forked {len(forked)} children, "
+                             "expected three, one per text")
+    expect(got == [7, 7, 7], f"got counts {got!r} for texts made to count 7 words in a child "
+                             "and 0 in your own process: the counting did not happen in the "
+                             "children")
+
+
+@WORD_COUNTS.check("no zombie, no stray child and nothing left open",
+                   hint="Every child that was started is waited for, once.",
+                   concept="An ended child stays a zombie until its parent collects its "
+                           "status.")
+def _(answer):
+    attempt, got, _ = _counts(answer, ["a", "b c", "d e f", "", "g"])
+    expect(got == [1, 2, 3, 0, 1], "the function must work before its cleanup counts: "
+                                   f"it returned {got!r}, expected [1, 2, 3, 0, 1]")
+    expect_clean(attempt)

@@ -52,6 +52,19 @@ def reap_all(n):
     return {result}
 '''
 
+
+def _count_in_child(child: str) -> str:
+    """The fixed word_counts program with the child's part of count_in_child replaced."""
+    return f'''
+import sys
+
+def count_in_child(text):
+    pid = os.fork()
+    if pid == 0:
+        {child}
+    return pid
+'''
+
 MUTANTS = [
     # --- 00.exit_code --------------------------------------------------------------------
     Mutant("00.exit_code", "runs_fn_in_the_parent", '''
@@ -201,6 +214,26 @@ def run_program(argv):
 ''', fault=r"does not exist you returned 1, expected 127"),
     Mutant("00.run_program", "raw_status_returned", _run_program(result="os.waitpid(pid, 0)[1]"),
            fault=r"raw wait status"),
+    # --- 00.fix_word_counts (debug) --------------------------------------------------------
+    Mutant("00.fix_word_counts", "given_child_returns_its_count",
+           _count_in_child("return len(text.split())"),
+           fault=r"returned from your function instead of ending"),
+    Mutant("00.fix_word_counts", "child_calls_sys_exit",
+           _count_in_child("sys.exit(len(text.split()))"),
+           fault=r"returned from your function instead of ending"),
+    Mutant("00.fix_word_counts", "exit_without_finally",
+           _count_in_child("os._exit(len(text.split()))"),
+           fault=r"returned from your function instead of ending"),
+    Mutant("00.fix_word_counts", "parent_counts_itself", _count_in_child("os._exit(0)") + '''
+def word_counts(texts):
+    for pid in [count_in_child(text) for text in texts]:
+        os.waitpid(pid, 0)
+    return [len(text.split()) if isinstance(text, str) else 255 for text in texts]
+''', fault=r"counting did not happen in the children"),
+    Mutant("00.fix_word_counts", "raw_status_kept", '''
+def word_counts(texts):
+    return [os.waitpid(pid, 0)[1] for pid in [count_in_child(text) for text in texts]]
+''', fault=r"raw wait status"),
 ]
 
 

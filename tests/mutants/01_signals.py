@@ -141,6 +141,16 @@ def reap_children(tasks):
 """
 
 
+def _exit_codes(disposition: str = "", result: str = "p.wait()") -> str:
+    """exit_codes as given, with SIGCHLD's disposition set first (or not) and what it returns
+    for each command replaced."""
+    return f'''
+def exit_codes(commands):
+    {disposition}
+    running = [subprocess.Popen(argv) for argv in commands]
+    return [{result} for p in running]
+'''
+
 MUTANTS = [
     # --- 01.count_usr1 -------------------------------------------------------------------
     Mutant("01.count_usr1", "no_sigterm_handler",
@@ -277,6 +287,26 @@ def call_with_timeout(fn, seconds):
 def choose_signals():
     return "SIGUSR2 SIGHUP SIGTERM SIGUSR1 SIGTERM SIGUSR2 SIGUSR1 SIGTERM SIGINT"
 ''', fault=r"expected a list of signals"),
+    # --- 01.fix_exit_codes (debug) ---------------------------------------------------------
+    Mutant("01.fix_exit_codes", "given_sigchld_ignored",
+           _exit_codes("signal.signal(signal.SIGCHLD, signal.SIG_IGN)"),
+           fault=r"SIGCHLD was set to SIG_IGN"),
+    Mutant("01.fix_exit_codes", "ignored_then_restored", '''
+def exit_codes(commands):
+    old = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        running = [subprocess.Popen(argv) for argv in commands]
+        return [p.wait() for p in running]
+    finally:
+        signal.signal(signal.SIGCHLD, old)
+''', fault=r"SIGCHLD was set to SIG_IGN"),
+    Mutant("01.fix_exit_codes", "default_set_for_good",
+           _exit_codes("signal.signal(signal.SIGCHLD, signal.SIG_DFL)"),
+           fault=r"SIGCHLD was set to SIG_DFL instead"),
+    Mutant("01.fix_exit_codes", "raw_statuses", _exit_codes(result="os.waitpid(p.pid, 0)[1]"),
+           fault=r"raw wait status"),
+    Mutant("01.fix_exit_codes", "returncode_without_wait", _exit_codes(result="p.returncode"),
+           fault=r"returned \[None"),
 ]
 
 

@@ -125,6 +125,109 @@ def _ask(check=_LIMIT, send="os.write(fd, request)", read="reply.read().decode()
     return _ASK.format(check=check, send=send, read=read)
 
 
+
+# --- 02.fix_gather: children write lines into one pipe, the parent collects -------------
+
+_GATHER = """
+def gather(lines):
+    r, w = os.pipe()
+    {before_fork}
+    pids = []
+    for line in lines:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.close(r)
+                os.write(w, (line + "\\n").encode())
+                code = 0
+            finally:
+                os._exit(code)
+        pids.append(pid)
+    {after_fork}
+    {collect}
+    os.close(r)
+    {late_close}
+    {reap}
+    return sorted(received.decode().splitlines())
+"""
+_READ_ALL = """received = b""
+    while chunk := os.read(r, 65536):
+        received += chunk"""
+_WAIT_ALL = """for pid in pids:
+        os.waitpid(pid, 0)"""
+
+
+def _gather(before_fork: str = "", after_fork: str = "os.close(w)", collect: str = _READ_ALL,
+            late_close: str = "", reap: str = _WAIT_ALL, wait_first: bool = False) -> str:
+    """The fixed gather with one of its parts replaced (or its wait moved before the read)."""
+    if wait_first:
+        collect, reap = reap + "\n    " + collect, ""
+    return _GATHER.format(before_fork=before_fork, after_fork=after_fork, collect=collect,
+                          late_close=late_close, reap=reap)
+
+
+# --- 02.primes: the sieve, one stage per prime ------------------------------------------
+
+_PRIMES = """
+def primes(n):
+    found_r, found_w = os.pipe()
+
+    def start_stage(not_for_child):
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                for fd in {child_closes}:
+                    os.close(fd)
+                sieve(r)
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(r)
+        return w, pid
+
+    def sieve(inbox):
+        first = os.read(inbox, 4)
+        os.write(found_w, first)
+        prime = struct.unpack("i", first)[0]
+        out, child = {eager}
+        while data := os.read(inbox, 4):
+            if struct.unpack("i", data)[0] % prime:
+                if out is None:
+                    out, child = start_stage([inbox])
+                os.write(out, data)
+        os.close(inbox)
+        os.close(found_w)
+        if out is not None:
+            os.close(out)
+            {stage_wait}
+
+    found = []
+    if n >= 2:
+        numbers, first_stage = start_stage({first_not_for_child})
+        {main_close}
+        for k in range(2, n + 1):
+            os.write(numbers, struct.pack("i", k))
+        os.close(numbers)
+        while data := os.read(found_r, 4):
+            found.append(struct.unpack("i", data)[0])
+        os.waitpid(first_stage, 0)
+    else:
+        os.close(found_w)
+    os.close(found_r)
+    return found
+"""
+
+
+def _primes(child_closes: str = "(w, *not_for_child)", eager: str = "None, None",
+            stage_wait: str = "os.waitpid(child, 0)", first_not_for_child: str = "[found_r]",
+            main_close: str = "os.close(found_w)") -> str:
+    """The solution's sieve with one of its parts replaced."""
+    return _PRIMES.format(child_closes=child_closes, eager=eager, stage_wait=stage_wait,
+                          first_not_for_child=first_not_for_child, main_close=main_close)
+
 MUTANTS = [
     # --- 02.converse
     Mutant("02.converse", "child_keeps_its_write_end", _converse(child_close="pass"),
@@ -269,6 +372,32 @@ def ask(server_path, question):
     with open(reply_path) as reply:
         return reply.read()
 ''', fault=r"was still there after ask returned"),
+    # --- 02.fix_gather (debug) -------------------------------------------------------------
+    Mutant("02.fix_gather", "given_write_end_closed_too_late",
+           _gather(after_fork="", late_close="os.close(w)"), hangs=True,
+           fault=r"write end it still holds itself"),
+    Mutant("02.fix_gather", "write_end_closed_before_the_fork",
+           _gather(before_fork="os.close(w)", after_fork=""),
+           fault=r"no line arrived"),
+    Mutant("02.fix_gather", "one_read_only",
+           _gather(collect="received = os.read(r, 1 << 20)"),
+           fault=r"read until end of file"),
+    Mutant("02.fix_gather", "waits_before_reading", _gather(wait_first=True), hangs=True,
+           fault=r"read the output before you wait"),
+    Mutant("02.fix_gather", "children_never_reaped", _gather(reap="pass"),
+           fault=r"nobody waited for it|still running when the function returned"),
+    # --- 02.primes ----------------------------------------------------------------------------
+    Mutant("02.primes", "stage_keeps_its_input_write_end", _primes(child_closes="not_for_child"),
+           hangs=True, fault=r"write end it still holds itself"),
+    Mutant("02.primes", "stage_keeps_the_parents_input", _primes(child_closes="(w,)"),
+           fault=r"read end of a pipe it does not read"),
+    Mutant("02.primes", "stage_leaves_without_waiting", _primes(stage_wait="pass"),
+           fault=r"ended without waiting for its child"),
+    Mutant("02.primes", "next_stage_started_before_any_number",
+           _primes(eager="start_stage([inbox])"),
+           fault=r"started \d+ processes; a sieve of \d+ primes"),
+    Mutant("02.primes", "results_write_end_kept_by_the_generator", _primes(main_close="pass"),
+           hangs=True, fault=r"write end it still holds itself"),
 ]
 
 
