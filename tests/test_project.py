@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 
 import nbformat
@@ -58,3 +59,32 @@ def test_the_readme_gives_the_two_commands():
     readme = (ROOT / "README.md").read_text()
     assert "make lab" in readme and "make test" in readme
     assert (ROOT / ".ci" / "run").read_text().strip().endswith("make test")
+
+
+SILENCE_FORK_WARNING = ('warnings.filterwarnings("ignore", message=r".*use of fork\\(\\) may lead to '
+                        'deadlocks", category=DeprecationWarning)  # explained in lesson 00')
+LESSONS_AFTER_00 = [p for p in sorted(ROOT.glob("notebooks/*.ipynb")) if not p.name.startswith("00")]
+
+
+@pytest.mark.parametrize("path", LESSONS_AFTER_00, ids=lambda p: p.name)
+def test_every_lesson_after_00_silences_the_fork_warning_in_its_setup_cell(path):
+    setup = next(c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+    lines = setup.source.splitlines()
+    assert "import warnings" in lines and SILENCE_FORK_WARNING in lines, (
+        f"{path.name}: its first code cell must import warnings and contain, visibly:\n"
+        f"{SILENCE_FORK_WARNING}")
+
+
+def _warn_after_setup_line(message: str) -> str:
+    """stderr of a fresh Python that shows every warning, runs the setup line, then warns."""
+    program = "\n".join(["import warnings", SILENCE_FORK_WARNING,
+                          f"warnings.warn({message!r}, DeprecationWarning)"])
+    return subprocess.run([sys.executable, "-W", "default", "-c", program], capture_output=True,
+                          text=True, timeout=60, check=True).stderr
+
+
+def test_the_setup_line_silences_python_3_12s_fork_warning_and_only_it():
+    fork = ("This process (pid=1) is multi-threaded, use of fork() may lead to deadlocks in "
+            "the child.")
+    assert _warn_after_setup_line(fork) == ""
+    assert "some other deprecation" in _warn_after_setup_line("some other deprecation")
