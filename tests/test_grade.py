@@ -14,7 +14,7 @@ import shutil
 
 import nbformat
 import pytest
-from helpers import ROOT, load_answers
+from helpers import ROOT, load_answers, sandbox_level
 
 from labkit.cli import main
 from labkit.grade import (
@@ -23,10 +23,9 @@ from labkit.grade import (
     answers_of,
     find_submissions,
     grade,
-    isolation_level,
 )
 
-USABLE, HOW = isolation_level()
+USABLE, HOW = sandbox_level()
 pytestmark = pytest.mark.skipif(not USABLE, reason=HOW)
 CGROUP = "no cgroup" not in HOW
 
