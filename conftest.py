@@ -21,8 +21,11 @@ its own folder: from ``tests/`` the notebook checks below never reached
   stays exact. Where that is not possible (not root, no user namespaces) the
   run falls back to one process and says so in its header.
 * A test marked ``alone`` runs while no other test runs in any worker (a
-  readers-writer lock taken around every test); tests marked with the xdist
-  group ``one_browser`` run one after another on one worker.
+  readers-writer lock taken around every test; such tests are handed out last).
+  Tests marked ``one_at_a_time(name)`` never overlap: all tests of one name go
+  to one worker as one group, in turn, so no worker waits for another's lock.
+* ``make test`` starts one worker more than the CPUs: much of the suite waits
+  (kernels, servers, browsers, timeouts), and the extra worker fills those waits.
 """
 from __future__ import annotations
 
