@@ -7,10 +7,11 @@ STAMP  := $(VENV)/.installed
 # JupyterHub's proxy, from npm, for tests/test_jupyterhub.py (skipped without it).
 PROXY  := .hub/node_modules/.bin/configurable-http-proxy
 PYTHONS ?= 3.10 3.11 3.12 3.13
-# pytest-xdist workers: logical = one per CPU; JOBS=0 runs everything in one process. Each worker
-# gets its own /dev/shm and /dev/mqueue (tests/isolate.py, needs root); where it cannot, the
-# run is serial and its header says why.
-JOBS   ?= logical
+# pytest-xdist workers: one more than the CPUs (much of the suite waits: for kernels, servers,
+# browsers, timeouts: alone on 2 cores it kept them busy less than half the time); JOBS=0
+# runs everything in one process. Each worker gets its own /dev/shm and /dev/mqueue
+# (tests/isolate.py, needs root); where it cannot, the run is serial and its header says why.
+JOBS   ?= $(shell echo $$(( $$(nproc) + 1 )))
 PYTEST := $(BIN)/python -m pytest -n $(JOBS)
 # The edit-test loop (about a minute): labkit's doctests and unit tests; no notebook, browser,
 # JupyterHub, grader, sandbox or check-of-every-exercise run.

@@ -21,8 +21,11 @@ its own folder: from ``tests/`` the notebook checks below never reached
   stays exact. Where that is not possible (not root, no user namespaces) the
   run falls back to one process and says so in its header.
 * A test marked ``alone`` runs while no other test runs in any worker (a
-  readers-writer lock taken around every test); tests marked with the xdist
-  group ``one_browser`` run one after another on one worker.
+  readers-writer lock taken around every test; such tests are handed out last).
+  Tests marked ``one_at_a_time(name)`` never overlap: all tests of one name go
+  to one worker as one group, in turn, so no worker waits for another's lock.
+* ``make test`` starts one worker more than the CPUs: much of the suite waits
+  (kernels, servers, browsers, timeouts), and the extra worker fills those waits.
 """
 from __future__ import annotations
 
@@ -220,13 +223,27 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
                 self.scopes = json.loads(next(room.glob("scopes-*.json")).read_text())
             return self.scopes.get(nodeid, nodeid)
 
+        def _reschedule(self, node) -> None:
+            """A worker gets more only when it holds fewer than two tests (it needs the one
+            after the running one): xdist would queue a third, which waits behind a long test
+            while another worker idles."""
+            if not node.shutting_down and self.workqueue and \
+                    self._pending_of(self.assigned_work[node]) >= 2:
+                return
+            super()._reschedule(node)
+
     return _Scheduler(config, log)
 
 
 def _scope(item: pytest.Item) -> str:
-    """What must run on one worker with this test: its notebook, or the module fixture it
-    shares with other tests of its file; else nothing (its own node id)."""
+    """What must run on one worker with this test: the tests that may not overlap it
+    (``one_at_a_time``: all on one worker, in turn, so no other worker ever waits for
+    them), its notebook, or the module fixture it shares with other tests of its file;
+    else nothing (its own node id)."""
     path = item.nodeid.split("::", 1)[0]
+    names = sorted(m.args[0] for m in item.iter_markers("one_at_a_time"))
+    if names:
+        return f"one_at_a_time:{names[0]}"
     if _is_cell(item):
         return path
     info = getattr(item, "_fixtureinfo", None)
@@ -283,14 +300,14 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
 
 # --- what runs, in which order --------------------------------------------------------
 
-# Files that take longest (measured on 2 busy cores), started first: a long test (or a
-# notebook, or tests sharing a module fixture) that starts last keeps one worker busy while
-# the other idles.
-# The browser and JupyterHub tests never overlap (one_at_a_time): they are far apart here.
+# The longest work first (measured, sums of test durations on 2 busy cores): a long test,
+# or a group that runs on one worker (see _scope), that starts last keeps one worker busy
+# while the others idle. An entry is a scope's name or a file.
 LONGEST_FIRST = (
-    "tests/test_browser.py", "tests/test_constrained.py", "tests/test_mutants.py",
-    "tests/test_jupyterhub.py", "tests/test_grade.py", "tests/test_sandbox.py",
-    "tests/test_many_users.py", "tests/test_checks.py", "tests/test_exercises.py",
+    "one_at_a_time:checks",     # the mutants and every other check run outside the sandbox
+    "one_at_a_time:chromium",   # the browser test, then the JupyterHub one
+    "tests/test_grade.py", "tests/test_sandbox.py", "tests/test_checks.py",
+    "tests/test_constrained.py", "tests/test_many_users.py", "tests/test_bench.py",
 )
 
 
@@ -324,8 +341,14 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         import json
 
         rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-        items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
         scopes = {item.nodeid: _scope(item) for item in items}
+
+        def order(item: pytest.Item) -> int:
+            if item.get_closest_marker("alone"):  # last: started early, it would wait for
+                return len(rank) + 1               # a long test and hold every worker back
+            return rank.get(scopes[item.nodeid], rank.get(item.nodeid.split("::")[0], len(rank)))
+
+        items.sort(key=order)
         room = Path(config.workerinput["labkit_room"])
         (room / f"scopes-{config.workerinput['workerid']}.json").write_text(json.dumps(scopes))
 

@@ -405,6 +405,7 @@ def _stage2(config: dict, result_fd: int) -> None:
         status = f"{SETUP_FAILED}: {unsafe}" if unsafe else "ok"
         _send(result_fd, {"status": SETUP_FAILED if unsafe else "ok", "notes": [status]})
         os._exit(0)
+    from labkit import checking
     from labkit.answers import answers, is_check_cell
     from labkit.checking import exercises, load_hidden, run_checks
     from labkit.puzzle_student import grade_as
@@ -412,6 +413,9 @@ def _stage2(config: dict, result_fd: int) -> None:
     # Whose puzzles the checks grade: the grader's word, never the notebook's (its cells
     # and answers run in other processes, which cannot change this one's).
     grade_as(str(config.get("student", "")))
+    if config.get("call_seconds"):  # the grader's Limits.call_seconds, never the submission's
+        checking.CALL_TIMEOUT = float(config["call_seconds"])
+
     lap(config, "labkit import")
     _limits(config)
     report: dict[str, Any] = {"status": "ok", "notes": [], "checks": [], "errors": []}

@@ -90,6 +90,7 @@ class Limits:
     shm: str = "64m"              # size of the private /dev/shm (as in Docker by default)
     work: str = "256m"            # size of the private /work
     rlimits: dict[str, int] = field(default_factory=lambda: dict(RLIMITS))
+    call_seconds: float | None = None  # one call of an answer (None: checking.CALL_TIMEOUT)
 
 
 @dataclass(frozen=True)
@@ -482,7 +483,8 @@ def run_sandboxed(sub: Submission, answers: dict, cell_timeout: float, timeout: 
         "rlimits": limits.rlimits, "max_processes": limits.processes, "memory": limits.memory,
         "processes": limits.processes, "work_size": limits.work, "shm_size": limits.shm,
         "binds": _binds(root)[0], "hidden": hidden or {},
-        "student": sub.student}, timeout, zygote, later)  # whose puzzles are graded
+        "student": sub.student,  # whose puzzles are graded
+        "call_seconds": limits.call_seconds}, timeout, zygote, later)
     if outcome is None:
         return failure, {"notes": [why]}
     report = _validated(outcome["report"])

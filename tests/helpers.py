@@ -91,6 +91,16 @@ def read_bytes(fd: int, count: int) -> bytes:
     return got
 
 
+@functools.cache
+def sandbox_level() -> tuple[bool, str]:
+    """``labkit.grade.isolation_level()``, found once per test process: each look starts a
+    zygote and a probe sandbox (seconds on a busy machine), and every file that grades
+    needs the answer when it is collected."""
+    from labkit.grade import isolation_level
+
+    return isolation_level()
+
+
 def failures(exercise: str, answer) -> dict[str, str]:
     """{check name: message} of the checks an answer fails."""
     from labkit.checking import FAILED, run_checks

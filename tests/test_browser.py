@@ -31,12 +31,15 @@ import pytest
 from helpers import FORK_WARNING, ROOT
 
 CHROMIUM = shutil.which("chromium")
+LESSONS = sorted(ROOT.glob("notebooks/*.ipynb"))
 pytestmark = [pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed"),
-              pytest.mark.one_at_a_time("chromium")]  # never beside the JupyterHub test
+              pytest.mark.one_at_a_time("chromium"),  # never beside the JupyterHub test
+              # Each lesson has its own limits below (and a message); the suite's 300 s is for
+              # one test, and this one runs every lesson: on a busy 2-core box a minute each.
+              pytest.mark.timeout(120 * len(LESSONS))]
 sync_api = pytest.importorskip("playwright.sync_api")
 
 ARTIFACTS = ROOT / "artifacts" / "browser"
-LESSONS = sorted(ROOT.glob("notebooks/*.ipynb"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--disable-dev-shm-usage"]

@@ -12,14 +12,14 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from helpers import ROOT, load_answers
+from helpers import ROOT, load_answers, sandbox_level
 
 from labkit.checking import FAILED, NOT_DONE, NOT_RUN, PASSED, exercises, run_checks
-from labkit.grade import answers_of, grade, isolation_level
+from labkit.grade import answers_of, grade
 
 LABS = sorted(nb.stem for nb in ROOT.glob("exercises/*.ipynb"))
 ANSWERS = {lab: answers_of(ROOT / "exercises" / f"{lab}.ipynb") for lab in LABS}
-SANDBOX, _ = isolation_level()
+SANDBOX, _ = sandbox_level()
 
 
 def _statuses_here(lab: str, folder: str) -> list[dict]:
