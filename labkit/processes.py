@@ -122,11 +122,14 @@ class _Proc:
             self.status)
 
     def close_pidfd(self, sel: selectors.BaseSelector | None) -> None:
-        if self.pidfd is not None:
-            if sel is not None:
-                sel.unregister(self.pidfd)
-            os.close(self.pidfd)
-            self.pidfd = None
+        # Interrupts held: one raised inside unregister (Python code) would leave the fd half
+        # forgotten, and the cleanup's second try would raise KeyError instead of it.
+        with held_interrupts():
+            if self.pidfd is not None:
+                if sel is not None:
+                    sel.unregister(self.pidfd)
+                os.close(self.pidfd)
+                self.pidfd = None
 
     def read(self, kind: str, sel: selectors.BaseSelector, show: bool) -> None:
         fd = self.pipes[kind]
@@ -154,11 +157,12 @@ class _Proc:
             out.flush()
 
     def close_pipe(self, kind: str, sel: selectors.BaseSelector | None) -> None:
-        fd = self.pipes.pop(kind, None)
-        if fd is not None:
-            if sel is not None:
-                sel.unregister(fd)
-            os.close(fd)
+        with held_interrupts():  # as in close_pidfd: never a descriptor half closed
+            fd = self.pipes.pop(kind, None)
+            if fd is not None:
+                if sel is not None:
+                    sel.unregister(fd)
+                os.close(fd)
 
     def kill_tree(self) -> None:
         """Freeze the child's group, then kill it and every descendant."""

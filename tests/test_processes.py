@@ -205,6 +205,37 @@ def test_an_interrupt_kills_the_children_and_propagates():
     # no_leaks checks that nothing is left
 
 
+@pytest.mark.parametrize("kind", ["exit", "res"])
+def test_an_interrupt_while_a_descriptor_is_put_away_is_still_a_keyboard_interrupt(
+        monkeypatch, kind):
+    """The interrupt lands inside the selector's unregister (Python code) of the child's
+    pidfd ("exit") or of its result pipe: the cleanup must neither try the half-done step
+    again (KeyError in place of the interrupt) nor forget to close the descriptor."""
+    import selectors
+
+    real = selectors.DefaultSelector.unregister
+    sent = []
+
+    def interrupted(self, fileobj):
+        key = real(self, fileobj)
+        if not sent and key.data[1] == kind:
+            sent.append(fileobj)
+            os.kill(os.getpid(), signal.SIGINT)  # arrives before unregister returns
+        return key
+
+    run(os.getpid, show=False)  # the janitor's pipe is opened once, at the first start
+    open_before = set(os.listdir("/proc/self/fd"))
+    monkeypatch.setattr(selectors.DefaultSelector, "unregister", interrupted)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run(os.getpid, show=False)
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert sent
+    assert set(os.listdir("/proc/self/fd")) <= open_before
+
+
 def test_leftover_children_are_ended_and_reported():
     def careless():
         if os.fork() == 0:
