@@ -114,8 +114,10 @@ def blocked_in(pid: int) -> Blocked:
     children may be read, others need privileges).
 
     Raises:
-        NotSupportedHere: no ``/proc/PID/syscall`` here (not Linux).
-        LabError: the process is not in a system call now (it is running), or is gone.
+        NotSupportedHere: no ``/proc/PID/syscall`` here (not Linux), or the kernel does not
+            let this process read it (a sandbox, a non-dumpable process, Yama's
+            ``ptrace_scope`` of 2 or 3).
+        LabError: the process is gone.
 
     >>> import time
     >>> with start(time.sleep, 5, timeout=10, show=False) as child:
@@ -131,6 +133,11 @@ def blocked_in(pid: int) -> Blocked:
         if not os.path.exists("/proc/self/syscall"):
             raise NotSupportedHere("this system has no /proc/PID/syscall (Linux only)") from e
         raise LabError(f"process {pid} does not exist (any more)") from e
+    except PermissionError as e:
+        raise NotSupportedHere(
+            f"the kernel does not let this process read /proc/{pid}/syscall: that needs the "
+            "right to trace the process, which a sandbox, a process marked not dumpable or "
+            "Yama's ptrace_scope (2 or 3) takes away here") from e
     if not fields or not fields[0].isdigit():
         return Blocked(pid, "running", 0, None)
     number, address = int(fields[0]), int(fields[1], 16)

@@ -296,6 +296,23 @@ def test_blocked_in_says_a_vanished_process_is_gone():
         locks.blocked_in(pid)
 
 
+def test_blocked_in_says_clearly_when_the_kernel_hides_another_process_call(monkeypatch):
+    import builtins
+
+    from labkit import locks
+    from labkit.errors import NotSupportedHere
+    real_open = builtins.open
+
+    def refusing(path, *args, **kwargs):  # as the kernel answers a non-dumpable process
+        if str(path).endswith("/syscall"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", refusing)
+    with pytest.raises(NotSupportedHere, match=r"does not let this process read /proc/1/sysc"):
+        locks.blocked_in(1)
+
+
 def test_the_plots_draw():
     r = sync.bounded_buffer(items=30, consume=0.001)
     assert sync.plot_occupancy(r).get_ylabel() == "items in the buffer"
