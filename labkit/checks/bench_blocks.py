@@ -13,7 +13,7 @@ from typing import Any
 from ..checking import CheckFailed, Exercise, call, expect, expect_clean
 from ._shared import expect_function
 
-BLOCKS = Exercise("07.pipe_blocks", "Debug: big blocks through a pipe", kind="debug",
+BLOCKS = Exercise("07.pipe_blocks", "Big blocks through a pipe", kind="debug",
                   timeout=60.0)
 
 

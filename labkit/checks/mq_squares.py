@@ -14,7 +14,7 @@ from typing import Any
 from ..checking import CheckTimedOut, Exercise, call, expect, expect_clean
 from ._shared import expect_function, plain
 
-SQUARES = Exercise("06.squares", "Debug: squares that come back only when there are few",
+SQUARES = Exercise("06.squares", "Squares that come back only when there are few",
                    timeout=60.0, kind="debug")
 
 

@@ -694,7 +694,7 @@ def _(answer):
 
 # --- 02.fix_gather (debug) --------------------------------------------------------------
 
-GATHER = Exercise("02.fix_gather", "Debug: the collector that never finishes", kind="debug",
+GATHER = Exercise("02.fix_gather", "The collector that never finishes", kind="debug",
                   timeout=45)
 _GATHER_LIMIT = 3.0  # seconds: a correct gather of twenty lines takes a fraction of that
 

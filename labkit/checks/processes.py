@@ -359,7 +359,7 @@ def _(answer):
 
 # --- 00.fix_word_counts (debug) --------------------------------------------------------
 
-WORD_COUNTS = Exercise("00.fix_word_counts", "Debug: the children that came back",
+WORD_COUNTS = Exercise("00.fix_word_counts", "The children that came back",
                        kind="debug")
 
 

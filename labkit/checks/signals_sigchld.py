@@ -15,7 +15,7 @@ import signal
 from ..checking import Attempt, Exercise, call, expect, expect_clean
 from ._shared import expect_function
 
-FIX_EXIT_CODES = Exercise("01.fix_exit_codes", "Debug: every command succeeds", kind="debug")
+FIX_EXIT_CODES = Exercise("01.fix_exit_codes", "Every command succeeds", kind="debug")
 
 
 def _previous(signum: int, frame: object) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from ..checking import CheckTimedOut, Exercise, expect
 from ._shared import Seen, expect_nothing_left, expect_stores, guarded_call, observed, whole_number
 
-DEPOSITS = Exercise("05.deposits", "Debug: deposits that never finish", timeout=60.0,
+DEPOSITS = Exercise("05.deposits", "Deposits that never finish", timeout=60.0,
                     kind="debug")
 
 _WITH_ZEROS = [5, 0, 7, 1, 0, 2, 3, 9, 0, 4, 6, 8]
