@@ -246,9 +246,12 @@ def _(answer):
         _ = reference.value  # raises if the reference failed
         pipe.append(count * size / (ref.t_last - ref.t_first))
         ref.close()
-    a, b = statistics.median(ring), statistics.median(pipe)
-    expect(a > b, f"your ring moved {a / 1e9:.2f} GB/s, a pipe {b / 1e9:.2f} GB/s (medians "
-                  "of 5 runs each, taken in turn)")
+    # The best of each: a busy machine only ever slows a run down, so the fastest run of
+    # each is the nearest to what the two can do (medians lost to load in a busy CI run).
+    a, b = max(ring), max(pipe)
+    medians = f"{statistics.median(ring) / 1e9:.2f} and {statistics.median(pipe) / 1e9:.2f}"
+    expect(a > b, f"your ring moved at best {a / 1e9:.2f} GB/s, a pipe {b / 1e9:.2f} GB/s "
+                  f"(the best of 5 runs each, taken in turn; medians {medians} GB/s)")
 
 
 @RING.check("the segment, the semaphores and the child are gone afterwards",

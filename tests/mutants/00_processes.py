@@ -1,5 +1,5 @@
 """Wrong answers to lesson 00 (processes): fork, exit statuses, wait, exec."""
-from mutants import Mutant
+from mutants import UNREAPED, Mutant
 
 
 def _exit_code_of(first_code: int = 1, handle: str = "",
@@ -172,7 +172,7 @@ def reap_all(n):
     if pids:
         os.waitpid(pids[-1], 0)
     return codes
-''', fault=r"zombie.*nobody waited for it"),
+''', fault=UNREAPED),
     Mutant("00.reap_all", "keyed_by_child_number", _reap_all(
         result="{i: os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) "
                "for i, pid in enumerate(pids)}"),

@@ -13,6 +13,10 @@ import importlib
 import pkgutil
 from dataclasses import dataclass
 
+#: The fault of a child nobody waited for, however far it got when the function returned:
+#: a zombie already, or (on a busy machine) still running, and then ended by the harness.
+UNREAPED = r"(zombie|still running when the function returned).*nobody waited for it"
+
 
 @dataclass(frozen=True)
 class Mutant:
