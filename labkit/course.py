@@ -98,6 +98,7 @@ class Course:
     written: dict[str, dict[str, float]] = field(default_factory=dict)  # lab -> cell -> worth
     hidden_points: dict[tuple[str, str], float] = field(default_factory=dict)
     hidden_totals: dict[str, tuple[int, float]] = field(default_factory=dict)  # student copy
+    puzzle_salt: object = None      # [puzzles] salt, as written (puzzle_student checks it)
 
     def points(self, exercise: str, check: str) -> float:
         """What ``check`` of ``exercise`` is worth (:data:`DEFAULT_POINTS` if not listed)."""
@@ -160,7 +161,8 @@ class Course:
             raise LabError(f"{where}: [late] penalty_per_day is a fraction of the score "
                            f"(0.1 for 10 %), got {policy.penalty_per_day:g}")
         return cls(path, hashlib.sha256(data).hexdigest(), points, minutes, lessons, deadlines,
-                   policy, written, hidden, totals)
+                   policy, written, hidden, totals,
+                   _table(config, "puzzles", where).get("salt"))
 
 
 def _table(config: dict[str, Any], key: str, where: str) -> dict[str, Any]:
@@ -325,15 +327,13 @@ def describe(lines: list[Line]) -> str:
                        f"{sum(x.points for x in checks):g} points, "
                        f"{_duration(first.exercise_minutes)}")
             out += [f"    {x.points:>4g}  {x.kind:<6} {x.check}" for x in checks]
-    exercises_ = {line.exercise for line in lines}
+    firsts = list({line.exercise: line for line in reversed(lines)}.values())  # one each
     minutes = sum(config.lesson_minutes.get(lesson, 0) for lesson in lessons) + sum(
-        next(x.exercise_minutes for x in lines if x.exercise == e) for e in exercises_)
-    kinds = {e: next(x.exercise_kind for x in lines if x.exercise == e) for e in exercises_}
+        x.exercise_minutes for x in firsts)
     counts = ", ".join(f"{n} {k}" for k in EXERCISE_KINDS
-                       if (n := sum(v == k for v in kinds.values())))
-    with_raw = sum(bool(next(x.raw_calls for x in lines if x.exercise == e))
-                   for e in exercises_)
-    out.append(f"total: {len(lessons)} lesson(s), {len(exercises_)} exercises ({counts}; "
+                       if (n := sum(x.exercise_kind == k for x in firsts)))
+    with_raw = sum(bool(x.raw_calls) for x in firsts)
+    out.append(f"total: {len(lessons)} lesson(s), {len(firsts)} exercises ({counts}; "
                f"{with_raw} with raw calls), {len(lines)} "
                f"checks, {sum(x.points for x in lines):g} points, about {_duration(minutes)}")
     return "\n".join(out)

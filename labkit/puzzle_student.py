@@ -71,14 +71,10 @@ def student() -> str:
 
 def _salt() -> bytes:
     """The course's puzzle salt, from ``[puzzles] salt`` in the course config."""
-    tomllib = course.tomllib     # the standard library's parser, or tomli before 3.11
-    path = course.config_path()
-    try:
-        salt = tomllib.loads(path.read_text(encoding="utf-8")).get("puzzles", {}).get("salt")
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise LabError(f"cannot read the course config {path}: {e}") from e
+    config = course.current()
+    salt = config.puzzle_salt
     if not isinstance(salt, str) or len(salt) < 16:
-        raise LabError(f"{path}: [puzzles] salt must be a string of at least 16 characters "
+        raise LabError(f"{config.source}: [puzzles] salt must be a string of at least 16 characters "
                        "(one per course: it keys each student's puzzles), got "
                        f"{salt!r}")
     return salt.encode()
