@@ -449,6 +449,11 @@ class _Accounts:
         return f"<accounts {self._array.tolist()}>"
 
 
+class _Forgotten(Deadlock):
+    """A worker asked for a lock it still held: the release it forgot explains the waits of
+    the others too."""
+
+
 class _Lock:
     """A lock given to ``transfer``: a semaphore that notes what this worker does with it,
     and gives up after ``patience`` seconds instead of waiting forever."""
@@ -463,7 +468,7 @@ class _Lock:
 
     def acquire(self) -> bool:
         if self.index in self._held:
-            raise Deadlock(f"a worker asked for lock {self.index} while it already held it: "
+            raise _Forgotten(f"a worker asked for lock {self.index} while it already held it: "
                            "it was never released after an earlier move, and the worker would "
                            "now wait for itself forever")
         try:
@@ -503,8 +508,8 @@ def _mover(i: int, transfer: Any, accounts: Any, sems: list, plans: list, patien
     except (Deadlock, Unguarded) as e:
         return {"deadlock": str(e) if isinstance(e, Deadlock) else "",
                 "unguarded": str(e) if isinstance(e, Unguarded) else "",
-                "log": log, "held": list(held)}
-    return {"deadlock": "", "unguarded": "", "log": log, "held": list(held)}
+                "forgotten": isinstance(e, _Forgotten), "log": log, "held": list(held)}
+    return {"deadlock": "", "unguarded": "", "forgotten": False, "log": log, "held": list(held)}
 
 
 def _bank(transfer: Any, balances: list[int], plans: list[list[tuple[int, int, int]]],
@@ -543,7 +548,9 @@ def _expected(balances: list[int], plans: list[list[tuple[int, int, int]]]) -> l
 
 def _run_bank(answer: Any, balances: list[int], plans: list) -> dict:
     got = guarded_call(_bank, answer, balances, plans, timeout=40).value
-    for w, r in enumerate(got["workers"]):
+    # A worker that found its own lock never released is named first: which worker ran
+    # into the forgotten lock first (it, or another that then waited for it) is chance.
+    for w, r in sorted(enumerate(got["workers"]), key=lambda wr: not wr[1]["forgotten"]):
         if r["unguarded"]:
             raise CheckFailed(f"worker {w}: {r['unguarded']}. Every read and write of a "
                               "balance must happen while both accounts' locks are held")
