@@ -18,7 +18,9 @@ its own folder: from ``tests/`` the notebook checks below never reached
   ``tests/isolate.py`` in mount and IPC namespaces of its own, so the
   ``/dev/shm`` and ``/dev/mqueue`` it compares hold only its own tests'
   objects, and each worker's orphans come back to that worker: the leak check
-  stays exact. Where that is not possible (not root, no user namespaces) the
+  stays exact. Its ``/tmp`` is its own too, and the tests that run checks
+  outside the grader's sandbox run in a folder of their own: a check removes the
+  FIFOs and sockets that appeared in those folders while it ran. Where that is not possible (not root, no user namespaces) the
   run falls back to one process and says so in its header.
 * A test marked ``alone`` runs while no other test runs in any worker (a
   readers-writer lock taken around every test; such tests are handed out last).
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import os
 import re
 import shlex
@@ -196,10 +199,14 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 
 @pytest.hookimpl(optionalhook=True)  # an xdist hook: pytest without xdist knows no such hook
 def pytest_xdist_setupnodes(config: pytest.Config, specs: list) -> None:
-    """Start every local worker through tests/isolate.py."""
+    """Start every local worker through tests/isolate.py, which keeps pytest's temporary
+    folder and the workers' lock folder in sight in the worker's own /tmp."""
+    keep = [str(config._tmp_path_factory.getbasetemp()), config.stash[_ROOM]]  # made now
     for spec in specs:
         if spec.popen and not spec.python:
-            spec.python = shlex.join([sys.executable, str(ISOLATE), sys.executable])
+            spec.python = shlex.join([sys.executable, str(ISOLATE),
+                                      *(arg for path in keep for arg in ("--keep", path)),
+                                      sys.executable])
 
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)
@@ -304,7 +311,6 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
 # or a group that runs on one worker (see _scope), that starts last keeps one worker busy
 # while the others idle. An entry is a scope's name or a file.
 LONGEST_FIRST = (
-    "one_at_a_time:checks",     # the mutants and every other check run outside the sandbox
     "one_at_a_time:chromium",   # the browser test, then the JupyterHub one
     "tests/test_grade.py", "tests/test_sandbox.py", "tests/test_checks.py",
     "tests/test_constrained.py", "tests/test_many_users.py", "tests/test_bench.py",
@@ -312,12 +318,23 @@ LONGEST_FIRST = (
 
 
 # Tests that run exercise checks outside the grader's sandbox. After each check the checker
-# removes the FIFOs and sockets that appeared meanwhile in the temporary folder, which the
-# workers share (only /dev/shm and /dev/mqueue are their own): a name the answer chose
-# (a mutant's fixed /tmp path) cannot be told from another worker's, so these never overlap.
-_CHECKS_IN_SHARED_TMP = re.compile(r"tests/(test_mutants|test_checking|test_exercises|"
-                                   r"test_checks_\w+|test_hidden|test_scaffold|"
-                                   r"test_graded_puzzles)\.py::")
+# removes the FIFOs and sockets that appeared meanwhile in the temporary folder (each
+# worker's own, see tests/isolate.py) and in the working folder, which for these tests is
+# a folder of their own (``own_folder``): one worker's check never removes another's.
+_CHECKS_OUTSIDE_SANDBOX = re.compile(r"tests/(test_mutants|test_checking|test_exercises|"
+                                     r"test_checks_\w+|test_hidden|test_scaffold|"
+                                     r"test_graded_puzzles)\.py::")
+
+
+@pytest.fixture(autouse=True)
+def own_folder(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that runs checks outside the sandbox works in its own temporary folder."""
+    if not _CHECKS_OUTSIDE_SANDBOX.match(request.node.nodeid):
+        yield
+        return
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(request.getfixturevalue("tmp_path"))
+        yield
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
@@ -332,8 +349,6 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         solution_check = (_is_cell(item) and item.nodeid.startswith("solutions/")
                           and is_check_cell(item.cell.source))
         (dropped if solution_check else kept).append(item)
-        if _CHECKS_IN_SHARED_TMP.match(item.nodeid):
-            item.add_marker(pytest.mark.one_at_a_time("checks"))
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
@@ -351,6 +366,14 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         items.sort(key=order)
         room = Path(config.workerinput["labkit_room"])
         (room / f"scopes-{config.workerinput['workerid']}.json").write_text(json.dumps(scopes))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """What collection built (every test, every notebook read) lives as long as the run: the
+    garbage collector stops walking it, here and in every child forked from here (an
+    answer's raw os.fork), where each walk would also copy the pages it touches."""
+    gc.collect()
+    gc.freeze()
 
 
 # --- notebooks under nbval -----------------------------------------------------------

@@ -9,6 +9,7 @@ the function left running, and sends one framed record of plain data back.
 from __future__ import annotations
 
 import faulthandler
+import gc
 import os
 import pickle
 import signal
@@ -152,6 +153,10 @@ def _live(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
           barrier: tuple[int, int] | None) -> int:
     """Set the child up, run ``fn``, send its record; the exit code."""
     global _result_fd
+    # The parent's objects stay the parent's: the child's garbage collections never walk
+    # them. A full collection over a kernel's heap takes tens of milliseconds, and writing
+    # every object's GC header would copy every page of that heap into the child.
+    gc.freeze()
     _result_fd = res_w  # children forked from here close it: they cannot forge our result
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # SIGINT is still held back (the fork)
     reset_inherited_ignores()

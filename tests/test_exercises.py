@@ -22,10 +22,10 @@ def _checked(source: str) -> str:
 
 
 @pytest.mark.parametrize("path", EXERCISES, ids=lambda p: p.stem)
-def test_an_untouched_exercise_runs_and_reports_not_done(path):
+def test_an_untouched_exercise_runs_and_reports_not_done(path, tmp_path):
     nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=60, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    NotebookClient(nb, timeout=60, kernel_name="python3",  # in a folder of its own, as its
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()  # checks sweep it
     reports = []
     for cell in nb.cells:
         if cell.cell_type != "code":

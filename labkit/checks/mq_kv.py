@@ -103,13 +103,18 @@ def _kv(answer: Any, requests: list[bytes], count: int | None = None,
     return attempt, replies, left, outputs
 
 
+_UNANSWERED = "got no answer at its own address"
+
+
 def _after_the_last(running: Launched, count: int, outputs: list[str]) -> None:
     """Every request has been sent: the server has GRACE seconds left to end."""
     wait_until(lambda: not running.running, GRACE, None, every=0.01)
     failed = [out for out in outputs if out.startswith("(failed")]
+    unanswered = [k for k, out in enumerate(outputs) if "(no reply)" in out]
     stop_stuck(running, f"kv_server was still running {GRACE:g} s after the last of its "
                          f"{count} requests had been sent, and was stopped"
-                + (f"; a client program reported {failed[0]}" if failed else
+                + (f"; program {unanswered[0]} {_UNANSWERED}" if unanswered else
+                   f"; a client program reported {failed[0]}" if failed else
                    ": did some request get no reply, or was one never received?"))
 
 
@@ -198,7 +203,7 @@ def _(answer):
     want = [f"OK|program{k}" for k in range(3)]
     lost = [k for k, out in enumerate(outputs) if out != want[k]]
     expect(not lost, f"the three programs printed {outputs!r}, expected {want!r}: "
-                     f"program {lost[0] if lost else ''} got no answer at its own address")
+                     f"program {lost[0] if lost else ''} {_UNANSWERED}")
     store = _store(attempt)
     expect(store == {f"who{k}": f"program{k}".encode() for k in range(3)},
            f"kv_server returned {store!r}")

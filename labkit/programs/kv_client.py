@@ -4,7 +4,8 @@ Usage: python -m labkit.programs.kv_client SERVER_PATH MY_PATH REQUEST...
 
 It binds its own datagram socket at MY_PATH (so the server can answer it),
 sends each REQUEST to the socket at SERVER_PATH, waits up to 5 s for each
-reply, and prints the replies joined by "|".
+reply, and prints the replies joined by "|"; a reply that did not come in
+5 s is "(no reply)", and the requests after it are not sent.
 """
 import socket
 import sys
@@ -18,7 +19,11 @@ def main() -> None:
         replies = []
         for request in sys.argv[3:]:
             s.sendto(request.encode(), server)
-            replies.append(s.recv(1 << 16).decode())
+            try:
+                replies.append(s.recv(1 << 16).decode())
+            except TimeoutError:
+                replies.append("(no reply)")
+                break
     print("|".join(replies))
 
 
