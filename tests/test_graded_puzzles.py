@@ -161,7 +161,7 @@ def test_labkit_grade_checks_each_students_own_puzzle_whatever_the_notebook_says
             nb.cells.insert(1, nbformat.v4.new_code_cell(pretend))
         nbformat.write(nb, subs / f"{name}.ipynb")
     rows = {r.name: r for r in grade("00_processes", subs, tmp_path / "out", jobs=2,
-                                     roster=roster)}
+                                     roster=roster, root=ROOT)}
     puzzle_checks = {name: [c for c in rows[name].checks if c["exercise"] == "00.fork_puzzle"]
                      for name in rows}
     assert [c["status"] for c in puzzle_checks["Cleo"]] == [PASSED] * 3, rows["Cleo"].notes

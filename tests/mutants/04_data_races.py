@@ -4,7 +4,7 @@ ticket sale to debug, and the race built with mmap and fork by hand.
 The counter and ticket mutants run on real processes; the check makes every worker load
 the counter before any stores it, so their faults show in every run.
 """
-from mutants import Mutant
+from mutants import UNREAPED, Mutant
 
 # The lesson's worker, as the students write it: the counter mutants differ around it.
 _ADD_ONES = '''
@@ -263,5 +263,5 @@ def lost_updates(workers, iterations):
         mapping="shm.Segment.create(8)", view=".buf", unlink="\n    mm.unlink()"),
         fault=r"named shared memory object but no anonymous shared mapping"),
     Mutant("04.raw_race", "one_child_never_reaped", _race(wait="pass\n    os.wait()"),
-           fault=r"did not clean up: .*(zombie|child)"),
+           fault=r"did not clean up: .*" + UNREAPED),
 ]
