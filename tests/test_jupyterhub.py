@@ -412,7 +412,8 @@ def test_students_on_jupyterhub_keep_their_objects_private_and_leave_nothing(cap
                 pages = [_log_in_and_open(browser, hub, u, password) for u in users]
                 for user, page in zip(users, pages, strict=True):  # the hub spawns all three meanwhile
                     page.wait_for_url(f"**/user/{user.pw_name}/lab/**", timeout=150_000)
-                    page.wait_for_function(KERNEL_IDLE, timeout=90_000)
+                    page.wait_for_function(KERNEL_IDLE, arg=LESSON.name, timeout=90_000,
+                                           polling=100)
                 for page in pages:                     # Run All in the three at once
                     page.evaluate("() => { window.jupyterapp.commands.execute("
                                   "'notebook:run-all-cells'); }")
