@@ -15,11 +15,13 @@ PYTHONS ?= 3.10 3.11 3.12 3.13
 JOBS   ?= $(shell echo $$(( $$(nproc) + 1 )))
 PYTEST := $(BIN)/python -m pytest -n $(JOBS)
 # The edit-test loop (about a minute): labkit's doctests and unit tests; no notebook, browser,
-# JupyterHub, grader, sandbox or check-of-every-exercise run.
+# JupyterHub, grader, sandbox, check-of-every-exercise run, or the puzzles' runs of hundreds
+# of seeds.
 QUICK  := labkit tests $(foreach t,browser jupyterhub constrained exercises mutants grade \
           sandbox many_users kernel release checks checks_bench checks_mq checks_pipes \
           checks_processes checks_race checks_shm checks_signals checks_sync \
-          parallel_leak_checks,--ignore=tests/test_$(t).py)
+          parallel_leak_checks instructor hidden graded_puzzles scaffold,--ignore=tests/test_$(t).py) \
+          -k "not over_200_seeds and not at_least_1000_distinct_puzzles"
 
 .PHONY: lab test test-quick test-browser lint test-all-pythons clean-venv
 
