@@ -20,8 +20,9 @@ its own folder: from ``tests/`` the notebook checks below never reached
   objects, and each worker's orphans come back to that worker: the leak check
   stays exact. Its ``/tmp`` is its own too, and the tests that run checks
   outside the grader's sandbox run in a folder of their own: a check removes the
-  FIFOs and sockets that appeared in those folders while it ran. Where that is not possible (not root, no user namespaces) the
-  run falls back to one process and says so in its header.
+  FIFOs and sockets that appeared in those folders while it ran. Where that is
+  not possible (not root, no user namespaces) the run falls back to one process
+  and says so in its header.
 * A test marked ``alone`` runs while no other test runs in any worker (a
   readers-writer lock taken around every test; such tests are handed out last).
   Tests marked ``one_at_a_time(name)`` never overlap: all tests of one name go

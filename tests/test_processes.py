@@ -575,3 +575,17 @@ def test_children_and_programs_start_with_inherited_ignores_reset():
     assert in_child == (int(signal.SIG_DFL), int(signal.SIG_IGN))  # Python's own SIGPIPE stays
     assert in_program.strip() == str(int(signal.SIG_DFL))
     assert not ignored & (1 << (signal.SIGQUIT - 1)) and not ignored & (1 << (signal.SIGPIPE - 1))
+
+
+def test_a_child_never_walks_its_parents_objects_with_the_garbage_collector():
+    """The child freezes what it inherited: its collections leave those objects (and the
+    pages they live in) alone."""
+    import gc
+
+    held = [[k] for k in range(50_000)]  # tracked by the parent's collector
+
+    def tracked_here() -> int:
+        return len(gc.get_objects())
+
+    assert len(gc.get_objects()) > len(held)
+    assert run(tracked_here).value < len(held) // 10
