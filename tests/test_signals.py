@@ -150,7 +150,9 @@ def test_work_that_raises_still_gives_a_timeline():
         raise RuntimeError("work failed")
 
     tl = record_signals(["USR1"], work=boom, gap=0.02)
-    assert tl.status == "exited with code 1" and tl.handled == []
+    # A signal sent before the work raised is handled and on the timeline (a busy machine).
+    assert tl.status == "exited with code 1"
+    assert all(name == "SIGUSR1" for _, name in tl.handled)
 
 
 # --- coalescing ----------------------------------------------------------------------
