@@ -44,8 +44,9 @@ def test_the_solution_passes_every_check_and_the_untouched_exercise_is_not_done(
         shutil.copy(ROOT / "exercises" / f"{lab}.ipynb", subs / "exercise.ipynb")
         rows = {r.student: r for r in grade(lab, subs, tmp_path / "out", jobs=2)}
         solution, untouched = rows["solution"].checks, rows["exercise"].checks
-        assert rows["solution"].score == rows["solution"].max_score > 0, (
-            rows["solution"].notes, [c for c in solution if c["status"] != PASSED])
+        assert rows["solution"].score == rows["solution"].max_score > 0, "\n".join(
+            [*rows["solution"].notes, *(f"{c['exercise']}: {c['check']}: {c['message']}"
+                                        for c in solution if c["status"] != PASSED)])
         assert rows["exercise"].score == 0, rows["exercise"].notes
     else:
         solution, untouched = _statuses_here(lab, "solutions"), _statuses_here(lab, "exercises")

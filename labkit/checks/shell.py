@@ -36,7 +36,7 @@ __all__ = ["COMMANDS", "JOBS", "Trace", "parse_trace", "run_trace", "traces", "t
 
 TRACES = Path(__file__).with_name("shell_traces")
 PROMPT = "$ "
-STEP_SECONDS = 4.0      # a step's output and prompt must come within this (a busy machine)
+STEP_SECONDS = 8.0      # a step's output and prompt must come within this (a busy machine)
 STATE_SECONDS = 3.0     # a process state the trace waits for
 SHELL_SECONDS = 40.0    # the whole shell session of one trace
 
