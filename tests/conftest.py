@@ -8,31 +8,21 @@
 """
 from __future__ import annotations
 
-import os
 import sys
 from collections import Counter
 from collections.abc import Callable
 
 import pytest
+from helpers import open_descriptors
 
 from labkit._janitor import CLIENT
-from labkit._platform import LINUX
 
 
 @pytest.fixture()
 def no_descriptor_leaks():
     """Fail a test that leaves a descriptor of this process open (``pytestmark`` opts in)."""
-    def open_fds() -> set[int]:
-        fds = set()
-        for fd in map(int, os.listdir("/proc/self/fd" if LINUX else "/dev/fd")):
-            try:
-                os.fstat(fd)  # the one listdir itself used is closed by now
-                target = os.readlink(f"/proc/self/fd/{fd}") if LINUX else ""
-            except OSError:
-                continue
-            if "mpl-data/fonts" not in target:  # matplotlib keeps the fonts it loaded open
-                fds.add(fd)
-        return fds
+    def open_fds() -> set[int]:  # matplotlib keeps the fonts it loaded open: not a leak
+        return {fd for fd, target in open_descriptors().items() if "mpl-data/fonts" not in target}
 
     CLIENT.start()  # the session janitor's pipe opens on first use and stays: not a leak
     before = open_fds()

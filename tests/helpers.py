@@ -1,6 +1,6 @@
 """Helpers for tests: a notebook's answer functions, the checks an answer fails, a
 single-producer ring buffer's producer and consumer, waiting for a condition with a
-deadline, and stopping a server process."""
+deadline, stopping a server process, and this process's open descriptors."""
 from __future__ import annotations
 
 import functools
@@ -21,6 +21,25 @@ FORK_WARNING = re.compile(r"^.*DeprecationWarning: This process \(pid=\d+\) is m
                           r"use of fork\(\) may lead to deadlocks in the child\.\n(  .*\n)*",
                           re.MULTILINE)
 T = TypeVar("T")
+
+
+def open_descriptors() -> dict[int, str]:
+    """This process's open descriptors, each with what it refers to (``pipe:[...]``,
+    ``anon_inode:[pidfd]``, a path; '' where there is no /proc).
+
+    >>> 0 in open_descriptors()  # doctest: +SKIP
+    True
+    """
+    from labkit._platform import LINUX
+
+    found = {}
+    for fd in map(int, os.listdir("/proc/self/fd" if LINUX else "/dev/fd")):
+        try:
+            os.fstat(fd)  # the one listdir itself used is closed by now
+            found[fd] = os.readlink(f"/proc/self/fd/{fd}") if LINUX else ""
+        except OSError:
+            continue
+    return found
 
 
 def wait_until(condition: Callable[[], T], timeout: float, what: str) -> T:

@@ -14,7 +14,7 @@ import time
 
 import psutil
 import pytest
-from helpers import read_bytes, wait_until
+from helpers import open_descriptors, read_bytes, wait_until
 
 import labkit
 from labkit import ChildError, ExitStatus, LabTimeout, run, run_workers, start, start_workers
@@ -224,15 +224,8 @@ def test_an_interrupt_while_a_descriptor_is_put_away_is_still_a_keyboard_interru
         return key
 
     def pipes_and_pidfds() -> set[str]:  # what run() opens (another thread of the worker
-        found = set()                     # may open files meanwhile: not this test's concern)
-        for fd in os.listdir("/proc/self/fd"):
-            try:
-                target = os.readlink(f"/proc/self/fd/{fd}")
-            except OSError:
-                continue
-            if target.startswith(("pipe:", "anon_inode:[pidfd]")):
-                found.add(f"{fd} {target}")
-        return found
+        return {f"{fd} {target}" for fd, target in open_descriptors().items()  # may open
+                if target.startswith(("pipe:", "anon_inode:[pidfd]"))}        # files meanwhile)
 
     run(os.getpid, show=False)  # the janitor's pipe is opened once, at the first start
     open_before = pipes_and_pidfds()
