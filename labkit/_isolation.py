@@ -26,6 +26,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._platform import libc
+
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
 NAMESPACES = (CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWNET
@@ -50,10 +52,6 @@ class SetupError(Exception):
     """A sandbox setup step failed; the submission must not run."""
 
 
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
-
-
 def _call(what: str, result: int) -> None:
     if result != 0:
         err = ctypes.get_errno()
@@ -61,7 +59,7 @@ def _call(what: str, result: int) -> None:
 
 
 def _mount(source: str, target: str, fstype: str | None, flags: int, data: str = "") -> None:
-    _call(f"mount {target}", _libc().mount(source.encode(), target.encode(),
+    _call(f"mount {target}", libc().mount(source.encode(), target.encode(),
                                            fstype.encode() if fstype else None, flags,
                                            data.encode() or None))
 
@@ -70,11 +68,11 @@ def _pivot_root(new: bytes, old: bytes) -> None:
     number = SYS_PIVOT_ROOT.get(platform.machine())
     if number is None:
         raise SetupError(f"pivot_root's system call number on {platform.machine()} is unknown")
-    _call("pivot_root", _libc().syscall(number, new, old))
+    _call("pivot_root", libc().syscall(number, new, old))
 
 
 def _prctl(what: str, option: int, arg: int = 0) -> None:
-    _call(what, _libc().prctl(option, ctypes.c_ulong(arg), 0, 0, 0))
+    _call(what, libc().prctl(option, ctypes.c_ulong(arg), 0, 0, 0))
 
 
 # --- identity ------------------------------------------------------------------------------
@@ -82,7 +80,7 @@ def _prctl(what: str, option: int, arg: int = 0) -> None:
 
 def unshare_all() -> None:
     """Enter new user, mount, IPC, PID (for the next child), network and UTS namespaces."""
-    _call("unshare (user namespaces may be disabled here)", _libc().unshare(NAMESPACES))
+    _call("unshare (user namespaces may be disabled here)", libc().unshare(NAMESPACES))
 
 
 def map_ids(pid: int) -> int:
@@ -125,11 +123,11 @@ def drop_privileges() -> None:
     for cap in range(last + 1):
         _prctl(f"dropping capability {cap} from the bounding set", PR_CAPBSET_DROP, cap)
     _call("clearing ambient capabilities",
-          _libc().prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0))
+          libc().prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0))
     _prctl("PR_SET_NO_NEW_PRIVS", PR_SET_NO_NEW_PRIVS, 1)
     header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this thread
     data = (ctypes.c_uint32 * 6)()                 # effective, permitted, inheritable = 0
-    _call("capset", _libc().capset(header, data))
+    _call("capset", libc().capset(header, data))
 
 
 def privileges_dropped() -> str:
@@ -271,7 +269,7 @@ def build_root(binds: dict[str, int], etc: dict[str, str], work_size: str,
            "size=4m,mode=0755")
     os.chdir("/newroot")
     _pivot_root(b".", b".")
-    _call("detaching the host's root", _libc().umount2(b".", MNT_DETACH))
+    _call("detaching the host's root", libc().umount2(b".", MNT_DETACH))
     os.chdir("/")
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import inspect
 import os
 import signal
@@ -25,7 +24,21 @@ _PR_SET_NAME = 15
 _PR_SET_CHILD_SUBREAPER = 36
 _PR_GET_CHILD_SUBREAPER = 37
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if LINUX else None
+
+
+def libc() -> ctypes.CDLL:
+    """The C library this interpreter runs on, for the calls ``os`` does not wrap.
+
+    It is the process's own symbol table (``dlopen(NULL)``), found without a search:
+    ``ctypes.util.find_library`` runs ``ldconfig`` in a new process on every call.
+
+    >>> libc().getpid() == os.getpid()
+    True
+    """
+    return ctypes.CDLL(None, use_errno=True)
+
+
+_libc = libc() if LINUX else None
 
 
 def _prctl(option: int, arg: int | ctypes.c_void_p) -> int:

@@ -40,7 +40,6 @@ report carries back for ``labkit grade --profile``.
 from __future__ import annotations
 
 import base64
-import ctypes
 import json
 import os
 import resource
@@ -58,6 +57,7 @@ from typing import Any
 
 from labkit import _isolation as iso
 from labkit._cells import OUTPUT_CAP, CellRunner, read_cells
+from labkit._platform import libc
 
 PR_SET_DUMPABLE = 4
 REPORT_CAP = 16 * 2**20  # bytes of report relayed from one sandbox
@@ -70,10 +70,6 @@ ETC = {
     "hostname": "sandbox\n",
     "nsswitch.conf": "passwd: files\ngroup: files\nhosts: files\n",
 }
-
-
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
 
 
 def lap(config: dict, phase: str) -> None:
@@ -275,7 +271,7 @@ def _init(config: dict, alive_r: int, result_w: int) -> None:
         if select.select([alive_r], [], [], 0)[0]:
             os._exit(1)  # the first process died before the parent-death signal was armed
         os.close(alive_r)
-        if _libc().sethostname(b"sandbox", 7) != 0:
+        if libc().sethostname(b"sandbox", 7) != 0:
             raise iso.SetupError("sethostname failed")
         iso.loopback_up()
         iso.build_root(config["binds"], ETC, config["work_size"], config["shm_size"])
@@ -387,6 +383,12 @@ def _stage2(config: dict, result_fd: int) -> None:
     """Process 1 after setup, in the interpreter the zygote started: the notebook, then the
     checks; the report goes to ``result_fd``."""
     fresh_labkit()
+    from labkit._janitor import CLIENT
+
+    # This process is the janitor of everything the notebook and the checks start: _sweep
+    # after each part, and the namespaces end with it. One janitor per check's process
+    # (each a new interpreter) cost a fifth of a submission's CPU.
+    CLIENT.not_needed()
     pipe = os.fstat(result_fd).st_ino
 
     def close_in_child() -> None:
@@ -398,7 +400,7 @@ def _stage2(config: dict, result_fd: int) -> None:
             pass  # already closed in this process
 
     os.register_at_fork(after_in_child=close_in_child)
-    _libc().prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    libc().prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     lap(config, "stage 2 start")
     unsafe = iso.privileges_dropped()
     if unsafe or config.get("probe"):

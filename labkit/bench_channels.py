@@ -344,14 +344,13 @@ class _VmspliceOut(_FdEnd):
 
 def _vmsplice() -> Any:
     """libc's vmsplice, or NotSupportedHere."""
-    import ctypes.util
-
+    from ._platform import libc
     from .errors import NotSupportedHere
 
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    if not hasattr(libc, "vmsplice"):
+    c = libc()
+    if not hasattr(c, "vmsplice"):
         raise NotSupportedHere("vmsplice is a Linux system call; this C library has none")
-    fn = libc.vmsplice
+    fn = c.vmsplice
     fn.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_uint]
     fn.restype = ctypes.c_ssize_t
     return fn

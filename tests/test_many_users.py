@@ -268,7 +268,7 @@ QUEUES_FULL = textwrap.dedent("""
     uid = int(sys.argv[1])
     from labkit import doctor, objects
     from labkit._janitor import CLIENT
-    CLIENT._broken = True                   # no janitor for this short session
+    CLIENT.not_needed()                     # no janitor for this short session
     os.setgroups([]); os.setgid(uid); os.setuid(uid)
     try:
         objects.message_queue(2, 64)
