@@ -56,6 +56,7 @@ from labkit.session import MQUEUE_DIR, SHM_DIR
 
 sys.path.insert(0, str(Path(__file__).parent / "tests"))  # helpers, for the doctests too
 from helpers import FORK_WARNING
+from isolate import NOT_POSSIBLE
 
 collect_ignore_glob = ["tests/corpus/*"]
 ISOLATE = Path(__file__).parent / "tests" / "isolate.py"
@@ -166,7 +167,10 @@ def _why_not_isolated() -> str:
         return "private /dev/shm and /dev/mqueue need Linux namespaces"
     probe = subprocess.run([sys.executable, str(ISOLATE), "--probe"], capture_output=True,
                            text=True, timeout=60, check=False)
-    return "" if probe.returncode == 0 else probe.stderr.strip() or f"exit {probe.returncode}"
+    if probe.returncode not in (0, NOT_POSSIBLE):  # a crash is a bug, not this machine's limit
+        raise pytest.UsageError(f"tests/isolate.py --probe failed (exit {probe.returncode}):\n"
+                                f"{probe.stderr.strip()}")
+    return "" if probe.returncode == 0 else probe.stderr.strip()
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own pytest_configure starts the workers
