@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 
 import psutil
 
+from ._janitor import CLIENT
 from ._platform import reset_inherited_ignores, set_parent_death_signal, set_subreaper
 from .framing import write_frame
 from .results import ExitStatus
@@ -139,18 +140,18 @@ def _fresh_stdio(out_w: int, err_w: int) -> None:
 
 def child_main(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
                parent: int, res_w: int, out_w: int, err_w: int, close: Iterable[int],
-               barrier: tuple[int, int] | None) -> NoReturn:
+               barrier: tuple[int, int] | None, deadline: float) -> NoReturn:
     """The whole life of a labkit child after ``fork``: it never returns, however it ends."""
     code = EX_HARNESS
     try:
-        code = _live(fn, args, kwargs, parent, res_w, out_w, err_w, close, barrier)
+        code = _live(fn, args, kwargs, parent, res_w, out_w, err_w, close, barrier, deadline)
     finally:
         os._exit(code)
 
 
 def _live(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], parent: int,
           res_w: int, out_w: int, err_w: int, close: Iterable[int],
-          barrier: tuple[int, int] | None) -> int:
+          barrier: tuple[int, int] | None, deadline: float) -> int:
     """Set the child up, run ``fn``, send its record; the exit code."""
     global _result_fd
     # The parent's objects stay the parent's: the child's garbage collections never walk
@@ -166,6 +167,9 @@ def _live(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
     set_parent_death_signal(signal.SIGKILL)
     if os.getppid() != parent:
         return EX_HARNESS  # the parent died before the death signal was armed
+    # The janitor learns of our group from us too, before fn can fork: a kernel killed
+    # between its fork and its own word to the janitor would leave fn's children unknown.
+    CLIENT.send(f"+ pg {os.getpid()} {deadline}")
     set_subreaper(True)
     for fd in close:
         try:

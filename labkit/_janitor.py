@@ -39,7 +39,7 @@ import threading
 import time
 from pathlib import Path
 
-from .session import PREFIX, SESSION_DIR, lab_entries, parse_lab_name, pid_alive
+from .session import PREFIX, lab_entries, parse_lab_name, pid_alive, session_roots
 
 GRACE = 2.0  # seconds past a deadline before the janitor steps in
 
@@ -65,8 +65,10 @@ class JanitorClient:
                 return
             try:
                 self._proc = subprocess.Popen(
+                    # The folder where the session's own is made (later, so a kernel killed
+                    # before its janitor ran has made none): the janitor finds it by name.
                     [sys.executable, "-m", "labkit._janitor", str(os.getpid()), PREFIX,
-                     str(SESSION_DIR.get())],
+                     str(session_roots()[0])],
                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL, start_new_session=True,
                     cwd=Path(__file__).resolve().parent.parent)
@@ -126,12 +128,12 @@ def unlink_name(kind: str, name: str) -> bool:
     return True
 
 
-def _sweep(prefix: str, session_dir: Path) -> None:
+def _sweep(prefix: str, root: Path) -> None:
     """Remove every object named with this session's prefix, and its private folder."""
     owner = parse_lab_name(prefix)
     if owner is None:
         return  # not a lab prefix: nothing here is ours to remove
-    for entry in lab_entries(session=owner[1], roots=[session_dir.parent]):
+    for entry in lab_entries(session=owner[1], roots=[root]):
         if entry.kind == "folder":
             shutil.rmtree(entry.path, ignore_errors=True)
         else:
@@ -158,7 +160,7 @@ def _note(line: bytes, groups: dict[int, float], objects: set[tuple[str, str]]) 
         objects.discard((kind, name))
 
 
-def _watch(kernel_pid: int, pidfd: int | None, prefix: str, session_dir: Path) -> None:
+def _watch(kernel_pid: int, pidfd: int | None, prefix: str, root: Path) -> None:
     groups: dict[int, float] = {}           # process group -> deadline (monotonic clock)
     objects: set[tuple[str, str]] = set()   # (kind, name)
     pending, reading = b"", True
@@ -191,11 +193,11 @@ def _watch(kernel_pid: int, pidfd: int | None, prefix: str, session_dir: Path) -
         _kill_group(pgid)
     for kind, name in objects:
         unlink_name(kind, name)
-    _sweep(prefix, session_dir)
+    _sweep(prefix, root)
 
 
 def main(argv: list[str]) -> None:
-    kernel_pid, prefix, session_dir = int(argv[0]), argv[1], Path(argv[2])
+    kernel_pid, prefix, root = int(argv[0]), argv[1], Path(argv[2])
     try:
         pidfd: int | None = os.pidfd_open(kernel_pid)
     except (AttributeError, OSError):
@@ -205,7 +207,7 @@ def main(argv: list[str]) -> None:
     set_process_name("labkit-janitor")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C meant for the notebook is not for us
     os.chdir("/")
-    _watch(kernel_pid, pidfd, prefix, session_dir)
+    _watch(kernel_pid, pidfd, prefix, root)
     os._exit(0)
 
 

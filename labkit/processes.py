@@ -297,7 +297,8 @@ def _spawn(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
             if pid == 0:
                 inherited = [mine] if (mine := result_fd()) is not None else []
                 child_main(fn, args, kwargs, parent, ends[0], ends[1], ends[2],
-                            close=[*pipes.values(), *close, *inherited], barrier=barrier)
+                            close=[*pipes.values(), *close, *inherited], barrier=barrier,
+                            deadline=deadline)
             for fd in ends:
                 os.close(fd)
             try:

@@ -106,8 +106,9 @@ def test_clean_removes_a_dead_sessions_folder_with_its_temp_folders_and_counts_e
 def _janitors_of(folder):
     import psutil
 
-    found = []
+    found = []  # a janitor's arguments hold its session's prefix, which names the folder
     for p in psutil.process_iter(["cmdline"]):
-        if str(folder) in (p.info["cmdline"] or []):
+        if any(arg.startswith("labkit_") and folder.name.startswith(arg)
+               for arg in p.info["cmdline"] or []):
             found.append(p)
     return found
