@@ -30,6 +30,7 @@ them) and because the lessons are about ``fork`` itself.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import pickle
@@ -358,13 +359,14 @@ class _Group:
             p.poll()
         return any(p.status is None for p in self._procs)
 
-    def _wait(self, timeout: float | None) -> list[ChildResult]:
+    def _wait(self, timeout: float | None, while_busy: bool = False) -> list[ChildResult]:
         if self._results is not None:
             return self._results
-        deadline = min(p.deadline for p in self._procs)
+        last = min(p.deadline for p in self._procs)
+        deadline = last
         if timeout is not None:
-            deadline = min(deadline, time.monotonic() + seconds("timeout", timeout, above=True))
-        self._collect(deadline)
+            deadline = min(last, time.monotonic() + seconds("timeout", timeout, above=True))
+        self._collect(deadline, last if while_busy else deadline)
         self._results = [p.result() for p in self._procs]
         return self._results
 
@@ -376,8 +378,19 @@ class _Group:
             self._results = [p.result() for p in self._procs]
         return self._results
 
-    def _collect(self, deadline: float) -> None:
-        """Read all pipes, stream output, reap; on timeout or interrupt end everything."""
+    def _busy(self) -> bool:
+        """Whether a process of the group, or one it started, is running or waiting for a CPU."""
+        for p in self._procs:
+            with contextlib.suppress(psutil.Error):
+                top = psutil.Process(p.pid)
+                if any(q.status() == psutil.STATUS_RUNNING
+                       for q in [top, *top.children(recursive=True)]):
+                    return True
+        return False
+
+    def _collect(self, deadline: float, busy_deadline: float | None = None) -> None:
+        """Read all pipes, stream output, reap; on timeout or interrupt end everything.
+        Past ``deadline``, a group still busy (see _busy) is waited for up to ``busy_deadline``."""
         started = time.time()
         sel = selectors.DefaultSelector()
         for p in self._procs:
@@ -392,7 +405,10 @@ class _Group:
                 while not all(p.done for p in self._procs):
                     left = deadline - time.monotonic()
                     if left <= 0 and any(p.status is None for p in self._procs):
-                        raise self._timeout_error()
+                        if busy_deadline is None or time.monotonic() >= busy_deadline \
+                                or not self._busy():
+                            raise self._timeout_error()
+                        left = tick  # a loaded machine makes it slow, not stuck
                     events = sel.select(min(max(left, 0), tick))
                     if left <= 0 and not events:  # all ended; their pipes hold nothing more
                         for p in self._procs:
@@ -539,13 +555,16 @@ class Child(_Group):
                            f"to send {signum.name} to")
         os.kill(p.pid, signum)
 
-    def wait(self, timeout: float | None = None) -> ChildResult:
+    def wait(self, timeout: float | None = None, while_busy: bool = False) -> ChildResult:
         """Wait for the child to end and return its result.
 
         Waits at most ``timeout`` seconds (default: what is left of the
         timeout given to :func:`start`); then kills it and raises LabTimeout.
+        With ``while_busy=True``, a child that is still running or waiting for
+        a CPU then (it, or a process it started) is waited for on, up to the
+        timeout given to :func:`start`: a loaded machine makes it slow, not stuck.
         """
-        return self._wait(timeout)[0]
+        return self._wait(timeout, while_busy)[0]
 
     def stop(self) -> ChildResult:
         """End the child now (SIGKILL to it and its descendants) and return its result."""
