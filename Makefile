@@ -9,11 +9,12 @@ STAMP  := $(VENV)/.installed
 # JupyterHub's proxy, from npm, for tests/test_jupyterhub.py (skipped without it).
 PROXY  := .hub/node_modules/.bin/configurable-http-proxy
 PYTHONS ?= 3.10 3.11 3.12 3.13
-# pytest-xdist workers: one more than the CPUs (much of the suite waits: for kernels, servers,
-# browsers, timeouts: alone on 2 cores it kept them busy less than half the time); JOBS=0
-# runs everything in one process. Each worker gets its own /dev/shm and /dev/mqueue
-# (tests/isolate.py, needs root); where it cannot, the run is serial and its header says why.
-JOBS   ?= $(shell echo $$(( $$(nproc) + 1 )))
+# pytest-xdist workers: two more than the CPUs (much of the suite waits: for kernels, servers,
+# browsers, timeouts; on 2 cores, 3 workers kept the CPUs two-thirds busy and took 587 s,
+# 4 took 461 s); JOBS=0 runs everything in one process. Each worker gets its own /dev/shm,
+# /dev/mqueue and /tmp (tests/isolate.py, needs root); where it cannot, the run is serial
+# and its header says why.
+JOBS   ?= $(shell echo $$(( $$(nproc) + 2 )))
 PYTEST := $(BIN)/python -m pytest -n $(JOBS)
 # The edit-test loop (about a minute): labkit's doctests and unit tests; no notebook, browser,
 # JupyterHub, grader, sandbox, check-of-every-exercise run, or the puzzles' runs of hundreds
