@@ -40,6 +40,9 @@ $(STAMP): pyproject.toml
 	@printf '%s\n' $(EXCLUDED) > $(VENV)/excluded.txt
 	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python \
 	  --excludes $(VENV)/excluded.txt -e ".[test]"
+	@# labkit's own modules byte-compiled too (an editable install is not), for every kernel,
+	@# program and janitor that imports them where PYTHONDONTWRITEBYTECODE is set
+	$(BIN)/python -m compileall -q labkit
 	@touch $(STAMP)
 
 $(PROXY):

@@ -13,11 +13,11 @@ import re
 
 import nbformat
 import pytest
-from helpers import ROOT, load_answers
+from helpers import ROOT, load_answers, sandbox_level
 
 from labkit.checking import PASSED, run_checks
 from labkit.errors import LabError
-from labkit.grade import grade, isolation_level
+from labkit.grade import grade
 from labkit.puzzle_student import GRADED, grade_as, my_puzzle, puzzle_of, seed_of, student
 
 IDS = [f"s{n}" for n in range(1000, 1200)]
@@ -132,7 +132,7 @@ def test_two_students_who_swapped_answers_both_lose_the_answer_points(exercise):
 
 # --- the whole batch, in the grader's sandbox ------------------------------------------------
 
-USABLE, HOW = isolation_level()
+USABLE, HOW = sandbox_level()
 
 
 @pytest.mark.skipif(not USABLE, reason=HOW)

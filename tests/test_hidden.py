@@ -4,13 +4,12 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from helpers import ROOT, public_points
+from helpers import ROOT, public_points, sandbox_level
 
 from labkit import checking
 from labkit.checking import check, exercises, load_hidden, run_checks
 from labkit.course import catalogue, current, require_complete
 from labkit.errors import LabError
-from labkit.grade import isolation_level
 from labkit.student_build import build_student, student_config
 
 HIDDEN = '''
@@ -88,7 +87,7 @@ def test_students_see_how_many_more_checks_grading_runs_not_which(config, tmp_pa
         == [("00.exit_code", "1 check(s) run only at grading", 2)]
 
 
-USABLE, HOW = isolation_level()
+USABLE, HOW = sandbox_level()
 
 
 @pytest.mark.skipif(not USABLE, reason=HOW)

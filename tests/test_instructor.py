@@ -13,13 +13,13 @@ import os
 
 import nbformat
 import pytest
-from helpers import ROOT, public_points
+from helpers import ROOT, public_points, sandbox_level
 
 from labkit import course
 from labkit.cli import main
-from labkit.grade import answers_of, isolation_level
+from labkit.grade import answers_of
 
-USABLE, HOW = isolation_level()
+USABLE, HOW = sandbox_level()
 pytestmark = pytest.mark.skipif(not USABLE, reason=HOW)
 
 LAB = "00_processes"

@@ -28,11 +28,11 @@ from pathlib import Path
 import nbformat
 import psutil
 import pytest
-from helpers import ROOT, public_points
+from helpers import ROOT, public_points, sandbox_level
 
-from labkit.grade import Limits, grade, isolation_level
+from labkit.grade import Limits, grade
 
-USABLE, HOW = isolation_level()
+USABLE, HOW = sandbox_level()
 pytestmark = pytest.mark.skipif(not USABLE, reason=HOW)
 
 LAB = "00_processes"
