@@ -447,7 +447,7 @@ def _measured(answer: Callable, args: tuple, kwargs: dict) -> tuple[Any, list[st
 
 
 CALL_TIMEOUT = 5.0  # seconds one call of an answer may take, unless a check says otherwise
-BUSY_FACTOR = 3.0   # ... or this many times as long while it is still running (Launched)
+BUSY_FACTOR = 3.0   # ... plus its waits for a CPU, up to this many times as long
 
 
 class Launched:
@@ -489,7 +489,7 @@ class Launched:
         it did not finish in time.
         """
         try:
-            r = self._child.wait(max(self._until - time.monotonic(), 0.001), while_busy=True)
+            r = self._child.wait(max(self._until - time.monotonic(), 0.001), load_slack=True)
         except LabTimeout:
             raise CheckTimedOut(f"your function did not finish in {self._timeout:g} s and was "
                               "stopped (is it waiting for something that never comes: a "
@@ -516,8 +516,8 @@ def launch(answer: Any, *args: Any, timeout: float | None = None, **kwargs: Any)
     timeout = CALL_TIMEOUT if timeout is None else timeout
     if not callable(answer):
         raise CheckFailed(f"expected a function, got {answer!r}")
-    # An answer still computing at its timeout, on a loaded machine, may take up to
-    # BUSY_FACTOR times as long; one that waits for something that never comes does not.
+    # The seconds an answer waited for a CPU (a loaded machine) are added to its timeout, up
+    # to BUSY_FACTOR times the timeout; an answer that sleeps or spins alone gets none.
     return Launched(start(_measured, answer, args, kwargs, timeout=BUSY_FACTOR * timeout,
                           show=False, plain=True), timeout)
 

@@ -359,14 +359,14 @@ class _Group:
             p.poll()
         return any(p.status is None for p in self._procs)
 
-    def _wait(self, timeout: float | None, while_busy: bool = False) -> list[ChildResult]:
+    def _wait(self, timeout: float | None, load_slack: bool = False) -> list[ChildResult]:
         if self._results is not None:
             return self._results
         last = min(p.deadline for p in self._procs)
         deadline = last
         if timeout is not None:
             deadline = min(last, time.monotonic() + seconds("timeout", timeout, above=True))
-        self._collect(deadline, last if while_busy else deadline)
+        self._collect(deadline, last if load_slack else deadline)
         self._results = [p.result() for p in self._procs]
         return self._results
 
@@ -378,19 +378,22 @@ class _Group:
             self._results = [p.result() for p in self._procs]
         return self._results
 
-    def _busy(self) -> bool:
-        """Whether a process of the group, or one it started, is running or waiting for a CPU."""
+    def _cpu_waits(self) -> float:
+        """Seconds the group's live processes, and those they started, have spent ready to
+        run but waiting for a CPU (Linux's schedstat; 0 where there is none)."""
+        waited = 0
         for p in self._procs:
             with contextlib.suppress(psutil.Error):
                 top = psutil.Process(p.pid)
-                if any(q.status() == psutil.STATUS_RUNNING
-                       for q in [top, *top.children(recursive=True)]):
-                    return True
-        return False
+                for q in [top, *top.children(recursive=True)]:
+                    with contextlib.suppress(OSError, ValueError, IndexError), \
+                            open(f"/proc/{q.pid}/schedstat") as f:
+                        waited += int(f.read().split()[1])
+        return waited / 1e9
 
-    def _collect(self, deadline: float, busy_deadline: float | None = None) -> None:
+    def _collect(self, deadline: float, last: float | None = None) -> None:
         """Read all pipes, stream output, reap; on timeout or interrupt end everything.
-        Past ``deadline``, a group still busy (see _busy) is waited for up to ``busy_deadline``."""
+        Past ``deadline``, the group is given the seconds it waited for a CPU, up to ``last``."""
         started = time.time()
         sel = selectors.DefaultSelector()
         for p in self._procs:
@@ -405,8 +408,8 @@ class _Group:
                 while not all(p.done for p in self._procs):
                     left = deadline - time.monotonic()
                     if left <= 0 and any(p.status is None for p in self._procs):
-                        if busy_deadline is None or time.monotonic() >= busy_deadline \
-                                or not self._busy():
+                        now = time.monotonic()
+                        if last is None or now >= last or now >= deadline + self._cpu_waits():
                             raise self._timeout_error()
                         left = tick  # a loaded machine makes it slow, not stuck
                     events = sel.select(min(max(left, 0), tick))
@@ -555,16 +558,17 @@ class Child(_Group):
                            f"to send {signum.name} to")
         os.kill(p.pid, signum)
 
-    def wait(self, timeout: float | None = None, while_busy: bool = False) -> ChildResult:
+    def wait(self, timeout: float | None = None, load_slack: bool = False) -> ChildResult:
         """Wait for the child to end and return its result.
 
         Waits at most ``timeout`` seconds (default: what is left of the
         timeout given to :func:`start`); then kills it and raises LabTimeout.
-        With ``while_busy=True``, a child that is still running or waiting for
-        a CPU then (it, or a process it started) is waited for on, up to the
-        timeout given to :func:`start`: a loaded machine makes it slow, not stuck.
+        With ``load_slack=True``, the seconds the child (and what it started)
+        spent ready to run but waiting for a CPU are added to ``timeout``, up to
+        the timeout given to :func:`start`: a loaded machine makes it slower, not
+        wrong, and a child that sleeps or spins alone gets nothing more.
         """
-        return self._wait(timeout, while_busy)[0]
+        return self._wait(timeout, load_slack)[0]
 
     def stop(self) -> ChildResult:
         """End the child now (SIGKILL to it and its descendants) and return its result."""
