@@ -65,8 +65,9 @@ class JanitorClient:
                 return
             try:
                 self._proc = subprocess.Popen(
-                    # The folder where the session's own is made (later, so a kernel killed
-                    # before its janitor ran has made none): the janitor finds it by name.
+                    # The root the session's folder goes in, not the folder: that is made once
+                    # the janitor runs, so no kill in between leaves it; the janitor finds it
+                    # by its name.
                     [sys.executable, "-m", "labkit._janitor", str(os.getpid()), PREFIX,
                      str(session_roots()[0])],
                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,

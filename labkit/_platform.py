@@ -25,7 +25,6 @@ _PR_SET_CHILD_SUBREAPER = 36
 _PR_GET_CHILD_SUBREAPER = 37
 
 
-
 def libc() -> ctypes.CDLL:
     """The C library this interpreter runs on, for the calls ``os`` does not wrap.
 

@@ -447,7 +447,7 @@ def _measured(answer: Callable, args: tuple, kwargs: dict) -> tuple[Any, list[st
 
 
 CALL_TIMEOUT = 5.0  # seconds one call of an answer may take, unless a check says otherwise
-BUSY_FACTOR = 3.0   # ... plus its waits for a CPU, up to this many times as long
+SLACK_LIMIT = 3.0   # ... plus its waits for a CPU, up to this many times as long
 
 
 class Launched:
@@ -517,8 +517,8 @@ def launch(answer: Any, *args: Any, timeout: float | None = None, **kwargs: Any)
     if not callable(answer):
         raise CheckFailed(f"expected a function, got {answer!r}")
     # The seconds an answer waited for a CPU (a loaded machine) are added to its timeout, up
-    # to BUSY_FACTOR times the timeout; an answer that sleeps or spins alone gets none.
-    return Launched(start(_measured, answer, args, kwargs, timeout=BUSY_FACTOR * timeout,
+    # to SLACK_LIMIT times the timeout; an answer that sleeps or spins alone gets none.
+    return Launched(start(_measured, answer, args, kwargs, timeout=SLACK_LIMIT * timeout,
                           show=False, plain=True), timeout)
 
 
