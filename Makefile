@@ -9,12 +9,13 @@ STAMP  := $(VENV)/.installed
 # JupyterHub's proxy, from npm, for tests/test_jupyterhub.py (skipped without it).
 PROXY  := .hub/node_modules/.bin/configurable-http-proxy
 PYTHONS ?= 3.10 3.11 3.12 3.13
-# pytest-xdist workers: two more than the CPUs (much of the suite waits: for kernels, servers,
-# browsers, timeouts; on 2 cores, 3 workers kept the CPUs two-thirds busy and took 587 s,
-# 4 took 461 s); JOBS=0 runs everything in one process. Each worker gets its own /dev/shm,
-# /dev/mqueue and /tmp (tests/isolate.py, needs root); where it cannot, the run is serial
-# and its header says why.
-JOBS   ?= $(shell echo $$(( $$(nproc) + 2 )))
+# pytest-xdist workers: one more than the CPUs (much of the suite waits: for kernels, servers,
+# browsers, timeouts). On 2 cores 3 workers keep the CPUs two-thirds busy (587 s); 4 took
+# 443-493 s but two interrupt tests then lost every SIGINT in 2 of 3 runs (not yet
+# explained: see the closing note of stop 27), so JOBS=4 is for trying, not the default.
+# JOBS=0 runs everything in one process. Each worker gets its own /dev/shm, /dev/mqueue and
+# /tmp (tests/isolate.py, needs root); where it cannot, the run is serial and says why.
+JOBS   ?= $(shell echo $$(( $$(nproc) + 1 )))
 PYTEST := $(BIN)/python -m pytest -n $(JOBS)
 # The edit-test loop (about a minute): labkit's doctests and unit tests; no notebook, browser,
 # JupyterHub, grader, sandbox, check-of-every-exercise run, or the puzzles' runs of hundreds
