@@ -10,9 +10,9 @@ STAMP  := $(VENV)/.installed
 PROXY  := .hub/node_modules/.bin/configurable-http-proxy
 PYTHONS ?= 3.10 3.11 3.12 3.13
 # pytest-xdist workers: one more than the CPUs (much of the suite waits: for kernels, servers,
-# browsers, timeouts). On 2 cores 3 workers keep the CPUs two-thirds busy (587 s); 4 took
-# 443-493 s but two interrupt tests then lost every SIGINT in 2 of 3 runs (not yet
-# explained: see the closing note of stop 27), so JOBS=4 is for trying, not the default.
+# browsers, timeouts). On 2 cores 3 workers leave the CPUs idle part of the time; 4 took
+# 443-493 s for pytest, but in 3 of 5 such runs an interrupt test never got its SIGINT (not
+# yet explained: see the closing note of stop 27), so JOBS=4 is for trying, not the default.
 # JOBS=0 runs everything in one process. Each worker gets its own /dev/shm, /dev/mqueue and
 # /tmp (tests/isolate.py, needs root); where it cannot, the run is serial and says why.
 JOBS   ?= $(shell echo $$(( $$(nproc) + 1 )))
