@@ -40,6 +40,7 @@ from .session import (
     parse_lab_name,
     session_roots,
 )
+from .waiting import SLACK_LIMIT
 
 __all__ = [
     "HIDDEN_ENV",
@@ -447,7 +448,6 @@ def _measured(answer: Callable, args: tuple, kwargs: dict) -> tuple[Any, list[st
 
 
 CALL_TIMEOUT = 5.0  # seconds one call of an answer may take, unless a check says otherwise
-SLACK_LIMIT = 3.0   # ... plus its waits for a CPU, up to this many times as long
 
 
 class Launched:

@@ -30,7 +30,6 @@ them) and because the lessons are about ``fork`` itself.
 """
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import pickle
@@ -55,7 +54,7 @@ from ._validate import seconds, whole
 from .errors import ChildError, LabError, LabTimeout
 from .framing import plain_loads, split_frames
 from .results import UNKNOWN_STATUS, ChildResult, ExitStatus, WorkerResults, to_signal
-from .waiting import wait_until
+from .waiting import cpu_wait, overdue, wait_until
 
 __all__ = [
     "Child",
@@ -339,6 +338,7 @@ class _Group:
         self._timeout = timeout
         self._show = show
         self._results: list[ChildResult] | None = None
+        self._began = time.monotonic()
 
     def __enter__(self: G) -> G:
         return self
@@ -378,19 +378,6 @@ class _Group:
             self._results = [p.result() for p in self._procs]
         return self._results
 
-    def _cpu_waits(self) -> float:
-        """Seconds the group's live processes, and those they started, have spent ready to
-        run but waiting for a CPU (Linux's schedstat; 0 where there is none)."""
-        waited = 0
-        for p in self._procs:
-            with contextlib.suppress(psutil.Error):
-                top = psutil.Process(p.pid)
-                for q in [top, *top.children(recursive=True)]:
-                    with contextlib.suppress(OSError, ValueError, IndexError), \
-                            open(f"/proc/{q.pid}/schedstat") as f:
-                        waited += int(f.read().split()[1])
-        return waited / 1e9
-
     def _collect(self, deadline: float, last: float | None = None) -> None:
         """Read all pipes, stream output, reap; on timeout or interrupt end everything.
         Past ``deadline``, the group is given the seconds it waited for a CPU, up to ``last``."""
@@ -409,7 +396,9 @@ class _Group:
                     left = deadline - time.monotonic()
                     if left <= 0 and any(p.status is None for p in self._procs):
                         now = time.monotonic()
-                        if last is None or now >= last or now >= deadline + self._cpu_waits():
+                        if last is None or now >= last or overdue(
+                                self._began, deadline - self._began,
+                                lambda: cpu_wait(q.pid for q in self._procs)):
                             raise self._timeout_error()
                         left = tick  # a loaded machine makes it slow, not stuck
                     events = sel.select(min(max(left, 0), tick))

@@ -31,14 +31,15 @@ import psutil
 from ..checking import CheckFailed, Exercise, launch
 from ..errors import LabError, LabTimeout
 from ..tty import Terminal
+from ..waiting import cpu_wait, overdue
 
 __all__ = ["COMMANDS", "JOBS", "Trace", "parse_trace", "run_trace", "traces", "transcript"]
 
 TRACES = Path(__file__).with_name("shell_traces")
 PROMPT = "$ "
+# A step's limits, each stretched by the time the shell waits for a CPU (waiting.overdue):
 STEP_SECONDS = 4.0      # a step's output and prompt must come within this
 STATE_SECONDS = 3.0     # a process state the trace waits for
-BUSY_FACTOR = 3.0       # ... or up to this many times as long while the shell's processes run
 SHELL_SECONDS = 40.0    # the whole shell session of one trace
 
 COMMANDS = Exercise("08.commands", "A shell: commands, pipelines and redirection",
@@ -219,33 +220,28 @@ class _Run:
 
     # the steps
 
-    def _busy(self) -> bool:
-        """Whether a process of the shell's session is running or waiting for a CPU."""
-        shell = self.shell()
-        with contextlib.suppress(psutil.Error):
-            return shell is not None and any(
-                p.status() == psutil.STATUS_RUNNING
-                for p in [shell, *shell.children(recursive=True)])
-        return False
+    def _limit(self, seconds: float) -> Callable[[], bool]:
+        """Whether ``seconds`` from now have passed, stretched by the time the shell and its
+        children wait for a CPU meanwhile (a loaded machine is slow, not wrong; a shell that
+        waits for the wrong thing sleeps, and gets nothing)."""
+        def session() -> list[int]:
+            shell = self.shell()
+            return [] if shell is None else [shell.pid]
 
-    def _too_late(self, started: float, seconds: float) -> bool:
-        """Whether a wait begun at ``started`` has lasted too long: ``seconds``, or up to
-        BUSY_FACTOR times that while the shell or its children still run (a loaded machine
-        is slow, not wrong; a shell that waits for the wrong thing sleeps)."""
-        waited = time.monotonic() - started
-        return waited > seconds and (waited > BUSY_FACTOR * seconds or not self._busy())
+        started, before = time.monotonic(), cpu_wait(session())
+        return lambda: overdue(started, seconds, lambda: cpu_wait(session()) - before)
 
     def _prompted(self, start: int, typed: bool) -> None:
         # After a typed line, the prompt must follow the echo of its newline.
         pattern = r"\n[\s\S]*\$ \Z" if typed else r"\$ \Z"
-        started = time.monotonic()
+        too_late = self._limit(STEP_SECONDS)
         while True:
             try:
                 self.term.read_until(pattern, timeout=STEP_SECONDS / 4, since=start)
                 return
             except LabTimeout:
                 gone = self.shell() is None or self.term.hung_up
-                if gone or self._too_late(started, STEP_SECONDS):
+                if gone or too_late():
                     break
         late = ("" if gone else f" the prompt {PROMPT!r} did not come back within "
                 f"{STEP_SECONDS:g} s after `{self.step}`.")
@@ -258,9 +254,9 @@ class _Run:
         return " The terminal showed:\n" + "\n".join(transcript(self.term.output)[-12:])
 
     def _until(self, what: str, ok: Callable[[], bool], seconds: float = STATE_SECONDS) -> None:
-        started = time.monotonic()
+        too_late = self._limit(seconds)
         while not ok():
-            if self._too_late(started, seconds):
+            if too_late():
                 raise CheckFailed(f"{self._title()}: {what}.{self.diagnosis()}")
             self.term.read(0.01)
 
