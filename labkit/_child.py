@@ -169,7 +169,7 @@ def _live(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
         return EX_HARNESS  # the parent died before the death signal was armed
     # The janitor learns of our group from us too, before fn can fork: a kernel killed
     # between its fork and its own word to the janitor would leave fn's children unknown.
-    CLIENT.send(f"+ pg {os.getpid()} {deadline}")
+    CLIENT.watch_group(os.getpid(), deadline)
     set_subreaper(True)
     for fd in close:
         try:

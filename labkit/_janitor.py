@@ -11,6 +11,10 @@ process (not a child of the kernel) that
   groups and named objects are alive, and each group's deadline;
 * kills a group whose deadline has passed by more than a grace period, so a
   child started with :func:`labkit.start` and never waited for still ends;
+* never kills a group whose number has been taken by another process: a group
+  is registered with its leader's start time, and once the leader has been
+  reaped and its group has emptied, the kernel may give the same number to
+  any later process (pids wrap around at ``pid_max``, 32768 by default);
 * when the kernel is gone (a pidfd becomes readable), kills the groups still
   registered and removes the objects, plus anything in ``/dev/shm`` or
   ``/dev/mqueue`` that carries the session's name prefix and the session's
@@ -39,7 +43,15 @@ import threading
 import time
 from pathlib import Path
 
-from .session import PREFIX, lab_entries, parse_lab_name, pid_alive, session_roots
+from .session import (
+    PREFIX,
+    kill_group,
+    lab_entries,
+    parse_lab_name,
+    pid_alive,
+    session_roots,
+    start_ticks,
+)
 
 GRACE = 2.0  # seconds past a deadline before the janitor steps in
 
@@ -87,6 +99,16 @@ class JanitorClient:
         exercise, and whose namespaces end with it."""
         with self._lock:
             self._off = True
+
+    def watch_group(self, pid: int, deadline: float) -> None:
+        """Tell the janitor that process ``pid`` leads a group of the session, to be killed
+        at ``deadline`` (``time.monotonic()``) or when the kernel dies. Call it while ``pid``
+        cannot have been reaped (its parent before waiting, or the process itself)."""
+        self.send(f"+ pg {pid} {deadline} {start_ticks(pid)}")
+
+    def forget_group(self, pid: int) -> None:
+        """Tell the janitor that the group led by ``pid`` has ended (its leader is reaped)."""
+        self.send(f"- pg {pid}")
 
     def send(self, line: str) -> None:
         """Tell the janitor about a group or an object; ignored if there is no janitor."""
@@ -141,18 +163,15 @@ def _sweep(prefix: str, root: Path) -> None:
             unlink_name(entry.kind, entry.name)
 
 
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except OSError:
-        pass  # the group has already ended
+Groups = dict[int, tuple[float, int | None]]  # group -> (deadline, its leader's start)
 
 
-def _note(line: bytes, groups: dict[int, float], objects: set[tuple[str, str]]) -> None:
-    """Apply one line from the kernel: ``+ pg PID DEADLINE``, ``- pg PID``, ``+ KIND NAME``..."""
-    op, kind, name, *deadline = line.decode().split(" ")
+def _note(line: bytes, groups: Groups, objects: set[tuple[str, str]]) -> None:
+    """Apply one line from the kernel: ``+ pg PID DEADLINE BORN``, ``- pg PID``,
+    ``+ KIND NAME``..."""
+    op, kind, name, *more = line.decode().split(" ")
     if kind == "pg" and op == "+":
-        groups[int(name)] = float(deadline[0])
+        groups[int(name)] = (float(more[0]), int(more[1]) if more[1].isdigit() else None)
     elif kind == "pg":
         groups.pop(int(name), None)
     elif op == "+":
@@ -162,11 +181,11 @@ def _note(line: bytes, groups: dict[int, float], objects: set[tuple[str, str]]) 
 
 
 def _watch(kernel_pid: int, pidfd: int | None, prefix: str, root: Path) -> None:
-    groups: dict[int, float] = {}           # process group -> deadline (monotonic clock)
+    groups: Groups = {}                     # deadlines on the monotonic clock
     objects: set[tuple[str, str]] = set()   # (kind, name)
     pending, reading = b"", True
     while True:
-        waits = [deadline + GRACE - time.monotonic() for deadline in groups.values()]
+        waits = [deadline + GRACE - time.monotonic() for deadline, _ in groups.values()]
         fds = ([0] if reading else []) + ([pidfd] if pidfd is not None else [])
         ready, _, _ = select.select(fds, [], [], max(0.0, min(waits + [1.0])))
         ended = pidfd in ready or (pidfd is None and not pid_alive(kernel_pid))
@@ -186,12 +205,12 @@ def _watch(kernel_pid: int, pidfd: int | None, prefix: str, root: Path) -> None:
             ready, _, _ = select.select([0], [], [], 0)
         if ended:
             break  # the kernel has ended, however it ended
-        for pgid, deadline in list(groups.items()):
+        for pgid, (deadline, born) in list(groups.items()):
             if time.monotonic() > deadline + GRACE:
-                _kill_group(pgid)
+                kill_group(pgid, born)
                 del groups[pgid]
-    for pgid in groups:
-        _kill_group(pgid)
+    for pgid, (_, born) in groups.items():
+        kill_group(pgid, born)
     for kind, name in objects:
         unlink_name(kind, name)
     _sweep(prefix, root)

@@ -54,6 +54,7 @@ from ._validate import seconds, whole
 from .errors import ChildError, LabError, LabTimeout
 from .framing import plain_loads, split_frames
 from .results import UNKNOWN_STATUS, ChildResult, ExitStatus, WorkerResults, to_signal
+from .session import kill_group, start_ticks
 from .waiting import cpu_wait, overdue, wait_until
 
 __all__ = [
@@ -90,6 +91,7 @@ class _Proc:
         self.dropped = dict.fromkeys(pipes, 0)
         self.status: int | None = None
         self.started = time.monotonic()
+        self.born = start_ticks(pid)  # not reaped yet: the number is still this child's
         self.ended: float | None = None
         self.deadline = deadline
         self.plain = False  # decode the value as plain data only (the child ran untrusted code)
@@ -97,7 +99,7 @@ class _Proc:
             self.pidfd: int | None = os.pidfd_open(pid)
         except (AttributeError, OSError):
             self.pidfd = None
-        CLIENT.send(f"+ pg {pid} {deadline}")
+        CLIENT.watch_group(pid, deadline)
 
     @property
     def done(self) -> bool:
@@ -113,7 +115,7 @@ class _Proc:
         if pid:
             self.status = status
             self.ended = time.monotonic()
-            CLIENT.send(f"- pg {self.pid}")
+            CLIENT.forget_group(self.pid)
 
     @property
     def died_abnormally(self) -> bool:
@@ -166,11 +168,8 @@ class _Proc:
 
     def kill_tree(self) -> None:
         """Freeze the child's group, then kill it and every descendant."""
-        if self.status is not None:
-            try:
-                os.killpg(self.pid, signal.SIGKILL)  # members left behind by a killed child
-            except OSError:
-                pass
+        if self.status is not None:  # reaped: members left behind, unless the number is reused
+            kill_group(self.pid, self.born)
             return
         try:
             os.killpg(self.pid, signal.SIGSTOP)

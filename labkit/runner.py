@@ -112,7 +112,7 @@ def start_program(argv: list[str], lifetime: float, **popen: Any) -> subprocess.
     env = program_env(popen.pop("env", None))
     with held_interrupts():  # an interrupt before the janitor knows the group would leak it
         proc = subprocess.Popen(full, env=env, start_new_session=True, **popen)
-        CLIENT.send(f"+ pg {proc.pid} {time.monotonic() + lifetime}")
+        CLIENT.watch_group(proc.pid, time.monotonic() + lifetime)
     now = time.time()
     _LOG.append(ProgramRecord(proc.pid, asked, now, now + lifetime))
     return proc
@@ -149,7 +149,7 @@ def end_program(proc: subprocess.Popen[Any]) -> None:
         except OSError:
             proc.kill()
         proc.wait()
-    CLIENT.send(f"- pg {proc.pid}")
+    CLIENT.forget_group(proc.pid)
     for record in reversed(_LOG):
         if record.pid == proc.pid and record.ended is None:
             record.returncode, record.ended = proc.returncode, time.time()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import stat
 import tempfile
 import threading
@@ -118,6 +119,45 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def start_ticks(pid: int) -> int | None:
+    """When the process ``pid`` started (clock ticks after boot, Linux's ``/proc/PID/stat``),
+    or None if there is no such process. A pid is reused once its process has been reaped;
+    the pid and this number together name one process.
+
+    >>> start_ticks(os.getpid()) == start_ticks(os.getpid()) is not None
+    True
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rpartition(")")[2].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def kill_group(pgid: int, born: int | None, sig: int = signal.SIGKILL) -> None:
+    """Send ``sig`` to the process group led by the process ``pgid`` that started at ``born``
+    (:func:`start_ticks`; None if unknown), and to what is left of it once that leader has
+    ended; nothing if the group has ended. A group's number is not given out again while
+    any member lives, but once it is empty a later process may get that number and lead a
+    group of its own: that group, whose leader started later, is never signalled.
+
+    >>> import subprocess
+    >>> p = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    >>> kill_group(p.pid, start_ticks(p.pid) - 1)  # as if p had an earlier group's number
+    >>> p.poll() is None
+    True
+    >>> kill_group(p.pid, start_ticks(p.pid)); p.wait()
+    -9
+    """
+    now = start_ticks(pgid)
+    if now is not None and born is not None and now != born:
+        return
+    try:
+        os.killpg(pgid, sig)
+    except OSError:
+        pass  # the group has ended (or is not ours to signal)
 
 
 @dataclass(frozen=True)

@@ -298,6 +298,40 @@ def test_a_child_nobody_waits_for_is_killed_after_its_deadline():
     assert child.wait().status.signal_name == "SIGKILL"
 
 
+
+def test_the_janitor_kills_its_groups_but_never_one_whose_number_went_to_another_process():
+    """pids wrap around (at 32768 by default): once a registered group's leader is reaped and
+    its group is empty, a later process may get the same number and lead a group of its own.
+    The janitor knows each group by its number and its leader's start time, and kills only
+    that group, at its deadline or when the kernel ends."""
+    from labkit.session import start_ticks
+
+    sleepers = [subprocess.Popen(["sleep", "60"], start_new_session=True) for _ in range(4)]
+    due, reused, due_at_end, reused_at_end = sleepers
+    janitor = subprocess.Popen([sys.executable, "-m", "labkit._janitor", str(os.getpid()),
+                                "not_a_lab_prefix", "/nonexistent"], stdin=subprocess.PIPE)
+    try:
+        def register(p: subprocess.Popen, deadline: float, earlier: bool) -> bytes:
+            born = start_ticks(p.pid) - earlier  # an earlier process had this number
+            return f"+ pg {p.pid} {deadline} {born}\n".encode()
+
+        past, later = time.monotonic() - 10, time.monotonic() + 600
+        janitor.stdin.write(register(reused, past, True) + register(due, past, False) +
+                            register(reused_at_end, later, True) +
+                            register(due_at_end, later, False))
+        janitor.stdin.flush()
+        assert due.wait(timeout=30) == -signal.SIGKILL  # its deadline has passed
+        assert reused.poll() is None                    # handled in the same round, spared
+        janitor.stdin.write(b"bye\n")                   # the kernel ends: the rest is killed
+        janitor.stdin.close()
+        assert janitor.wait(timeout=30) == 0
+        assert due_at_end.wait(timeout=10) == -signal.SIGKILL
+        assert reused.poll() is None and reused_at_end.poll() is None
+    finally:
+        for p in (*sleepers, janitor):
+            p.kill()
+            p.wait()
+
 FAKE_KERNEL = textwrap.dedent("""
     import os, sys, time
     import labkit
