@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -70,6 +71,12 @@ RUN_FINISHED = """() => {
     const failed = document.querySelector('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.error"]');
     return failed !== null || code.every(c => c.model.executionCount !== null);
 }"""
+FIRST_NOT_RUN = """() => {
+    const code = window.jupyterapp.shell.currentWidget.content.widgets
+                     .filter(c => c.model.type === 'code');
+    const i = code.findIndex(c => c.model.executionCount === null);
+    return i < 0 ? '' : `code cell ${i} (${code[i].model.sharedModel.getSource().split('\\n')[0]})`;
+}"""
 
 
 def _free_port() -> int:
@@ -79,8 +86,9 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def jupyter_lab() -> Iterator[tuple[str, str]]:
-    """A JupyterLab server on 127.0.0.1 with a random token, serving a copy of the lessons."""
+def jupyter_lab() -> Iterator[tuple[str, str, Path]]:
+    """A JupyterLab server on 127.0.0.1 with a random token, serving a copy of the lessons;
+    yields its address, the token and its log."""
     port, token = _free_port(), secrets.token_hex(16)
     with tempfile.TemporaryDirectory() as home:
         shutil.copytree(ROOT / "notebooks", Path(home) / "notebooks")
@@ -113,7 +121,7 @@ def jupyter_lab() -> Iterator[tuple[str, str]]:
                         raise RuntimeError("JupyterLab did not start:\n"
                                            + log.read()[-3000:]) from None
                     time.sleep(0.2)
-            yield base, token
+            yield base, token, Path(log.name)
         finally:
             server.terminate()
             try:
@@ -171,7 +179,7 @@ def _open(page, base: str, token: str, notebook: Path) -> None:
                       "{path: p}); }", path)
 
 
-def _run_lesson(page, base: str, token: str, notebook: Path) -> list[str]:
+def _run_lesson(page, base: str, token: str, notebook: Path, log: Path) -> list[str]:
     _open(page, base, token, notebook)
     idle = {"arg": notebook.name, "timeout": 60_000, "polling": 100}
     try:
@@ -195,7 +203,11 @@ def _run_lesson(page, base: str, token: str, notebook: Path) -> list[str]:
     try:
         page.wait_for_function(RUN_FINISHED, timeout=180_000, polling=250)
     except sync_api.TimeoutError:
-        problems = ["Run All did not finish in 180 s (see its screenshot)"]
+        kernel_news = [line for line in log.read_text(errors="replace").splitlines()
+                       if re.search(r"(?i)kernel (started|shutdown)|restart|died|dead", line)][-5:]
+        problems = [f"Run All did not finish in 180 s: {page.evaluate(FIRST_NOT_RUN)} never "
+                    "ran (see the screenshot). What the server said of kernels last: "
+                    + " | ".join(kernel_news)]
     else:
         problems = _problems_shown(page)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -235,13 +247,13 @@ def _problems_shown(page) -> list[str]:
 
 def test_every_lesson_runs_clean_in_a_real_browser():
     failures = {}
-    with jupyter_lab() as (base, token), sync_api.sync_playwright() as pw:
+    with jupyter_lab() as (base, token, log), sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
                                      args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             for notebook in LESSONS:
-                problems = _run_lesson(page, base, token, notebook)
+                problems = _run_lesson(page, base, token, notebook, log)
                 if problems:
                     failures[notebook.name] = problems
         finally:
