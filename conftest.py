@@ -6,7 +6,8 @@ its own folder: from ``tests/`` the notebook checks below never reached
 
 * The test process is a subreaper: whatever a test or a notebook kernel
   orphans is adopted here, so a leak shows up as our own descendant instead
-  of vanishing under PID 1.
+  of vanishing under PID 1. Like a kernel, it takes Ctrl-C as KeyboardInterrupt,
+  also when it was started with SIGINT ignored (``make test &`` in a script).
 * ``no_leaks`` (autouse) fails a test that leaves a child process, a zombie,
   or a new entry in ``/dev/shm`` or ``/dev/mqueue``; it then cleans up so one
   leak does not fail the tests after it.
@@ -51,7 +52,7 @@ import psutil
 import pytest
 
 from labkit._janitor import CLIENT
-from labkit._platform import LINUX, set_subreaper
+from labkit._platform import LINUX, reset_inherited_ignores, set_subreaper
 from labkit.session import MQUEUE_DIR, SHM_DIR
 
 sys.path.insert(0, str(Path(__file__).parent / "tests"))  # helpers, for the doctests too
@@ -175,6 +176,11 @@ def _why_not_isolated() -> str:
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own pytest_configure starts the workers
 def pytest_configure(config: pytest.Config) -> None:
+    if _is_worker(config) or not getattr(config.option, "numprocesses", None):
+        # This process runs tests, which stand in for a kernel: Ctrl-C is KeyboardInterrupt.
+        # A script that starts `make test &` (no job control) has it ignore SIGINT and
+        # SIGQUIT, and an ignored signal stays ignored through fork and exec.
+        reset_inherited_ignores()
     if _is_worker(config):
         ours = os.readlink("/proc/self/ns/mnt") if LINUX else ""
         if ours == config.workerinput.get("labkit_mount_ns", ours):

@@ -88,3 +88,14 @@ def test_the_setup_line_silences_python_3_12s_fork_warning_and_only_it():
             "the child.")
     assert _warn_after_setup_line(fork) == ""
     assert "some other deprecation" in _warn_after_setup_line("some other deprecation")
+
+
+def test_the_interrupt_tests_pass_when_the_suite_is_started_with_sigint_ignored():
+    """A script's `make test &` (no job control) starts every test process with SIGINT and
+    SIGQUIT ignored, and ignored they stay through fork and exec; the tests stand in for a
+    kernel, where Ctrl-C is KeyboardInterrupt (conftest.py restores it)."""
+    test = "tests/test_processes.py::test_an_interrupt_kills_the_children_and_propagates"
+    ran = subprocess.run(["sh", "-c", 'trap "" INT; exec "$@"', "sh", sys.executable, "-m",
+                          "pytest", "-p", "no:xdist", "-q", test],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert ran.returncode == 0, ran.stdout[-2000:]
