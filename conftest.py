@@ -176,19 +176,13 @@ def _why_not_isolated() -> str:
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own pytest_configure starts the workers
 def pytest_configure(config: pytest.Config) -> None:
-    if _is_worker(config) or not getattr(config.option, "numprocesses", None):
-        # This process runs tests, which stand in for a kernel: Ctrl-C is KeyboardInterrupt.
-        # A script that starts `make test &` (no job control) has it ignore SIGINT and
-        # SIGQUIT, and an ignored signal stays ignored through fork and exec.
-        reset_inherited_ignores()
     if _is_worker(config):
         ours = os.readlink("/proc/self/ns/mnt") if LINUX else ""
         if ours == config.workerinput.get("labkit_mount_ns", ours):
             raise pytest.UsageError("this worker shares /dev/shm with the others, so its leak "
                                     "check would judge their objects; start it through "
                                     "tests/isolate.py (the root conftest.py does)")
-        return
-    if getattr(config.option, "numprocesses", None) and not config.getoption("collectonly"):
+    elif getattr(config.option, "numprocesses", None) and not config.getoption("collectonly"):
         why = _why_not_isolated()
         if why:
             config.option.numprocesses, config.option.dist, config.option.tx = 0, "no", []
@@ -197,6 +191,11 @@ def pytest_configure(config: pytest.Config) -> None:
             config.option.dist = "loadscope"
             config.option.loadscopereorder = False
             config.stash[_ROOM] = tempfile.mkdtemp(prefix="labkit-room-")
+    if _is_worker(config) or not getattr(config.option, "numprocesses", None):
+        # This process runs tests, which stand in for a kernel: Ctrl-C is KeyboardInterrupt.
+        # A script that starts `make test &` (no job control) has it ignore SIGINT and
+        # SIGQUIT, and an ignored signal stays ignored through fork and exec.
+        reset_inherited_ignores()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
