@@ -205,8 +205,10 @@ def _run_lesson(page, base: str, token: str, notebook: Path, log: Path) -> list[
     except sync_api.TimeoutError:
         kernel_news = [line for line in log.read_text(errors="replace").splitlines()
                        if re.search(r"(?i)kernel (started|shutdown)|restart|died|dead", line)][-5:]
-        problems = [f"Run All did not finish in 180 s: {page.evaluate(FIRST_NOT_RUN)} never "
-                    "ran (see the screenshot). What the server said of kernels last: "
+        first = page.evaluate(FIRST_NOT_RUN)
+        problems = ["Run All did not finish in 180 s ("
+                    + (f"{first} never ran" if first else "the kernel never became idle")
+                    + "; see the screenshot). What the server said of kernels last: "
                     + " | ".join(kernel_news)]
     else:
         problems = _problems_shown(page)

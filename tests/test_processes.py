@@ -298,7 +298,6 @@ def test_a_child_nobody_waits_for_is_killed_after_its_deadline():
     assert child.wait().status.signal_name == "SIGKILL"
 
 
-
 def test_the_janitor_kills_its_groups_but_never_one_whose_number_went_to_another_process():
     """pids wrap around (at 32768 by default): once a registered group's leader is reaped and
     its group is empty, a later process may get the same number and lead a group of its own.
@@ -331,6 +330,7 @@ def test_the_janitor_kills_its_groups_but_never_one_whose_number_went_to_another
         for p in (*sleepers, janitor):
             p.kill()
             p.wait()
+
 
 FAKE_KERNEL = textwrap.dedent("""
     import os, sys, time
