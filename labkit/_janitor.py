@@ -201,7 +201,10 @@ def _watch(kernel_pid: int, pidfd: int | None, prefix: str, root: Path) -> None:
                 if line == b"bye":
                     ended = True  # a normal exit: clean up what is left; the kernel reaps us
                 else:
-                    _note(line, groups, objects)
+                    try:
+                        _note(line, groups, objects)
+                    except (ValueError, IndexError):
+                        pass  # a child of the kernel inherits this pipe and may write anything
             ready, _, _ = select.select([0], [], [], 0)
         if ended:
             break  # the kernel has ended, however it ended

@@ -302,7 +302,7 @@ def test_the_janitor_kills_its_groups_but_never_one_whose_number_went_to_another
     """pids wrap around (at 32768 by default): once a registered group's leader is reaped and
     its group is empty, a later process may get the same number and lead a group of its own.
     The janitor knows each group by its number and its leader's start time, and kills only
-    that group, at its deadline or when the kernel ends."""
+    that group, at its deadline or when the kernel ends; lines it cannot read change nothing."""
     from labkit.session import start_ticks
 
     sleepers = [subprocess.Popen(["sleep", "60"], start_new_session=True) for _ in range(4)]
@@ -315,7 +315,8 @@ def test_the_janitor_kills_its_groups_but_never_one_whose_number_went_to_another
             return f"+ pg {p.pid} {deadline} {born}\n".encode()
 
         past, later = time.monotonic() - 10, time.monotonic() + 600
-        janitor.stdin.write(register(reused, past, True) + register(due, past, False) +
+        junk = b"\xff\n+ pg 12 x\n+ pg\n- pg one\n"  # what a child holding the pipe may write
+        janitor.stdin.write(junk + register(reused, past, True) + register(due, past, False) +
                             register(reused_at_end, later, True) +
                             register(due_at_end, later, False))
         janitor.stdin.flush()
