@@ -24,6 +24,7 @@ from ._janitor import CLIENT
 from ._platform import reset_inherited_ignores, set_parent_death_signal, set_subreaper
 from .framing import write_frame
 from .results import ExitStatus
+from .session import start_ticks
 from .waiting import wait_until
 
 __all__ = ["child_main", "result_fd", "send"]
@@ -169,7 +170,7 @@ def _live(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
         return EX_HARNESS  # the parent died before the death signal was armed
     # The janitor learns of our group from us too, before fn can fork: a kernel killed
     # between its fork and its own word to the janitor would leave fn's children unknown.
-    CLIENT.watch_group(os.getpid(), deadline)
+    CLIENT.watch_group(os.getpid(), deadline, start_ticks(os.getpid()))
     set_subreaper(True)
     for fd in close:
         try:

@@ -50,7 +50,6 @@ from .session import (
     parse_lab_name,
     pid_alive,
     session_roots,
-    start_ticks,
 )
 
 GRACE = 2.0  # seconds past a deadline before the janitor steps in
@@ -100,11 +99,12 @@ class JanitorClient:
         with self._lock:
             self._off = True
 
-    def watch_group(self, pid: int, deadline: float) -> None:
-        """Tell the janitor that process ``pid`` leads a group of the session, to be killed
-        at ``deadline`` (``time.monotonic()``) or when the kernel dies. Call it while ``pid``
-        cannot have been reaped (its parent before waiting, or the process itself)."""
-        self.send(f"+ pg {pid} {deadline} {start_ticks(pid)}")
+    def watch_group(self, pid: int, deadline: float, born: int | None) -> None:
+        """Tell the janitor that process ``pid``, started at ``born`` (:func:`start_ticks`,
+        read while ``pid`` cannot have been reaped: by its parent before waiting, or by the
+        process itself), leads a group of the session, to be killed at ``deadline``
+        (``time.monotonic()``) or when the kernel dies."""
+        self.send(f"+ pg {pid} {deadline} {born}")
 
     def forget_group(self, pid: int) -> None:
         """Tell the janitor that the group led by ``pid`` has ended (its leader is reaped)."""

@@ -99,7 +99,7 @@ class _Proc:
             self.pidfd: int | None = os.pidfd_open(pid)
         except (AttributeError, OSError):
             self.pidfd = None
-        CLIENT.watch_group(pid, deadline)
+        CLIENT.watch_group(pid, deadline, self.born)
 
     @property
     def done(self) -> bool:

@@ -32,6 +32,7 @@ from ._janitor import CLIENT
 from ._platform import PROGRAM_PRELUDE, held_interrupts, program_env
 from ._validate import seconds
 from .errors import LabTimeout
+from .session import start_ticks
 
 __all__ = ["ProgramRecord", "ProgramRun", "end_program", "programs", "run_module", "run_program",
            "start_module", "start_program"]
@@ -112,7 +113,7 @@ def start_program(argv: list[str], lifetime: float, **popen: Any) -> subprocess.
     env = program_env(popen.pop("env", None))
     with held_interrupts():  # an interrupt before the janitor knows the group would leak it
         proc = subprocess.Popen(full, env=env, start_new_session=True, **popen)
-        CLIENT.watch_group(proc.pid, time.monotonic() + lifetime)
+        CLIENT.watch_group(proc.pid, time.monotonic() + lifetime, start_ticks(proc.pid))
     now = time.time()
     _LOG.append(ProgramRecord(proc.pid, asked, now, now + lifetime))
     return proc
