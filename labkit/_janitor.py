@@ -33,6 +33,7 @@ interleave.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import select
 import shutil
@@ -57,6 +58,8 @@ GRACE = 2.0  # seconds past a deadline before the janitor steps in
 
 class JanitorClient:
     """The kernel's end of the pipe to its janitor, started on first use."""
+
+    EXIT_WAIT = 5.0  # seconds a normal exit waits for the janitor's last sweep
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
@@ -120,15 +123,15 @@ class JanitorClient:
             self._fd = None
 
     def stop(self, owner: int) -> None:
-        """At a normal exit: let the janitor clean up, then reap it (it is our child)."""
+        """At a normal exit: let the janitor clean up, and reap it if it is done within
+        :attr:`EXIT_WAIT` seconds. It is never killed: on a busy machine its last sweep can
+        take longer, and a janitor killed then would leave the whole session behind; it
+        finishes on its own once we have gone."""
         if os.getpid() != owner or self._proc is None:
             return
         self.send("bye")
-        try:
-            self._proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._proc.wait(timeout=self.EXIT_WAIT)
 
 
 CLIENT = JanitorClient()

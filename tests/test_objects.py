@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import posix_ipc
+import psutil
 import pytest
 
 from labkit import objects, run
@@ -245,3 +246,29 @@ def test_the_session_folder_goes_under_xdg_runtime_dir_when_that_is_yours(tmp_pa
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(runtime)
     assert list(runtime.iterdir()) == []  # and the janitor removed it at exit
+
+
+JANITOR_FROZEN_AT_EXIT = """
+import os, signal
+from labkit._janitor import CLIENT, JanitorClient
+from labkit.session import SESSION_DIR
+JanitorClient.EXIT_WAIT = 0.2
+CLIENT.start()
+print(CLIENT.pid, SESSION_DIR.get(), flush=True)
+os.kill(CLIENT.pid, signal.SIGSTOP)  # as on a machine too busy to run it in time
+"""
+
+
+def test_a_janitor_slower_than_the_normal_exit_still_removes_the_session():
+    """A normal exit waits a while for the janitor's last sweep, then leaves it to finish:
+    a janitor killed at that point (as it was) left the whole session behind."""
+    env = {**os.environ, "PYTHONPATH": str(Path(objects.__file__).parents[1])}
+    out = subprocess.run([sys.executable, "-c", JANITOR_FROZEN_AT_EXIT], capture_output=True,
+                         text=True, timeout=60, check=False, env=env)
+    assert out.returncode == 0, out.stderr
+    pid, folder = out.stdout.split()
+    janitor = psutil.Process(int(pid))
+    assert Path(folder).is_dir() and janitor.status() == psutil.STATUS_STOPPED
+    janitor.resume()
+    janitor.wait(timeout=30)
+    assert not Path(folder).exists()
