@@ -256,6 +256,7 @@ JanitorClient.EXIT_WAIT = 0.2
 CLIENT.start()
 print(CLIENT.pid, SESSION_DIR.get(), flush=True)
 os.kill(CLIENT.pid, signal.SIGSTOP)  # as on a machine too busy to run it in time
+os.waitpid(CLIENT.pid, os.WUNTRACED)  # stopped now (it is our child)
 """
 
 
