@@ -9,13 +9,12 @@ STAMP  := $(VENV)/.installed
 # JupyterHub's proxy, from npm, for tests/test_jupyterhub.py (skipped without it).
 PROXY  := .hub/node_modules/.bin/configurable-http-proxy
 PYTHONS ?= 3.10 3.11 3.12 3.13
-# pytest-xdist workers: four more than the CPUs (much of the suite waits: for kernels, servers,
-# browsers, timeouts). On a 2-core machine where 4 workers left the CPUs idle 100 of 518
-# CPU-seconds (pytest 259 s), 6 left them idle 26 of 454 (223-227 s), for the same CPU time
-# of the tests. JOBS=0 runs everything in one process. Each
+# pytest-xdist workers: two more than the CPUs (much of the suite waits: for kernels, servers,
+# browsers, timeouts). On 2 cores, 3 workers left the CPUs idle part of the time (pytest
+# 473-589 s); 4 kept them busy (443-493 s). JOBS=0 runs everything in one process. Each
 # worker gets its own /dev/shm, /dev/mqueue and /tmp (tests/isolate.py, needs root); where
 # it cannot, the run is serial and says why.
-JOBS   ?= $(shell echo $$(( $$(nproc) + 4 )))
+JOBS   ?= $(shell echo $$(( $$(nproc) + 2 )))
 PYTEST := $(BIN)/python -m pytest -n $(JOBS)
 # The edit-test loop (about a minute): labkit's doctests and unit tests; no notebook, browser,
 # JupyterHub, grader, sandbox, check-of-every-exercise run, or the puzzles' runs of hundreds

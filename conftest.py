@@ -28,7 +28,7 @@ its own folder: from ``tests/`` the notebook checks below never reached
   readers-writer lock taken around every test; such tests are handed out last).
   Tests marked ``one_at_a_time(name)`` never overlap: all tests of one name go
   to one worker as one group, in turn, so no worker waits for another's lock.
-* ``make test`` starts four workers more than the CPUs: much of the suite waits
+* ``make test`` starts two workers more than the CPUs: much of the suite waits
   (kernels, servers, browsers, timeouts), and the extra workers fill those waits.
 """
 from __future__ import annotations
