@@ -26,7 +26,11 @@ the system's temporary folder: mode 0700 and an unguessable name, because a
 predictable name in a shared ``/tmp`` is one another user can take first.
 
 It runs as ``python -m labkit._janitor``, imports only the standard library
-and posix_ipc, and never runs notebook code. Lines are shorter than
+and posix_ipc, and never runs notebook code. It imports all it needs before it
+starts watching: by the time the kernel dies, the Python installation may have
+changed or gone (a virtual environment replaced, packages upgraded, a hub's
+private mount of the interpreter undone), and one import then would stop the
+sweep and leave the whole session behind. Lines are shorter than
 ``PIPE_BUF``, so writes from the kernel and from its forked children never
 interleave.
 """
@@ -43,6 +47,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+import posix_ipc
 
 from .session import (
     PREFIX,
@@ -140,15 +146,15 @@ CLIENT = JanitorClient()
 # --- the janitor process -------------------------------------------------------------
 
 
+_UNLINKERS = {"shm": posix_ipc.unlink_shared_memory, "sem": posix_ipc.unlink_semaphore,
+              "mq": getattr(posix_ipc, "unlink_message_queue", None), "fifo": os.unlink,
+              "socket": os.unlink}
+
+
 def unlink_name(kind: str, name: str) -> bool:
     """Remove a named object by kind and name; False if it was already gone."""
-    import posix_ipc
-
-    unlinkers = {"shm": posix_ipc.unlink_shared_memory, "sem": posix_ipc.unlink_semaphore,
-                 "mq": getattr(posix_ipc, "unlink_message_queue", None), "fifo": os.unlink,
-                 "socket": os.unlink}
     try:
-        unlinkers[kind](name)
+        _UNLINKERS[kind](name)
     except (OSError, posix_ipc.Error):
         return False  # already removed by its owner
     return True

@@ -58,6 +58,7 @@ from test_browser import (
 )
 
 from labkit.session import MQUEUE_DIR, SHM_DIR
+from labkit.waiting import wait_until
 
 ARTIFACTS = ROOT / "artifacts" / "jupyterhub"
 PROXY = ROOT / ".hub" / "node_modules" / ".bin" / "configurable-http-proxy"
@@ -307,6 +308,11 @@ def jupyterhub(users: list[pwd.struct_passwd], password: str) -> Iterator[Hub]:
         finally:
             stop_process(hub, grace=60)  # the hub stops the users' servers first
             log.close()
+            # Their last processes (janitors sweeping) still run from the Python mounted in
+            # here: wait for them before the mounts go with the folder, as a real server's
+            # Python stays (the janitor's own test covers a Python that goes).
+            uids = {u.pw_uid for u in users}
+            wait_until(lambda: not _processes_of(uids), 15, None)
 
 
 def _wait_until_up(url: str, hub: subprocess.Popen, log) -> None:
@@ -458,9 +464,7 @@ def test_students_on_jupyterhub_keep_their_objects_private_and_leave_nothing(cap
                              for what, path in kept[user.pw_name].items() if not path.exists()]
             assert not problems, "\n".join(problems)
         # The hub has stopped every server (and so every kernel): nothing of theirs is left.
-        deadline = time.monotonic() + 15
-        while (_processes_of(uids) or _files_of(uids)) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: not (_processes_of(uids) or _files_of(uids)), 15, None)
         left = []
         for p in _processes_of(uids):
             with contextlib.suppress(psutil.Error):

@@ -1,9 +1,11 @@
 """labkit.objects: named kernel objects that are private, exclusive, unique and owned."""
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -16,6 +18,7 @@ import pytest
 from labkit import objects, run
 from labkit.errors import LabError, NoSpaceError
 from labkit.objects import list_objects, scope
+from labkit.waiting import wait_until
 
 
 def _mode(path: str) -> int:
@@ -273,3 +276,48 @@ def test_a_janitor_slower_than_the_normal_exit_still_removes_the_session():
     janitor.resume()
     janitor.wait(timeout=30)
     assert not Path(folder).exists()
+
+
+PYTHON_GONE_THEN_KILLED = """
+import os, signal, subprocess, sys, sysconfig
+import labkit
+from labkit import objects
+from labkit._janitor import CLIENT
+from labkit.waiting import wait_until
+sem, shm, fifo = objects.semaphore(1), objects.shared_memory(4096), objects.fifo()
+comm = f"/proc/{CLIENT.pid}/comm"  # the janitor names itself once it has started
+wait_until(lambda: open(comm).read().strip() == "labkit-janitor", 30, "the janitor never started")
+hidden = {sysconfig.get_path("stdlib"), sysconfig.get_path("purelib"),
+          sysconfig.get_path("platlib"), os.path.dirname(labkit.__file__)}
+subprocess.run(["sh", "-ec", 'for p; do mount -t tmpfs none "$p"; done', "sh", *hidden],
+               check=True)
+print(CLIENT.pid, sem.name, shm.name, fifo.parent, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_the_janitor_sweeps_after_its_python_has_gone():
+    """The janitor needs no file once it runs: by the time the kernel dies, the Python
+    installation it came from may have changed or gone (a venv replaced, packages
+    upgraded, a hub's private mount of Python undone). Here the standard library, the
+    packages and labkit are hidden under empty mounts, then the kernel is killed."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare to hide the Python installation in a mount namespace")
+    env = {**os.environ, "PYTHONPATH": str(Path(objects.__file__).parents[1])}
+    out = subprocess.run(["unshare", "--mount", "--propagation", "private", sys.executable,
+                          "-c", PYTHON_GONE_THEN_KILLED], capture_output=True, text=True,
+                         timeout=60, check=False, env=env)
+    assert out.returncode == -signal.SIGKILL, out.stderr
+    pid, sem, shm, folder = out.stdout.split()
+    left = {f"/dev/shm/sem.{sem[1:]}": lambda: posix_ipc.unlink_semaphore(sem),
+            f"/dev/shm{shm}": lambda: posix_ipc.unlink_shared_memory(shm),
+            folder: lambda: shutil.rmtree(folder)}
+    try:
+        wait_until(lambda: not any(os.path.exists(p) for p in left), 30,
+                   lambda: f"the janitor left {[p for p in left if os.path.exists(p)]}")
+    finally:
+        for path, remove in left.items():
+            if os.path.exists(path):
+                remove()
+        with contextlib.suppress(psutil.Error):
+            psutil.Process(int(pid)).wait(timeout=30)
