@@ -210,13 +210,23 @@ def monkeypatch_module():
         yield mp
 
 
+def _points_lost(rows: dict) -> str:
+    """Each check the probe and the correct answer did not pass, with its message."""
+    lost = []
+    for who in ("probe", "correct"):
+        row = rows[who] if isinstance(rows[who], dict) else vars(rows[who])
+        lost += [f"{who}: {c['exercise']}: {c['check']}: {c['message']}"
+                 for c in row["checks"] if c["points"] < c["max_points"]]
+    return "\n".join(lost)
+
+
 def test_as_root_no_attack_from_inside_works(as_root):
     assert _probe_result(as_root[0]["probe"].notes) == ([], SANE)
 
 
 def test_as_root_a_contained_probe_is_still_graded_on_its_answers(as_root):
     rows = as_root[0]
-    assert rows["probe"].score == FULL and rows["correct"].score == FULL
+    assert rows["probe"].score == FULL and rows["correct"].score == FULL, _points_lost(rows)
     assert rows["correct"].status == "ok", rows["correct"].notes
 
 
@@ -438,4 +448,5 @@ def test_unprivileged_grader_states_its_isolation(as_user):
 def test_unprivileged_no_attack_from_inside_works(as_user):
     rows = as_user[0]
     assert _probe_result(rows["probe"]["notes"]) == ([], SANE)
-    assert rows["probe"]["score"] == FULL and rows["correct"]["score"] == FULL
+    assert rows["probe"]["score"] == FULL and rows["correct"]["score"] == FULL, \
+        _points_lost(rows)
