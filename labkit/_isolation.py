@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._platform import libc
+from .errors import SetupError
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
@@ -46,10 +47,6 @@ NOBODY = 65534
 WORK = "/submission"     # the private working folder (HOME), a tmpfs
 WRITABLE = frozenset({WORK, "/dev/shm", "/dev/mqueue", "/dev/pts"})
 DEVICES = ("null", "zero", "full", "random", "urandom")
-
-
-class SetupError(Exception):
-    """A sandbox setup step failed; the submission must not run."""
 
 
 def _call(what: str, result: int) -> None:

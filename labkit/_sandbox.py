@@ -58,6 +58,7 @@ from typing import Any
 from labkit import _isolation as iso
 from labkit._cells import OUTPUT_CAP, CellRunner, read_cells
 from labkit._platform import libc
+from labkit.errors import SetupError
 
 PR_SET_DUMPABLE = 4
 REPORT_CAP = 16 * 2**20  # bytes of report relayed from one sandbox
@@ -119,7 +120,7 @@ def _supervise() -> None:
         group = iso.Cgroup.create(config["memory"], config["processes"])
         limits = f"cgroup v{group.version}: {config['memory'] >> 20} MiB and " \
                  f"{config['processes']} processes for the whole submission"
-    except iso.SetupError as e:
+    except SetupError as e:
         group, limits = None, f"no cgroup ({e}): limits per process and a watchdog"
     lap(config, "cgroup")
 
@@ -163,7 +164,7 @@ def _run_first(config: dict, group: iso.Cgroup | None, deliver: Callable[[str], 
                 iso.map_ids(first)
                 if group:
                     group.add(first)
-            except (iso.SetupError, OSError) as e:
+            except (SetupError, OSError) as e:
                 deliver(json.dumps({"status": SETUP_FAILED, "notes": [
                     f"the sandbox could not be set up, so nothing was run: {e}"]}))
                 return
@@ -211,7 +212,7 @@ def _first(config: dict, supervisor: int, ready_w: int, go_r: int, result_w: int
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
         iso.die_with_parent(supervisor)  # a change of ids disarmed it
-    except (iso.SetupError, OSError) as e:
+    except (SetupError, OSError) as e:
         _fail(result_w, e)
     alive_r, alive_w = os.pipe()
     init = os.fork()
@@ -272,12 +273,12 @@ def _init(config: dict, alive_r: int, result_w: int) -> None:
             os._exit(1)  # the first process died before the parent-death signal was armed
         os.close(alive_r)
         if libc().sethostname(b"sandbox", 7) != 0:
-            raise iso.SetupError("sethostname failed")
+            raise SetupError("sethostname failed")
         iso.loopback_up()
         iso.build_root(config["binds"], ETC, config["work_size"], config["shm_size"])
         wrong = iso.unexpected_writable()
         if wrong:
-            raise iso.SetupError(f"refusing to run: writable beyond {iso.WORK}, /dev/shm and "
+            raise SetupError(f"refusing to run: writable beyond {iso.WORK}, /dev/shm and "
                                  f"/dev/mqueue: {', '.join(wrong)}")
         work = Path(iso.WORK)
         for name, data in config.pop("files").items():

@@ -52,14 +52,11 @@ from types import CodeType, ModuleType
 from typing import IO
 
 from labkit import _isolation as iso
+from labkit.errors import ZygoteError
 
 # The cell runner's imports, and the checks' (numpy: only with one BLAS thread, see _preload).
 PRELOAD = ("IPython.core.interactiveshell", "traitlets.config", "numpy")
 ONE_THREAD = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-class ZygoteError(Exception):
-    """The zygote could not start, or ended: no sandbox can be made through it."""
 
 
 def _single_threaded() -> bool:

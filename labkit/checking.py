@@ -29,7 +29,7 @@ from typing import Any
 
 from . import course
 from ._janitor import unlink_name
-from .errors import ChildError, LabError, LabTimeout
+from .errors import CheckFailed, CheckTimedOut, ChildError, LabError, LabTimeout, NotDone
 from .processes import Child, ChildResult, start
 from .session import (
     MQUEUE_DIR,
@@ -68,18 +68,6 @@ __all__ = [
 
 PASSED, FAILED, NOT_DONE, ERROR, NOT_RUN = "passed", "failed", "not done", "error", "not run"
 PROGRESS_AFTER = 2.0  # seconds a check() may take before it shows which check is running
-
-
-class CheckFailed(AssertionError):
-    """Raised by a check when the answer is wrong; the message tells the student why."""
-
-
-class CheckTimedOut(CheckFailed):
-    """The answer did not finish in time: the exercise's later checks are not run."""
-
-
-class NotDone(Exception):
-    """The answer still raises NotImplementedError: the exercise has not been attempted."""
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
-"""The exceptions labkit raises, named after the situation a student meets.
+"""Every exception labkit raises, in one place, named after the situation.
 
-Every error says what happened and what to do about it; an ``OSError`` from
-the kernel is kept as ``__cause__`` so the errno is still there for those who
-want it.
+First the errors a student meets (each a :class:`LabError`); then what a check
+says of an answer; then the instructor's tools' own, which never reach a
+student's code. Every error says what happened and what to do about it; an
+``OSError`` from the kernel is kept as ``__cause__`` so the errno is still
+there for those who want it.
 """
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from typing import Any
 
 __all__ = [
     "AccessDenied",
+    "CheckFailed",
+    "CheckTimedOut",
     "ChildError",
     "Deadlock",
     "LabError",
@@ -17,10 +21,16 @@ __all__ = [
     "ModelMismatch",
     "NoSpaceError",
     "NoSuchSegment",
+    "NotDone",
     "NotSupportedHere",
     "ScheduleError",
+    "SelfDeadlock",
+    "SetupError",
+    "SubmissionRefused",
+    "TooManyOrders",
     "TooManyStates",
     "Unguarded",
+    "ZygoteError",
 ]
 
 
@@ -80,6 +90,11 @@ class Deadlock(LabError, RuntimeError):
     """A lock was waited for too long: the workers holding locks wait for each other."""
 
 
+class SelfDeadlock(Deadlock):
+    """A worker asked for a lock it already held: it would wait for itself forever (a
+    release forgotten earlier, which explains the others' waits too)."""
+
+
 class Unguarded(LabError, RuntimeError):
     """Shared data was touched by a worker that did not hold the lock guarding it."""
 
@@ -94,3 +109,39 @@ class TooManyStates(LabError, ValueError):
 
 class ModelMismatch(LabError, RuntimeError):
     """A puzzle's real run did what its model says cannot happen (a bug in the puzzle)."""
+
+
+# --- What a check says of an answer (labkit.checking) --------------------------------------
+
+
+class CheckFailed(AssertionError):
+    """Raised by a check when the answer is wrong; the message tells the student why."""
+
+
+class CheckTimedOut(CheckFailed):
+    """The answer did not finish in time: the exercise's later checks are not run."""
+
+
+class NotDone(Exception):
+    """The answer still raises NotImplementedError: the exercise has not been attempted."""
+
+
+# --- Inside the instructor's tools, never raised into a student's code ---------------------
+
+
+class TooManyOrders(Exception):
+    """A puzzle's program has more possible outputs than ``puzzle_model.MAX_ORDERS`` (the
+    generator tries another)."""
+
+
+class SubmissionRefused(Exception):
+    """The grader's intake found something it does not read (a link, a special file, too
+    many bytes): the submission is refused with this note."""
+
+
+class SetupError(Exception):
+    """A sandbox setup step failed; the submission must not run."""
+
+
+class ZygoteError(Exception):
+    """The grader's zygote could not start, or ended: no sandbox can be made through it."""

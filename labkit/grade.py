@@ -38,11 +38,11 @@ from typing import Any
 import nbformat
 
 from . import _sandbox
-from ._zygote import Supervisor, Zygote, ZygoteError
+from ._zygote import Supervisor, Zygote
 from .checking import PASSED, exercises, load_course_hidden
 from .course import require_complete
 from .display import progress
-from .errors import LabError
+from .errors import LabError, SubmissionRefused, ZygoteError
 from .feedback import locate_errors
 from .gradebook import checks_version
 from .manual import written_answers
@@ -109,10 +109,6 @@ class Submission:
     email: str = ""
 
 
-class _Refused(Exception):
-    """Intake found something it does not read: the submission is refused with this note."""
-
-
 def _read(parent_fd: int, name: str, shown: str, budget: int) -> bytes:
     """A regular file's bytes, opened without following a symbolic link, within ``budget``."""
     try:
@@ -120,16 +116,16 @@ def _read(parent_fd: int, name: str, shown: str, budget: int) -> bytes:
                      dir_fd=parent_fd)
     except OSError as e:
         kind = "a symbolic link" if e.errno == errno.ELOOP else f"unreadable ({e.strerror})"
-        raise _Refused(f"{shown} is {kind}; submissions may hold only regular files and "
+        raise SubmissionRefused(f"{shown} is {kind}; submissions may hold only regular files and "
                        "folders") from e
     with os.fdopen(fd, "rb") as f:
         info = os.fstat(f.fileno())
         if not stat.S_ISREG(info.st_mode):
-            raise _Refused(f"{shown} is a special file; submissions may hold only regular "
+            raise SubmissionRefused(f"{shown} is a special file; submissions may hold only regular "
                            "files and folders")
         data = f.read(budget + 1)
     if len(data) > budget:
-        raise _Refused(f"the submission holds more than the {SUBMISSION_LIMIT >> 20} MiB "
+        raise SubmissionRefused(f"the submission holds more than the {SUBMISSION_LIMIT >> 20} MiB "
                        "allowed")
     return data
 
@@ -141,7 +137,7 @@ def _read_folder(parent_fd: int, name: str, shown: str, files: dict[str, bytes],
         fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
                      dir_fd=parent_fd)
     except OSError as e:
-        raise _Refused(f"{shown} is a symbolic link or unreadable; submissions may hold only "
+        raise SubmissionRefused(f"{shown} is a symbolic link or unreadable; submissions may hold only "
                        "regular files and folders") from e
     try:
         for entry in sorted(os.listdir(fd)):
@@ -167,7 +163,7 @@ def _intake(folder_fd: int, entry: str, lab: str) -> tuple[dict[str, bytes], str
             _read_folder(folder_fd, entry, entry, files)
         else:
             files[entry] = _read(folder_fd, entry, entry, SUBMISSION_LIMIT)
-    except _Refused as e:
+    except SubmissionRefused as e:
         return {}, "", str(e), "refused"
     notebooks = sorted(n for n in files if n.endswith(".ipynb"))
     preferred = [n for n in notebooks if Path(n).stem == lab] or notebooks

@@ -17,14 +17,11 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .errors import TooManyOrders
+
 __all__ = ["Graph", "Puzzle", "TooManyOrders", "same_answer", "untraced"]
 
 MAX_ORDERS = 3000     # a puzzle with more possible outputs than this is not a puzzle
-
-
-class TooManyOrders(Exception):
-    """The program has more possible outputs than :data:`MAX_ORDERS` (the generator tries
-    another)."""
 
 
 @dataclass(frozen=True)

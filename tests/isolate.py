@@ -95,7 +95,7 @@ def main(argv: list[str]) -> int:
     if not argv:
         print(__doc__, file=sys.stderr)
         return 2
-    from labkit._isolation import SetupError
+    from labkit.errors import SetupError
 
     try:
         isolate(keep)

@@ -99,3 +99,26 @@ def test_the_interrupt_tests_pass_when_the_suite_is_started_with_sigint_ignored(
                           "pytest", "-p", "no:xdist", "-q", test],
                          cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert ran.returncode == 0, ran.stdout[-2000:]
+
+
+def test_every_exception_labkit_defines_is_in_errors_py():
+    """One vocabulary: a class derived from an exception anywhere in labkit but errors.py is
+    an error that the docs, the notebooks and `except` clauses cannot find in one place."""
+    import ast
+    import builtins
+
+    from labkit import errors
+
+    exceptions = set(errors.__all__) | {name for name, value in vars(builtins).items()
+                                        if isinstance(value, type)
+                                        and issubclass(value, BaseException)}
+    elsewhere = []
+    for path in sorted((ROOT / "labkit").rglob("*.py")):
+        if path.name == "errors.py" and path.parent.name == "labkit":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            bases = {b.attr if isinstance(b, ast.Attribute) else getattr(b, "id", "")
+                     for b in getattr(node, "bases", [])}
+            if isinstance(node, ast.ClassDef) and bases & exceptions:
+                elsewhere.append(f"{path.relative_to(ROOT)}: {node.name}")
+    assert not elsewhere, "define these in labkit/errors.py: " + ", ".join(elsewhere)

@@ -34,7 +34,7 @@ import posix_ipc
 
 from .. import interleave, objects
 from ..checking import CheckFailed, Exercise, expect
-from ..errors import ChildError, Deadlock, LabTimeout, Unguarded
+from ..errors import ChildError, Deadlock, LabTimeout, SelfDeadlock, Unguarded
 from ..processes import run_workers, start
 from ..segment import Segment
 from ..sync import Delivery, Ring, deliver, item_code
@@ -460,11 +460,6 @@ class _Accounts:
         return f"<accounts {self._array.tolist()}>"
 
 
-class _Forgotten(Deadlock):
-    """A worker asked for a lock it still held: the release it forgot explains the waits of
-    the others too."""
-
-
 class _Lock:
     """A lock given to ``transfer``: a semaphore that notes what this worker does with it,
     and gives up after ``patience`` seconds instead of waiting forever."""
@@ -479,9 +474,9 @@ class _Lock:
 
     def acquire(self) -> bool:
         if self.index in self._held:
-            raise _Forgotten(f"a worker asked for lock {self.index} while it already held it: "
-                           "it was never released after an earlier move, and the worker would "
-                           "now wait for itself forever")
+            raise SelfDeadlock(f"a worker asked for lock {self.index} while it already held "
+                               "it: it was never released after an earlier move, and the "
+                               "worker would now wait for itself forever")
         try:
             self._sem.acquire(self._patience)
         except posix_ipc.BusyError:
@@ -519,7 +514,7 @@ def _mover(i: int, transfer: Any, accounts: Any, sems: list, plans: list, patien
     except (Deadlock, Unguarded) as e:
         return {"deadlock": str(e) if isinstance(e, Deadlock) else "",
                 "unguarded": str(e) if isinstance(e, Unguarded) else "",
-                "forgotten": isinstance(e, _Forgotten), "log": log, "held": list(held)}
+                "forgotten": isinstance(e, SelfDeadlock), "log": log, "held": list(held)}
     return {"deadlock": "", "unguarded": "", "forgotten": False, "log": log, "held": list(held)}
 
 
