@@ -1,16 +1,13 @@
 """Helpers for tests: a notebook's answer functions, the checks an answer fails, a
-single-producer ring buffer's producer and consumer, waiting for a condition with a
-deadline, stopping a server process, and this process's open descriptors."""
+single-producer ring buffer's producer and consumer, stopping a server process, and this
+process's open descriptors. (Waiting for another process: ``labkit.waiting.wait_until``.)"""
 from __future__ import annotations
 
 import functools
 import os
 import re
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import nbformat
 
@@ -20,7 +17,6 @@ ROOT = Path(__file__).resolve().parent.parent
 FORK_WARNING = re.compile(r"^.*DeprecationWarning: This process \(pid=\d+\) is multi-threaded, "
                           r"use of fork\(\) may lead to deadlocks in the child\.\n(  .*\n)*",
                           re.MULTILINE)
-T = TypeVar("T")
 
 
 def open_descriptors() -> dict[int, str]:
@@ -40,24 +36,6 @@ def open_descriptors() -> dict[int, str]:
         except OSError:
             continue
     return found
-
-
-def wait_until(condition: Callable[[], T], timeout: float, what: str) -> T:
-    """Poll ``condition`` until it returns something true, and return that; fail the test
-    with ``what`` if ``timeout`` seconds pass first. For waiting on another process's state
-    (a pid file, a child count): the deadline is generous, the wait ends as soon as it holds.
-
-    >>> wait_until(lambda: 42, timeout=1, what="the answer")
-    42
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        got = condition()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: still not so after {timeout:g} s")
-        time.sleep(0.01)  # between two looks at the condition; never a wait for a timing
 
 
 def load_answers(relative: str) -> dict:

@@ -5,8 +5,9 @@ import time
 
 import psutil
 import pytest
-from helpers import wait_until
 from jupyter_client.manager import start_new_kernel
+
+from labkit.waiting import wait_until
 
 
 class Kernel:
@@ -64,7 +65,7 @@ def test_interrupting_a_cell_that_waits_on_workers_leaves_the_kernel_clean(kerne
     cell = psutil.Process(kernel.km.provisioner.pid)
     wait_until(lambda: len([p for p in cell.children(recursive=True)
                             if p.name() != "labkit-janitor"]) >= 3,
-               timeout=30, what="the cell's three workers started")
+               timeout=30, message="the cell's three workers never started")
     kernel.km.interrupt_kernel()
     status, _, _, error = kernel.collect(msg_id)
     assert (status, error) == ("error", "KeyboardInterrupt")

@@ -14,11 +14,12 @@ import time
 
 import psutil
 import pytest
-from helpers import open_descriptors, read_bytes, wait_until
+from helpers import open_descriptors, read_bytes
 
 import labkit
 from labkit import ChildError, ExitStatus, LabTimeout, run, run_workers, start, start_workers
 from labkit.errors import LabError
+from labkit.waiting import wait_until
 
 
 def test_run_returns_the_value_from_another_process():
@@ -122,7 +123,7 @@ def test_timeout_kills_every_descendant_even_one_that_left_the_group():
     assert len(pids) == 4
     wait_until(lambda: not [p for p in pids if psutil.pid_exists(p)
                             and psutil.Process(p).status() != psutil.STATUS_ZOMBIE],
-               timeout=10, what="every descendant killed")
+               timeout=10, message="a descendant outlived the timeout")
 
 
 @pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf"), "5", True, None])
