@@ -146,8 +146,13 @@ CLIENT = JanitorClient()
 # --- the janitor process -------------------------------------------------------------
 
 
+def _no_queues(name: str) -> None:
+    """Where posix_ipc has no message queues (macOS) no queue was ever made: none to remove."""
+    raise FileNotFoundError(name)
+
+
 _UNLINKERS = {"shm": posix_ipc.unlink_shared_memory, "sem": posix_ipc.unlink_semaphore,
-              "mq": getattr(posix_ipc, "unlink_message_queue", None), "fifo": os.unlink,
+              "mq": getattr(posix_ipc, "unlink_message_queue", _no_queues), "fifo": os.unlink,
               "socket": os.unlink}
 
 
