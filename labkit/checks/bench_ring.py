@@ -24,6 +24,7 @@ from .bench import STALL, Board, in_shared_memory, watched
 # --- 07.ring --------------------------------------------------------------------------
 
 RING = Exercise("07.ring", "A zero-copy shared-memory ring that beats a pipe", timeout=120)
+_RUNS, _RUNS_BEHIND = 5, 15   # runs of the ring and of a pipe each; more while the ring is behind
 
 
 class _RingBoard(Board):
@@ -234,8 +235,13 @@ def _(answer):
             concept=_ZERO_COPY)
 def _(answer):
     count, size, slots = 32, 1 << 20, 4
-    ring, pipe = [], []
-    for _ in range(5):    # alternate, so a busy moment of the machine hits both
+    ring: list[float] = []
+    pipe: list[float] = []
+    # In turn, so that a busy moment of the machine hits both. A busy machine only ever slows
+    # a run down, so the fastest run of each is the nearest to what the two can do; and while
+    # the ring is behind, up to _RUNS_BEHIND runs each: an honest ring (twice a pipe's best
+    # when undisturbed) needs one run that load left alone, and a slow ring never gets ahead.
+    while len(ring) < _RUNS or (max(ring) <= max(pipe) and len(ring) < _RUNS_BEHIND):
         attempt, board = _ring(answer, count, size, slots, timeout=3 * checking.CALL_TIMEOUT)
         _delivered(attempt, board, count)
         ring.append(count * size / (board.t_last - board.t_first))
@@ -246,12 +252,10 @@ def _(answer):
         _ = reference.value  # raises if the reference failed
         pipe.append(count * size / (ref.t_last - ref.t_first))
         ref.close()
-    # The best of each: a busy machine only ever slows a run down, so the fastest run of
-    # each is the nearest to what the two can do (medians lost to load in a busy CI run).
     a, b = max(ring), max(pipe)
     medians = f"{statistics.median(ring) / 1e9:.2f} and {statistics.median(pipe) / 1e9:.2f}"
     expect(a > b, f"your ring moved at best {a / 1e9:.2f} GB/s, a pipe {b / 1e9:.2f} GB/s "
-                  f"(the best of 5 runs each, taken in turn; medians {medians} GB/s)")
+                  f"(the best of {len(ring)} runs each, taken in turn; medians {medians} GB/s)")
 
 
 @RING.check("the segment, the semaphores and the child are gone afterwards",
