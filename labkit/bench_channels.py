@@ -524,7 +524,6 @@ CHANNELS: dict[str, type[Channel]] = {c.mechanism: c for c in (
     _MPPipeChannel, _ShmChannel, _SpliceChannel, _VmspliceChannel)}
 
 
-
 def message_bytes(size: int, seed: int = 7) -> memoryview:
     """``size`` bytes of varied data (not the zero page, which would make copies look free)."""
     import numpy as np

@@ -54,7 +54,6 @@ MAX_SIZE = 16 << 20
 MAX_LATENCY_SIZE = 4096
 
 
-
 def checked_mechanisms(mechanisms: Any) -> list[str]:
     """The mechanisms asked for, as a list, or a ValueError saying which names exist.
 
@@ -113,7 +112,6 @@ def _get(fd: int) -> Any:
 def _switches() -> int:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_nvcsw + ru.ru_nivcsw
-
 
 
 def _worker(i: int, fds: dict[str, int], channel: Channel, cpus: tuple, max_size: int,

@@ -13,7 +13,6 @@ from .interleave_model import Outcomes
 __all__ = ["plot_model_vs_real", "plot_outcomes"]
 
 
-
 def _share(n: int, total: int) -> str:
     share = n / total if total else 0.0
     return f"{share:.0%}" if share >= 0.01 or share == 0 else f"{share:.2%}"

@@ -18,6 +18,7 @@ from .waiting import wait_until
 
 __all__ = ["SocketServer", "socket_server"]
 
+
 @dataclass
 class SocketServer:
     """A running :func:`socket_server`: where to reach it, and what it has seen.

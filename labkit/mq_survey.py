@@ -481,8 +481,6 @@ def _probe_file(path: Path) -> MechanismFacts:
         (_reads(first), f"reading at the end returned {at_end!r} in {took * 1e6:.0f} µs"))
 
 
-
-
 def _reach_from_stranger(fifo: Path, mq_name: str, shm_name: str,
                          tmp: Path) -> dict[str, str]:
     """Which named objects a brand-new, unrelated process can open."""

@@ -441,7 +441,6 @@ def acquire(sem: posix_ipc.Semaphore, timeout: float) -> None:
         raise posix_ipc.BusyError("Semaphore is busy")
 
 
-
 # --- what is left on the machine -----------------------------------------------------
 
 

@@ -661,8 +661,6 @@ def _fifo_path(path: Any) -> str:
     return text
 
 
-
-
 @dataclass
 class FifoServer:
     """A running :func:`fifo_server`: its request FIFO, and (once stopped) what it did."""

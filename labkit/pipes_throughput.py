@@ -34,6 +34,7 @@ __all__ = ["MAX_TRANSFER", "MAX_WRITES", "Throughput", "dd_pair", "plot_pipe_thr
 MAX_TRANSFER = 256 << 20      # most bytes one experiment may move through a pipe
 MAX_WRITES = 20_000           # most writes of one throughput run (keeps tiny sizes quick)
 
+
 def quartiles(values: Sequence[float], what: str) -> tuple[float, float, float]:
     """(first quartile, median, third quartile) of repeated measurements of ``what``.
 

@@ -58,7 +58,6 @@ __all__ = [
 ]
 
 
-
 # --- what is in /dev/shm -------------------------------------------------------------
 
 
@@ -254,8 +253,6 @@ class Mappings:
     @property
     def same_address(self) -> bool:
         return len({p.address for p in self.processes}) == 1
-
-
 
 
 def two_mappings(seg: Segment, nbytes: int = 16) -> Mappings:

@@ -105,6 +105,7 @@ def witness(label: str, signals: Iterable[str] = _WATCHED) -> None:
     if os.getpid() == _KERNEL_PID:
         raise LabError("witness() changes signal handlers: call it in a process started on a "
                        "Terminal (term.start(...)), not in the notebook's kernel")
+
     def record(signum: int, _frame: Any) -> None:
         _stamp_and_default(signum, label)
 

@@ -58,7 +58,6 @@ def _definitions(relative: str) -> tuple:
     return tuple(definitions(nbformat.read(ROOT / relative, as_version=4).cells))
 
 
-
 def public_points(lesson: str) -> int:
     """What a lesson's checks are worth in the course config in use, hidden checks left out,
     so tests that grade a full solution need not be edited when an exercise is added.
@@ -69,6 +68,7 @@ def public_points(lesson: str) -> int:
     from labkit.course import catalogue
 
     return int(sum(line.points for line in catalogue(lesson) if line.kind == "auto"))
+
 
 def read_bytes(fd: int, count: int) -> bytes:
     """Read from ``fd`` until ``count`` bytes came or every writer closed it (then fewer):

@@ -365,6 +365,7 @@ def test_when_the_kernel_dies_its_children_and_objects_go_too():
     kernel.kill()
     kernel.wait()
     deadline = time.monotonic() + 10
+
     def gone(pid):
         return (not psutil.pid_exists(int(pid))
                 or psutil.Process(int(pid)).status() == psutil.STATUS_ZOMBIE)
@@ -447,8 +448,6 @@ def test_a_flood_of_output_is_capped_not_kept(capsys):
     shown = capsys.readouterr().out
     assert len(r.stdout) < MAX_OUTPUT + 1000 and "more bytes were dropped" in r.stdout
     assert len(shown) < MAX_OUTPUT + 1000 and "output beyond 1 MiB is dropped" in shown
-
-
 
 
 def test_a_grandchild_cannot_reach_its_parents_result_pipe():

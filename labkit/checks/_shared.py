@@ -307,7 +307,6 @@ def guarded_call(fn: Any, *args: Any, **kwargs: Any) -> Attempt:
                 unlink_name("shm", "/" + entry)
 
 
-
 # --- what the answer is, and what it printed ------------------------------------------------
 
 
@@ -371,7 +370,6 @@ def pair(answer: Any, first: str, second: str) -> tuple[Any, Any]:
            f"pass both functions as a pair: labkit.check(..., ({first}, {second})), "
            f"got {answer!r}")
     return answer
-
 
 
 # --- the watched counter: what was stored, and what was left -----------------------------------

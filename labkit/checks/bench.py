@@ -67,8 +67,6 @@ class Board:
         self._mm.close()
 
 
-
-
 def _mask(cpus: set[int]) -> int:
     return sum(1 << c for c in cpus)
 

@@ -771,6 +771,7 @@ def _(answer):
 
 PUZZLE = Exercise("01.signal_puzzle", "Choose the signals: make the gatekeeper print this")
 
+
 @PUZZLE.check("the gatekeeper prints exactly the target and exits with code 0",
               hint="Signals sent while the gate is closed wait, merge, and come out in "
                    "signal-number order (SIGHUP 1, SIGUSR1 10, SIGUSR2 12) the moment it opens, "

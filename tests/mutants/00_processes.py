@@ -65,6 +65,7 @@ def count_in_child(text):
     return pid
 '''
 
+
 MUTANTS = [
     # --- 00.exit_code --------------------------------------------------------------------
     Mutant("00.exit_code", "runs_fn_in_the_parent", '''

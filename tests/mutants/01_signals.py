@@ -151,6 +151,7 @@ def exit_codes(commands):
     return [{result} for p in running]
 '''
 
+
 MUTANTS = [
     # --- 01.count_usr1 -------------------------------------------------------------------
     Mutant("01.count_usr1", "no_sigterm_handler",

@@ -125,7 +125,6 @@ def _ask(check=_LIMIT, send="os.write(fd, request)", read="reply.read().decode()
     return _ASK.format(check=check, send=send, read=read)
 
 
-
 # --- 02.fix_gather: children write lines into one pipe, the parent collects -------------
 
 _GATHER = """
@@ -227,6 +226,7 @@ def _primes(child_closes: str = "(w, *not_for_child)", eager: str = "None, None"
     """The solution's sieve with one of its parts replaced."""
     return _PRIMES.format(child_closes=child_closes, eager=eager, stage_wait=stage_wait,
                           first_not_for_child=first_not_for_child, main_close=main_close)
+
 
 MUTANTS = [
     # --- 02.converse

@@ -101,6 +101,7 @@ def _turns(theirs: str = "0", mapping: str = "mmap.mmap(-1, 8 * rounds)", post: 
             .replace("POST", post).replace("REAP", reap).replace("UNLINK", unlink)
             .replace("MAKE", make).replace("CLOSE", close))
 
+
 MUTANTS = [
     # --- 05.locked_counter
     Mutant("05.locked_counter", "locks_only_the_read", _counter('''        for _ in range(n):

@@ -180,7 +180,6 @@ _gather = _maker('06.gather', _GATHER, 'gather(fn, items, workers)',
                  '_gather(fn, items, workers')
 
 
-
 # all_squares (06.squares, a debugging exercise) with one mistake; order="join, get" is the
 # program the exercise gives
 _SQUARES = '''

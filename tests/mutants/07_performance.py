@@ -159,7 +159,6 @@ _ring = _maker('07.ring', _RING, 'ring_transfer(count, size, slots, produce, con
                '_ring(count, size, slots, produce, consume')
 
 
-
 # pipe_blocks (07.pipe_blocks, a debugging exercise) with one mistake; read="one read" is the
 # program the exercise gives
 _PIPE_BLOCKS = '''
