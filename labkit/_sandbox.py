@@ -279,7 +279,7 @@ def _init(config: dict, alive_r: int, result_w: int) -> None:
         wrong = iso.unexpected_writable()
         if wrong:
             raise SetupError(f"refusing to run: writable beyond {iso.WORK}, /dev/shm and "
-                                 f"/dev/mqueue: {', '.join(wrong)}")
+                             f"/dev/mqueue: {', '.join(wrong)}")
         work = Path(iso.WORK)
         for name, data in config.pop("files").items():
             target = work / name

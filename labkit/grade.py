@@ -116,17 +116,17 @@ def _read(parent_fd: int, name: str, shown: str, budget: int) -> bytes:
                      dir_fd=parent_fd)
     except OSError as e:
         kind = "a symbolic link" if e.errno == errno.ELOOP else f"unreadable ({e.strerror})"
-        raise SubmissionRefused(f"{shown} is {kind}; submissions may hold only regular files and "
-                       "folders") from e
+        raise SubmissionRefused(f"{shown} is {kind}; submissions may hold only regular files "
+                                "and folders") from e
     with os.fdopen(fd, "rb") as f:
         info = os.fstat(f.fileno())
         if not stat.S_ISREG(info.st_mode):
-            raise SubmissionRefused(f"{shown} is a special file; submissions may hold only regular "
-                           "files and folders")
+            raise SubmissionRefused(f"{shown} is a special file; submissions may hold only "
+                                    "regular files and folders")
         data = f.read(budget + 1)
     if len(data) > budget:
-        raise SubmissionRefused(f"the submission holds more than the {SUBMISSION_LIMIT >> 20} MiB "
-                       "allowed")
+        raise SubmissionRefused(f"the submission holds more than the {SUBMISSION_LIMIT >> 20} "
+                                "MiB allowed")
     return data
 
 
@@ -137,8 +137,8 @@ def _read_folder(parent_fd: int, name: str, shown: str, files: dict[str, bytes],
         fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
                      dir_fd=parent_fd)
     except OSError as e:
-        raise SubmissionRefused(f"{shown} is a symbolic link or unreadable; submissions may hold only "
-                       "regular files and folders") from e
+        raise SubmissionRefused(f"{shown} is a symbolic link or unreadable; submissions may "
+                                "hold only regular files and folders") from e
     try:
         for entry in sorted(os.listdir(fd)):
             path = f"{prefix}{entry}"
