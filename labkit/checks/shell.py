@@ -247,6 +247,13 @@ class _Run:
                 f"{STEP_SECONDS:g} s after `{self.step}`.")
         raise CheckFailed(f"{self._title()}:{late}{self.diagnosis()}{self._shown()}")
 
+    def _echoed(self, start: int, text: str) -> None:
+        # Read the echo of a typed line before going on: a Ctrl-C or Ctrl-Z pressed next
+        # flushes the terminal's queues (isig), and an echo still queued would be lost. A
+        # shell that never lets it be echoed is shown by the transcript's diff.
+        with contextlib.suppress(LabTimeout):
+            self.term.read_until(re.escape(text) + r"\r?\n", timeout=STEP_SECONDS, since=start)
+
     def _title(self) -> str:
         return f"trace {self.trace.name} ({self.trace.title})"
 
@@ -351,6 +358,7 @@ class _Run:
             start = len(self.term.output)
             if kind in ("$", ">"):
                 self.term.type(text + "\n")
+                self._echoed(start, text)
                 if kind == "$":
                     self._prompted(start, typed=True)
             elif kind in ("!", "!-"):
